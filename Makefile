@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make audit` and `make test`.
+# Both create .venv and install pinned versions; torch is pinned to the CPU build on local disk.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+SCALE  ?= default
+OUT    ?= runs/audit
+EXECUTOR ?= process
+
+.PHONY: install install-dev audit test test-fast lint bench check clean
+
+$(VENV)/.installed: requirements/base.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements/base.lock
+	$(PIP) install --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.lock
+	$(PIP) install -r requirements/dev.lock
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+audit: install
+	$(VENV)/bin/bnlab audit --scale $(SCALE) --out $(OUT) --executor $(EXECUTOR)
+
+check: install
+	$(VENV)/bin/bnlab check
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests bench
+
+bench: install-dev
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+"""Probes measure; they never leave state behind (see `bnlab.probes.state`)."""
+
+from bnlab.probes.state import bn_mode, is_batchnorm, preserved_state
+
+__all__ = ["bn_mode", "is_batchnorm", "preserved_state"]
