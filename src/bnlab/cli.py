@@ -39,19 +39,141 @@ def fail(message: str) -> None:
 # Commands are added below by area: check, train, audit, report, landscape, hessian, sweep.
 
 
+# --- check (verification table of C01, C08, C09; engine in bnlab.checks) -----------------------------------
+@app.command()
+def check(seed: int = typer.Option(0, help="seed of the random inputs the checks use")) -> None:
+    """Verify BN's mechanics, Jacobian and scale invariance against references; exit 1 if any check fails."""
+    from bnlab.checks import format_table, run_checks
+
+    rows = run_checks(seed)
+    typer.echo(format_table(rows))
+    if any(r.status == "fail" for r in rows):
+        raise typer.Exit(1)
+
+
+# --- train (one training run; engine in bnlab.train) -------------------------------------------------------
+@app.command()
+def train(
+    model: str = typer.Option("mlp", help="mlp | vgg | dln | deep_mlp"),
+    norm: str = typer.Option("none", help="bn | torch_bn | none | noisy_bn | noise | l1 | l2 | linf | layer | group"),
+    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | cifar10 | synthetic | dln_regression"),
+    data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10: cifar-10-batches-py)"),
+    lr: float = typer.Option(0.1, help="learning rate (> 0)"),
+    steps: int = typer.Option(1000, help="optimizer steps (> 0)"),
+    batch_size: int = typer.Option(60, "--batch-size", help="examples per step (> 0; > 1 with BN)"),
+    optimizer: str = typer.Option("sgd", help="sgd | adam"),
+    momentum: float = typer.Option(0.0, help="SGD momentum in [0, 1)"),
+    weight_decay: float = typer.Option(0.0, "--weight-decay", help="L2 weight decay (>= 0)"),
+    init_scale: float = typer.Option(1.0, "--init-scale", help="multiplier on the Glorot init (> 0)"),
+    seed: int = typer.Option(0, help="seed of init, data order, dropout and noise"),
+    eval_every: int = typer.Option(100, "--eval-every", help="evaluate every k steps (0: start and end)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    out: str = typer.Option(None, help="run folder: config.json, checkpoint.pt, metrics.jsonl, result.json"),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="continue the run in --out from its checkpoint (--no-resume: refuse)"),
+    model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE, e.g. config=narrow"),
+    norm_opt: list[str] = typer.Option(None, "--norm-opt", help="norm option KEY=VALUE, e.g. affine=false"),
+    dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help="data option KEY=VALUE, e.g. train_size=1000"),
+    tracker: list[str] = typer.Option(None, "--tracker", help="jsonl (default) | tensorboard | wandb; repeatable"),
+) -> None:
+    """Train one network and print a short summary; a diverged run is a result (exit 0)."""
+    from bnlab.config import from_mapping
+    from bnlab.data import DATASETS
+    from bnlab.models import MODELS
+    from bnlab.train import TrainConfig
+    from bnlab.train import train as run_training
+    from bnlab.train.options import parse_key_values
+
+    if model not in MODELS:
+        raise BnlabError(f"unknown model '{model}' (choose from {', '.join(MODELS)})")
+    if dataset not in DATASETS:
+        raise BnlabError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
+    config = from_mapping(TrainConfig, {
+        "model": model, "norm": norm, "dataset": dataset, "data_dir": data_dir, "lr": lr, "steps": steps,
+        "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay,
+        "init_scale": init_scale, "seed": seed, "eval_every": eval_every, "device": device,
+        "model_kwargs": parse_key_values(model_opt, "--model-opt"),
+        "norm_kwargs": parse_key_values(norm_opt, "--norm-opt"),
+        "dataset_kwargs": parse_key_values(dataset_opt, "--dataset-opt"),
+        "trackers": tuple(tracker) if tracker else ("jsonl",),
+    })
+    result = run_training(config, out_dir=out, resume=resume)
+    typer.echo(result.summary())
+
+
+# --- audit, report (claims audit and its report) -----------------------------------------------------------
+@app.command()
+def audit(
+    scale: str = typer.Option("default", help="smoke (≤ 60 s) | default (≤ 15 min on a laptop CPU) | paper (GPU)"),
+    out: str = typer.Option("runs/audit", help="output folder: results.json, report.html, report.md, trials/"),
+    seeds: int = typer.Option(None, help="seeds per setting (default: smoke 2, default 3, paper 5)"),
+    claims: str = typer.Option(None, help="comma-separated claim ids to run, e.g. C07,C13 (default: all)"),
+    executor: str = typer.Option("local", help="local | process | ray"),
+    workers: int = typer.Option(None, help="parallel trials (process/ray; default: all cores)"),
+    address: str = typer.Option(None, help="Ray cluster address (ray executor only), e.g. auto"),
+    data_dir: str = typer.Option(None, "--data-dir", help="folder with local data sets (e.g. CIFAR-10)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per finished trial"),
+) -> None:
+    """Run the claims audit: a measured verdict for every claim C01–C14, and one self-contained HTML report."""
+    from bnlab.experiments.audit import run_audit
+    from bnlab.report.terminal import verdict_table
+
+    result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
+                       log=None if quiet else typer.echo)
+    typer.echo("")
+    typer.echo(verdict_table(result.results))
+    typer.echo(f"\nreport: {result.report_html}")
+
+
+@app.command()
+def report(out: str = typer.Argument(..., help="an audit folder holding results.json")) -> None:
+    """Re-render report.html, report.md and the figures of an audit folder from its results.json alone."""
+    from bnlab.report.build import write_report
+
+    files = write_report(out)
+    for error in files.figure_errors:
+        typer.echo(f"figure not drawn: {error}", err=True)
+    typer.echo(f"report: {files.html}")
+
+
+# --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
+@app.command()
+def sweep(
+    path: str = typer.Argument(..., help="a sweep file (TOML), e.g. sweeps/c07_learning_rate.toml"),
+    executor: str = typer.Option("process", help="local | process | ray"),
+    address: str = typer.Option(None, help="Ray cluster address, e.g. auto (ray only; default: a private local Ray)"),
+    out: str = typer.Option(None, help="sweep folder (default: runs/sweeps/<name>); reruns resume it"),
+    workers: int = typer.Option(None, help="parallel trials (process/ray; default: all cores)"),
+    retries: int = typer.Option(1, help="extra attempts of a failing trial before it is recorded as failed"),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs each Ray task reserves (ray only)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per finished trial"),
+) -> None:
+    """Run a sweep file: a base training config x axes x seeds, one trial each, results table at the end."""
+    from bnlab.sweeps.run import ProgressPrinter, format_table, run_sweep
+    from bnlab.sweeps.spec import load_sweep
+
+    spec = load_sweep(path)
+    printer = ProgressPrinter(header=f"sweep {spec.name}: {len(spec)} trials, executor {executor}")
+    result = run_sweep(spec, out=out, executor=executor, workers=workers, address=address, retries=retries,
+                       gpus_per_trial=gpus_per_trial, progress=None if quiet else printer)
+    typer.echo(format_table(spec, result.rows))
+    typer.echo(f"\nresults: {result.out / 'results.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the typer app with one-line errors and exit 2 for bad input."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="bnlab")
+        # non-standalone typer *returns* the code of a typer.Exit (and 130 for a Ctrl-C it caught)
+        code = app(args=argv, standalone_mode=False, prog_name="bnlab")
     except click_exceptions.NoArgsIsHelpError:
         return 0
     except click_exceptions.UsageError as exc:  # unknown command / option, bad option value
         typer.echo(f"error: {exc.format_message()}", err=True)
         return 2
-    except click_exceptions.Abort:
+    except typer.Abort:  # typer >= 0.25 has no Abort/Exit in typer._click.exceptions; typer.* works everywhere
         typer.echo("error: interrupted", err=True)
         return 130
-    except click_exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
     except BnlabError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -59,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("error: interrupted; rerun the same command to resume", err=True)
         return 130
-    return 0
+    if code == 130:
+        typer.echo("error: interrupted; rerun the same command to resume", err=True)
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,417 @@
+"""The claims audit: plan every claim's trials, run them once through a sweep executor, summarise, report.
+
+    run_audit(scale, seeds, claims, out, executor) -> AuditResult
+
+1. **Validate** every input (scale, seeds, claim ids, executor, output folder, data folder) before touching the
+   output folder: bad input raises `BnlabError` and nothing is written.
+2. **Plan**: each claim's experiment module (`registry.load_experiment`) turns (scale, seeds) into a `Plan`. A claim
+   without a module is `not_measured` — never a guess; one whose module fails to import or to plan is recorded as
+   `inconclusive` with the error in its caveats, and the others go on.
+3. **Run**: the trials of all claims, deduplicated by `Trial.key()` (two claims may share a trial), go through
+   `bnlab.sweeps.get_executor(executor)` into the trial store ``OUT/trials/`` (one atomic JSON file per trial).
+   Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes where it stopped.
+4. **Summarise**: each claim's `summarize(plan, results)` gives its verdict by the rule written in its module. A
+   claim with a failed trial, or whose `summarize` raises, is `inconclusive` with the errors in its caveats.
+5. **Write** ``OUT/results.json`` atomically, then the report (figures/, report.html, report.md).
+
+Determinism: everything under ``"claims"`` in results.json is a function of the code, the scale and the seeds
+only — no timestamps, durations, paths or cache state (those live at the top level) — so two runs with the same
+seeds give bit-identical claims.
+
+Side effects: creates OUT, OUT/trials/ and the report files; sets ``BNLAB_DATA_DIR`` for the duration of the run
+when a data folder is given (trial workers inherit it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bnlab.errors import BnlabError
+from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan, Trial
+from bnlab.experiments.claims import CLAIMS
+from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
+
+DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "default": 3, "paper": 5}
+RESULTS_FILE = "results.json"
+TRIALS_DIR = "trials"
+MAX_ERRORS_SHOWN = 5
+
+Log = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+def parse_claims(claims: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Claim ids from "C07,C13" (or a list); case-insensitive, "7" means C07; all claims when None or empty."""
+    if claims is None:
+        return CLAIM_IDS
+    items = claims.split(",") if isinstance(claims, str) else list(claims)
+    chosen: list[str] = []
+    for item in items:
+        text = str(item).strip().upper()
+        if not text:
+            continue
+        if text.isdigit():
+            text = f"C{int(text):02d}"
+        if text not in CLAIM_IDS:
+            raise BnlabError(f"unknown claim id {str(item).strip()!r} (known: C01..C14)")
+        if text not in chosen:
+            chosen.append(text)
+    if not chosen:
+        raise BnlabError("--claims names no claim (e.g. --claims C07,C13)")
+    return tuple(c for c in CLAIM_IDS if c in chosen)
+
+
+def check_out_folder(out: str | os.PathLike) -> Path:
+    """The output folder as a Path, if it can be used: not a file, not below a file, writable (checked without
+    creating anything)."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise BnlabError(f"output path {str(path)!r} is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise BnlabError(f"output path {str(path)!r} is inside {str(probe)!r}, which is a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise BnlabError(f"output path {str(path)!r} is not writable ({str(probe)!r} is read-only)")
+    return path
+
+
+def prepare_out_folder(path: Path) -> None:
+    """Create the output folder and prove it is writable (a root user passes os.access everywhere)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise BnlabError(f"output folder {str(path)!r} is not writable: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """A validated audit request (see `validate_request`)."""
+
+    scale: str
+    seeds: int
+    claims: tuple[str, ...]
+    out: Path
+    executor: str
+    workers: int | None = None
+    address: str | None = None
+    data_dir: Path | None = None
+
+
+def validate_request(scale: str = "default", seeds: int | None = None,
+                     claims: str | Sequence[str] | None = None, out: str | os.PathLike = "runs/audit",
+                     executor: str = "local", workers: int | None = None, address: str | None = None,
+                     data_dir: str | os.PathLike | None = None) -> AuditRequest:
+    """Check every input of an audit, touching nothing; BnlabError naming the first problem."""
+    if scale not in SCALES:
+        raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
+    if seeds is None:
+        seeds = DEFAULT_SEEDS[scale]
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise BnlabError(f"seeds must be an integer >= 1, got {seeds!r}")
+    chosen = parse_claims(claims)
+    from bnlab.sweeps.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise BnlabError(f"workers must be an integer >= 1, got {workers!r}")
+    if address is not None and executor != "ray":
+        raise BnlabError(f"--address is for the ray executor, not {executor!r}")
+    data = None
+    if data_dir is not None:
+        data = Path(data_dir).expanduser()
+        if not data.is_dir():
+            raise BnlabError(f"data folder {str(data)!r} does not exist or is not a folder")
+    return AuditRequest(scale, seeds, chosen, check_out_folder(out), executor, workers, address, data)
+
+
+# ------------------------------------------------------------------------------------------------ claim state
+
+
+@dataclass
+class _Claim:
+    """Book-keeping of one claim during the audit."""
+
+    id: str
+    module: Any = None
+    plan: Plan | None = None
+    entry: dict[str, Any] | None = None  # set once the claim's result is final
+    failure: str | None = None
+
+
+@dataclass
+class AuditResult:
+    """What `run_audit` produced: the results (as written to results.json) and where the files are."""
+
+    results: dict[str, Any]
+    out: Path
+    results_path: Path
+    report_html: Path
+    report_md: Path
+    figure_errors: tuple[str, ...] = ()
+    trial_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip: tuples -> lists, numpy/torch scalars -> Python; TypeError if something is not data."""
+
+    def default(v: Any) -> Any:
+        if hasattr(v, "tolist"):
+            return v.tolist()
+        if hasattr(v, "item"):
+            return v.item()
+        raise TypeError(f"not plain data: {type(v).__name__}")
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def _describe(exc: BaseException) -> str:
+    from bnlab.sweeps.executors.base import describe_error
+
+    return describe_error(exc)
+
+
+def _about(claim_id: str) -> dict[str, Any]:
+    info = CLAIMS[claim_id].to_dict()
+    return {k: info[k] for k in ("statement", "how_tested", "reference", "references")}
+
+
+def _entry(claim_id: str, verdict: str, summary: str, *, rule: str = "", caveats: Sequence[str] = (),
+           config_hash: str | None = None, n_trials: int = 0) -> dict[str, Any]:
+    """A claim entry that did not come from summarize(): not measured, or failed."""
+    return {
+        "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": verdict, "rule": rule, "summary": summary,
+        "method": "", "key_number": None, "metrics": {}, "figures": [], "caveats": list(caveats),
+        "config_hash": config_hash, "n_trials": n_trials, "about": _about(claim_id),
+    }
+
+
+def _failed(claim_id: str, what: str, error: str, **kw: Any) -> dict[str, Any]:
+    return _entry(claim_id, "inconclusive", f"The experiment could not decide: {what}.",
+                  caveats=[f"{what}: {error}"], **kw)
+
+
+def _check_plan(claim_id: str, plan: Any) -> Plan:
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plan() returned {type(plan).__name__}, expected experiments.base.Plan")
+    if plan.claim != claim_id:
+        raise ValueError(f"plan() is for claim {plan.claim!r}, expected {claim_id!r}")
+    names = set()
+    for t in plan.trials:
+        if not isinstance(t, Trial):
+            raise TypeError(f"plan() holds a {type(t).__name__}, expected experiments.base.Trial")
+        if t.name in names:
+            raise ValueError(f"two trials named {t.name!r}")
+        names.add(t.name)
+    return plan
+
+
+def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any]:
+    """results.json's entry for a summarised claim (plain data; figures get the file name they are drawn to)."""
+    from bnlab.report.figures import figure_filename
+
+    if not isinstance(result, ClaimResult):
+        raise TypeError(f"summarize() returned {type(result).__name__}, expected experiments.base.ClaimResult")
+    if result.id != claim_id:
+        raise ValueError(f"summarize() returned claim {result.id!r}, expected {claim_id!r}")
+    if result.verdict not in VERDICTS:
+        raise ValueError(f"summarize() returned verdict {result.verdict!r}")
+    figures, files = [], set()
+    for index, fig in enumerate(result.figures):
+        spec = {"id": fig.id, "kind": fig.kind, "title": fig.title, "caption": fig.caption, "data": fig.data}
+        file = figure_filename(claim_id, spec)
+        if file in files:
+            file = figure_filename(claim_id, spec, index)
+        files.add(file)
+        figures.append({**spec, "file": file})
+    key = dataclasses.asdict(result.key_number) if result.key_number is not None else None
+    return _plain({
+        "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": result.verdict, "rule": result.rule,
+        "summary": result.summary, "method": result.method, "key_number": key, "metrics": result.metrics,
+        "figures": figures, "caveats": list(result.caveats), "config_hash": plan.key(),
+        "n_trials": len(plan.trials), "about": _about(claim_id),
+    })
+
+
+# ------------------------------------------------------------------------------------------------ environment
+
+
+def versions() -> dict[str, str]:
+    import matplotlib
+    import numpy
+    import torch
+
+    import bnlab
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "matplotlib": matplotlib.__version__, "bnlab": bnlab.__version__, "platform": platform.platform()}
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(HEAD commit, has uncommitted changes) of the checkout bnlab runs from; (None, None) outside git."""
+    import bnlab
+
+    where = Path(bnlab.__file__).resolve().parent
+    try:
+        tracked = subprocess.run(["git", "-C", str(where), "ls-files", "--error-unmatch", "__init__.py"],
+                                 capture_output=True, text=True, timeout=10)
+        if tracked.returncode != 0:
+            return None, None
+        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    commit = head.stdout.strip() if head.returncode == 0 else None
+    return commit or None, (bool(dirty.stdout.strip()) if dirty.returncode == 0 else None)
+
+
+# ------------------------------------------------------------------------------------------------ the audit
+
+
+def _progress_printer(log: Log | None, cached: set[str]) -> Callable[[Any], None] | None:
+    if log is None:
+        return None
+
+    def progress(event: Any) -> None:
+        width = len(str(event.total))
+        record = event.record
+        if event.trial.key() in cached:
+            status = "cached"
+        elif record["status"] == "ok":
+            status = f"ok {record['duration_s']:.1f}s"
+        else:
+            status = f"FAILED after {record['attempts']} attempt(s): {record['error']}"
+        log(f"[{event.done:>{width}}/{event.total}] {event.trial.claim} {event.trial.name}  {status}")
+
+    return progress
+
+
+def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Sequence[str] | None = None,
+              out: str | os.PathLike = "runs/audit", executor: str = "local", *, workers: int | None = None,
+              address: str | None = None, data_dir: str | os.PathLike | None = None, retries: int = 1,
+              log: Log | None = print) -> AuditResult:
+    """Run the claims audit and write OUT/results.json and the report; see the module docstring.
+
+    log: called with one line per event (start, each finished trial, figure errors); None for silence.
+    A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
+    """
+    request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir)
+    from bnlab.sweeps import TrialStore, get_executor
+
+    runner = get_executor(request.executor, workers=request.workers, address=request.address, retries=retries)
+    prepare_out_folder(request.out)
+    start = time.perf_counter()
+    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+    states = [_Claim(cid) for cid in CLAIM_IDS]
+    for st in states:
+        if st.id not in request.claims:
+            st.entry = _entry(st.id, "not_measured", "Not run in this audit: it was not among the claims "
+                              f"selected ({', '.join(request.claims)}).")
+            continue
+        try:
+            st.module = load_experiment(st.id)
+        except Exception as exc:  # noqa: BLE001 - a broken module is reported, the others go on
+            st.entry = _failed(st.id, "the experiment module failed to import", _describe(exc))
+            continue
+        if st.module is None:
+            st.entry = _entry(st.id, "not_measured", "No experiment for this claim exists yet, so bnlab gives no "
+                              f"verdict (its module {CLAIM_MODULES[st.id]} is not written).")
+            continue
+        try:
+            st.plan = _check_plan(st.id, st.module.plan(request.scale, request.seeds))
+        except Exception as exc:  # noqa: BLE001
+            st.entry = _failed(st.id, "plan() failed", _describe(exc))
+
+    trials = [t for st in states if st.plan is not None for t in st.plan.trials]
+    store = TrialStore(request.out / TRIALS_DIR)
+    unique = {t.key(): t for t in trials}
+    cached = {k for k in unique if store.done(k)}
+    if log is not None:
+        log(f"bnlab audit: {len(request.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
+            f"scale {request.scale}, {request.seeds} seed(s), executor {request.executor} -> {request.out}")
+    previous_data_dir = os.environ.get("BNLAB_DATA_DIR")
+    if request.data_dir is not None:
+        os.environ["BNLAB_DATA_DIR"] = str(request.data_dir.resolve())
+    try:
+        records = runner.run(trials, store, progress=_progress_printer(log, cached)) if trials else {}
+    finally:
+        if request.data_dir is not None:
+            if previous_data_dir is None:
+                os.environ.pop("BNLAB_DATA_DIR", None)
+            else:
+                os.environ["BNLAB_DATA_DIR"] = previous_data_dir
+
+    for st in states:
+        if st.entry is not None or st.plan is None:
+            continue
+        plan = st.plan
+        failed = [(t, records[t.key()]) for t in plan.trials if records[t.key()]["status"] != "ok"]
+        if failed:
+            caveats = [f"trial {t.name} failed: {r['error']}" for t, r in failed[:MAX_ERRORS_SHOWN]]
+            if len(failed) > MAX_ERRORS_SHOWN:
+                caveats.append(f"... and {len(failed) - MAX_ERRORS_SHOWN} more failed trials")
+            st.entry = _entry(st.id, "inconclusive", f"{len(failed)} of {len(plan.trials)} trials failed, so no "
+                              "verdict was computed (a rerun retries them).", caveats=caveats,
+                              config_hash=plan.key(), n_trials=len(plan.trials))
+            continue
+        results = {t.name: copy.deepcopy(records[t.key()]["result"]) for t in plan.trials}
+        try:
+            st.entry = claim_entry(st.id, st.module.summarize(plan, results), plan)
+        except Exception as exc:  # noqa: BLE001 - recorded honestly, the other claims go on
+            st.entry = _failed(st.id, "summarize() failed", _describe(exc), config_hash=plan.key(),
+                               n_trials=len(plan.trials))
+
+    counts = {"unique": len(unique), "cached": len(cached), "ran": len(unique) - len(cached),
+              "failed": sum(1 for r in records.values() if r["status"] != "ok")}
+    git_commit, git_dirty = git_state()
+    results: dict[str, Any] = {
+        "scale": request.scale,
+        "seeds": request.seeds,
+        "duration_s": round(time.perf_counter() - start, 3),
+        "created": created,
+        "executor": request.executor,
+        "claims_selected": list(request.claims),
+        "trials": counts,
+        "versions": versions(),
+        "git_commit": git_commit,
+        "git_dirty": git_dirty,
+        "claims": [st.entry for st in states],
+    }
+    from bnlab.atomic import write_json
+    from bnlab.report.build import write_report
+
+    results_path = write_json(request.out / RESULTS_FILE, results)
+    files = write_report(request.out, results)
+    if log is not None:
+        for error in files.figure_errors:
+            log(f"figure not drawn: {error}")
+    return AuditResult(results, request.out, results_path, files.html, files.markdown, files.figure_errors,
+                       counts)
+
+
+def claims_section(results: Mapping[str, Any]) -> str:
+    """The deterministic part of results.json (everything under "claims"), as canonical JSON text."""
+    return json.dumps(results.get("claims"), sort_keys=True)

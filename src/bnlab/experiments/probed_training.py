@@ -1,0 +1,293 @@
+"""One training run with Santurkar's and Ioffe's probes attached: the trial that C03, C04, C05 and C06 share.
+
+`probed_run(config, probes, ...)` trains one `bnlab.train.TrainConfig` (plain data) and records, at step 0 and every
+`probe_every` steps, before that step's update and on that step's batch (unless stated):
+
+* ``along_gradient`` (`bnlab.probes.along_gradient`): loss and gradient at w − ηg for η = `eta_factors` × lr; kept
+  per probe time: min/max of the K losses (Santurkar Fig. 4a band), min/max of ‖∇L(w − ηg) − g‖ (Fig. 4b band),
+  loss variation, gradient predictiveness, effective β-smoothness (Fig. 4c);
+* ``ics`` (`bnlab.probes.ics`): per weight layer, ‖G − G′‖₂, cos(G, G′) and ‖G − G′‖₂ / ‖G‖₂ under the run's own
+  optimizer (Santurkar Def. 2.1, Fig. 3);
+* ``activations`` (`bnlab.probes.activations`): for module `activation_module` (its input, the pre-activation), the
+  15/50/85th percentiles, mean and std of `activation_units`, plus the overall mean/std and near-linear fraction.
+  Evaluated on the first `activation_inputs` test examples in BN's batch-statistics mode (Ioffe Fig. 1), or, with
+  ``activation_inputs=0``, on the step's training batch with the model exactly as it trains (``as_is``: noise
+  layers draw the very noise that training step will see; Santurkar Fig. 2).
+
+Identical (function, parameters) trials are deduplicated by the audit, so claims that plan the same run share it.
+Results are plain data with every curve subsampled to at most `curve_points` points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from bnlab.config import from_mapping
+from bnlab.errors import BnlabError
+
+PROBE_NAMES: tuple[str, ...] = ("along_gradient", "ics", "activations")
+
+
+def _subsample(records: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
+    from bnlab.sweeps.train_trial import subsample_indices
+
+    return [records[i] for i in subsample_indices(len(records), points)]
+
+
+def _finite(value: float) -> float | None:
+    """JSON-safe float: None for NaN/inf."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _along_gradient_series(records: list[dict[str, Any]]) -> dict[str, list]:
+    return {
+        "step": [r["step"] for r in records],
+        "loss_min": [_finite(min(r["losses"])) for r in records],
+        "loss_max": [_finite(max(r["losses"])) for r in records],
+        "dist_min": [_finite(min(r["grad_distances"])) for r in records],
+        "dist_max": [_finite(max(r["grad_distances"])) for r in records],
+        "loss_variation": [_finite(r["loss_variation"]) for r in records],
+        "gradient_predictiveness": [_finite(r["gradient_predictiveness"]) for r in records],
+        "beta_smoothness": [_finite(r["beta_smoothness"]) for r in records],
+        "grad_norm": [_finite(r["grad_norm"]) for r in records],
+        "etas": records[0]["etas"] if records else [],
+    }
+
+
+def _ics_series(records: list[dict[str, Any]]) -> dict[str, list]:
+    return {
+        "step": [r["step"] for r in records],
+        "layers": records[0]["layers"] if records else [],
+        "distance": [[_finite(v) for v in r["distance"]] for r in records],  # (T, layers)
+        "cosine": [[_finite(v) for v in r["cosine"]] for r in records],
+        "relative_distance": [[_finite(v) for v in r["relative_distance"]] for r in records],
+    }
+
+
+def _activation_series(records: list[dict[str, Any]], module: str) -> dict[str, list]:
+    stats = [r["modules"][module] for r in records]
+    return {
+        "step": [r["step"] for r in records],
+        "module": module,
+        "units": stats[0]["units"] if stats else [],
+        "percentiles": stats[0]["percentiles"] if stats else [],
+        "unit_percentiles": [s["unit_percentiles"] for s in stats],  # (T, U, P)
+        "unit_mean": [s["unit_mean"] for s in stats],  # (T, U)
+        "unit_std": [s["unit_std"] for s in stats],  # (T, U)
+        "mean": [s["mean"] for s in stats],
+        "std": [s["std"] for s in stats],
+        "near_linear_fraction": [s["near_linear_fraction"] for s in stats],
+    }
+
+
+def probed_run(
+    config: dict[str, Any],
+    probes: Sequence[str] = PROBE_NAMES,
+    probe_every: int = 50,
+    eta_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    activation_module: str | None = None,
+    activation_units: Sequence[int] = (0, 1, 2),
+    activation_inputs: int = 0,
+    ics_layers: Sequence[str] | None = None,
+    curve_points: int = 200,
+) -> dict[str, Any]:
+    """Train `config` (plain `TrainConfig` data; its ``seed`` is the trial's seed) with the named probes; see the
+    module doc for what is recorded."""
+    from bnlab.probes.activations import ActivationProbe
+    from bnlab.probes.along_gradient import AlongGradientProbe
+    from bnlab.probes.ics import ICSProbe
+    from bnlab.sweeps.train_trial import subsample
+    from bnlab.train import TrainConfig, train
+    from bnlab.train.loop import load_for_config
+
+    unknown = [p for p in probes if p not in PROBE_NAMES]
+    if unknown:
+        raise BnlabError(f"unknown probe {unknown[0]!r} (choose from {', '.join(PROBE_NAMES)})")
+    cfg = from_mapping(TrainConfig, {"progress": False, "trackers": [], **config}, where="trial.config.")
+    dataset = load_for_config(cfg)
+    attached = []
+    if "along_gradient" in probes:
+        attached.append(AlongGradientProbe(probe_every, eta_factors=eta_factors))
+    if "ics" in probes:
+        attached.append(ICSProbe(probe_every, layers=ics_layers))
+    if "activations" in probes:
+        if activation_module is None:
+            raise BnlabError("the activations probe needs activation_module")
+        inputs = dataset.test_x[:activation_inputs] if activation_inputs > 0 else None
+        attached.append(ActivationProbe(probe_every, [activation_module], inputs=inputs, units=activation_units,
+                                        bn_mode="train" if inputs is not None else "as_is"))
+    result = train(cfg, probes=attached, dataset=dataset)
+    history = result.history
+    curves = subsample(history, "step", ["train_loss"], curve_points)
+    curves.update(subsample(history, "eval_step", ["test_loss", "test_acc", "train_acc"], curve_points))
+    curves = {k: [_finite(v) if isinstance(v, float) else v for v in vals] for k, vals in curves.items()}
+    out: dict[str, Any] = {
+        "final": {k: (_finite(v) if isinstance(v, float) else v) for k, v in result.final.items()
+                  if k not in ("seconds", "steps_per_s")},
+        "diverged_at_step": result.diverged_at_step,
+        "curves": curves,
+    }
+    recs = result.probes
+    if "along_gradient" in probes:
+        out["along_gradient"] = _along_gradient_series(_subsample(recs["along_gradient"], curve_points))
+    if "ics" in probes:
+        out["ics"] = _ics_series(_subsample(recs["ics"], curve_points))
+    if "activations" in probes:
+        out["activations"] = _activation_series(_subsample(recs["activations"], curve_points), activation_module)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ summaries
+
+
+def finite_mean(values: Sequence[float | None]) -> float:
+    xs = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def percentile_drift(series: dict[str, Any]) -> float:
+    """Ioffe Fig. 1's shift, as one number: the range over probe times (max − min) of each watched unit's
+    15/50/85th percentile, averaged over units and percentiles (in the pre-activation's own units)."""
+    qs = series["unit_percentiles"]  # (T, U, P)
+    if len(qs) < 2:
+        return math.nan
+    n_units, n_p = len(qs[0]), len(qs[0][0])
+    ranges = [max(q[u][p] for q in qs) - min(q[u][p] for q in qs) for u in range(n_units) for p in range(n_p)]
+    return sum(ranges) / len(ranges)
+
+
+def moment_drift(series: dict[str, Any]) -> float:
+    """Santurkar Fig. 2's moving distributions, as one number: the mean over watched units and consecutive probe
+    times of |Δ mean| + |Δ std| of the unit's pre-activation."""
+    means, stds = series["unit_mean"], series["unit_std"]  # (T, U)
+    if len(means) < 2:
+        return math.nan
+    steps = [abs(means[t + 1][u] - means[t][u]) + abs(stds[t + 1][u] - stds[t][u])
+             for t in range(len(means) - 1) for u in range(len(means[0]))]
+    return sum(steps) / len(steps)
+
+
+def ics_means(series: dict[str, Any]) -> dict[str, float]:
+    """Mean over probe times and layers (the first layer left out: nothing precedes it, G′ = G) of the cosine,
+    relative and raw distance."""
+    out = {}
+    for key in ("cosine", "relative_distance", "distance"):
+        rows = series[key]  # (T, layers)
+        out[key] = finite_mean([v for row in rows for v in row[1:]])
+    return out
+
+
+def log_ratio(a: float, b: float) -> float:
+    """log(a / b); NaN when either is not a positive finite number."""
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        return math.nan
+    return math.log(a / b)
+
+
+def geometric_etas(low: float, high: float, k: int) -> list[float]:
+    """k step-size factors spaced geometrically from low to high (inclusive)."""
+    if k == 1:
+        return [low]
+    return [float(low * (high / low) ** (i / (k - 1))) for i in range(k)]
+
+
+# ------------------------------------------------------------------------------------------------ shared runs
+# The runs C03–C06 plan, per scale. Claims that plan the same (family, norm, seed) get byte-identical trial
+# parameters, so the audit runs each once.
+
+FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
+
+# VGG: Santurkar's VGG on CIFAR-10 (SGD lr 0.1, batch 128, 15k steps, no augmentation) at paper scale; the narrow
+# VGG on sklearn digits on a CPU. Step sizes η ∈ [1/2, 4] × lr.
+# DLN: Santurkar's 25-layer deep linear net, full-batch gradient descent on y = A x; η ∈ [1/100, 30] × lr.
+# MLP: Ioffe's 3 × 100 sigmoid net on MNIST (batch 60), the last hidden layer's sigmoid input watched.
+_RUNS: dict[str, dict[str, dict[str, Any]]] = {
+    "vgg": {
+        "smoke": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow", "width": 0.5},
+                             "dataset_kwargs": {"train_size": 256, "test_size": 128}, "lr": 0.1, "steps": 12,
+                             "batch_size": 32, "eval_every": 4},
+                  "probe_every": 4, "k": 4},
+        "default": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow"},
+                               "lr": 0.1, "steps": 300, "batch_size": 64, "eval_every": 25},
+                    "probe_every": 30, "k": 8},
+        "paper": {"config": {"model": "vgg", "dataset": "cifar10", "model_kwargs": {"config": "vgg11"},
+                             "lr": 0.1, "steps": 15000, "batch_size": 128, "eval_every": 500, "device": "auto"},
+                  "probe_every": 100, "k": 8},
+    },
+    "dln": {
+        "smoke": {"config": {"model": "dln", "dataset": "dln_regression",
+                             "dataset_kwargs": {"train_size": 128, "test_size": 64}, "lr": 0.05, "steps": 8,
+                             "batch_size": 128, "eval_every": 4},
+                  "probe_every": 4, "k": 4},
+        "default": {"config": {"model": "dln", "dataset": "dln_regression",
+                               "dataset_kwargs": {"train_size": 1000, "test_size": 500}, "lr": 0.05, "steps": 300,
+                               "batch_size": 1000, "eval_every": 25},
+                    "probe_every": 25, "k": 8},
+        "paper": {"config": {"model": "dln", "dataset": "dln_regression", "lr": 1e-6, "steps": 10000,
+                             "batch_size": 4000, "eval_every": 500, "device": "auto"},
+                  "probe_every": 100, "k": 8},
+    },
+    "mlp": {
+        "smoke": {"config": {"model": "mlp", "dataset": "digits", "model_kwargs": {"hidden": [32, 32, 32]},
+                             "dataset_kwargs": {"train_size": 256, "test_size": 128}, "lr": 0.5, "steps": 20,
+                             "batch_size": 60, "eval_every": 5},
+                  "probe_every": 5, "activation_inputs": 64},
+        "default": {"config": {"model": "mlp", "dataset": "mnist5k", "lr": 0.5, "steps": 2000, "batch_size": 60,
+                               "eval_every": 100},
+                    "probe_every": 50, "activation_inputs": 500},
+        "paper": {"config": {"model": "mlp", "dataset": "mnist5k", "lr": 0.5, "steps": 50000, "batch_size": 60,
+                             "eval_every": 1000, "device": "auto"},
+                  "probe_every": 500, "activation_inputs": 1000},
+    },
+}
+ETA_RANGES: dict[str, tuple[float, float]] = {"vgg": (0.5, 4.0), "dln": (0.01, 30.0)}
+_COSTS = {"mlp": 2.0, "vgg": 4.0, "dln": 1.5}
+
+
+def run_settings(family: str, scale: str) -> dict[str, Any]:
+    """The protocol of `family` at `scale` (plain data, for the claims' configs)."""
+    if family not in _RUNS:
+        raise BnlabError(f"unknown run family {family!r} (choose from {', '.join(FAMILIES)})")
+    if scale not in _RUNS[family]:
+        raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(_RUNS[family])})")
+    return _RUNS[family][scale]
+
+
+def _last_activation(config: dict[str, Any]) -> str:
+    """Name of the last nonlinearity module of the configured model (built once on the CPU; cheap)."""
+    import torch
+
+    from bnlab.models import DEFAULT_IN_SHAPES, build_model
+    from bnlab.probes.activations import activation_modules
+
+    shapes = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "cifar10": (3, 32, 32), "mnist1d": (1, 40)}
+    in_shape = shapes.get(config["dataset"], DEFAULT_IN_SHAPES[config["model"]])
+    state = torch.get_rng_state()
+    model = build_model(config["model"], in_shape=in_shape, **config.get("model_kwargs", {}))
+    torch.set_rng_state(state)
+    names = activation_modules(model)
+    if not names:
+        raise BnlabError(f"model {config['model']!r} has no nonlinearity module to watch")
+    return names[-1]
+
+
+def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
+    """The shared `Trial` of one (family, norm, seed) run at `scale`, named for `claim`."""
+    from bnlab.experiments.base import Trial
+
+    settings = run_settings(family, scale)
+    config = {**settings["config"], "norm": norm, "seed": int(seed)}
+    params: dict[str, Any] = {"config": config, "probe_every": settings["probe_every"]}
+    if family == "mlp":
+        params.update(probes=["activations"], activation_module=_last_activation(config),
+                      activation_units=[0, 1, 2, 3, 4], activation_inputs=settings["activation_inputs"])
+    else:
+        low, high = ETA_RANGES[family]
+        probes = ["along_gradient", "ics", "activations"]
+        params.update(probes=probes, eta_factors=geometric_etas(low, high, settings["k"]),
+                      activation_module=_last_activation(config), activation_units=[0, 1, 2, 3],
+                      activation_inputs=0)
+    return Trial(claim=claim, name=f"{family}/{norm}/seed={seed}",
+                 fn="bnlab.experiments.probed_training:probed_run", params=params, cost=_COSTS[family])

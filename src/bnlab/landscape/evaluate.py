@@ -1,0 +1,395 @@
+"""Loss and accuracy at points ``w = origin + sum_i c_i d_i`` of parameter space, with the BN mode explicit.
+
+`evaluate(model, loss_fn, data, origin, directions, coords, bn_mode=...)` evaluates every row of `coords` (P, k)
+through `torch.func.functional_call`: the point's parameters are built once per point (one fused add per direction
+and tensor) and swapped into the model for the forward pass only, so there is no deep copy per point and the
+user's model is left bit-for-bit as it was (`bnlab.probes.state.preserved_state` also restores modes, BN settings,
+buffers and RNG).
+
+BN modes (recorded by the callers in the Surface / Curve):
+
+* ``train``  -- every BN layer normalises with the statistics of the batch being evaluated; the running statistics
+  are not touched (``track_running_stats=False`` for the duration). Li et al.'s and Santurkar's choice.
+* ``eval``   -- every BN layer uses the model's stored running statistics (what tomgoldstein/loss-landscape does
+  implicitly; at a displaced point those statistics are stale, which this mode makes explicit).
+* ``recalibrated`` -- the population statistics are re-estimated at every point from the batches of `recal_data`
+  (default: the evaluated data) as an equal-weight average over batches of the batch means and unbiased variances
+  (``momentum=None``, the semantics of `bnlab.layers.precise_statistics` / fvcore's precise BN), written into fresh
+  buffers handed to `functional_call` -- the model's buffers are never written -- and the point is then evaluated
+  in eval mode with them.
+
+Every other module (Dropout) is in eval mode. With several batches the loss is the size-weighted mean of the
+batches' mean losses (``loss_fn`` must reduce by the mean) and the accuracy is over all samples.
+
+Speed (choose by measurement: `bench/bench_landscape.py`):
+
+* ``strategy="loop"`` evaluates one point at a time; ``"vmap"`` evaluates `chunk` points per call with
+  `torch.func.vmap` (batched parameters); ``"auto"`` is the loop on CPU (it measured faster there) and vmap on
+  CUDA, falling back to the loop for models vmap cannot batch (custom autograd Functions, recalibration).
+* ``channels_last`` (auto: on for 4-D inputs) -- oneDNN's convolutions and BN are faster in NHWC on CPU.
+* ``linear_first_layer`` -- the first layer (an `nn.Linear` / `nn.ConvNd` fed the input directly) is affine in
+  its parameters, so its output at any point is ``F(x; W0) + sum_i c_i F(x; D_i)``: the k + 1 products are computed
+  once per batch and every point costs k fused multiply-adds instead of a matmul / convolution. Auto: on when the
+  layer's fan-in is >= 64 (below that the combination moves more memory than the product costs) and the cached
+  products fit in 1 GiB.
+* ``precision="bf16"`` -- opt-in CPU/GPU autocast to bfloat16; callers report its error against fp32 points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from bnlab.errors import BnlabError
+from bnlab.probes.state import batchnorm_layers, preserved_state
+
+BN_MODES: tuple[str, ...] = ("train", "eval", "recalibrated")
+STRATEGIES: tuple[str, ...] = ("auto", "loop", "vmap")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_FIRST_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FIRST_LAYER_CACHE_BYTES = 1 << 30
+
+
+def as_batches(data: Batch | Sequence[Batch] | Iterable[Batch]) -> list[Batch]:
+    """One batch ``(x, y)`` or a finite sequence of batches -> a list of batches."""
+    if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        batches = [data]
+    else:
+        batches = list(data)
+    if not batches:
+        raise BnlabError("landscape data is empty")
+    for b in batches:
+        if not (isinstance(b, (tuple, list)) and len(b) == 2 and torch.is_tensor(b[0]) and torch.is_tensor(b[1])):
+            raise BnlabError("landscape data must be a batch (x, y) of tensors or a list of such batches")
+        if b[0].shape[0] != b[1].shape[0]:
+            raise BnlabError(f"batch has {b[0].shape[0]} inputs but {b[1].shape[0]} targets")
+    return [(b[0], b[1]) for b in batches]
+
+
+def data_hash(batches: Sequence[Batch]) -> str:
+    """The data's identity: sha256 over shapes, dtypes and bytes of every x and y (first 16 hex digits)."""
+    h = hashlib.sha256()
+    for x, y in batches:
+        for t in (x, y):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class _FirstLayer:
+    """The model's first affine layer and its cached products, per input batch (matched by identity)."""
+
+    module: nn.Module
+    name: str
+    products: list[tuple[torch.Tensor, list[torch.Tensor | None]]]  # (x, [F(x; W0), F(x; D_1), ...])
+    coeffs: list[float]
+
+
+def _find_first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | None:
+    """The leaf module that receives the model input itself, when it is a plain Linear/Conv called once."""
+    calls: list[tuple[str, nn.Module, bool]] = []
+    handles = []
+    for name, m in model.named_modules():
+        if len(list(m.children())) == 0:
+            def hook(mod: nn.Module, args: tuple, _name: str = name) -> None:
+                calls.append((_name, mod, bool(args) and args[0] is x))
+            handles.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls or not calls[0][2]:
+        return None
+    name, module, _ = calls[0]
+    if type(module) not in _FIRST_LAYER_TYPES or sum(1 for c in calls if c[1] is module) != 1:
+        return None
+    if "forward" in module.__dict__ or module._forward_hooks or module._forward_pre_hooks:
+        return None
+    return name, module
+
+
+def _fan_in(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    return (module.in_channels // module.groups) * int(np.prod(module.kernel_size))
+
+
+def _layer_output(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return functional_call(module, {"weight": weight, **({"bias": bias} if bias is not None else {})}, (x,))
+
+
+@contextlib.contextmanager
+def _linear_first_layer(model: nn.Module, batches: Sequence[Batch], origin: Mapping[str, torch.Tensor],
+                        directions: Sequence[Mapping[str, torch.Tensor]], wanted: bool | None):
+    """Install the cached-products forward on the first layer (or yield None when it does not apply)."""
+    if wanted is False:
+        yield None
+        return
+    found = _find_first_layer(model, batches[0][0])
+    if found is None:
+        if wanted:
+            raise BnlabError("linear_first_layer: the model's input does not go straight into one Linear/Conv layer")
+        yield None
+        return
+    name, module = found
+    prefix = f"{name}." if name else ""
+    wkey, bkey = prefix + "weight", prefix + "bias"
+    has_bias = getattr(module, "bias", None) is not None
+    if wkey not in origin:
+        yield None
+        return
+    with torch.no_grad():
+        probe = _layer_output(module, batches[0][0][:1], origin[wkey], origin.get(bkey) if has_bias else None)
+    per_sample = probe.numel() * probe.element_size()
+    total = per_sample * sum(b[0].shape[0] for b in batches) * (1 + len(directions))
+    if wanted is None and (_fan_in(module) < 64 or total > _FIRST_LAYER_CACHE_BYTES):
+        yield None
+        return
+    products = []
+    with torch.no_grad():
+        for x, _ in batches:
+            prods: list[torch.Tensor | None] = [
+                _layer_output(module, x, origin[wkey], origin[bkey] if has_bias else None)]
+            for d in directions:
+                zero = not bool(d[wkey].any()) and not (has_bias and bool(d[bkey].any()))
+                prods.append(None if zero else _layer_output(module, x, d[wkey], d[bkey] if has_bias else None))
+            products.append((x, prods))
+    state = _FirstLayer(module=module, name=name, products=products, coeffs=[0.0] * len(directions))
+    cls_forward = type(module).forward
+
+    def fast_forward(inp: torch.Tensor) -> torch.Tensor:
+        for x, prods in state.products:
+            if inp is x:
+                out = prods[0].clone()
+                for c, p in zip(state.coeffs, prods[1:]):
+                    if p is not None and c != 0.0:
+                        out.add_(p, alpha=c)
+                return out
+        return cls_forward(module, inp)  # another input (e.g. recalibration batches): the plain layer
+
+    module.forward = fast_forward  # instance attribute shadows the class method for this call only
+    try:
+        yield state
+    finally:
+        del module.forward
+
+
+def _configure_bn(model: nn.Module, bn_mode: str) -> list[nn.Module]:
+    """Set modes for `bn_mode` (inside preserved_state); return the BN layers."""
+    model.eval()
+    layers = [m for _, m in batchnorm_layers(model)]
+    for m in layers:
+        if bn_mode == "train":
+            m.train()
+            m.track_running_stats = False  # batch statistics; no running-stat update
+        elif bn_mode == "recalibrated":
+            m.momentum = None  # cumulative average over the recalibration batches
+            m.track_running_stats = True
+    return layers
+
+
+def _bn_buffer_names(model: nn.Module) -> list[str]:
+    names = []
+    for prefix, m in batchnorm_layers(model):
+        for bname, _ in m.named_buffers(prefix=prefix, recurse=False):
+            names.append(bname)
+    return names
+
+
+def _fresh_bn_buffers(buffers: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    out = {}
+    for n in names:
+        b = buffers[n]
+        out[n] = torch.ones_like(b) if n.endswith("running_var") else torch.zeros_like(b)
+    return out
+
+
+def _point_params(origin: Mapping[str, torch.Tensor], directions: Sequence[Mapping[str, torch.Tensor]],
+                  active: Sequence[set[str]], coeffs: Sequence[float]) -> dict[str, torch.Tensor]:
+    params = {}
+    for name, w in origin.items():
+        terms = [(c, d[name]) for c, d, act in zip(coeffs, directions, active) if c != 0.0 and name in act]
+        if not terms:
+            params[name] = w
+            continue
+        c0, d0 = terms[0]
+        p = torch.add(w, d0, alpha=c0)
+        for c, d in terms[1:]:
+            p.add_(d, alpha=c)
+        params[name] = p
+    return params
+
+
+def _batch_metrics(out: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[float, float]:
+    """(mean loss, number correct or NaN) of one batch."""
+    loss = float(loss_fn(out.float(), y))
+    if out.dim() == 2 and not y.is_floating_point() and y.dim() == 1:
+        return loss, float((out.argmax(dim=1) == y).sum())
+    return loss, float("nan")
+
+
+def _should_vmap(strategy: str, device: torch.device, bn_mode: str) -> bool:
+    if strategy == "loop" or bn_mode == "recalibrated":
+        if strategy == "vmap" and bn_mode == "recalibrated":
+            raise BnlabError("strategy 'vmap' cannot recalibrate BN statistics (in-place buffer updates); use 'loop'")
+        return False
+    if strategy == "vmap":
+        return True
+    return device.type == "cuda"
+
+
+def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], origin: Mapping[str, torch.Tensor],
+             directions: Sequence[Mapping[str, torch.Tensor]], coords: np.ndarray | Sequence[Sequence[float]],
+             bn_mode: str = "train", *, recal_data: Batch | Sequence[Batch] | None = None, strategy: str = "auto",
+             chunk: int = 16, channels_last: bool | None = None, linear_first_layer: bool | None = None,
+             precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Loss and accuracy at ``origin + sum_i coords[p, i] * directions[i]`` for every row p of `coords` (P, k).
+
+    Returns ``{"loss": (P,), "acc": (P,)}`` float64 arrays (acc is NaN when the task is not classification with
+    integer labels). Side effects: none on `model` (restored exactly; RNG restored too).
+    """
+    if bn_mode not in BN_MODES:
+        raise BnlabError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
+    if strategy not in STRATEGIES:
+        raise BnlabError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if precision not in PRECISIONS:
+        raise BnlabError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim == 1:
+        coords = coords[:, None]
+    if coords.ndim != 2 or coords.shape[1] != len(directions):
+        raise BnlabError(f"coords must have shape (points, {len(directions)}), got {coords.shape}")
+    names = [n for n, _ in model.named_parameters()]
+    if set(origin) != set(names):
+        extra = sorted(set(origin) ^ set(names))
+        raise BnlabError(f"origin does not match the model's parameters (e.g. {extra[0]!r})")
+    for i, d in enumerate(directions):
+        if set(d) != set(names):
+            raise BnlabError(f"direction {i} does not match the model's parameters")
+    device = next(model.parameters()).device
+    batches = [(x.to(device), y.to(device)) for x, y in as_batches(data)]
+    recal = batches if recal_data is None else [(x.to(device), y.to(device)) for x, y in as_batches(recal_data)]
+    if channels_last is None:
+        channels_last = batches[0][0].dim() == 4
+    if channels_last:
+        batches = [(x.contiguous(memory_format=torch.channels_last), y) if x.dim() == 4 else (x, y)
+                   for x, y in batches]
+        recal = [(x.contiguous(memory_format=torch.channels_last), y) if x.dim() == 4 else (x, y) for x, y in recal]
+
+    def layout(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().to(device)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+
+    origin = {n: layout(origin[n]) for n in names}
+    directions = [{n: layout(d[n]) for n in names} for d in directions]
+    active = [{n for n in names if bool(d[n].any())} for d in directions]
+    total = sum(x.shape[0] for x, _ in batches)
+    n_points = coords.shape[0]
+    loss = np.full(n_points, np.nan)
+    acc = np.full(n_points, np.nan)
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+
+    with preserved_state(model, params=False, rng=True):
+        bn_layers = _configure_bn(model, bn_mode)
+        buffers = dict(model.named_buffers())
+        bn_names = _bn_buffer_names(model)
+        use_vmap = _should_vmap(strategy, device, bn_mode)
+        first_wanted = False if use_vmap else linear_first_layer
+        with torch.inference_mode(), autocast, _linear_first_layer(model, batches, origin, directions,
+                                                                   first_wanted) as first:
+            done = 0
+            if use_vmap:
+                try:
+                    done = _evaluate_vmap(model, loss_fn, batches, origin, directions, active, coords, buffers,
+                                          chunk, total, loss, acc, progress)
+                except BnlabError:
+                    raise
+                except Exception:  # noqa: BLE001 - models vmap cannot batch fall back to the loop
+                    if strategy == "vmap":
+                        raise
+                    done = 0
+            for p in range(done, n_points):
+                c = [float(v) for v in coords[p]]
+                if first is not None:
+                    first.coeffs[:] = c
+                params = _point_params(origin, directions, active, c)
+                state = {**buffers, **params}
+                if bn_mode == "recalibrated":
+                    fresh = _fresh_bn_buffers(buffers, bn_names)
+                    state.update(fresh)
+                    for m in bn_layers:
+                        m.train()
+                    for x, _ in recal:
+                        functional_call(model, state, (x,))
+                    for m in bn_layers:
+                        m.eval()
+                lsum, correct = 0.0, 0.0
+                for x, y in batches:
+                    out = functional_call(model, state, (x,))
+                    lb, cb = _batch_metrics(out, y, loss_fn)
+                    lsum += lb * x.shape[0]
+                    correct += cb
+                loss[p] = lsum / total
+                acc[p] = correct / total
+                if progress is not None:
+                    progress(p + 1, n_points)
+    return {"loss": loss, "acc": acc}
+
+
+def _evaluate_vmap(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], origin: Mapping[str, torch.Tensor],
+                   directions: Sequence[Mapping[str, torch.Tensor]], active: Sequence[set[str]], coords: np.ndarray,
+                   buffers: Mapping[str, torch.Tensor], chunk: int, total: int, loss: np.ndarray, acc: np.ndarray,
+                   progress: Callable[[int, int], None] | None) -> int:
+    """Evaluate `chunk` points per call with batched parameters; fills loss/acc, returns the number done."""
+    n_points = coords.shape[0]
+    moving = sorted(set().union(*active))
+    still = {n: t for n, t in origin.items() if n not in moving}
+
+    def forward(moved: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, {**buffers, **still, **moved}, (x,))
+
+    for start in range(0, n_points, chunk):
+        c = torch.as_tensor(coords[start:start + chunk], dtype=origin[moving[0]].dtype,
+                            device=origin[moving[0]].device)  # (B, k)
+        moved = {}
+        for n in moving:
+            w = origin[n].unsqueeze(0)  # (1, *shape)
+            view = (c.shape[0],) + (1,) * origin[n].dim()
+            acc_t = w.expand(c.shape[0], *origin[n].shape).clone()  # (B, *shape)
+            for i, d in enumerate(directions):
+                if n in active[i]:
+                    acc_t.add_(c[:, i].view(view) * d[n].unsqueeze(0))
+            moved[n] = acc_t
+        lsum = torch.zeros(c.shape[0], dtype=torch.float64, device=c.device)
+        correct = torch.zeros(c.shape[0], dtype=torch.float64, device=c.device)
+        classify = True
+        for x, y in batches:
+            outs = torch.func.vmap(forward, in_dims=(0, None))(moved, x)  # (B, N, ...)
+            for b in range(outs.shape[0]):
+                lb, cb = _batch_metrics(outs[b], y, loss_fn)
+                lsum[b] += lb * x.shape[0]
+                if np.isnan(cb):
+                    classify = False
+                else:
+                    correct[b] += cb
+        end = start + c.shape[0]
+        loss[start:end] = (lsum / total).cpu().numpy()
+        acc[start:end] = (correct / total).cpu().numpy() if classify else np.nan
+        if progress is not None:
+            progress(end, n_points)
+    return n_points

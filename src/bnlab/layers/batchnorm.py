@@ -1,0 +1,256 @@
+"""Batch Normalization from scratch, with its analytic backward (Ioffe & Szegedy 2015, Alg. 1).
+
+For one channel and the m values it sees in a mini-batch (every dim but dim 1: batch and spatial positions),
+
+    μ  = (1/m) Σ x_i                    σ² = (1/m) Σ (x_i − μ)²          (biased: Alg. 1)
+    x̂_i = (x_i − μ) / √(σ² + ε)         y_i = γ x̂_i + β
+
+and the backward pass, with s = √(σ² + ε) and g = ∂L/∂y, is
+
+    ∂L/∂x̂ = γ g
+    ∂L/∂x  = (1/s) (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂))       (the projection of C08)
+    ∂L/∂γ  = Σ g x̂                      ∂L/∂β  = Σ g
+
+`_BatchNormFunction` computes exactly these formulas (no autograd through the forward). Its backward is built
+from ordinary differentiable torch ops, and when a caller asks for a graph of the gradient
+(``create_graph=True``, e.g. Hessian-vector products) it recomputes μ, σ and x̂ from the saved input with
+differentiable ops, so double backward is exact.
+
+Running statistics follow PyTorch's convention: an exponential moving average with weight `momentum` of the batch
+mean and of the *unbiased* batch variance (m/(m−1) σ²); ``momentum=None`` gives the cumulative average (factor
+1/num_batches_tracked). Parameter and buffer names equal `nn.BatchNorm2d`'s, so state_dicts load both ways.
+
+Ghost batch normalisation (Hoffer et al. 2017): with ``ghost_batch_size=g`` a training batch is split into chunks
+of g samples (the last one may be smaller) and each chunk is normalised with its own statistics; the running
+statistics move once per call, with the average of the chunks' means and unbiased variances.
+
+A constant channel (σ = 0) is well defined: x̂ = 0 and the output is β (ε keeps 1/s finite).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from bnlab.errors import BnlabError
+
+
+def _stat_shape(x: torch.Tensor) -> tuple[int, ...]:
+    """Shape that broadcasts a per-channel (C,) vector against x (N, C, *)."""
+    return (1, x.shape[1]) + (1,) * (x.dim() - 2)
+
+
+def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
+    return (0,) + tuple(range(2, x.dim()))
+
+
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and *biased* variance of x (N, C, *) -> ((C,), (C,)).
+
+    `torch.var_mean` is one fused, numerically stable pass (it centres internally), so huge or tiny float32
+    activations neither overflow nor cancel as E[x²] − E[x]² would.
+    """
+    var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0)  # (N, C, *) -> (C,), (C,)
+    return mean, var
+
+
+class _BatchNormFunction(torch.autograd.Function):
+    """y = γ (x − μ_B)/√(σ²_B + ε) + β with batch statistics, and its analytic backward.
+
+    Returns (y, mean, var); mean and var (biased) are non-differentiable outputs used for the running statistics.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dims = _reduce_dims(x)
+        shape = _stat_shape(x)
+        m = x.numel() // x.shape[1]
+        # two passes with centring (no E[x²] − μ² cancellation, no overflow of Σx² for huge activations)
+        mean = x.sum(dim=dims) / m  # (N, C, *) -> (C,)
+        xc = x - mean.view(shape)  # (N, C, *)
+        y = torch.mul(xc, xc)  # (N, C, *): scratch for (x − μ)², reused below as the output buffer
+        var = y.sum(dim=dims) / m  # (C,) biased variance
+        invstd = torch.rsqrt(var + eps)  # (C,)
+        scale = invstd if weight is None else invstd * weight  # (C,)
+        shift = bias if bias is not None else torch.zeros_like(scale)  # (C,)
+        torch.addcmul(shift.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
+        ctx.save_for_backward(x, xc, weight, invstd)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor, _gm: Any, _gv: Any) -> tuple[Any, ...]:
+        x, xc, weight, invstd = ctx.saved_tensors
+        dims = _reduce_dims(x)
+        shape = _stat_shape(x)
+        m = x.numel() // x.shape[1]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            # create_graph=True: rebuild μ, σ, x̂ from x with differentiable ops so the gradient itself has a graph
+            mean = x.mean(dim=dims, keepdim=True)  # (1, C, 1...)
+            xc = x - mean  # (N, C, *)
+            invstd_b = torch.rsqrt((xc * xc).mean(dim=dims, keepdim=True) + ctx.eps)  # (1, C, 1...)
+            xhat = xc * invstd_b  # (N, C, *)
+            g_sum = grad_y.sum(dim=dims)  # (C,)
+            g_xhat = (grad_y * xhat).sum(dim=dims)  # (C,)
+            grad_x = None
+            if need_x:
+                gamma = invstd_b if weight is None else weight.view(shape) * invstd_b
+                grad_x = gamma * (grad_y - g_sum.view(shape) / m - xhat * (g_xhat.view(shape) / m))
+            return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None
+        # fast path (no graph): dx = a·g + b·(x − μ) + c per channel, two reductions, one allocation
+        g_sum = grad_y.sum(dim=dims)  # (C,)
+        buf = torch.mul(grad_y, xc)  # (N, C, *): scratch for g (x − μ), reused as the dx buffer
+        g_xc = buf.sum(dim=dims)  # (C,)  Σ g (x − μ)
+        grad_x = None
+        if need_x:
+            a = invstd if weight is None else weight * invstd  # (C,)  γ/s
+            b = -a * invstd * invstd * g_xc / m  # (C,)  −γ/s³ · mean(g (x−μ))
+            c = -a * g_sum / m  # (C,)
+            grad_x = torch.addcmul(c.view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
+            grad_x.addcmul_(xc, b.view(shape))
+        grad_w = g_xc * invstd if need_w else None  # Σ g x̂
+        grad_b = g_sum if need_b else None
+        return grad_x, grad_w, grad_b, None
+
+
+def batch_norm_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                     eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Functional BN with batch statistics: (y, batch mean (C,), biased batch variance (C,))."""
+    return _BatchNormFunction.apply(x, weight, bias, eps)
+
+
+def batch_norm_eval(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
+                    bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """BN with fixed (population) statistics: an affine map per channel, so plain autograd is exact here."""
+    scale = torch.rsqrt(var + eps)  # (C,)
+    if weight is not None:
+        scale = scale * weight
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + bias
+    shape = _stat_shape(x)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape))  # (N, C, *)
+
+
+class BatchNorm(nn.Module):
+    """bnlab's Batch Normalization for (N, C) and (N, C, *) inputs; statistics per channel over every dim but 1.
+
+    Drop-in for `nn.BatchNorm1d/2d/3d`: same arguments, parameters (weight, bias) and buffers (running_mean,
+    running_var, num_batches_tracked), same train/eval semantics:
+
+    * training, or no running buffers: normalise with batch statistics; update the buffers only when
+      ``track_running_stats`` is True (`bnlab.probes.state.bn_mode("train")` relies on this).
+    * eval with buffers: normalise with the running statistics.
+
+    `ghost_batch_size` (training only) normalises chunks of that many samples separately (Hoffer et al. 2017).
+    Side effects: a training call with ``track_running_stats=True`` updates the buffers in place.
+    """
+
+    is_batchnorm = True
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, ghost_batch_size: int | None = None,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
+            raise BnlabError(f"BatchNorm num_features must be a positive int, got {num_features!r}")
+        if not eps > 0:
+            raise BnlabError(f"BatchNorm eps must be > 0, got {eps!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise BnlabError(f"BatchNorm momentum must be in [0, 1] or None, got {momentum!r}")
+        if ghost_batch_size is not None and (not isinstance(ghost_batch_size, int) or ghost_batch_size < 1):
+            raise BnlabError(f"BatchNorm ghost_batch_size must be a positive int or None, got {ghost_batch_size!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = float(eps)
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        self.ghost_batch_size = ghost_batch_size
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **factory))
+            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.running_mean is not None:
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        ghost = f", ghost_batch_size={self.ghost_batch_size}" if self.ghost_batch_size else ""
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}{ghost}")
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x):
+            raise BnlabError(f"BatchNorm expects a tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise BnlabError(f"BatchNorm expects a floating-point tensor, got dtype {x.dtype}")
+        if x.dim() < 2:
+            raise BnlabError(f"BatchNorm expects input of shape (N, C) or (N, C, *), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise BnlabError(f"BatchNorm expects {self.num_features} channels (dim 1), got {x.shape[1]} "
+                             f"in input of shape {tuple(x.shape)}")
+
+    def _uses_batch_stats(self) -> bool:
+        return self.training or self.running_mean is None
+
+    def _update_factor(self) -> float:
+        """Weight of the new batch in the running statistics (and count the batch)."""
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return float(self.momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        if not self._uses_batch_stats():
+            return batch_norm_eval(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps)
+        per_channel = x.numel() // x.shape[1]
+        ghost = self.ghost_batch_size
+        if ghost is not None and self.training and ghost < x.shape[0]:
+            chunks = torch.split(x, ghost, dim=0)
+            smallest = min(c.numel() // c.shape[1] for c in chunks)
+            if smallest < 2:
+                raise BnlabError(f"BatchNorm ghost batch of {ghost} leaves a chunk with 1 value per channel "
+                                 f"(batch shape {tuple(x.shape)}); batch statistics need at least 2")
+            outs, means, variances = zip(*(batch_norm_train(c, self.weight, self.bias, self.eps) for c in chunks))
+            y = torch.cat(outs, dim=0)  # (N, C, *)
+            counts = [c.numel() // c.shape[1] for c in chunks]
+            mean = torch.stack(means).mean(0)  # (G, C) -> (C,)
+            unbiased = torch.stack([v * (n / (n - 1)) for v, n in zip(variances, counts)]).mean(0)  # (C,)
+        else:
+            if per_channel < 2 and self.training:
+                raise BnlabError(f"BatchNorm in training mode needs more than 1 value per channel, got input of "
+                                 f"shape {tuple(x.shape)}")
+            y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps)
+            unbiased = var * (per_channel / max(per_channel - 1, 1))
+        if self.training and self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                f = self._update_factor()
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), f)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
+        return y

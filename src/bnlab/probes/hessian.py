@@ -1,0 +1,96 @@
+"""Curvature of the loss: Hessian top eigenvalues, trace and spectral density, with the BN mode explicit.
+
+    from bnlab.probes.hessian import top_eigenvalues, trace, density
+    top = top_eigenvalues(model, loss_fn, (x, y), k=3, bn_mode="train", seed=0)   # EigenResult
+    tr = trace(model, loss_fn, (x, y), method="hutch++", target_se=0.5, seed=0)     # TraceResult
+    rho = density(model, loss_fn, (x, y), runs=4, steps=60, seed=0)                 # DensityResult
+
+`data` is one ``(x, y)`` batch or an iterable of them (the loss over the set is the size-weighted mean of the
+batch losses); `params` selects the parameters the Hessian is taken over (names or module prefixes: one layer,
+one block; default all trainable ones); `bn_mode` is ``"train"`` (each batch's own statistics — the papers'
+choice, the running statistics are left alone) or ``"eval"`` (stored running statistics, PyHessian's only
+mode). The two can differ by orders of magnitude on the same net and batch, so every result records its mode,
+parameters, dimension, products used and seed (``result.to_dict()``).
+
+To share one operator between estimators (the gradient graph is built once):
+
+    with hessian_operator(model, loss_fn, (x, y), bn_mode="eval") as op:
+        top = lanczos_eigenpairs(op, k=1); tr = hutchpp_trace(op, target_se=0.1)
+
+The model is left as it was (parameters, buffers, ``.grad``, modes: `bnlab.probes.state`). The pieces live in
+``hessian_operator`` (H v), ``hessian_lanczos`` (eigenpairs), ``hessian_trace``, ``hessian_density``,
+``hessian_dense`` (the oracles), ``hessian_scale`` (scale-invariant sharpness) and ``hessian_sharpness`` (the
+training probe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from bnlab.errors import BnlabError
+from bnlab.probes.hessian_dense import dense_hessian, finite_difference_hessian
+from bnlab.probes.hessian_density import DensityResult, slq_density
+from bnlab.probes.hessian_lanczos import EIGEN_METHODS, WHICH, EigenResult, lanczos_eigenpairs, power_eigenpairs
+from bnlab.probes.hessian_operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
+from bnlab.probes.hessian_trace import TRACE_METHODS, TraceResult, hutchinson_trace, hutchpp_trace
+
+__all__ = [
+    "EIGEN_METHODS", "TRACE_METHODS", "WHICH", "DensityResult", "EigenResult", "HessianOperator",
+    "MatrixOperator", "TraceResult", "dense_hessian", "density", "eigenpairs", "estimate_trace",
+    "finite_difference_hessian", "hessian_operator", "hutchinson_trace", "hutchpp_trace", "lanczos_eigenpairs",
+    "power_eigenpairs", "slq_density", "top_eigenvalues", "trace",
+]
+
+
+def eigenpairs(op: Any, *, k: int = 1, which: str = "largest", method: str = "lanczos", tol: float = 1e-4,
+               max_steps: int | None = None, seed: int = 0) -> EigenResult:
+    """Top-k eigenpairs of an operator by `method` ("lanczos" or "power")."""
+    if method == "lanczos":
+        return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed)
+    if method == "power":
+        return power_eigenpairs(op, k=k, which=which, tol=tol, max_iter=max_steps or 1000, seed=seed)
+    raise BnlabError(f"method must be one of {', '.join(EIGEN_METHODS)}, got {method!r}")
+
+
+def estimate_trace(op: Any, *, method: str = "hutch++", target_se: float | None = None,
+                   rtol: float | None = None, min_samples: int = 10, max_samples: int = 100, sketch: int = 10,
+                   seed: int = 0) -> TraceResult:
+    """tr H of an operator by `method` ("hutch++" or "hutchinson") with its standard error."""
+    if method == "hutch++":
+        return hutchpp_trace(op, sketch=sketch, target_se=target_se, rtol=rtol, min_samples=min_samples,
+                             max_samples=max_samples, seed=seed)
+    if method == "hutchinson":
+        return hutchinson_trace(op, target_se=target_se, rtol=rtol, min_samples=min_samples,
+                                max_samples=max_samples, seed=seed)
+    raise BnlabError(f"method must be one of {', '.join(TRACE_METHODS)}, got {method!r}")
+
+
+def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data: Any, *, k: int = 1, which: str = "largest",
+                    method: str = "lanczos", tol: float = 1e-4, max_steps: int | None = None, seed: int = 0,
+                    params: Sequence[str] | None = None, bn_mode: str = "train",
+                    backend: str = "autograd") -> EigenResult:
+    """Top-k Hessian eigenvalues (and eigenvectors) of the loss of `model` on `data`; see the module doc."""
+    with hessian_operator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend) as op:
+        return eigenpairs(op, k=k, which=which, method=method, tol=tol, max_steps=max_steps, seed=seed)
+
+
+def trace(model: nn.Module, loss_fn: LossFn, data: Any, *, method: str = "hutch++",
+          target_se: float | None = None, rtol: float | None = None, min_samples: int = 10,
+          max_samples: int = 100, sketch: int = 10, seed: int = 0, params: Sequence[str] | None = None,
+          bn_mode: str = "train", backend: str = "autograd") -> TraceResult:
+    """Hessian trace ± standard error, stopping at `target_se` (absolute) / `rtol` (relative) if given."""
+    with hessian_operator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend) as op:
+        return estimate_trace(op, method=method, target_se=target_se, rtol=rtol, min_samples=min_samples,
+                              max_samples=max_samples, sketch=sketch, seed=seed)
+
+
+def density(model: nn.Module, loss_fn: LossFn, data: Any, *, runs: int = 4, steps: int = 60,
+            grid_points: int = 512, sigma: float | None = None, relative_sigma: float = 0.01, seed: int = 0,
+            params: Sequence[str] | None = None, bn_mode: str = "train", backend: str = "autograd") -> DensityResult:
+    """Hessian spectral density by stochastic Lanczos quadrature, on a grid, integrating to 1."""
+    with hessian_operator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend) as op:
+        return slq_density(op, runs=runs, steps=steps, grid_points=grid_points, sigma=sigma,
+                           relative_sigma=relative_sigma, seed=seed)

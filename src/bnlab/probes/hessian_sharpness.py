@@ -1,0 +1,78 @@
+"""Sharpness over training: a probe for the training engine (`bnlab.train`) recording the Hessian's top
+eigenvalue, its trace ± standard error and, optionally, the scale-invariant sharpness λ_max(H_WW)·‖W‖², every
+`every` steps, in each requested BN mode.
+
+    probe = SharpnessProbe(every=50, bn_modes=("train", "eval"), batch=(x_fixed, y_fixed))
+    result = train(config, probes=[probe])
+    result.probes["sharpness"]  # [{"step", "train": {"top_eigenvalue", "trace", ...}, "eval": {...}}, ...]
+
+A fixed `batch` makes the curve comparable across steps (the same function of the weights at every point);
+without one the probe uses the batch the step trains on. Cost per call and mode: one gradient graph, the Lanczos
+steps (typically 10-30 products) and the trace's 2·sketch + samples products. Side effects: none (the operator
+never writes the model; `bn_mode` restores modes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from bnlab.errors import BnlabError
+from bnlab.probes.hessian_lanczos import lanczos_eigenpairs
+from bnlab.probes.hessian_operator import hessian_operator
+from bnlab.probes.hessian_scale import invariant_sharpness, scale_invariant_weights
+from bnlab.probes.hessian_trace import hutchpp_trace
+from bnlab.probes.state import BN_MODES, batchnorm_layers
+
+
+class SharpnessProbe:
+    """Top eigenvalue and trace of the loss Hessian (see the module doc). Plain-data record per call."""
+
+    name = "sharpness"
+
+    def __init__(self, every: int = 50, *, bn_modes: Sequence[str] = ("train",),
+                 batch: tuple[torch.Tensor, torch.Tensor] | None = None, tol: float = 1e-3,
+                 max_steps: int = 60, trace: bool = True, trace_samples: int = 10, sketch: int = 8,
+                 invariant: bool = False, seed: int = 0, name: str = "sharpness") -> None:
+        if every < 1:
+            raise BnlabError(f"every must be >= 1, got {every}")
+        bad = [m for m in bn_modes if m not in BN_MODES]
+        if bad or not bn_modes:
+            raise BnlabError(f"bn_modes must be a non-empty subset of {', '.join(BN_MODES)}, got {list(bn_modes)}")
+        self.every = every
+        self.bn_modes = tuple(bn_modes)
+        self.batch = batch
+        self.tol, self.max_steps = tol, max_steps
+        self.trace, self.trace_samples, self.sketch = trace, trace_samples, sketch
+        self.invariant = invariant
+        self.seed = seed
+        self.name = name
+
+    def measure(self, model: torch.nn.Module, loss_fn: Any, batch: tuple[torch.Tensor, torch.Tensor],
+                step: int = 0) -> dict[str, Any]:
+        """The record for one point: {"bn_modes": [...], mode: {...} for each mode}."""
+        record: dict[str, Any] = {"bn_modes": list(self.bn_modes), "has_bn": bool(batchnorm_layers(model))}
+        weights = scale_invariant_weights(model, batch[0]) if self.invariant else []
+        for mode in self.bn_modes:
+            with hessian_operator(model, loss_fn, batch, bn_mode=mode) as op:
+                top = lanczos_eigenpairs(op, k=1, tol=self.tol, max_steps=self.max_steps, seed=self.seed + step)
+                entry: dict[str, Any] = {"top_eigenvalue": top.eigenvalues[0], "residual": top.residuals[0],
+                                         "converged": top.converged, "products": top.products}
+                if self.trace:
+                    tr = hutchpp_trace(op, sketch=self.sketch, max_samples=self.trace_samples,
+                                       min_samples=min(2, self.trace_samples), seed=self.seed + step)
+                    entry.update(trace=tr.trace, trace_se=tr.se, products=entry["products"] + tr.products)
+            if weights:
+                entry["invariant"] = invariant_sharpness(model, loss_fn, batch, weights=weights, bn_mode=mode,
+                                                         tol=self.tol, seed=self.seed + step,
+                                                         max_steps=self.max_steps)
+            record[mode] = entry
+        return record
+
+    def __call__(self, ctx: Any) -> dict[str, Any]:
+        batch = self.batch if self.batch is not None else ctx.batch
+        device = next(ctx.model.parameters()).device
+        batch = (batch[0].to(device), batch[1].to(device))
+        return self.measure(ctx.model, ctx.loss_fn, batch, step=int(ctx.step))

@@ -1,0 +1,106 @@
+"""What the report shows: plain view data built from a results.json mapping, for the HTML and Markdown renderers.
+
+Every string here is still raw (user- or experiment-provided text included); escaping is the renderers' job
+(Jinja2 autoescape for HTML, `markdown.escape` for Markdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bnlab.experiments.base import CLAIM_IDS
+from bnlab.experiments.claims import CLAIMS
+from bnlab.report.numbers import format_duration, format_key_number, format_number, metric_rows
+
+VERDICT_TEXT: dict[str, str] = {
+    "supported": "supported",
+    "refuted": "refuted",
+    "mixed": "mixed",
+    "inconclusive": "inconclusive",
+    "not_measured": "not measured",
+}
+
+VERDICT_MEANING: dict[str, str] = {
+    "supported": "the pre-written rule found the effect the claim predicts, beyond noise across seeds",
+    "refuted": "the rule found the opposite effect, beyond noise across seeds",
+    "mixed": "the claim holds in some settings and fails in others",
+    "inconclusive": "the effect is within noise across seeds, or the experiment could not decide",
+    "not_measured": "no experiment ran for this claim in this audit",
+}
+
+
+def _about(claim: Mapping[str, Any]) -> dict[str, Any]:
+    """The claim's description: from results.json when present, else from `bnlab.experiments.claims`."""
+    about = claim.get("about")
+    if isinstance(about, Mapping):
+        return {k: about.get(k, "") for k in ("statement", "how_tested", "reference", "references")}
+    info = CLAIMS.get(str(claim.get("id")))
+    if info is None:
+        return {"statement": "", "how_tested": "", "reference": "", "references": []}
+    return {"statement": info.statement, "how_tested": info.how_tested, "reference": info.reference,
+            "references": list(info.references)}
+
+
+def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
+    """View data of one claim; `images` maps a figure's file name to its data URI (str) or an Exception."""
+    key_main, key_ci = format_key_number(claim.get("key_number"))
+    figures = []
+    for fig in claim.get("figures") or []:
+        if not isinstance(fig, Mapping):
+            continue
+        image = images.get(str(fig.get("file")))
+        figures.append({
+            "title": str(fig.get("title", "")),
+            "caption": str(fig.get("caption", "")),
+            "file": str(fig.get("file", "")),
+            "src": image if isinstance(image, str) else None,
+            "error": None if isinstance(image, str) else f"figure could not be drawn: {image}",
+        })
+    verdict = str(claim.get("verdict", "not_measured"))
+    return {
+        "id": str(claim.get("id", "")),
+        "anchor": f"claim-{claim.get('id', '')}",
+        "title": str(claim.get("title", "")),
+        "verdict": verdict if verdict in VERDICT_TEXT else "inconclusive",
+        "verdict_text": VERDICT_TEXT.get(verdict, verdict),
+        "key_main": key_main,
+        "key_ci": key_ci,
+        "summary": str(claim.get("summary", "")),
+        "method": str(claim.get("method", "")),
+        "rule": str(claim.get("rule", "")),
+        "rule_text": str(claim.get("rule") or (
+            "no rule: this claim was not measured" if verdict == "not_measured"
+            else "no rule was applied: the experiment stopped before its verdict rule (see the caveats)")),
+        "about": _about(claim),
+        "caveats": [str(c) for c in claim.get("caveats") or []],
+        "metrics": metric_rows(claim.get("metrics") or {}),
+        "figures": figures,
+        "config_hash": claim.get("config_hash"),
+    }
+
+
+def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
+    """View data of the whole report, claims in C01..C14 order (unknown ids after them)."""
+    claims = [c for c in results.get("claims", []) if isinstance(c, Mapping)]
+    order = {cid: i for i, cid in enumerate(CLAIM_IDS)}
+    claims.sort(key=lambda c: (order.get(str(c.get("id")), len(order)), str(c.get("id"))))
+    views = [claim_view(c, images) for c in claims]
+    counts = {v: sum(1 for c in views if c["verdict"] == v) for v in VERDICT_TEXT}
+    versions = results.get("versions") if isinstance(results.get("versions"), Mapping) else {}
+    trials = results.get("trials") if isinstance(results.get("trials"), Mapping) else {}
+    return {
+        "claims": views,
+        "counts": [(VERDICT_TEXT[v], v, n) for v, n in counts.items() if n],
+        "legend": [(VERDICT_TEXT[v], v, VERDICT_MEANING[v]) for v in VERDICT_TEXT],
+        "scale": str(results.get("scale", "")),
+        "seeds": format_number(results.get("seeds")),
+        "duration": format_duration(results.get("duration_s")),
+        "created": str(results.get("created", "") or ""),
+        "executor": str(results.get("executor", "") or ""),
+        "git_commit": str(results.get("git_commit") or "not in a git checkout"),
+        "git_dirty": bool(results.get("git_dirty")),
+        "versions": [(str(k), str(v)) for k, v in versions.items()],
+        "trials": [(str(k), format_number(v)) for k, v in trials.items()],
+        "hashes": [(v["id"], str(v["config_hash"])) for v in views if v["config_hash"]],
+    }

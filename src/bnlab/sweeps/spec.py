@@ -1,0 +1,205 @@
+"""Sweep files: a base training config, axes to take the product of, and seeds -- plain data in TOML.
+
+    name = "c07-learning-rate"          # also the default output folder: runs/sweeps/<name>
+    claim = "C07"                       # optional: the claim of claims.md it serves ("sweep" by default)
+    description = "..."
+    seeds = 3                           # replicates 0, 1, 2 -- or an explicit list [0, 7, 9]
+    curve_points = 100                  # curves are subsampled to at most this many points
+    target_acc = 0.9                    # optional: also report the first evaluation step reaching it
+    best_over = "lr"                    # optional: per setting of the other axes, report the best value of
+                                        # this axis (fewest steps to target_acc, else highest test accuracy)
+
+    [base]                              # a bnlab.train.TrainConfig: every key optional, unknown keys rejected
+    model = "mlp"
+    dataset = "mnist5k"
+    steps = 2000
+
+    [axes]                              # one trial per element of the product, per seed
+    norm = ["none", "bn"]
+    lr = [0.01, 0.1, 1.0]
+    "model_kwargs.depth" = [10, 50]     # a dotted key sets one entry of a dict field
+
+Validation (`load_sweep` / `parse_sweep`) happens before anything runs: unknown keys and values of the wrong type
+raise `BnlabError` naming the key (``sweep.base.lr``, ``sweep.axes.norm``), and so does every config of the
+product that `TrainConfig` rejects. Expansion (`expand`) gives one `Trial` per (axes point, seed):
+
+* its parameters are the complete `TrainConfig` as plain data, so `Trial.key()` -- the config hash -- is a stable
+  id: the same config in two sweep files is the same trial and runs once;
+* the seed of replicate i is ``seeds[i]``, the same for every point of the axes (common random numbers: BN and
+  no-BN runs of seed 0 start from the same data order, so their difference is paired, not confounded);
+* ``progress`` is switched off (workers have no terminal) and ``device`` stays as written: ``"auto"`` picks CUDA
+  where the worker that runs the trial has a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bnlab.config import from_mapping, to_mapping
+from bnlab.errors import BnlabError
+from bnlab.experiments.base import Trial
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+TRIAL_FN = "bnlab.sweeps.train_trial:train_trial"
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """The top level of a sweep file, as read (before the base and axes are checked against TrainConfig)."""
+
+    name: str
+    base: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, Any] = field(default_factory=dict)
+    seeds: int | tuple[int, ...] = 1
+    claim: str = "sweep"
+    description: str = ""
+    curve_points: int = 200
+    target_acc: float | None = None
+    best_over: str | None = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: `base` and `axes` hold plain data that builds a valid TrainConfig at every point."""
+
+    name: str
+    claim: str
+    description: str
+    base: Mapping[str, Any]
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]  # (key, values) in file order
+    seeds: tuple[int, ...]
+    curve_points: int
+    target_acc: float | None
+    best_over: str | None = None
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point of the axes product, as {axis key: value}, in file order (last axis fastest)."""
+        keys = [k for k, _ in self.axes]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in self.axes))]
+
+    def __len__(self) -> int:
+        return math.prod(len(v) for _, v in self.axes) * len(self.seeds)
+
+
+def _train_config_type() -> type:
+    from bnlab.train.config import TrainConfig
+
+    return TrainConfig
+
+
+def _set(config: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """config[key] = value, where a dotted key 'field.entry' sets one entry of a dict-valued field."""
+    head, dot, entry = key.partition(".")
+    if not dot:
+        config[key] = value
+        return
+    inner = config.get(head, {})
+    if not isinstance(inner, Mapping) or not entry or "." in entry:
+        raise BnlabError(f"config key '{where}{key}': a dotted key must name one entry of a table field")
+    config[head] = {**inner, entry: value}
+
+
+def _build(base: Mapping[str, Any], point: Mapping[str, Any], where: str) -> Any:
+    cls = _train_config_type()
+    config = dict(base)
+    for key, value in point.items():
+        _set(config, key, value, where)
+    try:
+        return from_mapping(cls, config, where=where)
+    except BnlabError as exc:
+        raise BnlabError(str(exc) if "config key" in str(exc) else f"{where.rstrip('.')}: {exc}") from None
+
+
+def parse_sweep(data: Mapping[str, Any], *, name: str | None = None) -> Sweep:
+    """Validate plain data (a parsed TOML document) into a `Sweep`; `name` is the default for a missing name."""
+    if not isinstance(data, Mapping):
+        raise BnlabError(f"a sweep must be a table of settings, got {type(data).__name__}")
+    if "name" not in data and name is not None:
+        data = {**data, "name": name}
+    raw = from_mapping(SweepFile, data, where="sweep.")
+    if not raw.name or not all(c.isalnum() or c in "-_." for c in raw.name) or raw.name.startswith("."):
+        raise BnlabError(f"sweep.name must be letters, digits, '-', '_' or '.', got {raw.name!r}")
+    if isinstance(raw.seeds, int):
+        if raw.seeds < 1:
+            raise BnlabError(f"sweep.seeds must be >= 1, got {raw.seeds}")
+        seeds = tuple(range(raw.seeds))
+    else:
+        seeds = tuple(raw.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+            raise BnlabError(f"sweep.seeds must be distinct integers >= 0, got {list(raw.seeds)}")
+    if raw.curve_points < 2:
+        raise BnlabError(f"sweep.curve_points must be >= 2, got {raw.curve_points}")
+    if raw.target_acc is not None and not 0 < raw.target_acc <= 1:
+        raise BnlabError(f"sweep.target_acc must be in (0, 1], got {raw.target_acc}")
+    if "seed" in raw.base:
+        raise BnlabError("sweep.base.seed: set the seeds with the top-level 'seeds' key")
+
+    fields = {f.name for f in dataclasses.fields(_train_config_type())}
+    _build(raw.base, {}, "sweep.base.")  # the base alone must be a valid config
+    axes = []
+    for key, values in raw.axes.items():
+        where = f"sweep.axes.{key}"
+        if key.partition(".")[0] not in fields:
+            raise BnlabError(f"unknown config key '{where}' (known keys: {', '.join(sorted(fields))})")
+        if key == "seed":
+            raise BnlabError(f"{where}: set the seeds with the top-level 'seeds' key")
+        if not isinstance(values, list) or not values:
+            raise BnlabError(f"config key '{where}' must be a non-empty list of values, got {values!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise BnlabError(f"config key '{where}' lists a value twice: {values!r}")
+        for value in values:  # each value alone, on the base: names the axis when it is the culprit
+            _build(raw.base, {key: value}, "sweep.axes.")
+        axes.append((key, tuple(values)))
+    if raw.best_over is not None and raw.best_over not in raw.axes:
+        raise BnlabError(f"sweep.best_over must name an axis ({', '.join(raw.axes) or 'none given'}), "
+                         f"got {raw.best_over!r}")
+    sweep = Sweep(raw.name, raw.claim, raw.description, dict(raw.base), tuple(axes), seeds, raw.curve_points,
+                  raw.target_acc, raw.best_over)
+    for point in sweep.points():  # combinations can be invalid too (batch_size 1 with bn)
+        _build(sweep.base, point, "sweep.axes.")
+    return sweep
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file (TOML); the file's stem is the default name."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BnlabError(f"sweep file not found: {str(path)!r}") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise BnlabError(f"cannot read sweep file {str(path)!r}: {exc.__class__.__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BnlabError(f"malformed sweep file {str(path)!r}: {exc}") from None
+    return parse_sweep(data, name=path.stem)
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    return "/".join(f"{k}={v}" for k, v in point.items())
+
+
+def expand(sweep: Sweep) -> list[Trial]:
+    """One Trial per (axes point, seed), in order; params are the full TrainConfig (see the module docstring)."""
+    trials = []
+    for point in sweep.points():
+        for seed in sweep.seeds:
+            config = _build(sweep.base, {**point, "seed": seed, "progress": False}, "sweep.axes.")
+            params: dict[str, Any] = {"config": to_mapping(config), "curve_points": sweep.curve_points}
+            if sweep.target_acc is not None:
+                params["target_acc"] = sweep.target_acc
+            label = point_label(point)
+            trials.append(Trial(sweep.claim, f"{label}/seed={seed}" if label else f"seed={seed}", TRIAL_FN,
+                                params, cost=float(config.steps * config.batch_size)))
+    return trials

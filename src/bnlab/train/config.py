@@ -1,0 +1,84 @@
+"""The frozen, validated configuration of one training run.
+
+Build it from plain data with `bnlab.config.from_mapping(TrainConfig, {...})` (unknown keys are rejected by name)
+or directly; `__post_init__` rejects bad values with a one-line BnlabError.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bnlab.errors import BnlabError
+from bnlab.layers.factory import NORM_KINDS
+
+# kinds that normalise over the batch dimension: a batch of one makes them degenerate (zero variance)
+BATCH_NORMS: frozenset[str] = frozenset({"bn", "torch_bn", "noisy_bn", "l1", "l2", "linf"})
+
+# keys that may change between an interrupted run and its resumption without changing its numbers
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"steps", "progress", "trackers", "checkpoint_every", "sync_every",
+                                               "device"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run: model x norm x dataset x optimiser, trained for `steps` SGD/Adam steps of `batch_size`."""
+
+    model: str = "mlp"  # bnlab.models.MODELS name (ignored when train() is given a model)
+    norm: str = "none"  # bnlab.layers.factory.NORM_KINDS
+    dataset: str = "mnist5k"  # bnlab.data.DATASETS name (ignored when train() is given a dataset)
+    data_dir: str | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"train_size": 1000}
+    data_seed: int = 0  # seed of procedural data sets (synthetic, dln_regression)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"config": "narrow", "width": 0.5}
+    norm_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"affine": False}
+    init_scale: float = 1.0  # multiplier on Glorot-uniform weights
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0  # L2 penalty added to the gradient (torch's `weight_decay`)
+    steps: int = 1000
+    batch_size: int = 60
+    eval_every: int = 100  # evaluate at step 0, every `eval_every` steps and at the end; 0: start and end only
+    eval_train_size: int = 1000  # train accuracy/loss is measured on this fixed prefix of the training set
+    eval_batch_size: int = 2000  # chunk size for evaluation forwards (memory only; numbers do not depend on it)
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"  # auto: cross-entropy / MSE by the data set's task
+    diverge_factor: float = 10.0  # diverged when a train loss is non-finite or > diverge_factor x initial loss
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = 0  # with a run folder: save every k steps; 0 = at every evaluation
+    sync_every: int = 0  # read losses back from the device every k steps; 0 = 1 on CPU, 50 on CUDA
+    trackers: tuple[str, ...] = ("jsonl",)  # with a run folder: jsonl | tensorboard | wandb
+    progress: bool = True  # tqdm bar (only shown on a terminal)
+
+    def __post_init__(self) -> None:
+        def bad(key: str, what: str, value: Any) -> BnlabError:
+            return BnlabError(f"{key} must be {what}, got {value!r}")
+
+        if self.norm not in NORM_KINDS:
+            raise BnlabError(f"unknown norm '{self.norm}' (choose from {', '.join(NORM_KINDS)})")
+        if self.optimizer not in ("sgd", "adam"):
+            raise bad("optimizer", "'sgd' or 'adam'", self.optimizer)
+        if self.loss not in ("auto", "cross_entropy", "mse"):
+            raise bad("loss", "'auto', 'cross_entropy' or 'mse'", self.loss)
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise bad("lr", "a finite number > 0", self.lr)
+        if not math.isfinite(self.init_scale) or self.init_scale <= 0:
+            raise bad("init_scale", "a finite number > 0", self.init_scale)
+        if not 0 <= self.momentum < 1:
+            raise bad("momentum", "in [0, 1)", self.momentum)
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "a finite number >= 0", self.weight_decay)
+        for key in ("steps", "batch_size", "eval_train_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise bad(key, "an integer >= 1", getattr(self, key))
+        for key in ("eval_every", "checkpoint_every", "sync_every"):
+            if getattr(self, key) < 0:
+                raise bad(key, "an integer >= 0", getattr(self, key))
+        if not self.diverge_factor > 1:
+            raise bad("diverge_factor", "> 1", self.diverge_factor)
+        if self.batch_size == 1 and self.norm in BATCH_NORMS:
+            raise BnlabError(f"batch_size 1 with norm '{self.norm}': batch statistics of one example are degenerate")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise bad("device", "auto, cpu, cuda or cuda:N", self.device)

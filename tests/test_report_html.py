@@ -1,0 +1,137 @@
+"""The HTML and Markdown reports: escaping, self-containment, content, re-rendering from results.json."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bnlab.errors import BnlabError
+from bnlab.experiments.base import CLAIM_IDS
+from bnlab.report.build import load_results, write_report
+from bnlab.report.markdown import escape
+from bnlab.report.numbers import format_key_number, format_number, metric_rows
+
+EVIL = "<script>alert(1)</script>"
+
+
+def results_with(title: str = EVIL) -> dict:
+    """A results.json mapping with a user-controlled string in every free-text field."""
+    claims = []
+    for cid in CLAIM_IDS:
+        claims.append({"id": cid, "title": f"claim {cid}", "verdict": "not_measured", "rule": "", "summary": "",
+                       "method": "", "key_number": None, "metrics": {}, "figures": [], "caveats": [],
+                       "config_hash": None})
+    claims[6] = {
+        "id": "C07", "title": title, "verdict": "refuted", "rule": f"rule {EVIL}", "summary": f"summary {EVIL}",
+        "method": f"method {EVIL}",
+        "key_number": {"name": f"k{EVIL}", "value": -0.25, "ci_low": -0.4, "ci_high": -0.1, "unit": EVIL},
+        "metrics": {EVIL: 1.5, "run": {"model": EVIL, "curve": list(range(100))}},
+        "figures": [{"id": "lr", "kind": "lines", "title": f"fig {EVIL}", "caption": f"cap {EVIL}",
+                     "file": "figures/C07-lr.svg",
+                     "data": {"panels": [{"title": EVIL, "xlabel": "lr", "ylabel": "acc", "series": [
+                         {"label": f"BN {EVIL}", "x": [0.01, 0.1], "y": [0.9, 0.8]}]}]}},
+                    {"id": "broken", "kind": "lines", "title": "broken fig", "caption": "",
+                     "file": "figures/C07-broken.svg", "data": {"panels": []}}],
+        "caveats": [f"caveat {EVIL}"], "config_hash": "abc123",
+    }
+    return {"scale": "smoke", "seeds": 2, "duration_s": 3.5, "created": "2026-01-01T00:00:00+00:00",
+            "executor": "local", "versions": {"python": "3.11", "torch": EVIL},
+            "git_commit": f"deadbeef{EVIL}", "git_dirty": True, "claims": claims}
+
+
+def test_user_strings_render_as_text_never_as_markup(tmp_path: Path) -> None:
+    files = write_report(tmp_path, results_with())
+    html = files.html.read_text()
+    assert "<script" not in html.lower()  # no script at all: every EVIL is escaped
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 10
+    markdown = files.markdown.read_text()
+    assert "<script" not in markdown.lower()
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in markdown
+
+
+def test_html_is_self_contained(tmp_path: Path) -> None:
+    html = write_report(tmp_path, results_with("lr sweep")).html.read_text()
+    assert "default-src 'none'" in html  # CSP: the browser refuses any request
+    for attr in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html):
+        assert attr.startswith(("data:image/svg+xml;base64,", "data:image/png;base64,", "#")), attr[:60]
+    assert not re.search(r"https?://", re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", html)
+                         .replace("http://www.w3.org", ""))
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+
+
+def test_report_content(tmp_path: Path) -> None:
+    files = write_report(tmp_path, results_with("lr sweep"))
+    html = files.html.read_text()
+    # the verdict table: every claim, a badge, a link to its section
+    for cid in CLAIM_IDS:
+        assert f'href="#claim-{cid}"' in html and f'id="claim-{cid}"' in html
+    assert '<span class="badge refuted">refuted</span>' in html
+    assert "k&lt;script&gt;alert(1)&lt;/script&gt; = -0.25" in html and "95% CI [-0.4, -0.1]" in html
+    # the claim's description comes from bnlab.experiments.claims when results.json has none
+    assert "BN(αWx) = BN(Wx)" in html and "arXiv:1805.11604" in html
+    # a figure that cannot be drawn is reported in place, the others are drawn
+    assert "figure could not be drawn" in html and files.figure_errors
+    assert (tmp_path / "figures" / "C07-lr.svg").is_file()
+    assert "data:image/svg+xml;base64," in html
+    # long lists are summarised, nested metrics flattened
+    assert "run.curve" in html and "100 values" in html
+    # footer: scale, seeds, versions, commit, config hash
+    assert "abc123" in html and "deadbeef" in html and "with uncommitted changes" in html
+    md = files.markdown.read_text()
+    assert "| [C07](#claim-C07) | lr sweep | **refuted** |" in md
+    assert "![fig" in md and "(figures/C07-lr.svg)" in md
+
+
+def test_rerender_from_results_json_alone(tmp_path: Path) -> None:
+    results = results_with("lr sweep")
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    first = write_report(tmp_path)
+    html1 = first.html.read_text()
+    second = write_report(tmp_path)
+    assert second.html.read_text() == html1  # deterministic
+    assert json.loads((tmp_path / "results.json").read_text()) == results  # never rewritten by the report
+
+
+def test_crafted_figure_file_names_cannot_escape_the_folder(tmp_path: Path) -> None:
+    results = results_with("x")
+    results["claims"][6]["figures"][0]["file"] = "../../outside.svg"
+    results["claims"][6]["id"] = "C07/../.."
+    files = write_report(tmp_path / "out", copy.deepcopy(results))
+    assert not (tmp_path / "outside.svg").exists()
+    assert all(p.parent == tmp_path / "out" / "figures" for p in files.figures)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no results.json"),
+    ("{not json", "cannot read"),
+    ("[1, 2]", "not a bnlab audit result"),
+    ('{"claims": [{"id": "C01"}]}', "needs an 'id' and a 'verdict'"),
+])
+def test_load_results_errors(tmp_path: Path, content: str | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / "results.json").write_text(content)
+    with pytest.raises(BnlabError, match=message):
+        load_results(tmp_path)
+
+
+def test_number_formatting() -> None:
+    assert format_number(None) == "—" and format_number(float("nan")) == "NaN"
+    assert format_number(float("inf")) == "∞" and format_number(-float("inf")) == "−∞"
+    assert format_number(0.123456) == "0.1235" and format_number(12345678.0) == "1.235e+07"
+    assert format_number(3) == "3" and format_number(True) == "true"
+    assert format_key_number({"name": "Δ", "value": 1.0, "ci_low": 0.5, "ci_high": 1.5, "unit": "%"}) == (
+        "Δ = 1 %", "95% CI [0.5, 1.5]")
+    assert format_key_number({"name": "Δ", "value": 1.0, "ci_low": None, "ci_high": None}) == ("Δ = 1", "")
+    assert format_key_number(None) == ("—", "")
+    rows = dict(metric_rows({"a": {"b": [1, 2]}, "c": "text", "d": [{"x": 1}], "e": list(range(20))}))
+    assert rows == {"a.b": "[1, 2]", "c": "text", "d": "1 entries",
+                    "e": "20 values (first 0, last 19, min 0, max 19)"}
+
+
+def test_markdown_escape() -> None:
+    assert escape("a|b *c* [d](e) <i>") == "a\\|b \\*c\\* \\[d\\]\\(e\\) &lt;i&gt;"
+    assert escape("two\nlines") == "two lines"

@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bnlab.errors import BnlabError
+from bnlab.experiments.base import Trial
+from bnlab.sweeps.store import TrialStore
+
+
+def _record(key, status="ok", result=None):
+    return {"key": key, "claim": "C00", "name": "t", "fn": "bnlab.sweeps.faults:tiny_fit", "params": {"seed": 0},
+            "status": status, "result": {"x": 1.0} if result is None else result,
+            "error": None if status == "ok" else "RuntimeError: boom", "attempts": 1, "duration_s": 0.1}
+
+
+def test_put_get_roundtrip_and_done(tmp_path):
+    store = TrialStore(tmp_path / "trials")
+    key = Trial("C00", "t", "bnlab.sweeps.faults:tiny_fit", {"seed": 0}).key()
+    assert store.get(key) is None and not store.done(key)
+    store.put(_record(key, result={"loss": float("nan"), "curve": [1.0, float("inf")]}))
+    got = store.get(key)
+    assert got["status"] == "ok" and got["params"] == {"seed": 0}
+    assert got["result"]["curve"][1] == float("inf")
+    assert store.done(key)
+    assert list(store.keys()) == [key]
+    assert sorted(os.listdir(tmp_path / "trials")) == [".locks", f"{key}.json"]
+
+
+def test_failed_record_is_not_done(tmp_path):
+    store = TrialStore(tmp_path)
+    store.put(_record("abc", status="failed", result=None) | {"result": None})
+    assert store.get("abc")["status"] == "failed"
+    assert not store.done("abc")
+
+
+@pytest.mark.parametrize("content", ["", '{"key": "abc", "status": "ok"', "not json", '{"key": "abc"}', "[1, 2]",
+                                     '{"key": "other", "claim": "", "name": "", "fn": "", "params": {}, '
+                                     '"status": "ok", "result": {}, "error": null, "attempts": 1, '
+                                     '"duration_s": 0}'])
+def test_corrupt_or_foreign_file_counts_as_absent(tmp_path, content):
+    store = TrialStore(tmp_path)
+    (tmp_path / "abc.json").write_text(content)
+    assert store.get("abc") is None
+    assert not store.done("abc")
+
+
+def test_bad_records_and_keys_are_rejected(tmp_path):
+    store = TrialStore(tmp_path)
+    with pytest.raises(BnlabError, match="not a trial record"):
+        store.put({"key": "abc", "status": "ok"})
+    with pytest.raises(BnlabError, match="not a trial record"):
+        store.put(_record("abc", status="weird"))
+    with pytest.raises(BnlabError, match="invalid trial key"):
+        store.get("../escape")
+
+
+def test_store_folder_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BnlabError, match="is a file"):
+        TrialStore(tmp_path / "f")
+
+
+def test_claim_is_exclusive_across_processes_and_released_on_death(tmp_path):
+    store = TrialStore(tmp_path)
+    lock = store.claim("abc")
+    assert lock is not None
+    assert store.claim("abc") is None  # a second holder, even in this process, is refused
+    code = ("import sys; from bnlab.sweeps.store import TrialStore; "
+            "sys.exit(0 if TrialStore(sys.argv[1]).claim('abc') is None else 1)")
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 0
+    lock.release()
+    assert store.claim("abc") is not None  # the object above was dropped: its lock went with it
+    # a holder that is SIGKILLed frees the lock
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from bnlab.sweeps.store import TrialStore; "
+                               "l = TrialStore(sys.argv[1]).claim('xyz'); print('held', flush=True); "
+                               "time.sleep(60)", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert store.claim("xyz") is None
+    holder.kill()
+    holder.wait()
+    assert store.claim("xyz") is not None
+
+
+def test_records_are_plain_json(tmp_path):
+    store = TrialStore(tmp_path)
+    store.put(_record("k1"))
+    assert json.loads((tmp_path / "k1.json").read_text())["key"] == "k1"
