@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import audit_fakes
 import pytest
 
+import audit_fakes
 from bnlab.cli import main
+from bnlab.experiments.audit import run_audit
 from bnlab.experiments.base import CLAIM_IDS, VERDICTS
 
 TESTS = Path(__file__).parent
@@ -112,10 +113,14 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float =
     raise AssertionError("the audit did not start its trials in time")
 
 
-@pytest.mark.parametrize("sig, expected_rc", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_interrupted_audit_resumes(tmp_path: Path, sig: signal.Signals, expected_rc: int) -> None:
+@pytest.mark.parametrize("sig, expected_rc", [
+    (signal.SIGINT, 130),
+    pytest.param(signal.SIGKILL, -9, marks=pytest.mark.slow),
+])
+def test_interrupted_audit_resumes(fakes: None, tmp_path: Path, sig: signal.Signals, expected_rc: int,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     out, marker = tmp_path / "out", tmp_path / "marker"
-    proc = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.4", "BNLAB_FAKE_MARKER": str(marker)})
+    proc = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.3", "BNLAB_FAKE_MARKER": str(marker)})
     _wait_for_lines(marker, 2, proc)  # two trials finished, the third is running
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
@@ -127,16 +132,15 @@ def test_interrupted_audit_resumes(tmp_path: Path, sig: signal.Signals, expected
     assert 2 <= finished < 4
     assert not list((out / "trials").glob(".*.tmp"))  # no torn temp files left behind
     marker.unlink()
-    rerun = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.4", "BNLAB_FAKE_MARKER": str(marker)})
+    rerun = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.3", "BNLAB_FAKE_MARKER": str(marker)})
     stdout, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr
     assert len(marker.read_text().splitlines()) == 4 - finished  # only the unfinished trials ran
     assert stdout.count("  cached") == finished  # progress lines of the reused trials
-    clean = _audit_process(tmp_path / "clean", {})
-    assert clean.communicate(timeout=120)[0] and clean.returncode == 0
+    monkeypatch.setenv("BNLAB_FAKE_SLEEP", "0.3")  # the same trials, run in this process, never interrupted
+    clean = run_audit("smoke", None, "C07", tmp_path / "clean", "local", log=None)
     resumed = json.loads((out / "results.json").read_text())["claims"]
-    fresh = json.loads((tmp_path / "clean" / "results.json").read_text())["claims"]
-    assert json.dumps(resumed) == json.dumps(fresh)
+    assert json.dumps(resumed) == json.dumps(clean.results["claims"])
 
 
 @pytest.mark.slow

@@ -108,7 +108,8 @@ def test_cifar10_from_a_tiny_folder(tmp_path: Path) -> None:
     assert torch.allclose(ds.train_x[0], first) and ds.train_y[0].item() == raw[b"labels"][0]
 
 
-def test_cifar10_missing_or_malformed_says_where_to_get_it(tmp_path: Path) -> None:
+def test_cifar10_missing_or_malformed_says_where_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BNLAB_DATA_DIR", raising=False)
     with pytest.raises(BnlabError, match="cifar-10-python.tar.gz"):
         load_dataset("cifar10")
     with pytest.raises(BnlabError, match="no CIFAR-10.*cifar-10-python.tar.gz"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import audit_fakes
 import pytest
 
+import audit_fakes
 from bnlab.errors import BnlabError
 from bnlab.experiments import audit
 from bnlab.experiments.base import CLAIM_IDS, VERDICTS
@@ -185,3 +185,24 @@ def test_plan_and_import_errors_are_recorded(fakes: list[str], tmp_path: Path,
     assert claims["C10"]["verdict"] == "inconclusive"
     assert any("failed to import" in c and "someextra" in c for c in claims["C10"]["caveats"])
     assert claims["C07"]["verdict"] == "supported"  # the others went on
+
+
+def test_data_dir_reaches_the_trials_and_is_restored(fakes: list[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+
+    def spy(norm: str, seed: int) -> dict:
+        import os
+
+        seen.append(os.environ.get("BNLAB_DATA_DIR"))
+        return audit_fakes.accuracy(norm, seed)
+
+    monkeypatch.setitem(audit_fakes.FAKE_FUNCS, "bnlab.fake_audit:accuracy", spy)
+    monkeypatch.delenv("BNLAB_DATA_DIR", raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    audit.run_audit("smoke", 1, "C07", tmp_path / "out", "local", data_dir=data, log=None)
+    assert seen == [str(data.resolve())] * 2
+    import os
+
+    assert "BNLAB_DATA_DIR" not in os.environ

@@ -178,3 +178,17 @@ def test_data_hash_identifies_data() -> None:
     x2 = x.clone()
     x2[0, 0] += 1e-3
     assert data_hash([(x, y)]) != data_hash([(x2, y)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_compiled_forward_matches_eager(bn_mode: str) -> None:
+    torch.manual_seed(5)
+    model = _trained(_cnn(nn.BatchNorm2d), (2, 8, 8))
+    batch = (torch.randn(12, 2, 8, 8), torch.randint(0, 4, (12,)))
+    origin = model_origin(model)
+    dirs = random_directions(origin, 2, seed=3)
+    coords = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 0.25]])
+    eager = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode)
+    compiled = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, compile=True)
+    np.testing.assert_allclose(compiled["loss"], eager["loss"], rtol=1e-5, atol=1e-5)

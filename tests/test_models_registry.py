@@ -136,7 +136,8 @@ def test_layers_in_order_follow_the_forward_pass() -> None:
     for name in MODELS:
         model, shape = _build(name, "torch_bn")
         called: list[nn.Module] = []
-        handles = [m.register_forward_hook(lambda mod, i, o: called.append(mod)) for _, m in layers_in_order(model)]
+        handles = [m.register_forward_hook(lambda mod, i, o, seen=called: seen.append(mod))
+                   for _, m in layers_in_order(model)]
         model(torch.randn(4, *shape))
         for handle in handles:
             handle.remove()

@@ -17,6 +17,7 @@ from bnlab.errors import BnlabError
 from bnlab.train import ProbeContext, TrainConfig, train
 from bnlab.train.evaluate import evaluate
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """One intra-op thread: faster for these tiny nets on a shared 2-core machine; restored afterwards."""

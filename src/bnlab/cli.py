@@ -75,6 +75,8 @@ def train(
     norm_opt: list[str] = typer.Option(None, "--norm-opt", help="norm option KEY=VALUE, e.g. affine=false"),
     dataset_opt: list[str] = typer.Option(None, "--dataset-opt", help="data option KEY=VALUE, e.g. train_size=1000"),
     tracker: list[str] = typer.Option(None, "--tracker", help="jsonl (default) | tensorboard | wandb; repeatable"),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice; 1 is fastest for small "
+                                "nets on a busy machine)"),
 ) -> None:
     """Train one network and print a short summary; a diverged run is a result (exit 0)."""
     from bnlab.config import from_mapping
@@ -97,6 +99,12 @@ def train(
         "dataset_kwargs": parse_key_values(dataset_opt, "--dataset-opt"),
         "trackers": tuple(tracker) if tracker else ("jsonl",),
     })
+    if threads is not None:
+        if threads < 1:
+            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     result = run_training(config, out_dir=out, resume=resume)
     typer.echo(result.summary())
 

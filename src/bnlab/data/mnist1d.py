@@ -12,7 +12,8 @@ from bnlab.data.dataset import Dataset, make_dataset
 
 
 def _build() -> dict[str, np.ndarray]:
-    from mnist1d.data import get_dataset_args, make_dataset as generate
+    from mnist1d.data import get_dataset_args
+    from mnist1d.data import make_dataset as generate
 
     data = generate(get_dataset_args())
     return {"train_x": data["x"].astype(np.float32), "train_y": data["y"].astype(np.int64),

@@ -12,11 +12,13 @@ dln_regression  (dim,)         n_train/n_test x ~ N(0, I), y = A x (seeded regre
 ==============  =============  =============  ====================================================
 
 `seed` only affects the procedural sets (synthetic, dln_regression); the real sets have one fixed split.
+`data_dir` defaults to the environment variable ``BNLAB_DATA_DIR`` (set by `bnlab audit --data-dir`).
 `train_size` / `test_size` keep a prefix of the (fixed, shuffled) examples, e.g. a CIFAR-10 subset for the CPU.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,8 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     """The data set `name` as float32 tensors in memory; unknown names / options raise BnlabError."""
     if name not in DATASETS:
         raise BnlabError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    if data_dir is None:  # `bnlab audit --data-dir DIR` sets BNLAB_DATA_DIR for its trials
+        data_dir = os.environ.get("BNLAB_DATA_DIR") or None
     try:
         dataset = DATASETS[name](data_dir, seed, **kw)
     except TypeError as exc:  # an option the loader does not take

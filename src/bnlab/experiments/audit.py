@@ -257,14 +257,20 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
 
 
 def versions() -> dict[str, str]:
-    import matplotlib
-    import numpy
-    import torch
+    """Versions of Python, the libraries results depend on, bnlab and the platform (read from package
+    metadata, so nothing heavy is imported)."""
+    from importlib import metadata
 
     import bnlab
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "matplotlib": matplotlib.__version__, "bnlab": bnlab.__version__, "platform": platform.platform()}
+    found = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "matplotlib"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found.update({"bnlab": bnlab.__version__, "platform": platform.platform()})
+    return found
 
 
 def git_state() -> tuple[str | None, bool | None]:

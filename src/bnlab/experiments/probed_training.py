@@ -179,6 +179,13 @@ def ics_means(series: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def finite_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """`mean_ci` of the finite values (a seed whose run produced no number is left out, not averaged as NaN)."""
+    from bnlab.experiments.base import mean_ci
+
+    return mean_ci([v for v in values if v is not None and math.isfinite(v)])
+
+
 def log_ratio(a: float, b: float) -> float:
     """log(a / b); NaN when either is not a positive finite number."""
     if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
@@ -205,26 +212,26 @@ FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 # MLP: Ioffe's 3 × 100 sigmoid net on MNIST (batch 60), the last hidden layer's sigmoid input watched.
 _RUNS: dict[str, dict[str, dict[str, Any]]] = {
     "vgg": {
-        "smoke": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow", "width": 0.5},
-                             "dataset_kwargs": {"train_size": 256, "test_size": 128}, "lr": 0.1, "steps": 12,
+        "smoke": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow", "width": 0.25},
+                             "dataset_kwargs": {"train_size": 128, "test_size": 64}, "lr": 0.1, "steps": 8,
                              "batch_size": 32, "eval_every": 4},
-                  "probe_every": 4, "k": 4},
+                  "probe_every": 4, "k": 3},
         "default": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow"},
                                "lr": 0.1, "steps": 300, "batch_size": 64, "eval_every": 25},
-                    "probe_every": 30, "k": 8},
+                    "probe_every": 50, "k": 8},
         "paper": {"config": {"model": "vgg", "dataset": "cifar10", "model_kwargs": {"config": "vgg11"},
                              "lr": 0.1, "steps": 15000, "batch_size": 128, "eval_every": 500, "device": "auto"},
                   "probe_every": 100, "k": 8},
     },
     "dln": {
-        "smoke": {"config": {"model": "dln", "dataset": "dln_regression",
+        "smoke": {"config": {"model": "dln", "dataset": "dln_regression", "model_kwargs": {"depth": 8},
                              "dataset_kwargs": {"train_size": 128, "test_size": 64}, "lr": 0.05, "steps": 8,
                              "batch_size": 128, "eval_every": 4},
                   "probe_every": 4, "k": 4},
         "default": {"config": {"model": "dln", "dataset": "dln_regression",
                                "dataset_kwargs": {"train_size": 1000, "test_size": 500}, "lr": 0.05, "steps": 300,
                                "batch_size": 1000, "eval_every": 25},
-                    "probe_every": 25, "k": 8},
+                    "probe_every": 50, "k": 8},
         "paper": {"config": {"model": "dln", "dataset": "dln_regression", "lr": 1e-6, "steps": 10000,
                              "batch_size": 4000, "eval_every": 500, "device": "auto"},
                   "probe_every": 100, "k": 8},
@@ -256,7 +263,8 @@ def run_settings(family: str, scale: str) -> dict[str, Any]:
 
 
 def _last_activation(config: dict[str, Any]) -> str:
-    """Name of the last nonlinearity module of the configured model (built once on the CPU; cheap)."""
+    """Name of the last nonlinearity module (or identity ``act`` of a linear block) of the configured model (built
+    once on the CPU; cheap)."""
     import torch
 
     from bnlab.models import DEFAULT_IN_SHAPES, build_model
@@ -267,7 +275,8 @@ def _last_activation(config: dict[str, Any]) -> str:
     state = torch.get_rng_state()
     model = build_model(config["model"], in_shape=in_shape, **config.get("model_kwargs", {}))
     torch.set_rng_state(state)
-    names = activation_modules(model)
+    # a deep linear net's blocks hold an identity "act": its input is the pre-activation all the same
+    names = activation_modules(model) or [n for n, _ in model.named_modules() if n.endswith(".act")]
     if not names:
         raise BnlabError(f"model {config['model']!r} has no nonlinearity module to watch")
     return names[-1]
@@ -291,3 +300,15 @@ def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
                       activation_inputs=0)
     return Trial(claim=claim, name=f"{family}/{norm}/seed={seed}",
                  fn="bnlab.experiments.probed_training:probed_run", params=params, cost=_COSTS[family])
+
+
+def seed_band(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float | None]], label: str) -> dict[str, Any]:
+    """A figure series: the mean over seeds of y(x) with the min–max over seeds as its band (seeds cut to the
+    shortest curve, e.g. when one diverged)."""
+    n = min(len(x) for x in xs) if xs else 0
+    x = list(xs[0][:n]) if n else []
+    cols = [[y[i] for y in ys if y[i] is not None and math.isfinite(y[i])] for i in range(n)]
+    return {"label": label, "x": x,
+            "y": [sum(c) / len(c) if c else None for c in cols],
+            "lo": [min(c) if c else None for c in cols],
+            "hi": [max(c) if c else None for c in cols]}

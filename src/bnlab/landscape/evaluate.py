@@ -33,6 +33,9 @@ Speed (choose by measurement: `bench/bench_landscape.py`):
   layer's fan-in is >= 64 (below that the combination moves more memory than the product costs) and the cached
   products fit in 1 GiB.
 * ``precision="bf16"`` -- opt-in CPU/GPU autocast to bfloat16; callers report its error against fp32 points.
+* ``compile=True`` -- `torch.compile` the forward (inductor fuses BN, ReLU and pooling into few passes over
+  memory). Off by default: compiling costs tens of seconds on a CPU and only pays back on long grids; the compiled
+  function is cached per model within the process, so later planes of the same model skip that cost.
 """
 
 from __future__ import annotations
@@ -58,6 +61,23 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _FIRST_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _FIRST_LAYER_CACHE_BYTES = 1 << 30
+_COMPILED: dict[int, tuple[nn.Module, Callable]] = {}  # id(model) -> (model, compiled forward); last 4 models
+
+
+def _forward_fn(model: nn.Module, compile: bool) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """functional_call of `model`, compiled with torch.compile (cached per model) when asked."""
+    def forward(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, state, (x,))
+
+    if not compile:
+        return forward
+    cached = _COMPILED.get(id(model))
+    if cached is None or cached[0] is not model:
+        cached = (model, torch.compile(forward, dynamic=False))
+        while len(_COMPILED) >= 4:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[id(model)] = cached
+    return cached[1]
 
 
 def as_batches(data: Batch | Sequence[Batch] | Iterable[Batch]) -> list[Batch]:
@@ -256,7 +276,8 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
              directions: Sequence[Mapping[str, torch.Tensor]], coords: np.ndarray | Sequence[Sequence[float]],
              bn_mode: str = "train", *, recal_data: Batch | Sequence[Batch] | None = None, strategy: str = "auto",
              chunk: int = 16, channels_last: bool | None = None, linear_first_layer: bool | None = None,
-             precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+             precision: str = "fp32", compile: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Loss and accuracy at ``origin + sum_i coords[p, i] * directions[i]`` for every row p of `coords` (P, k).
 
     Returns ``{"loss": (P,), "acc": (P,)}`` float64 arrays (acc is NaN when the task is not classification with
@@ -309,7 +330,10 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
         buffers = dict(model.named_buffers())
         bn_names = _bn_buffer_names(model)
         use_vmap = _should_vmap(strategy, device, bn_mode)
-        first_wanted = False if use_vmap else linear_first_layer
+        first_wanted = False if (use_vmap or compile) else linear_first_layer
+        if compile and linear_first_layer:
+            raise BnlabError("linear_first_layer and compile cannot be combined; choose one")
+        forward = _forward_fn(model, compile)
         with torch.inference_mode(), autocast, _linear_first_layer(model, batches, origin, directions,
                                                                    first_wanted) as first:
             done = 0
@@ -335,12 +359,12 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
                     for m in bn_layers:
                         m.train()
                     for x, _ in recal:
-                        functional_call(model, state, (x,))
+                        forward(state, x)
                     for m in bn_layers:
                         m.eval()
                 lsum, correct = 0.0, 0.0
                 for x, y in batches:
-                    out = functional_call(model, state, (x,))
+                    out = forward(state, x)
                     lb, cb = _batch_metrics(out, y, loss_fn)
                     lsum += lb * x.shape[0]
                     correct += cb

@@ -6,4 +6,6 @@ from bnlab.layers.lp import LpNorm
 from bnlab.layers.noisy import DistributionNoise, NoisyBatchNorm
 from bnlab.layers.precise import precise_statistics
 
-__all__ = ["NORM_KINDS", "BatchNorm", "DistributionNoise", "LpNorm", "NoisyBatchNorm", "make_norm", "precise_statistics"]
+__all__ = [
+    "NORM_KINDS", "BatchNorm", "DistributionNoise", "LpNorm", "NoisyBatchNorm", "make_norm", "precise_statistics",
+]

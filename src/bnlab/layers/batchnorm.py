@@ -47,19 +47,23 @@ def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
 
 
 def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel batch mean and *biased* variance of x (N, C, *) -> ((C,), (C,)).
+    """Per-channel batch mean and *biased* variance of x (N, C, *) -> ((C,), (C,)), two passes with centring.
 
-    `torch.var_mean` is one fused, numerically stable pass (it centres internally), so huge or tiny float32
-    activations neither overflow nor cancel as E[x²] − E[x]² would.
+    Centring first (var = mean((x − μ)²)) avoids the cancellation of E[x²] − E[x]² for activations with a large
+    mean, and the overflow of Σx² for huge float32 activations.
     """
-    var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0)  # (N, C, *) -> (C,), (C,)
-    return mean, var
+    dims = _reduce_dims(x)
+    mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
+    xc = x - mean.view(_stat_shape(x))  # (N, C, *)
+    return mean, xc.mul_(xc).mean(dim=dims)
 
 
 class _BatchNormFunction(torch.autograd.Function):
     """y = γ (x − μ_B)/√(σ²_B + ε) + β with batch statistics, and its analytic backward.
 
     Returns (y, mean, var); mean and var (biased) are non-differentiable outputs used for the running statistics.
+    Memory: saves x (an input, alive anyway), x − μ and 1/s; the forward allocates x − μ and y only (the squared
+    deviations are computed into y's buffer), the fast backward allocates only dx.
     """
 
     @staticmethod
@@ -67,16 +71,17 @@ class _BatchNormFunction(torch.autograd.Function):
                 eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dims = _reduce_dims(x)
         shape = _stat_shape(x)
-        m = x.numel() // x.shape[1]
         # two passes with centring (no E[x²] − μ² cancellation, no overflow of Σx² for huge activations)
-        mean = x.sum(dim=dims) / m  # (N, C, *) -> (C,)
+        mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
         xc = x - mean.view(shape)  # (N, C, *)
         y = torch.mul(xc, xc)  # (N, C, *): scratch for (x − μ)², reused below as the output buffer
-        var = y.sum(dim=dims) / m  # (C,) biased variance
-        invstd = torch.rsqrt(var + eps)  # (C,)
+        var = y.mean(dim=dims)  # (C,) biased variance
+        invstd = (var + eps).rsqrt_()  # (C,)
         scale = invstd if weight is None else invstd * weight  # (C,)
-        shift = bias if bias is not None else torch.zeros_like(scale)  # (C,)
-        torch.addcmul(shift.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
+        if bias is None:
+            torch.mul(xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂
+        else:
+            torch.addcmul(bias.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
         ctx.save_for_backward(x, xc, weight, invstd)
         ctx.eps = eps
         ctx.mark_non_differentiable(mean, var)
@@ -103,19 +108,17 @@ class _BatchNormFunction(torch.autograd.Function):
                 grad_x = gamma * (grad_y - g_sum.view(shape) / m - xhat * (g_xhat.view(shape) / m))
             return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None
         # fast path (no graph): dx = a·g + b·(x − μ) + c per channel, two reductions, one allocation
-        g_sum = grad_y.sum(dim=dims)  # (C,)
+        g_sum = grad_y.sum(dim=dims)  # (C,)  Σ g
         buf = torch.mul(grad_y, xc)  # (N, C, *): scratch for g (x − μ), reused as the dx buffer
-        g_xc = buf.sum(dim=dims)  # (C,)  Σ g (x − μ)
+        g_xhat = buf.sum(dim=dims).mul_(invstd)  # (C,)  Σ g x̂ = ∂L/∂γ
         grad_x = None
         if need_x:
             a = invstd if weight is None else weight * invstd  # (C,)  γ/s
-            b = -a * invstd * invstd * g_xc / m  # (C,)  −γ/s³ · mean(g (x−μ))
-            c = -a * g_sum / m  # (C,)
+            b = (a * invstd).mul_(g_xhat).mul_(-1.0 / m)  # (C,)  −(γ/s²) mean(g x̂)
+            c = (a * g_sum).mul_(-1.0 / m)  # (C,)  −(γ/s) mean(g)
             grad_x = torch.addcmul(c.view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
             grad_x.addcmul_(xc, b.view(shape))
-        grad_w = g_xc * invstd if need_w else None  # Σ g x̂
-        grad_b = g_sum if need_b else None
-        return grad_x, grad_w, grad_b, None
+        return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None
 
 
 def batch_norm_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -247,10 +250,10 @@ class BatchNorm(nn.Module):
                 raise BnlabError(f"BatchNorm in training mode needs more than 1 value per channel, got input of "
                                  f"shape {tuple(x.shape)}")
             y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps)
-            unbiased = var * (per_channel / max(per_channel - 1, 1))
+            unbiased = var.mul_(per_channel / max(per_channel - 1, 1))  # var is a fresh non-differentiable output
         if self.training and self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 f = self._update_factor()
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), f)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
+                torch._foreach_lerp_([self.running_mean, self.running_var],
+                                     [mean.to(self.running_mean.dtype), unbiased.to(self.running_var.dtype)], f)
         return y

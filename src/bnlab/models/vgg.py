@@ -17,7 +17,6 @@ Layers in order: ``model.features`` is an ``nn.Sequential`` of ``ConvBlock`` (su
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 

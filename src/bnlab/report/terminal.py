@@ -16,11 +16,11 @@ def _clip(text: str, width: int) -> str:
 
 def verdict_table(results: Mapping[str, Any]) -> str:
     """One line per claim: id, verdict, key number with its CI, title."""
-    lines = [f"{'claim':<6} {'verdict':<13} {'key number':<52} title"]
+    lines = [f"{'claim':<6} {'verdict':<13} {'title':<52} key number (95% CI)"]
     for claim in results.get("claims", []):
         main, ci = format_key_number(claim.get("key_number"))
-        key = f"{main} {ci}".strip() if main != "—" else ""
+        key = f"{main} {ci.replace('95% CI ', '')}".strip() if main != "—" else ""
         verdict = VERDICT_TEXT.get(str(claim.get("verdict")), str(claim.get("verdict")))
-        lines.append(f"{str(claim.get('id', '')):<6} {verdict:<13} {_clip(key, 52):<52} "
-                     f"{_clip(str(claim.get('title', '')), 60)}")
+        title = _clip(str(claim.get("title", "")), 52)
+        lines.append(f"{str(claim.get('id', '')):<6} {verdict:<13} {title:<52} {_clip(key, 110)}".rstrip())
     return "\n".join(lines)

@@ -14,7 +14,8 @@ class TensorBoardTracker:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise BnlabError("tracker 'tensorboard' needs the tensorboard package: pip install 'bnlab[tensorboard]'")
+            raise BnlabError("tracker 'tensorboard' needs the tensorboard package: "
+                             "pip install 'bnlab[tensorboard]'") from None
         self._writer = SummaryWriter(str(log_dir))
 
     def log(self, kind: str, step: int, metrics: Mapping[str, Any]) -> None:

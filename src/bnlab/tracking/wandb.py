@@ -14,7 +14,7 @@ class WandbTracker:
         try:
             import wandb
         except ImportError:
-            raise BnlabError("tracker 'wandb' needs the wandb package: pip install 'bnlab[wandb]'")
+            raise BnlabError("tracker 'wandb' needs the wandb package: pip install 'bnlab[wandb]'") from None
         self._run = wandb.init(project="bnlab", dir=str(run_dir), config=dict(config), reinit=True)
 
     def log(self, kind: str, step: int, metrics: Mapping[str, Any]) -> None:

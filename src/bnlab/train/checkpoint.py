@@ -48,8 +48,8 @@ def load_checkpoint(path: Path, config: TrainConfig, map_location: torch.device 
     """The checkpoint at `path`, checked against `config`; history/probes decoded from JSON."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input here
-        raise BnlabError(f"cannot read checkpoint '{path}': {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    except Exception as exc:  # any unreadable file is bad input here
+        raise BnlabError(f"cannot read checkpoint '{path}': {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise BnlabError(f"'{path}' is not a bnlab checkpoint")
     saved = json.loads(state["config"])

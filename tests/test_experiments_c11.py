@@ -1,0 +1,52 @@
+"""C11 gradient flow: smoke plan -> every trial -> summarize, plus the rule's pieces."""
+
+import json
+import math
+from dataclasses import asdict
+
+import pytest
+
+from bnlab.experiments import c11_gradient_flow as c11
+from bnlab.experiments.base import VERDICTS
+from bnlab.experiments.trial import execute_trial
+
+
+def test_smoke_plan_runs_and_summarizes():
+    plan = c11.plan("smoke", 2)
+    assert plan.claim == "C11" and len({t.name for t in plan.trials}) == len(plan.trials)
+    json.dumps(plan.config)
+    results = {t.name: execute_trial(t) for t in plan.trials}
+    json.dumps(results)  # plain data
+    result = c11.summarize(plan, results)
+    assert result.id == "C11" and result.verdict in VERDICTS and result.rule
+    assert math.isfinite(result.key_number.value) and result.key_number.value > 0
+    settings = result.metrics["settings"]
+    assert set(settings) == {f"{a}/{r}" for a in ("relu", "tanh", "linear") for r in ("plain", "residual")}
+    for entry in settings.values():
+        assert entry["verdict"] in VERDICTS
+        assert all(math.isfinite(g) and g > 0 for g in entry["bn_growth_per_seed"])
+    for rec in (r for n, r in results.items() if n.startswith("grad/")):
+        assert len(rec["weight_grad_sq"]) == plan.config["depth"] + 2  # stem + blocks + head
+        assert all(math.isfinite(v) and v > 0 for v in rec["weight_grad_sq"] + rec["layer_jac_msv"])
+    assert {f.id for f in result.figures} >= {"grad_profile", "growth_factors", "trainability"}
+    json.dumps(asdict(result))
+
+
+def test_relu_bn_gradient_explodes_at_yang_rate():
+    rec = c11.gradient_profile(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False,
+                               norm="bn", batch_size=128, jacobian_probes=1, seed=0)
+    assert rec["growth_factor"] == pytest.approx(c11.YANG_RELU, abs=0.08)
+
+
+def test_band_verdict_and_yang_rates():
+    assert c11.band_verdict(0.95, 1.05, 1.1) == "supported"
+    assert c11.band_verdict(1.4, 1.5, 1.1) == "refuted"
+    assert c11.band_verdict(0.5, 0.8, 1.1) == "refuted"
+    assert c11.band_verdict(1.05, 1.2, 1.1) == "inconclusive"
+    assert c11.band_verdict(None, None, 1.1) == "inconclusive"
+    assert c11.YANG_RELU == pytest.approx(1.4669, abs=1e-4)
+    assert c11.yang_linear(64) == pytest.approx(62 / 61)
+    with pytest.raises(ValueError, match="batch size"):
+        c11.yang_linear(3)
+    with pytest.raises(ValueError, match="unknown scale"):
+        c11.plan("huge", 2)
