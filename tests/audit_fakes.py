@@ -42,6 +42,10 @@ def accuracy(norm: str, seed: int, sleep: float = 0.0) -> dict[str, Any]:
     if os.environ.get("BNLAB_FAKE_INTERRUPT_AT") == f"{norm}/{seed}":
         raise KeyboardInterrupt  # as if Ctrl-C arrived while this trial ran
     CALLS.append(f"{norm}/{seed}")
+    if os.environ.get("BNLAB_FAKE_BLOCK_AT") == f"{norm}/{seed}":  # hang until the test interrupts us
+        with open(os.environ["BNLAB_FAKE_MARKER"], "a") as handle:
+            handle.write("blocked\n")
+        time.sleep(120)
     if sleep:
         time.sleep(sleep)
     marker = os.environ.get("BNLAB_FAKE_MARKER")

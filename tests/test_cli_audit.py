@@ -24,6 +24,8 @@ PYTHON = sys.executable
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     audit_fakes.install(monkeypatch)
+    # the trial store is per code version; other work on this tree must not change it between two runs of a test
+    monkeypatch.setattr("bnlab.experiments.audit.code_fingerprint", lambda: "pinned")
     for name in ("BNLAB_FAKE_INTERRUPT_AT", "BNLAB_FAKE_SLEEP", "BNLAB_FAKE_MARKER"):
         monkeypatch.delenv(name, raising=False)
 
@@ -93,7 +95,8 @@ def test_audit_then_report(fakes: None, tmp_path: Path, capsys: pytest.CaptureFi
 def _audit_process(out: Path, env: dict[str, str]) -> subprocess.Popen:
     # a child of a background job inherits SIGINT ignored; a terminal user's Ctrl-C raises KeyboardInterrupt
     code = ("import signal, sys, audit_fakes; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "audit_fakes.install(); from bnlab.cli import main; "
+            "audit_fakes.install(); import bnlab.experiments.audit as a; a.code_fingerprint = lambda: 'pinned'; "
+            "from bnlab.cli import main; "
             f"sys.exit(main(['audit', '--scale', 'smoke', '--claims', 'C07', '--out', {str(out)!r}, "
             "'--executor', 'local']))")
     full_env = {**os.environ, "PYTHONPATH": str(TESTS), "MPLBACKEND": "Agg", **env}
@@ -101,44 +104,42 @@ def _audit_process(out: Path, env: dict[str, str]) -> subprocess.Popen:
                             text=True)
 
 
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for_block(path: Path, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= n:
+        if path.exists() and "blocked" in path.read_text():
             return
         if proc.poll() is not None:
             raise AssertionError(f"audit ended early: {proc.communicate()}")
         time.sleep(0.05)
     proc.kill()
-    raise AssertionError("the audit did not start its trials in time")
+    raise AssertionError("the audit did not reach its blocking trial in time")
 
 
 @pytest.mark.parametrize("sig, expected_rc", [
     (signal.SIGINT, 130),
     pytest.param(signal.SIGKILL, -9, marks=pytest.mark.slow),
 ])
-def test_interrupted_audit_resumes(fakes: None, tmp_path: Path, sig: signal.Signals, expected_rc: int,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_audit_resumes(fakes: None, tmp_path: Path, sig: signal.Signals, expected_rc: int) -> None:
     out, marker = tmp_path / "out", tmp_path / "marker"
-    proc = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.3", "BNLAB_FAKE_MARKER": str(marker)})
-    _wait_for_lines(marker, 2, proc)  # two trials finished, the third is running
+    # trials run in plan order bn/0, none/0, bn/1, none/1: the third one hangs until the signal arrives
+    proc = _audit_process(out, {"BNLAB_FAKE_BLOCK_AT": "bn/1", "BNLAB_FAKE_MARKER": str(marker)})
+    _wait_for_block(marker, proc)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == expected_rc, stderr
     if sig == signal.SIGINT:
         assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert not (out / "results.json").exists()
-    finished = len(list((out / "trials").glob("*.json")))
-    assert 2 <= finished < 4
-    assert not list((out / "trials").glob(".*.tmp"))  # no torn temp files left behind
+    assert len(list((out / "trials").glob("*/*.json"))) == 2  # the two finished trials, nothing else
+    assert not list((out / "trials").glob("*/.*.tmp"))  # no torn temp files left behind
     marker.unlink()
-    rerun = _audit_process(out, {"BNLAB_FAKE_SLEEP": "0.3", "BNLAB_FAKE_MARKER": str(marker)})
+    rerun = _audit_process(out, {"BNLAB_FAKE_MARKER": str(marker)})
     stdout, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr
-    assert len(marker.read_text().splitlines()) == 4 - finished  # only the unfinished trials ran
-    assert stdout.count("  cached") == finished  # progress lines of the reused trials
-    monkeypatch.setenv("BNLAB_FAKE_SLEEP", "0.3")  # the same trials, run in this process, never interrupted
-    clean = run_audit("smoke", None, "C07", tmp_path / "clean", "local", log=None)
+    assert marker.read_text().splitlines() == ["bn/1", "none/1"]  # only the unfinished trials ran
+    assert stdout.count("  cached") == 2  # progress lines of the reused trials
+    clean = run_audit("smoke", None, "C07", tmp_path / "clean", "local", log=None)  # never interrupted
     resumed = json.loads((out / "results.json").read_text())["claims"]
     assert json.dumps(resumed) == json.dumps(clean.results["claims"])
 

@@ -20,6 +20,8 @@ CLAIM_KEYS = {"id", "title", "verdict", "rule", "summary", "method", "key_number
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     audit_fakes.install(monkeypatch)
+    # the trial store is per code version; other work on this tree must not change it between two runs of a test
+    monkeypatch.setattr(audit, "code_fingerprint", lambda: "pinned")
     audit_fakes.CALLS.clear()
     monkeypatch.delenv("BNLAB_FAKE_INTERRUPT_AT", raising=False)
     monkeypatch.delenv("BNLAB_FAKE_SLEEP", raising=False)
@@ -103,7 +105,7 @@ def test_interrupted_audit_resumes_and_matches_a_clean_run(fakes: list[str], tmp
     with pytest.raises(KeyboardInterrupt):
         audit.run_audit("smoke", 2, "C07", tmp_path / "a", "local", log=None)
     assert not (tmp_path / "a" / "results.json").exists()  # nothing half-written
-    assert len(list((tmp_path / "a" / "trials").glob("*.json"))) == 3
+    assert len(list((tmp_path / "a" / "trials").glob("*/*.json"))) == 3
     monkeypatch.delenv("BNLAB_FAKE_INTERRUPT_AT")
     fakes.clear()
     resumed = audit.run_audit("smoke", 2, "C07", tmp_path / "a", "local", log=None)
@@ -206,3 +208,18 @@ def test_data_dir_reaches_the_trials_and_is_restored(fakes: list[str], tmp_path:
     import os
 
     assert "BNLAB_DATA_DIR" not in os.environ
+
+
+def test_a_code_change_starts_a_fresh_trial_store(fakes: list[str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    first = audit.run_audit("smoke", 1, "C07", tmp_path, "local", log=None)
+    assert (tmp_path / "trials" / first.results["code_fingerprint"]).is_dir()
+    fakes.clear()
+    monkeypatch.setattr(audit, "code_fingerprint", lambda: "0123456789abcdef")
+    audit.run_audit("smoke", 1, "C07", tmp_path, "local", log=None)
+    assert sorted(fakes) == ["bn/0", "none/0"]  # recomputed, not taken from the older code's store
+
+
+def test_code_fingerprint_tracks_the_trial_code() -> None:
+    fp = audit.code_fingerprint()
+    assert len(fp) == 16 and fp == audit.code_fingerprint()

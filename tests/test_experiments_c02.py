@@ -4,9 +4,26 @@ import json
 import math
 from dataclasses import asdict
 
+import torch
+
 from bnlab.experiments import c02_affine as c02
 from bnlab.experiments.base import VERDICTS
 from bnlab.experiments.trial import execute_trial
+from experiments_smoke import check_result
+
+
+def _run_smoke(module):
+    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = module.plan("smoke", 2)
+        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
+    finally:
+        torch.set_num_threads(threads)
+    result = module.summarize(plan, results)
+    check_result(module, plan, result)
+    return plan, results, result
 
 
 def test_identity_recovery_is_exact_to_rounding():
@@ -18,16 +35,12 @@ def test_identity_recovery_is_exact_to_rounding():
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan = c02.plan("smoke", 2)
-    assert plan.claim == "C02" and len({t.name for t in plan.trials}) == len(plan.trials)
-    results = {t.name: execute_trial(t) for t in plan.trials}
-    json.dumps(results)
+    plan, results, result = _run_smoke(c02)
     for name, rec in results.items():
         if name.startswith("train/"):
             assert rec["steps"][0] == 0 and rec["steps"][-1] == plan.config["steps"]
             assert all(0.0 <= f <= 1.0 for f in rec["band_fraction"])
             assert len(rec["band_fraction_per_layer_final"]) == 3  # Ioffe's 3 sigmoid layers
-    result = c02.summarize(plan, results)
     assert result.verdict in VERDICTS and math.isfinite(result.key_number.value)
     assert result.metrics["identity_verdict"] == "supported"
     # BN without affine at step 0 normalises to ~N(0, 1) per unit: about 68% of inputs in |x| < 1

@@ -4,19 +4,32 @@ import json
 import math
 from dataclasses import asdict
 
+import torch
+
 from bnlab.experiments import c10_initialisation as c10
 from bnlab.experiments.base import VERDICTS
 from bnlab.experiments.trial import execute_trial
+from experiments_smoke import check_result
+
+
+def _run_smoke(module):
+    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = module.plan("smoke", 2)
+        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
+    finally:
+        torch.set_num_threads(threads)
+    result = module.summarize(plan, results)
+    check_result(module, plan, result)
+    return plan, results, result
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan = c10.plan("smoke", 2)
-    assert plan.claim == "C10" and len({t.name for t in plan.trials}) == len(plan.trials)
-    results = {t.name: execute_trial(t) for t in plan.trials}
-    json.dumps(results)
+    plan, results, result = _run_smoke(c10)
     for rec in results.values():
         assert 0.0 <= c10.effective_accuracy(rec) <= 1.0
-    result = c10.summarize(plan, results)
     assert result.verdict in VERDICTS and math.isfinite(result.key_number.value)
     assert len(result.metrics["range_bn"]) == 2
     assert result.figures[0].data["panels"][0]["xscale"] == "log"

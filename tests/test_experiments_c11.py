@@ -5,19 +5,30 @@ import math
 from dataclasses import asdict
 
 import pytest
+import torch
 
 from bnlab.experiments import c11_gradient_flow as c11
 from bnlab.experiments.base import VERDICTS
 from bnlab.experiments.trial import execute_trial
+from experiments_smoke import check_result
+
+
+def _run_smoke(module):
+    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = module.plan("smoke", 2)
+        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
+    finally:
+        torch.set_num_threads(threads)
+    result = module.summarize(plan, results)
+    check_result(module, plan, result)
+    return plan, results, result
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan = c11.plan("smoke", 2)
-    assert plan.claim == "C11" and len({t.name for t in plan.trials}) == len(plan.trials)
-    json.dumps(plan.config)
-    results = {t.name: execute_trial(t) for t in plan.trials}
-    json.dumps(results)  # plain data
-    result = c11.summarize(plan, results)
+    plan, results, result = _run_smoke(c11)
     assert result.id == "C11" and result.verdict in VERDICTS and result.rule
     assert math.isfinite(result.key_number.value) and result.key_number.value > 0
     settings = result.metrics["settings"]

@@ -10,6 +10,21 @@ from torch import nn
 from bnlab.experiments import c12_regularisation as c12
 from bnlab.experiments.base import VERDICTS
 from bnlab.experiments.trial import execute_trial
+from experiments_smoke import check_result
+
+
+def _run_smoke(module):
+    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = module.plan("smoke", 2)
+        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
+    finally:
+        torch.set_num_threads(threads)
+    result = module.summarize(plan, results)
+    check_result(module, plan, result)
+    return plan, results, result
 
 
 def test_population_statistics_model_normalises_with_the_data_statistics():
@@ -38,12 +53,8 @@ def test_population_statistics_model_normalises_with_the_data_statistics():
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan = c12.plan("smoke", 2)
-    assert plan.claim == "C12" and len({t.name for t in plan.trials}) == len(plan.trials)
-    results = {t.name: execute_trial(t) for t in plan.trials}
-    json.dumps(results)
+    plan, results, result = _run_smoke(c12)
     assert all(math.isfinite(r["gap"]) for r in results.values())
-    result = c12.summarize(plan, results)
     assert result.verdict in VERDICTS and math.isfinite(result.key_number.value)
     assert set(result.metrics["effects"]) == {"regularisation", "batch_noise", "ghost_slope", "dropout"}
     assert "BN, population statistics" in result.metrics["per_variant"]

@@ -160,3 +160,32 @@ def test_path_choice(monkeypatch):
     monkeypatch.setenv("BNLAB_ALONG_GRADIENT_PATH", "fast")
     with pytest.raises(BnlabError, match="BNLAB_ALONG_GRADIENT_PATH"):
         choose_path("auto", torch.device("cpu"))
+
+
+def test_auto_measures_once_where_no_default_is_recorded(monkeypatch):
+    import bnlab.probes.along_gradient as ag
+
+    monkeypatch.delenv("BNLAB_ALONG_GRADIENT_PATH", raising=False)
+    monkeypatch.setattr(ag, "MEASURED_DEFAULT_PATH", {})
+    monkeypatch.setattr(ag, "_PATH_CACHE", {})
+    model, batch = _net(), _batch()
+    first = along_gradient(model, F.cross_entropy, batch, [0.1, 0.3])
+    assert first.path == "loop" and len(ag._PATH_CACHE) == 1  # the first call returns the loop's numbers
+    chosen = next(iter(ag._PATH_CACHE.values()))
+    assert chosen in ("loop", "vmap")
+    second = along_gradient(model, F.cross_entropy, batch, [0.1, 0.3])
+    assert second.path == chosen
+    assert second.losses == pytest.approx(first.losses, abs=1e-10)
+
+
+def test_auto_falls_back_to_the_loop_when_vmap_cannot_trace(monkeypatch):
+    import bnlab.probes.along_gradient as ag
+    from bnlab.layers.batchnorm import BatchNorm
+
+    monkeypatch.setenv("BNLAB_ALONG_GRADIENT_PATH", "vmap")
+    monkeypatch.setattr(ag, "_PATH_CACHE", {})
+    model = _net(BatchNorm)  # its autograd.Function has no vmap rule
+    got = along_gradient(model, F.cross_entropy, _batch(), [0.1])
+    assert got.path == "loop"
+    with pytest.raises(RuntimeError):
+        along_gradient(model, F.cross_entropy, _batch(), [0.1], path="vmap")

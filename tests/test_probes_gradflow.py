@@ -22,6 +22,15 @@ from bnlab.probes.gradflow import (
 from bnlab.probes.state import is_batchnorm
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny float64 nets: extra threads only add overhead on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _mse(out, target):
     return 0.5 * (out - target).pow(2).sum()
 
@@ -133,8 +142,8 @@ def test_network_jacobian_singular_values_match_jacrev(bn, method):
         top = singular_values(jac, k=3, iters=6)
         assert float(top[0]) == pytest.approx(float(ref_sv[0]), rel=1e-3)
         gen = torch.Generator().manual_seed(3)
-        msv = mean_squared_singular_value(jac, probes=2000, generator=gen)
-        assert msv == pytest.approx(float(ref.pow(2).sum()) / 15, rel=0.08)
+        msv = mean_squared_singular_value(jac, probes=300, generator=gen)  # relative s.e. ~ 5%
+        assert msv == pytest.approx(float(ref.pow(2).sum()) / 15, rel=0.2)  # (/ n_out would be 1.5x off)
     _same_state(before, _state(model))
     if bn == "eval":  # examples do not interact: the batch Jacobian is block diagonal
         blocks = ref.reshape(5, 2, 5, 3)
@@ -254,3 +263,16 @@ def test_bnlab_batchnorm_model_agrees_with_the_torch_batchnorm_twin(bn):
             spectra[name].append(singular_values(jac))
     for a, b in zip(spectra["bn"], spectra["torch_bn"]):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_probe_plugs_into_the_training_engine():
+    from bnlab.train import TrainConfig, train
+
+    config = TrainConfig(model="deep_mlp", norm="bn", dataset="digits", steps=4, batch_size=16, lr=0.05,
+                         eval_every=0, progress=False, device="cpu",
+                         model_kwargs={"depth": 3, "width": 8, "residual": True})
+    result = train(config, probes=[GradFlowProbe(every=2, jacobian_probes=1, top_k=1)])
+    records = result.probes["gradflow"]
+    assert [r["step"] for r in records] == [0, 2]
+    assert len(records[0]["weight_grad_sq"]) == 5 and len(records[0]["layer_jac_top_sv"]) == 5
+    assert records[0]["weight_grad_sq"] != records[1]["weight_grad_sq"]  # the weights moved in between

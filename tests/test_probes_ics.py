@@ -13,10 +13,15 @@ from bnlab.probes.state import is_batchnorm
 F = nn.functional
 
 
-def _net():
+def _net(bn=nn.BatchNorm1d):
     torch.manual_seed(3)
-    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 6), nn.BatchNorm1d(6),
-                         nn.ReLU(), nn.Linear(6, 3)).double()
+    return nn.Sequential(nn.Linear(4, 6), bn(6), nn.ReLU(), nn.Linear(6, 6), bn(6), nn.ReLU(), nn.Linear(6, 3)).double()
+
+
+def _bnlab_bn(n):
+    from bnlab.layers.batchnorm import BatchNorm
+
+    return BatchNorm(n)
 
 
 def _batch(n=12):
@@ -79,8 +84,9 @@ def _reference(model, opt_state, batch, lr, momentum, wd, layer_modules):
     return out
 
 
-def test_matches_hand_stepped_copies_and_leaves_no_trace():
-    model = _net()
+@pytest.mark.parametrize("bn", [nn.BatchNorm1d, _bnlab_bn])
+def test_matches_hand_stepped_copies_and_leaves_no_trace(bn):
+    model = _net(bn)
     batch = _batch()
     lr, momentum, wd = 0.3, 0.9, 1e-2
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)

@@ -144,6 +144,64 @@ def report(out: str = typer.Argument(..., help="an audit folder holding results.
     typer.echo(f"report: {files.html}")
 
 
+# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.landscape.workflow) -----------------------------
+@app.command()
+def landscape(
+    out: str = typer.Option("runs/landscape", help="output folder: grids (.npz), figures, summary.json"),
+    run: list[str] = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of "
+                                  "training; repeatable (e.g. a BN and a no-BN run)"),
+    norms: str = typer.Option("bn,none", help="nets to train, one per norm, same settings (comma-separated)"),
+    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp"),
+    model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
+                                        "for vgg)"),
+    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
+    train_steps: int = typer.Option(300, "--train-steps", help="training steps per net"),
+    lr: float = typer.Option(0.05, help="learning rate"),
+    momentum: float = typer.Option(0.9, help="SGD momentum"),
+    batch_size: int = typer.Option(64, "--batch-size", help="training batch size"),
+    seed: int = typer.Option(0, help="seed of init, data order and directions"),
+    samples: int = typer.Option(512, help="landscape data: this many training examples, one batch"),
+    grid: int = typer.Option(51, help="2-D resolution: grid x grid points (odd)"),
+    line: int = typer.Option(101, help="1-D resolution (odd)"),
+    range_: float = typer.Option(1.0, "--range", help="coordinates span [-range, range] (filter-normalised units)"),
+    directions: str = typer.Option("filter", help="direction normalisation: filter | layer | none"),
+    one_d: str = typer.Option("zero", "--one-d", help="1-D parameters (biases, BN): zero | filter | include"),
+    orthogonal: bool = typer.Option(False, "--orthogonal", help="orthogonalise the directions (after normalising)"),
+    bn_mode: str = typer.Option("train,eval", "--bn-mode", help="train | eval | recalibrated (comma-separated)"),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 (bf16 reports its error against fp32 points)"),
+    fmt: str = typer.Option("png", "--format", help="figure format: png | svg"),
+    zscale: str = typer.Option("log", help="colour / z scale: log | linear"),
+    html: bool = typer.Option(False, "--html", help="also an interactive 3-D page (needs the plotly extra)"),
+    threads: int = typer.Option(None, help="CPU threads for torch"),
+) -> None:
+    """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
+    from bnlab.config import from_mapping
+    from bnlab.landscape.workflow import LandscapeConfig, run_landscape
+    from bnlab.train.options import parse_key_values
+
+    model_kwargs = parse_key_values(model_opt, "--model-opt")
+    if model == "vgg" and "config" not in model_kwargs:
+        model_kwargs["config"] = "narrow"
+    config = from_mapping(LandscapeConfig, {
+        "model": model, "model_kwargs": model_kwargs, "dataset": dataset, "data_dir": data_dir,
+        "norms": tuple(n.strip() for n in norms.split(",") if n.strip()), "runs": tuple(run or ()),
+        "train_steps": train_steps, "lr": lr, "momentum": momentum, "batch_size": batch_size, "seed": seed,
+        "samples": samples, "grid": grid, "line": line, "radius": range_, "directions": directions,
+        "one_d": one_d, "orthogonal": orthogonal,
+        "bn_modes": tuple(m.strip() for m in bn_mode.split(",") if m.strip()), "precision": precision,
+        "fmt": fmt, "html": html, "zscale": zscale,
+    })
+    if threads is not None:
+        if threads < 1:
+            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    summary = run_landscape(config, out, log=typer.echo)
+    typer.echo(f"figures: {', '.join(summary['figures'])}")
+
+
 # --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
 @app.command()
 def sweep(

@@ -8,8 +8,10 @@
    without a module is `not_measured` — never a guess; one whose module fails to import or to plan is recorded as
    `inconclusive` with the error in its caveats, and the others go on.
 3. **Run**: the trials of all claims, deduplicated by `Trial.key()` (two claims may share a trial), go through
-   `bnlab.sweeps.get_executor(executor)` into the trial store ``OUT/trials/`` (one atomic JSON file per trial).
-   Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes where it stopped.
+   `bnlab.sweeps.get_executor(executor)` into the trial store ``OUT/trials/<code fingerprint>/`` (one atomic JSON
+   file per trial). Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes
+   where it stopped; a change to bnlab's code (`code_fingerprint`) starts a fresh store, so no result computed by
+   older code is ever mixed in.
 4. **Summarise**: each claim's `summarize(plan, results)` gives its verdict by the rule written in its module. A
    claim with a failed trial, or whose `summarize` raises, is `inconclusive` with the errors in its caveats.
 5. **Write** ``OUT/results.json`` atomically, then the report (figures/, report.html, report.md).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -273,6 +276,26 @@ def versions() -> dict[str, str]:
     return found
 
 
+def code_fingerprint() -> str:
+    """A hash of the bnlab source files that can change a trial's result, so that trials cached by another
+    version of the code are never reused (the store of each version is its own folder, OUT/trials/<hash>/).
+
+    Left out: the report (report/), the command line (cli.py) and the audit's own orchestration and texts
+    (experiments/audit.py, experiments/claims.py), which never enter a trial.
+    """
+    import bnlab
+
+    root = Path(bnlab.__file__).resolve().parent
+    skip = {"cli.py", "experiments/audit.py", "experiments/claims.py"}
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("report/") or rel in skip:
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def git_state() -> tuple[str | None, bool | None]:
     """(HEAD commit, has uncommitted changes) of the checkout bnlab runs from; (None, None) outside git."""
     import bnlab
@@ -352,7 +375,8 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
             st.entry = _failed(st.id, "plan() failed", _describe(exc))
 
     trials = [t for st in states if st.plan is not None for t in st.plan.trials]
-    store = TrialStore(request.out / TRIALS_DIR)
+    fingerprint = code_fingerprint()
+    store = TrialStore(request.out / TRIALS_DIR / fingerprint)
     unique = {t.key(): t for t in trials}
     cached = {k for k in unique if store.done(k)}
     if log is not None:
@@ -404,6 +428,7 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
         "versions": versions(),
         "git_commit": git_commit,
         "git_dirty": git_dirty,
+        "code_fingerprint": fingerprint,
         "claims": [st.entry for st in states],
     }
     from bnlab.atomic import write_json

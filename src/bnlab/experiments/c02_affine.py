@@ -110,7 +110,8 @@ class _BandProbe:
     def __call__(self, ctx: Any) -> dict:
         from bnlab.probes.activations import sigmoid_input_fractions
 
-        fractions = sigmoid_input_fractions(ctx.model, self.inputs, band=self.band, bn_mode="train")
+        x = self.inputs.to(next(ctx.model.parameters()).device)
+        fractions = sigmoid_input_fractions(ctx.model, x, band=self.band, bn_mode="train")
         return {"fractions": list(fractions.values())}
 
 
@@ -124,7 +125,7 @@ def affine_run(*, dataset: str, model: str, norm: str, affine: bool, steps: int,
     norm_kwargs = {} if affine else {"affine": False}
     config = TrainConfig(model=model, norm=norm, norm_kwargs=norm_kwargs, dataset=dataset, steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, seed=seed, progress=False,
-                         device="cpu")
+                         device="auto")
     probe = _BandProbe(probe_every, data.test_x[:probe_examples], band)
     result = train(config, dataset=data, probes=[probe])
     records = result.probes[probe.name]

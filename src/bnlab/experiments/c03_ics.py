@@ -125,8 +125,9 @@ def _method(plan: Plan) -> str:
         f"the last sigmoid input on {mlp['activation_inputs']} held-out examples (BN with batch statistics) every "
         f"{mlp['probe_every']} steps. (b) VGG ({vgg['config']['model_kwargs']['config']}) on "
         f"{vgg['config']['dataset']}, SGD lr {vgg['config']['lr']}, batch {vgg['config']['batch_size']}, "
-        f"{vgg['config']['steps']} steps; 25-layer deep linear net ({dln['config'].get('model_kwargs', {})}) on "
-        f"dln_regression, full-batch GD lr {dln['config']['lr']}, {dln['config']['steps']} steps; ICS of every "
+        f"{vgg['config']['steps']} steps; deep linear net "
+        f"({dln['config'].get('model_kwargs', {}).get('depth', 25)} layers) on dln_regression, full-batch GD lr "
+        f"{dln['config']['lr']}, {dln['config']['steps']} steps; ICS of every "
         f"weight layer every {vgg['probe_every']}/{dln['probe_every']} steps, BN with batch statistics, "
         f"{len(plan.seeds)} seeds."
     )

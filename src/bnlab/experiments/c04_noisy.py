@@ -30,7 +30,7 @@ from bnlab.experiments.probed_training import (
 CLAIM_ID = "C04"
 TITLE = "ICS is not the main reason BN helps"
 NORMS: tuple[str, ...] = ("bn", "noisy_bn", "none", "noise", "l1", "l2", "linf")
-LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "noise": "no BN + noise",
+LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "noise": "noise only",
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
 MARGIN = 0.02  # "about as well": noisy BN's mean test accuracy at most 2 points below BN's
 
@@ -128,7 +128,7 @@ def _figures(plan: Plan, runs: dict[str, list[dict[str, Any]]], drift: dict[str,
         sd = [s[0] for s in a["unit_std"]]
         act_panels.append({"title": f"{LABELS[n]}: unit {a['units'][0]} of {a['module']}", "xlabel": "step",
                            "ylabel": "pre-activation mean ± std",
-                           "series": [{"label": "mean ± std", "x": a["step"], "y": mu,
+                           "series": [{"label": f"{LABELS[n]}: mean ± std", "x": a["step"], "y": mu,
                                        "lo": [m - s for m, s in zip(mu, sd)], "hi": [m + s for m, s in zip(mu, sd)]}]})
     bars = {"title": "activation drift (mean |Δ mean| + |Δ std| between probes)", "ylabel": "drift",
             "categories": [LABELS[n] for n in NORMS],

@@ -164,7 +164,8 @@ def method_text(plan: Plan) -> str:
     vgg, dln = plan.config["runs"]["vgg"], plan.config["runs"]["dln"]
     return (f"VGG ({vgg['config']['model_kwargs']['config']}) on {vgg['config']['dataset']}, SGD lr "
             f"{vgg['config']['lr']}, batch {vgg['config']['batch_size']}, {vgg['config']['steps']} steps, "
-            f"BN / none / ℓ1 / ℓ2 / ℓ∞; 25-layer deep linear net on dln_regression, full-batch GD lr {dln['config']['lr']}, "
+            "BN / none / ℓ1 / ℓ2 / ℓ∞; 25-layer deep linear net on dln_regression, full-batch GD lr "
+            f"{dln['config']['lr']}, "
             f"{dln['config']['steps']} steps, BN / none. Every {vgg['probe_every']} (VGG) / {dln['probe_every']} (DLN) "
             f"steps: {vgg['k']} step sizes spaced geometrically over η ∈ [½, 4]×lr (VGG) and [1/100, 30]×lr (DLN), "
             f"BN with batch statistics, {len(plan.seeds)} seeds.")

@@ -68,7 +68,7 @@ def init_scale_run(*, dataset: str, model: str, norm: str, init_scale: float, st
     data = load_dataset(dataset)
     config = TrainConfig(model=model, norm=norm, dataset=dataset, init_scale=init_scale, steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, seed=seed, progress=False,
-                         device="cpu")
+                         device="auto")
     result = train(config, dataset=data)
     losses = result.history["train_loss"]
     return {

@@ -100,7 +100,8 @@ def _gradflow(model, data, batch_size: int, seed: int, probes: int) -> dict:  # 
 
     gen = torch.Generator().manual_seed(10_000 + seed)
     idx = torch.randperm(len(data.train_x), generator=gen)[:batch_size]
-    batch = (data.train_x[idx], data.train_y[idx])
+    device = next(model.parameters()).device
+    batch = (data.train_x[idx].to(device), data.train_y[idx].to(device))
     probe = GradFlowProbe(bn="train", jacobian_probes=probes, top_k=0, network=False, seed=seed)
     rec = probe.measure(model, torch.nn.functional.cross_entropy, batch)
     return {k: rec[k] for k in ("layers", "weight_grad_sq", "input_grad_sq", "layer_jac_msv", "loss")}
@@ -142,7 +143,7 @@ def trainability(*, dataset: str, depth: int, width: int, norm: str, residual: b
 
     data = _load(dataset)
     config = TrainConfig(model="deep_mlp", norm=norm, dataset=dataset, steps=steps, batch_size=batch_size, lr=lr,
-                         momentum=momentum, eval_every=0, seed=seed, progress=False, device="cpu",
+                         momentum=momentum, eval_every=0, seed=seed, progress=False, device="auto",
                          model_kwargs={"depth": depth, "width": width, "activation": "relu", "residual": residual})
     torch.manual_seed(seed)
     model = build_model("deep_mlp", norm=norm, in_shape=data.in_shape, num_classes=data.num_classes, depth=depth,

@@ -59,7 +59,7 @@ class C12Config:
     model: str = "mlp"
     activation: str = "relu"
     train_size: int = 500
-    steps: int = 1200
+    steps: int = 1000
     batch_size: int = 50
     lr: float = 0.05
     momentum: float = 0.9
@@ -140,7 +140,7 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
                          dataset_kwargs={"train_size": train_size},
                          model_kwargs={"activation": activation, "dropout": dropout}, steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, eval_train_size=train_size,
-                         seed=seed, progress=False, device="cpu")
+                         seed=seed, progress=False, device="auto")
     torch.manual_seed(seed)
     net: nn.Module = build_model(model, norm=norm, norm_kwargs=dict(norm_kwargs), in_shape=data.in_shape,
                                  num_classes=data.num_classes, activation=activation, dropout=dropout)
@@ -152,8 +152,9 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
         from bnlab.train.evaluate import evaluate
 
         loss_fn = nn.functional.cross_entropy
-        train_loss, train_acc = evaluate(result.model, data.train_x, data.train_y, loss_fn)
-        test_loss, test_acc = evaluate(result.model, data.test_x, data.test_y, loss_fn)
+        on = data.to(result.model.data.device)
+        train_loss, train_acc = evaluate(result.model, on.train_x, on.train_y, loss_fn)
+        test_loss, test_acc = evaluate(result.model, on.test_x, on.test_y, loss_fn)
         final = {"train_acc": train_acc, "test_acc": test_acc, "train_eval_loss": train_loss, "test_loss": test_loss}
     else:
         final = result.final

@@ -70,7 +70,7 @@ class C14Config:
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
-    eval_samples: int = 512  # fixed prefix of the training set the landscapes are measured on
+    eval_samples: int = 256  # fixed prefix of the training set the landscapes are measured on
     grid: int = 21  # 2-D grid is grid x grid (odd: contains the centre)
     line: int = 41  # 1-D points (odd)
     radius: float = 1.0  # landscape range, in filter-normalised units

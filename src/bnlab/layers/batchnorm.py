@@ -61,16 +61,23 @@ def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class _BatchNormFunction(torch.autograd.Function):
     """y = γ (x − μ_B)/√(σ²_B + ε) + β with batch statistics, and its analytic backward.
 
-    Returns (y, mean, var); mean and var (biased) are non-differentiable outputs used for the running statistics.
-    Memory: saves x (an input, alive anyway), x − μ and 1/s; the forward allocates x − μ and y only (the squared
-    deviations are computed into y's buffer), the fast backward allocates only dx.
+    Returns y. Side channels (not autograd outputs, to keep the per-call overhead low): when `stats` is a list the
+    batch mean and *biased* variance (C,) are appended to it; when `running` = (running_mean, running_var, factor,
+    unbias) the buffers move in place, running ← (1 − factor)·running + factor·batch, with the variance multiplied by
+    `unbias` = m/(m − 1) (PyTorch's convention). Memory: saves x (an input, alive anyway), x − μ and 1/s; the
+    forward allocates x − μ and y only (the squared deviations are computed into y's buffer), the fast backward
+    allocates only dx.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-                eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dims = _reduce_dims(x)
-        shape = _stat_shape(x)
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                stats: list | None, running: tuple | None) -> torch.Tensor:
+        if x.dim() == 2:  # (N, C): (C,) vectors broadcast as they are, no views needed
+            dims: tuple[int, ...] = (0,)
+            shape: tuple[int, ...] = (x.shape[1],)
+        else:
+            dims = _reduce_dims(x)
+            shape = _stat_shape(x)
         # two passes with centring (no E[x²] − μ² cancellation, no overflow of Σx² for huge activations)
         mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
         xc = x - mean.view(shape)  # (N, C, *)
@@ -84,18 +91,23 @@ class _BatchNormFunction(torch.autograd.Function):
             torch.addcmul(bias.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
         ctx.save_for_backward(x, xc, weight, invstd)
         ctx.eps = eps
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        if stats is not None:
+            stats.append((mean, var))
+        if running is not None:
+            running_mean, running_var, factor, unbias = running
+            running_mean.lerp_(mean.to(running_mean.dtype), factor)
+            running_var.mul_(1.0 - factor).add_(var.to(running_var.dtype), alpha=factor * unbias)
+        return y
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor, _gm: Any, _gv: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Any, ...]:
         x, xc, weight, invstd = ctx.saved_tensors
-        dims = _reduce_dims(x)
-        shape = _stat_shape(x)
-        m = x.numel() // x.shape[1]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        m = x.numel() // x.shape[1]
         if torch.is_grad_enabled():
             # create_graph=True: rebuild μ, σ, x̂ from x with differentiable ops so the gradient itself has a graph
+            dims = _reduce_dims(x)
+            shape = _stat_shape(x)
             mean = x.mean(dim=dims, keepdim=True)  # (1, C, 1...)
             xc = x - mean  # (N, C, *)
             invstd_b = torch.rsqrt((xc * xc).mean(dim=dims, keepdim=True) + ctx.eps)  # (1, C, 1...)
@@ -106,7 +118,11 @@ class _BatchNormFunction(torch.autograd.Function):
             if need_x:
                 gamma = invstd_b if weight is None else weight.view(shape) * invstd_b
                 grad_x = gamma * (grad_y - g_sum.view(shape) / m - xhat * (g_xhat.view(shape) / m))
-            return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None
+            return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None, None, None
+        if x.dim() == 2:
+            dims, shape = (0,), (x.shape[1],)
+        else:
+            dims, shape = _reduce_dims(x), _stat_shape(x)
         # fast path (no graph): dx = a·g + b·(x − μ) + c per channel, two reductions, one allocation
         g_sum = grad_y.sum(dim=dims)  # (C,)  Σ g
         buf = torch.mul(grad_y, xc)  # (N, C, *): scratch for g (x − μ), reused as the dx buffer
@@ -114,17 +130,20 @@ class _BatchNormFunction(torch.autograd.Function):
         grad_x = None
         if need_x:
             a = invstd if weight is None else weight * invstd  # (C,)  γ/s
-            b = (a * invstd).mul_(g_xhat).mul_(-1.0 / m)  # (C,)  −(γ/s²) mean(g x̂)
-            c = (a * g_sum).mul_(-1.0 / m)  # (C,)  −(γ/s) mean(g)
-            grad_x = torch.addcmul(c.view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
+            p = a * (-1.0 / m)  # (C,)  −γ/(s m)
+            b = (p * invstd).mul_(g_xhat)  # (C,)  −(γ/s²) mean(g x̂)
+            grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
             grad_x.addcmul_(xc, b.view(shape))
-        return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None
+        return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None, None, None
 
 
 def batch_norm_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Functional BN with batch statistics: (y, batch mean (C,), biased batch variance (C,))."""
-    return _BatchNormFunction.apply(x, weight, bias, eps)
+    stats: list = []
+    y = _BatchNormFunction.apply(x, weight, bias, eps, stats, None)
+    mean, var = stats[0]
+    return y, mean, var
 
 
 def batch_norm_eval(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
@@ -217,9 +236,9 @@ class BatchNorm(nn.Module):
         if x.shape[1] != self.num_features:
             raise BnlabError(f"BatchNorm expects {self.num_features} channels (dim 1), got {x.shape[1]} "
                              f"in input of shape {tuple(x.shape)}")
-
-    def _uses_batch_stats(self) -> bool:
-        return self.training or self.running_mean is None
+        if self.training and x.numel() // x.shape[1] < 2:
+            raise BnlabError(f"BatchNorm in training mode needs more than 1 value per channel, got input of "
+                             f"shape {tuple(x.shape)}")
 
     def _update_factor(self) -> float:
         """Weight of the new batch in the running statistics (and count the batch)."""
@@ -229,31 +248,41 @@ class BatchNorm(nn.Module):
         return float(self.momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
-        if not self._uses_batch_stats():
+        # one cheap combined test on the hot path; the detailed messages come from _check_input
+        if (type(x) is not torch.Tensor and not torch.is_tensor(x)) or x.dim() < 2 \
+                or x.shape[1] != self.num_features or not x.is_floating_point():
+            self._check_input(x)
+        training = self.training
+        if not training and self.running_mean is not None:
             return batch_norm_eval(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps)
         per_channel = x.numel() // x.shape[1]
+        if training and per_channel < 2:
+            self._check_input(x)
+        update = training and self.track_running_stats and self.running_mean is not None
         ghost = self.ghost_batch_size
-        if ghost is not None and self.training and ghost < x.shape[0]:
-            chunks = torch.split(x, ghost, dim=0)
-            smallest = min(c.numel() // c.shape[1] for c in chunks)
-            if smallest < 2:
-                raise BnlabError(f"BatchNorm ghost batch of {ghost} leaves a chunk with 1 value per channel "
-                                 f"(batch shape {tuple(x.shape)}); batch statistics need at least 2")
-            outs, means, variances = zip(*(batch_norm_train(c, self.weight, self.bias, self.eps) for c in chunks))
-            y = torch.cat(outs, dim=0)  # (N, C, *)
-            counts = [c.numel() // c.shape[1] for c in chunks]
-            mean = torch.stack(means).mean(0)  # (G, C) -> (C,)
-            unbiased = torch.stack([v * (n / (n - 1)) for v, n in zip(variances, counts)]).mean(0)  # (C,)
-        else:
-            if per_channel < 2 and self.training:
-                raise BnlabError(f"BatchNorm in training mode needs more than 1 value per channel, got input of "
-                                 f"shape {tuple(x.shape)}")
-            y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps)
-            unbiased = var.mul_(per_channel / max(per_channel - 1, 1))  # var is a fresh non-differentiable output
-        if self.training and self.track_running_stats and self.running_mean is not None:
+        if ghost is not None and training and ghost < x.shape[0]:
+            return self._ghost_forward(x, ghost, update)
+        running = None
+        if update:
+            running = (self.running_mean, self.running_var, self._update_factor(),
+                       per_channel / max(per_channel - 1, 1))
+        return _BatchNormFunction.apply(x, self.weight, self.bias, self.eps, None, running)
+
+    def _ghost_forward(self, x: torch.Tensor, ghost: int, update: bool) -> torch.Tensor:
+        """Normalise chunks of `ghost` samples separately; running statistics move by the chunks' average."""
+        chunks = torch.split(x, ghost, dim=0)
+        counts = [c.numel() // c.shape[1] for c in chunks]
+        if min(counts) < 2:
+            raise BnlabError(f"BatchNorm ghost batch of {ghost} leaves a chunk with 1 value per channel "
+                             f"(batch shape {tuple(x.shape)}); batch statistics need at least 2")
+        stats: list = []
+        y = torch.cat([_BatchNormFunction.apply(c, self.weight, self.bias, self.eps, stats, None) for c in chunks],
+                      dim=0)  # (N, C, *)
+        if update:
             with torch.no_grad():
+                mean = torch.stack([mu for mu, _ in stats]).mean(0)  # (G, C) -> (C,)
+                unbiased = torch.stack([v * (n / (n - 1)) for (_, v), n in zip(stats, counts)]).mean(0)  # (C,)
                 f = self._update_factor()
-                torch._foreach_lerp_([self.running_mean, self.running_var],
-                                     [mean.to(self.running_mean.dtype), unbiased.to(self.running_var.dtype)], f)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), f)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
         return y

@@ -113,9 +113,11 @@ class HessianOperator:
         self.dim = sum(self.numels)
         first = named[self.names[0]]
         self.dtype, self.device = first.dtype, first.device
-        # the point θ at which H is taken, and the parameters held fixed (detached: no graph through them)
-        self.point = {n: named[n].detach() for n in self.names}
-        self.fixed = {n: p.detach() for n, p in named.items() if n not in self.point}
+        # the point θ at which H is taken, the parameters held fixed and the buffers: private copies, so nothing
+        # done to the model inside the block (a nested probe restoring its state in place) can invalidate a graph
+        self.point = {n: named[n].detach().clone() for n in self.names}
+        self.fixed = {n: p.detach().clone() for n, p in named.items() if n not in self.point}
+        self.fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
         self.total = sum(int(x.shape[0]) for x, _ in self.batches)
         self.products = 0
         self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None

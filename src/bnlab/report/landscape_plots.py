@@ -141,7 +141,8 @@ def draw_contour_panels(fig: Figure, data: Mapping[str, Any]) -> list[float]:
         if not same:
             fig.colorbar(mappable, ax=ax)
     if same and mappable is not None:
-        fig.colorbar(mappable, ax=axes, shrink=0.9, label=str(data.get("zlabel", "loss")))
+        fig.colorbar(mappable, ax=axes, shrink=0.9, label=str(data.get("zlabel", "loss")),
+                     ticks=levels[:: max(1, len(levels) // 6)], format="%.3g")
     return levels
 
 

@@ -100,6 +100,7 @@ def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[s
         "executor": str(results.get("executor", "") or ""),
         "git_commit": str(results.get("git_commit") or "not in a git checkout"),
         "git_dirty": bool(results.get("git_dirty")),
+        "code_fingerprint": str(results.get("code_fingerprint") or ""),
         "versions": [(str(k), str(v)) for k, v in versions.items()],
         "trials": [(str(k), format_number(v)) for k, v in trials.items()],
         "hashes": [(v["id"], str(v["config_hash"])) for v in views if v["config_hash"]],

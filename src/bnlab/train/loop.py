@@ -181,7 +181,6 @@ class _Run:
         ckpt_every = cfg.checkpoint_every or eval_every
         sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else 50)
         probes = self.probes
-        self.pending_first = start
         model.train()
         from tqdm import tqdm
 
@@ -189,10 +188,15 @@ class _Run:
                    desc=f"{cfg.model}/{cfg.norm}", leave=False)
         try:
             for step in range(start, cfg.steps):
-                if step % ckpt_every == 0 and step > start:
-                    self.checkpoint(step)
-                if step % eval_every == 0:
-                    self.evaluate(step)
+                checkpoint_due = step % ckpt_every == 0 and step > start
+                if checkpoint_due or step % eval_every == 0:
+                    bar.update(len(self.pending))
+                    if self.flush():  # the history must be complete before it is saved or averaged
+                        break
+                    if checkpoint_due:
+                        self.checkpoint(step)
+                    if step % eval_every == 0:
+                        self.evaluate(step)
                 x, y = next(batches)
                 if probes:
                     self.call_probes(step, (x, y))
@@ -200,13 +204,15 @@ class _Run:
                 loss = loss_fn(model(x), y)
                 loss.backward()
                 optimizer.step()
+                if not self.pending:
+                    self.pending_first = step
                 self.pending.append(loss.detach())
                 if len(self.pending) >= sync_every:
                     bar.update(len(self.pending))
                     if self.flush():
                         break
-                    self.pending_first = step + 1
             else:
+                bar.update(len(self.pending))
                 self.flush()
         finally:
             bar.close()
@@ -265,13 +271,16 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, probes: Seq
     try:
         run.run(start)
         steps_done = run.diverged_at + 1 if run.diverged_at is not None else config.steps
-        if run.diverged_at is None and (not run.history["eval_step"] or run.history["eval_step"][-1] != steps_done):
-            run.evaluate(steps_done)
+        if run.diverged_at is None:
+            # saved before the final evaluation, like every periodic checkpoint, so a rerun re-evaluates and
+            # re-logs it; a diverged run keeps its last good checkpoint (a rerun diverges again, identically)
+            run.checkpoint(steps_done)
+            if not run.history["eval_step"] or run.history["eval_step"][-1] != steps_done:
+                run.evaluate(steps_done)
         seconds = time.perf_counter() - t0
         final = _final(run, steps_done, seconds, max(steps_done - start, 0))
         if run.diverged_at is not None:
             final["diverged_at_step"] = run.diverged_at
-        run.checkpoint(steps_done if run.diverged_at is None else start)
         run.log("summary", steps_done, final)
     finally:
         for tracker in run.trackers:

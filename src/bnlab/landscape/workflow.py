@@ -1,0 +1,233 @@
+"""`bnlab landscape`: train (or load) a BN / no-BN pair and write their landscapes as grids and figures.
+
+For every net (one per norm in `norms`, trained with `bnlab.train` under identical settings, or loaded from run
+folders written by `bnlab train --out`) and every BN mode: a 2-D plane (``plane_<net>_<mode>.npz``) and a 1-D line
+(``line_<net>_<mode>.npz``) on the same fixed subset of the training set; for trained nets also the straight line
+init -> final (``interp_<net>.npz``). Figures share axes, levels and colour scale across all panels:
+``contours.<fmt>`` (filled), ``contour_lines.<fmt>``, ``surface.png`` (3-D), ``lines.<fmt>`` (1-D),
+``interpolation.<fmt>``, ``surface.html`` (interactive, with the ``plotly`` extra), and ``summary.json`` (roughness,
+centre loss, timings). Every grid resumes from its saved part when the command is rerun with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bnlab.atomic import write_json
+from bnlab.config import to_mapping
+from bnlab.errors import BnlabError
+from bnlab.landscape.directions import NORMS as DIRECTION_NORMS
+from bnlab.landscape.directions import ONE_D_POLICIES, model_origin, random_directions
+from bnlab.landscape.evaluate import BN_MODES, PRECISIONS
+from bnlab.landscape.interpolate import interpolate
+from bnlab.landscape.plane import random_line, random_plane
+from bnlab.landscape.roughness import roughness
+from bnlab.landscape.surface import Curve, Surface
+from bnlab.probes.state import batchnorm_layers
+
+LABELS = {"bn": "BN", "torch_bn": "BN (torch)", "none": "no BN", "noisy_bn": "noisy BN", "l1": "l1 norm",
+          "l2": "l2 norm", "linf": "linf norm", "layer": "LayerNorm", "group": "GroupNorm", "noise": "noise"}
+
+
+@dataclass(frozen=True)
+class LandscapeConfig:
+    """Settings of one `bnlab landscape` run (validated at the edge with `bnlab.config.from_mapping`)."""
+
+    model: str = "vgg"
+    model_kwargs: dict[str, Any] = field(default_factory=lambda: {"config": "narrow"})
+    dataset: str = "digits"
+    data_dir: str | None = None
+    norms: tuple[str, ...] = ("bn", "none")  # one net per norm, trained alike
+    runs: tuple[str, ...] = ()  # run folders (bnlab train --out) to load instead of training
+    train_steps: int = 300
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 64
+    seed: int = 0
+    samples: int = 512  # landscape data: this prefix of the training set
+    grid: int = 51  # 2-D resolution (odd)
+    line: int = 101  # 1-D resolution (odd)
+    radius: float = 1.0
+    directions: str = "filter"  # filter | layer | none
+    one_d: str = "zero"  # zero | filter | include
+    orthogonal: bool = False
+    bn_modes: tuple[str, ...] = ("train", "eval")
+    precision: str = "fp32"
+    fmt: str = "png"
+    html: bool = False
+    zscale: str = "log"
+
+    def __post_init__(self) -> None:
+        for mode in self.bn_modes:
+            if mode not in BN_MODES:
+                raise BnlabError(f"bn mode must be one of {', '.join(BN_MODES)}, got {mode!r}")
+        if not self.bn_modes:
+            raise BnlabError("give at least one bn mode")
+        if self.directions not in DIRECTION_NORMS:
+            raise BnlabError(f"directions must be one of {', '.join(DIRECTION_NORMS)}, got {self.directions!r}")
+        if self.one_d not in ONE_D_POLICIES:
+            raise BnlabError(f"one_d must be one of {', '.join(ONE_D_POLICIES)}, got {self.one_d!r}")
+        if self.precision not in PRECISIONS:
+            raise BnlabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.fmt not in ("png", "svg"):
+            raise BnlabError(f"format must be png or svg, got {self.fmt!r}")
+        if self.zscale not in ("linear", "log"):
+            raise BnlabError(f"zscale must be linear or log, got {self.zscale!r}")
+        for key in ("grid", "line"):
+            value = getattr(self, key)
+            if value < 3 or value % 2 == 0:
+                raise BnlabError(f"{key} must be an odd number >= 3 (the grid must contain the centre), got {value}")
+        for key in ("train_steps", "batch_size", "samples"):
+            if getattr(self, key) < 1:
+                raise BnlabError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not self.radius > 0:
+            raise BnlabError(f"range must be > 0, got {self.radius}")
+        if not self.runs and not self.norms:
+            raise BnlabError("give at least one norm to train or one run folder to load")
+
+
+@dataclass
+class _Net:
+    label: str
+    model: nn.Module
+    init: dict[str, torch.Tensor] | None  # parameters at initialisation (trained here only)
+
+
+def _train_nets(cfg: LandscapeConfig, out: Path, dataset: Any, log: Any) -> list[_Net]:
+    from bnlab.train import TrainConfig, train
+    from bnlab.train.loop import build_for_config
+    from bnlab.train.seeding import seed_everything
+
+    nets = []
+    for norm in cfg.norms:
+        tcfg = TrainConfig(model=cfg.model, norm=norm, dataset=cfg.dataset, data_dir=cfg.data_dir,
+                           model_kwargs=dict(cfg.model_kwargs), steps=cfg.train_steps, batch_size=cfg.batch_size,
+                           lr=cfg.lr, momentum=cfg.momentum, seed=cfg.seed, eval_every=0, progress=False,
+                           device="cpu", trackers=("jsonl",))
+        seed_everything(cfg.seed)
+        model = build_for_config(tcfg, dataset)
+        init = {k: v.detach().clone() for k, v in model.named_parameters()}
+        result = train(tcfg, out_dir=out / f"train_{norm}", model=model, dataset=dataset)
+        label = LABELS.get(norm, norm)
+        log(f"trained {label}: {result.summary()}")
+        nets.append(_Net(label, result.model, init))
+    return nets
+
+
+def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
+    from bnlab.config import from_mapping
+    from bnlab.train import TrainConfig
+    from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from bnlab.train.loop import build_for_config
+
+    nets = []
+    for folder in cfg.runs:
+        path = Path(folder)
+        if not (path / "config.json").is_file() or not (path / CHECKPOINT_NAME).is_file():
+            raise BnlabError(f"'{folder}' is not a run folder (needs config.json and {CHECKPOINT_NAME})")
+        tcfg = from_mapping(TrainConfig, json.loads((path / "config.json").read_text()), where=f"{folder}: ")
+        if tcfg.dataset != cfg.dataset:
+            raise BnlabError(f"run '{folder}' was trained on {tcfg.dataset}, not {cfg.dataset}; pass --dataset "
+                             f"{tcfg.dataset}")
+        state = load_checkpoint(path / CHECKPOINT_NAME, tcfg)
+        model = build_for_config(tcfg, dataset)
+        model.load_state_dict(state["model"])
+        base = LABELS.get(tcfg.norm, tcfg.norm)
+        label = base if all(n.label != base for n in nets) else f"{base} ({path.name})"
+        nets.append(_Net(label, model, None))
+    return nets
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+
+
+def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> dict[str, Any]:
+    """Train or load the nets, evaluate and save every landscape, draw the figures; returns the summary."""
+    from bnlab.data import load_dataset
+    from bnlab.report import landscape_plots as plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "landscape_config.json", to_mapping(cfg))
+    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    if dataset.task != "classification":
+        raise BnlabError(f"landscape needs a classification data set, {cfg.dataset} is {dataset.task}")
+    nets = _load_nets(cfg, dataset) if cfg.runs else _train_nets(cfg, out, dataset, log)
+    batch = (dataset.train_x[: cfg.samples], dataset.train_y[: cfg.samples])
+    loss_fn = nn.CrossEntropyLoss()
+    summary: dict[str, Any] = {"config": to_mapping(cfg), "nets": {}}
+    planes: dict[tuple[str, str], Surface] = {}
+    lines: dict[tuple[str, str], Curve] = {}
+    interps: dict[str, Curve] = {}
+    for net in nets:
+        dirs = random_directions(model_origin(net.model), 3, cfg.seed, norm=cfg.directions, one_d=cfg.one_d,
+                                 orthogonal=cfg.orthogonal)
+        info = {"net": net.label, "model": cfg.model, "dataset": cfg.dataset, "samples": cfg.samples}
+        entry: dict[str, Any] = {}
+        # without BN layers every BN mode is the same function (other modules are always in eval mode)
+        modes = cfg.bn_modes if batchnorm_layers(net.model) else cfg.bn_modes[:1]
+        for mode in modes:
+            t = time.perf_counter()
+            stem = f"{_slug(net.label)}_{mode}"
+            plane = random_plane(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.grid, seed=cfg.seed,
+                                 norm=cfg.directions, one_d=cfg.one_d, orthogonal=cfg.orthogonal, bn_mode=mode,
+                                 directions=dirs[:2], out=out / f"plane_{stem}.npz", info=info,
+                                 precision=cfg.precision)
+            line = random_line(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.line, seed=cfg.seed,
+                               norm=cfg.directions, one_d=cfg.one_d, bn_mode=mode, direction=dirs[2], info=info,
+                               precision=cfg.precision)
+            line.save(out / f"line_{stem}.npz")
+            planes[(net.label, mode)], lines[(net.label, mode)] = plane, line
+            entry[mode] = {"roughness_2d": roughness(plane.loss, plane.x, plane.y),
+                           "roughness_1d": roughness(line.loss, line.t),
+                           "centre_loss": float(plane.loss[cfg.grid // 2, cfg.grid // 2]),
+                           "bf16_error": plane.bf16_error, "seconds": time.perf_counter() - t}
+            log(f"{net.label}, BN mode {mode}: {cfg.grid}x{cfg.grid} plane + {cfg.line}-point line in "
+                f"{entry[mode]['seconds']:.1f} s, roughness {entry[mode]['roughness_2d']:.4g}")
+        if net.init is not None:
+            mode = "recalibrated" if "recalibrated" in cfg.bn_modes else cfg.bn_modes[0]
+            final = {k: v.detach().clone() for k, v in net.model.named_parameters()}
+            interps[net.label] = interpolate(net.model, loss_fn, batch, net.init, final, bn_mode=mode,
+                                             steps=31, info={"net": net.label, "from": "init", "to": "final"})
+            interps[net.label].save(out / f"interp_{_slug(net.label)}.npz")
+        summary["nets"][net.label] = entry
+
+    panels = []
+    for (label, mode), plane in planes.items():
+        with_bn = sum(1 for key in planes if key[0] == label) > 1 or len(cfg.bn_modes) == 1
+        panels.extend(plots.surface_panels([plane], [f"{label}, {mode} mode" if with_bn else label]))
+    data = {"panels": panels, "levels": 30, "zscale": cfg.zscale}
+    figures = [plots.save("contours", data, out / f"contours.{cfg.fmt}", title="2-D loss landscapes"),
+               plots.save("contours", {**data, "style": "lines"}, out / f"contour_lines.{cfg.fmt}",
+                          title="2-D loss landscapes"),
+               plots.save("surface", data, out / "surface.png", title="2-D loss landscapes")]
+    def single_mode(label: str) -> bool:  # a net without BN: its one curve goes in every panel
+        return sum(1 for key in lines if key[0] == label) == 1
+
+    curve_panels = [{"title": f"BN {mode} mode", "xlabel": "filter-normalised step", "ylabel": "loss",
+                     "series": [{"label": label, "x": c.t.tolist(), "y": c.loss.tolist()}
+                                for (label, m), c in lines.items() if m == mode or single_mode(label)]}
+                    for mode in cfg.bn_modes]
+    figures.append(plots.save("curves", {"panels": curve_panels, "yscale": cfg.zscale}, out / f"lines.{cfg.fmt}",
+                              title="1-D loss landscapes"))
+    if interps:
+        series = [{"label": label, "x": c.t.tolist(), "y": c.loss.tolist()} for label, c in interps.items()]
+        mode = next(iter(interps.values())).bn_mode
+        figures.append(plots.save("curves", {"panels": [{"title": f"init (t=0) -> final (t=1), BN {mode} mode",
+                                                         "xlabel": "t", "ylabel": "loss", "series": series}],
+                                             "yscale": cfg.zscale}, out / f"interpolation.{cfg.fmt}",
+                                  title="Linear interpolation"))
+    if cfg.html:
+        figures.append(plots.plotly_html({"panels": panels}, out / "surface.html", title="2-D loss landscapes"))
+    summary["figures"] = [str(p) for p in figures]
+    write_json(out / "summary.json", summary)
+    return summary
+
