@@ -223,3 +223,13 @@ def test_a_code_change_starts_a_fresh_trial_store(fakes: list[str], tmp_path: Pa
 def test_code_fingerprint_tracks_the_trial_code() -> None:
     fp = audit.code_fingerprint()
     assert len(fp) == 16 and fp == audit.code_fingerprint()
+
+
+def test_ray_executor_without_ray_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(BnlabError, match="needs Ray"):
+        audit.validate_request("smoke", out=tmp_path / "out", executor="ray")
+    assert not (tmp_path / "out").exists()

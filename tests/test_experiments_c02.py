@@ -47,3 +47,10 @@ def test_smoke_plan_runs_and_summarizes():
     no_affine = [results[f"train/BN without γ, β/seed={s}"]["band_fraction"][0] for s in (0, 1)]
     assert all(abs(f - 0.683) < 0.05 for f in no_affine)
     json.dumps(asdict(result))
+
+
+def test_default_and_paper_plans_are_plain_data():
+    for scale, seeds in (("default", 3), ("paper", 5)):
+        plan = c02.plan(scale, seeds)
+        json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
+        assert plan.seeds == tuple(range(seeds)) and len({t.name for t in plan.trials}) == len(plan.trials)

@@ -55,3 +55,10 @@ def test_rule_supported_mixed_and_refuted():
     res = _fake(plan, lambda p: 0.9 + jitter[p["seed"]] if p["norm"] == "none" or p["init_scale"] == 1.0
                 else 0.1 + jitter[p["seed"]] / 2)
     assert c10.summarize(plan, res).verdict == "refuted"
+
+
+def test_default_and_paper_plans_are_plain_data():
+    for scale, seeds in (("default", 3), ("paper", 5)):
+        plan = c10.plan(scale, seeds)
+        json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
+        assert plan.seeds == tuple(range(seeds)) and len({t.name for t in plan.trials}) == len(plan.trials)

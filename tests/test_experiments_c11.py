@@ -61,3 +61,13 @@ def test_band_verdict_and_yang_rates():
         c11.yang_linear(3)
     with pytest.raises(ValueError, match="unknown scale"):
         c11.plan("huge", 2)
+
+
+@pytest.mark.parametrize("scale, seeds", [("default", 3), ("paper", 5)])
+def test_default_and_paper_plans_are_plain_data(scale, seeds):
+    plan = c11.plan(scale, seeds)
+    json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
+    cfg = plan.config
+    assert len(plan.trials) == seeds * (len(cfg["activations"]) * 4 + len(cfg["train_depths"]) * 3)
+    if scale == "paper":
+        assert cfg["depth"] >= 50 and cfg["width"] >= 256

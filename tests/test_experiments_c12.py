@@ -59,3 +59,10 @@ def test_smoke_plan_runs_and_summarizes():
     assert set(result.metrics["effects"]) == {"regularisation", "batch_noise", "ghost_slope", "dropout"}
     assert "BN, population statistics" in result.metrics["per_variant"]
     json.dumps(asdict(result))
+
+
+def test_default_and_paper_plans_are_plain_data():
+    for scale, seeds in (("default", 3), ("paper", 5)):
+        plan = c12.plan(scale, seeds)
+        json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
+        assert plan.seeds == tuple(range(seeds)) and len({t.name for t in plan.trials}) == len(plan.trials)

@@ -40,6 +40,7 @@ def test_steps_to_target() -> None:
     assert c13.steps_to_target(rec, 0.99, 99) == (99, False)
     cut = {**rec, "diverged_at_step": 15}
     assert c13.steps_to_target(cut, 0.9, 99) == (99, False)  # evaluations after the divergence do not count
+    assert c13.steps_to_target({**rec, "test_acc_curve": [0.95] * 4}, 0.9, 99) == (1, True)
 
 
 def test_rule_uses_each_nets_best_lr() -> None:

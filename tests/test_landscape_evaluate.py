@@ -192,3 +192,56 @@ def test_compiled_forward_matches_eager(bn_mode: str) -> None:
     eager = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode)
     compiled = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, compile=True)
     np.testing.assert_allclose(compiled["loss"], eager["loss"], rtol=1e-5, atol=1e-5)
+
+
+def test_first_layer_products_are_used_and_removed() -> None:
+    from bnlab.landscape.evaluate import _linear_first_layer
+
+    torch.manual_seed(6)
+    model = _mlp(nn.BatchNorm1d).eval()
+    x = torch.randn(8, 70)
+    origin = model_origin(model)
+    dirs = random_directions(origin, 2, seed=0)
+    with torch.no_grad(), _linear_first_layer(model, [(x, None)], origin, dirs, None) as first:
+        assert first is not None and first.name == "0"  # fan-in 70 >= 64: on by default
+        first.coeffs[:] = [0.5, -0.25]
+        fast = model[0](x)
+        slow = nn.functional.linear(x, origin["0.weight"] + 0.5 * dirs[0]["0.weight"] - 0.25 * dirs[1]["0.weight"],
+                                    origin["0.bias"])
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+        other = torch.randn(3, 70)  # an input it has no products for: the plain layer
+        torch.testing.assert_close(model[0](other), nn.functional.linear(other, model[0].weight, model[0].bias))
+    assert "forward" not in model[0].__dict__
+    cnn = _cnn(nn.BatchNorm2d)
+    with _linear_first_layer(cnn, [(torch.randn(2, 2, 8, 8), None)], model_origin(cnn),
+                             random_directions(model_origin(cnn), 2, seed=0), None) as first:
+        assert first is None  # fan-in 18: the combination would cost more than the convolution
+
+
+class _FlattenFirst(nn.Module):
+    """Flattens in forward (no module), as bnlab's MLPs do: the first Linear sees a reshape of the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 16)
+        self.bn = nn.BatchNorm1d(16)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.bn(self.fc(x.flatten(1)))))
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "recalibrated"])
+def test_first_layer_products_through_a_reshape(bn_mode: str) -> None:
+    from bnlab.landscape.evaluate import _find_first_layer
+
+    torch.manual_seed(7)
+    model = _trained(_FlattenFirst(), (1, 8, 8))
+    batch = (torch.randn(20, 1, 8, 8), torch.randint(0, 3, (20,)))
+    assert _find_first_layer(model, batch[0])[0] == "fc"
+    origin = model_origin(model)
+    dirs = random_directions(origin, 2, seed=2, one_d="filter")
+    coords = np.array([[0.0, 0.0], [0.6, -0.2]])
+    got = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, linear_first_layer=True)
+    ref = _reference(model, nn.CrossEntropyLoss(), [batch], [batch], origin, dirs, coords, bn_mode, (nn.BatchNorm1d,))
+    np.testing.assert_allclose(got["loss"], ref, rtol=1e-5, atol=1e-5)

@@ -222,3 +222,31 @@ def test_deepcopy_and_module_state():
     x = torch.randn(5, 3)
     assert torch.equal(layer(x), clone(x))
     assert "momentum=None" in repr(layer)
+
+
+def test_torch_func_grad_and_vmap_match_torch_bn():
+    """torch.func.vmap(grad(...)) through train-mode bnlab BN equals the loop and torch's BN (float64)."""
+    from torch.func import functional_call, grad, grad_and_value, vmap
+
+    from bnlab.probes.state import bn_mode
+
+    x = torch.randn(8, 4, dtype=torch.float64)
+    y = torch.randint(0, 2, (8,))
+    results = []
+    for bn in (BatchNorm(5), nn.BatchNorm1d(5)):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 5), bn, nn.Tanh(), nn.Linear(5, 2)).double()
+        params = {k: v.detach() for k, v in net.named_parameters()}
+        stacked = {k: torch.stack([v, 1.1 * v, 0.9 * v]) for k, v in params.items()}
+        with bn_mode(net, "train"):
+            def loss_at(p, net=net):
+                return nn.functional.cross_entropy(functional_call(net, p, (x,)), y)
+
+            batched, _ = vmap(grad_and_value(loss_at), randomness="same")(stacked)
+            loop = [grad(loss_at)({k: v[i] for k, v in stacked.items()}) for i in range(3)]
+        for i in range(3):
+            for k in params:
+                _close(batched[k][i], loop[i][k], 1e-12)
+        results.append(batched)
+    for k in results[0]:
+        _close(results[0][k], results[1][k], 1e-10)

@@ -176,3 +176,26 @@ def test_probe_adapter_and_errors():
         ics(model, F.cross_entropy, _batch(), lr=0.1, layers=["2"])
     with pytest.raises(BnlabError, match="bn_mode"):
         ics(model, F.cross_entropy, _batch(), lr=0.1, bn_mode="x")
+
+
+def test_an_lr_scheduler_does_not_redirect_the_preview_to_the_real_optimizer():
+    model = _net()
+    batch = _batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(batch[0]), batch[1]).backward()  # leaves real .grad in place
+        opt.step()
+        sched.step()
+    before = _state(model, opt)
+    ics(model, F.cross_entropy, batch, opt)
+    _assert_same(before, _state(model, opt))
+    grads = _grads(model, batch)
+    preview = optimizer_step_preview(opt, model, grads)
+    _assert_same(before, _state(model, opt))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.grad = grads[n].clone()
+    opt.step()
+    assert all(torch.equal(preview[n], p.detach()) for n, p in model.named_parameters())

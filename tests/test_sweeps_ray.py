@@ -1,12 +1,15 @@
 """The ray executor on a private local Ray with 2 CPUs (slow: starting Ray takes ~10 s)."""
 
+import importlib
+
 import pytest
 
 from bnlab.experiments.base import Trial
 from bnlab.sweeps import TrialStore, get_executor
 
-pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
+pytest.importorskip("ray")  # the `ray` extra, pinned in requirements/dev.lock, so it runs in CI
+# Ray vendors psutil (ray/thirdparty_files, on sys.path once ray is imported): a failure here is loud, not a skip
+psutil = importlib.import_module("psutil")
 
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
 

@@ -72,7 +72,7 @@ def test_claim_is_exclusive_across_processes_and_released_on_death(tmp_path):
             "sys.exit(0 if TrialStore(sys.argv[1]).claim('abc') is None else 1)")
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 0
     lock.release()
-    assert store.claim("abc") is not None  # the object above was dropped: its lock went with it
+    assert store.claim("abc") is not None  # released: free again
     # a holder that is SIGKILLed frees the lock
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from bnlab.sweeps.store import TrialStore; "
@@ -89,3 +89,16 @@ def test_records_are_plain_json(tmp_path):
     store = TrialStore(tmp_path)
     store.put(_record("k1"))
     assert json.loads((tmp_path / "k1.json").read_text())["key"] == "k1"
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
+    old = tmp_path / ".abc.json.x1y2.tmp"
+    fresh = tmp_path / ".abd.json.z3w4.tmp"
+    other = tmp_path / "notes.tmp"
+    for p in (old, fresh, other):
+        p.write_text("{")
+    os.utime(old, (0, 0))
+    os.utime(other, (0, 0))
+    store = TrialStore(tmp_path)
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert store.get("abc") is None

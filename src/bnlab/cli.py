@@ -202,6 +202,31 @@ def landscape(
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
+# --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) -------------
+@app.command()
+def gradflow(
+    depth: int = typer.Option(50, help="hidden blocks of the deep_mlp"),
+    width: int = typer.Option(256, help="units per hidden block"),
+    activation: str = typer.Option("relu", help="relu | tanh | linear | sigmoid"),
+    residual: bool = typer.Option(False, "--residual", help="h + act(norm(W h)) blocks instead of plain ones"),
+    norm: str = typer.Option("bn", help="normalisation after each hidden linear map (bn, none, ...)"),
+    batch_size: int = typer.Option(128, "--batch-size", help="batch the gradient is taken on (BN batch statistics)"),
+    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | synthetic"),
+    probes: int = typer.Option(2, help="Hutchinson probes per layer Jacobian"),
+    seed: int = typer.Option(0, help="seed of the init and the batch"),
+) -> None:
+    """Per-layer ‖∂L/∂W_l‖² and layer-Jacobian mean σ² of a deep_mlp at initialisation, and the fitted growth."""
+    from bnlab.experiments.c11_gradient_flow import YANG_RELU, gradient_profile
+
+    rec = gradient_profile(dataset=dataset, depth=depth, width=width, activation=activation, residual=residual,
+                           norm=norm, batch_size=batch_size, jacobian_probes=probes, seed=seed)
+    typer.echo(f"{'layer':<20} {'|dL/dW|^2':>12} {'|dL/dh|^2':>12} {'mean sv^2(J)':>12}")
+    for name, w, h, j in zip(rec["layers"], rec["weight_grad_sq"], rec["input_grad_sq"], rec["layer_jac_msv"]):
+        typer.echo(f"{name:<20} {w:12.4e} {h:12.4e} {j:12.4f}")
+    typer.echo(f"growth factor per layer (towards the input): {rec['growth_factor']:.4f} "
+               f"(Yang et al., plain ReLU BN: {YANG_RELU:.4f})")
+
+
 # --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
 @app.command()
 def sweep(

@@ -140,6 +140,11 @@ def validate_request(scale: str = "default", seeds: int | None = None,
         raise BnlabError(f"workers must be an integer >= 1, got {workers!r}")
     if address is not None and executor != "ray":
         raise BnlabError(f"--address is for the ray executor, not {executor!r}")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise BnlabError('the ray executor needs Ray: pip install "bnlab[ray]"')
     data = None
     if data_dir is not None:
         data = Path(data_dir).expanduser()

@@ -163,10 +163,11 @@ def _figures(plan: Plan, results: Mapping[str, dict]) -> list[Figure]:
             "ylabel": "percentile of the sigmoid input",
             "series": [{"label": f"{p:g}th", "x": act["step"], "y": [q[0][j] for q in act["unit_percentiles"]]}
                        for j, p in enumerate(act["percentiles"])]})
-    figs = [Figure("ioffe_fig1", "lines", "Ioffe Fig. 1: accuracy and sigmoid-input percentiles",
-                   "Left: test accuracy (mean over seeds, band min–max). Middle/right: 15/50/85th percentiles of one "
-                   "last-hidden-layer sigmoid input on held-out examples over training.",
-                   {"panels": [acc_panel, *pct_panels]})]
+    figs = [Figure("ioffe_fig1a", "lines", "Ioffe Fig. 1a: test accuracy, MLP with and without BN",
+                   "Test accuracy over training (mean over seeds, band min–max).", {"panels": [acc_panel]}),
+            Figure("ioffe_fig1bc", "lines", "Ioffe Fig. 1b, c: a sigmoid input's percentiles over training",
+                   "15/50/85th percentiles of one last-hidden-layer sigmoid input on held-out examples (first seed); "
+                   "same y scale in both panels.", {"panels": pct_panels, "sharey": True})]
     for family, name in (("vgg", "VGG"), ("dln", "deep linear net")):
         runs = {n: [_get(results, family, n, s)["ics"] for s in seeds] for n in NORMS}
         panels = []

@@ -123,13 +123,18 @@ def gradient_profile(*, dataset: str, depth: int, width: int, activation: str, r
 
     from bnlab.models import build_model
 
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise BnlabError(f"batch_size must be an integer >= 2, got {batch_size!r}")
+    if not isinstance(jacobian_probes, int) or jacobian_probes < 1:
+        raise BnlabError(f"jacobian_probes must be an integer >= 1, got {jacobian_probes!r}")
     data = _load(dataset)
+    if batch_size > len(data.train_x):
+        raise BnlabError(f"batch_size {batch_size} is larger than the training set ({len(data.train_x)})")
     torch.manual_seed(seed)
     model = build_model("deep_mlp", norm=norm, in_shape=data.in_shape, num_classes=data.num_classes, depth=depth,
                         width=width, activation=activation, residual=residual)
     rec = _gradflow(model, data, batch_size, seed, jacobian_probes)
     rec["growth_factor"] = _growth(rec["weight_grad_sq"])
-    del rec["layers"]
     return rec
 
 
@@ -320,10 +325,14 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
                            f"{cfg.width} and depth {cfg.depth} (stem/head and the first layers are not in the "
                            "mean-field regime) and ε shift it.")
     relu_msv = relu["bn_layer_jac_msv_bulk"] if relu else math.nan
+    deepest = max(cfg.train_depths)
+    trainable = ", ".join(f"{label} {train_metrics[f'{label}/depth={deepest}']['train_acc']:.2f}"
+                          for label, _, _ in _TRAIN_VARIANTS)
     summary = (f"At initialisation in the plain ReLU BN net ‖∂L/∂W_l‖² grows by {relu_g:.3f}× per layer towards "
                f"the input (Yang et al.: {YANG_RELU:.3f}) and the hidden layers' batch Jacobians have mean squared "
                f"singular value {relu_msv:.3f}, not 1. Verdicts per "
-               f"setting: " + ", ".join(f"{k}: {v['verdict']}" for k, v in settings.items()) + ".")
+               f"setting: " + ", ".join(f"{k}: {v['verdict']}" for k, v in settings.items()) + ". Training "
+               f"accuracy after {cfg.train_steps} steps at depth {deepest}: {trainable}.")
     return ClaimResult(
         id=CLAIM_ID, title=TITLE, verdict=verdict,
         rule=("Per setting (activation × plain/residual) with BN: 95% CI over seeds of the fitted per-layer growth "

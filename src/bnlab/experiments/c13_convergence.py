@@ -68,13 +68,13 @@ def plan(scale: str, seeds: int) -> Plan:
 
 def steps_to_target(rec: Mapping[str, Any], target: float, censor: int) -> tuple[int, bool]:
     """(first evaluated step with test accuracy >= target, reached?); (censor, False) when never reached before
-    the run ended or diverged."""
+    the run ended or diverged. Step 0 counts as 1 so that log-ratios stay finite."""
     end = rec["diverged_at_step"]
     for step, acc in zip(rec["eval_step"], rec["test_acc_curve"]):
         if end is not None and step > end:
             break
         if math.isfinite(acc) and acc >= target:
-            return int(step), True
+            return max(int(step), 1), True  # reached before training (step 0) counts as 1 step: ratios stay finite
     return censor, False
 
 

@@ -24,8 +24,9 @@ batches' mean losses (``loss_fn`` must reduce by the mean) and the accuracy is o
 Speed (choose by measurement: `bench/bench_landscape.py`):
 
 * ``strategy="loop"`` evaluates one point at a time; ``"vmap"`` evaluates `chunk` points per call with
-  `torch.func.vmap` (batched parameters); ``"auto"`` is the loop on CPU (it measured faster there) and vmap on
-  CUDA, falling back to the loop for models vmap cannot batch (custom autograd Functions, recalibration).
+  `torch.func.vmap` (batched parameters); ``"auto"`` is the loop on CPU (measured faster there: bench 0.5-0.8x
+  for vmap) and vmap on CUDA (where batching points fills the device; not yet measured by bnlab -- run the bench
+  on a GPU), falling back to the loop for models vmap cannot batch (custom autograd Functions, recalibration).
 * ``channels_last`` (auto: on for 4-D inputs) -- oneDNN's convolutions and BN are faster in NHWC on CPU.
 * ``linear_first_layer`` -- the first layer (an `nn.Linear` / `nn.ConvNd` fed the input directly) is affine in
   its parameters, so its output at any point is ``F(x; W0) + sum_i c_i F(x; D_i)``: the k + 1 products are computed
@@ -117,14 +118,22 @@ class _FirstLayer:
     coeffs: list[float]
 
 
-def _find_first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | None:
-    """The leaf module that receives the model input itself, when it is a plain Linear/Conv called once."""
-    calls: list[tuple[str, nn.Module, bool]] = []
+def _same_data(a: torch.Tensor, x: torch.Tensor) -> bool:
+    """`a` is `x` or a contiguous reshape of it (e.g. ``x.flatten(1)`` in a forward): same memory, same values."""
+    return a is x or (a.is_contiguous() and x.is_contiguous() and a.data_ptr() == x.data_ptr()
+                      and a.numel() == x.numel() and a.dtype == x.dtype and a.shape[0] == x.shape[0])
+
+
+def _find_first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module, tuple[int, ...]] | None:
+    """The leaf module that receives the model input itself (or a reshape of it), when it is a plain Linear/Conv
+    called once; with the per-sample shape of what it receives."""
+    calls: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
     handles = []
     for name, m in model.named_modules():
         if len(list(m.children())) == 0:
             def hook(mod: nn.Module, args: tuple, _name: str = name) -> None:
-                calls.append((_name, mod, bool(args) and args[0] is x))
+                ok = bool(args) and torch.is_tensor(args[0]) and _same_data(args[0], x)
+                calls.append((_name, mod, tuple(args[0].shape[1:]) if ok else None))
             handles.append(m.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
@@ -132,14 +141,14 @@ def _find_first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module
     finally:
         for h in handles:
             h.remove()
-    if not calls or not calls[0][2]:
+    if not calls or calls[0][2] is None:
         return None
-    name, module, _ = calls[0]
+    name, module, sample_shape = calls[0]
     if type(module) not in _FIRST_LAYER_TYPES or sum(1 for c in calls if c[1] is module) != 1:
         return None
     if "forward" in module.__dict__ or module._forward_hooks or module._forward_pre_hooks:
         return None
-    return name, module
+    return name, module, sample_shape
 
 
 def _fan_in(module: nn.Module) -> int:
@@ -165,7 +174,8 @@ def _linear_first_layer(model: nn.Module, batches: Sequence[Batch], origin: Mapp
             raise BnlabError("linear_first_layer: the model's input does not go straight into one Linear/Conv layer")
         yield None
         return
-    name, module = found
+    name, module, sample_shape = found
+    batches = [(x.reshape(x.shape[0], *sample_shape), y) for x, y in batches]  # what the layer sees
     prefix = f"{name}." if name else ""
     wkey, bkey = prefix + "weight", prefix + "bias"
     has_bias = getattr(module, "bias", None) is not None
@@ -193,7 +203,7 @@ def _linear_first_layer(model: nn.Module, batches: Sequence[Batch], origin: Mapp
 
     def fast_forward(inp: torch.Tensor) -> torch.Tensor:
         for x, prods in state.products:
-            if inp is x:
+            if _same_data(inp, x) and inp.shape == x.shape:
                 out = prods[0].clone()
                 for c, p in zip(state.coeffs, prods[1:]):
                     if p is not None and c != 0.0:
@@ -304,8 +314,8 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
     device = next(model.parameters()).device
     batches = [(x.to(device), y.to(device)) for x, y in as_batches(data)]
     recal = batches if recal_data is None else [(x.to(device), y.to(device)) for x, y in as_batches(recal_data)]
-    if channels_last is None:
-        channels_last = batches[0][0].dim() == 4
+    if channels_last is None:  # NHWC pays off for convolutions only
+        channels_last = batches[0][0].dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         batches = [(x.contiguous(memory_format=torch.channels_last), y) if x.dim() == 4 else (x, y)
                    for x, y in batches]

@@ -46,6 +46,11 @@ def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
 
 
+def _functorch_wrapped(t: torch.Tensor) -> bool:
+    """True inside a torch.func transform (vmap, grad, jvp), where out= ops have no batching rule."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
 def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and *biased* variance of x (N, C, *) -> ((C,), (C,)), two passes with centring.
 
@@ -69,9 +74,11 @@ class _BatchNormFunction(torch.autograd.Function):
     allocates only dx.
     """
 
+    generate_vmap_rule = True  # torch.func.vmap / grad work (without running-statistic updates inside vmap)
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
-                stats: list | None, running: tuple | None) -> torch.Tensor:
+    def forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                stats: list | None, running: tuple | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.dim() == 2:  # (N, C): (C,) vectors broadcast as they are, no views needed
             dims: tuple[int, ...] = (0,)
             shape: tuple[int, ...] = (x.shape[1],)
@@ -85,22 +92,30 @@ class _BatchNormFunction(torch.autograd.Function):
         var = y.mean(dim=dims)  # (C,) biased variance
         invstd = (var + eps).rsqrt_()  # (C,)
         scale = invstd if weight is None else invstd * weight  # (C,)
-        if bias is None:
+        if _functorch_wrapped(xc):  # torch.func transforms cannot batch out= ops: allocate instead
+            y = xc * scale.view(shape) if bias is None else torch.addcmul(bias.view(shape), xc, scale.view(shape))
+        elif bias is None:
             torch.mul(xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂
         else:
             torch.addcmul(bias.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
-        ctx.save_for_backward(x, xc, weight, invstd)
-        ctx.eps = eps
         if stats is not None:
             stats.append((mean, var))
         if running is not None:
             running_mean, running_var, factor, unbias = running
             running_mean.lerp_(mean.to(running_mean.dtype), factor)
             running_var.mul_(1.0 - factor).add_(var.to(running_var.dtype), alpha=factor * unbias)
-        return y
+        return y, xc, invstd  # xc, invstd: saved for backward (torch.func wants intermediates as outputs)
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Any, ...]:
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        x, weight, _bias, eps, _stats, _running = inputs
+        _y, xc, invstd = output
+        ctx.mark_non_differentiable(xc, invstd)
+        ctx.save_for_backward(x, xc, weight, invstd)
+        ctx.eps = eps
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor, _g_xc: Any, _g_invstd: Any) -> tuple[Any, ...]:
         x, xc, weight, invstd = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         m = x.numel() // x.shape[1]
@@ -132,7 +147,10 @@ class _BatchNormFunction(torch.autograd.Function):
             a = invstd if weight is None else weight * invstd  # (C,)  γ/s
             p = a * (-1.0 / m)  # (C,)  −γ/(s m)
             b = (p * invstd).mul_(g_xhat)  # (C,)  −(γ/s²) mean(g x̂)
-            grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
+            if _functorch_wrapped(buf):  # torch.func transforms cannot batch out= ops
+                grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape))
+            else:
+                grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
             grad_x.addcmul_(xc, b.view(shape))
         return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None, None, None
 
@@ -141,7 +159,7 @@ def batch_norm_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.T
                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Functional BN with batch statistics: (y, batch mean (C,), biased batch variance (C,))."""
     stats: list = []
-    y = _BatchNormFunction.apply(x, weight, bias, eps, stats, None)
+    y = _BatchNormFunction.apply(x, weight, bias, eps, stats, None)[0]
     mean, var = stats[0]
     return y, mean, var
 
@@ -266,7 +284,7 @@ class BatchNorm(nn.Module):
         if update:
             running = (self.running_mean, self.running_var, self._update_factor(),
                        per_channel / max(per_channel - 1, 1))
-        return _BatchNormFunction.apply(x, self.weight, self.bias, self.eps, None, running)
+        return _BatchNormFunction.apply(x, self.weight, self.bias, self.eps, None, running)[0]
 
     def _ghost_forward(self, x: torch.Tensor, ghost: int, update: bool) -> torch.Tensor:
         """Normalise chunks of `ghost` samples separately; running statistics move by the chunks' average."""
@@ -276,8 +294,8 @@ class BatchNorm(nn.Module):
             raise BnlabError(f"BatchNorm ghost batch of {ghost} leaves a chunk with 1 value per channel "
                              f"(batch shape {tuple(x.shape)}); batch statistics need at least 2")
         stats: list = []
-        y = torch.cat([_BatchNormFunction.apply(c, self.weight, self.bias, self.eps, stats, None) for c in chunks],
-                      dim=0)  # (N, C, *)
+        y = torch.cat([_BatchNormFunction.apply(c, self.weight, self.bias, self.eps, stats, None)[0]
+                       for c in chunks], dim=0)  # (N, C, *)
         if update:
             with torch.no_grad():
                 mean = torch.stack([mu for mu, _ in stats]).mean(0)  # (G, C) -> (C,)

@@ -187,7 +187,8 @@ def sigmoid_input_fractions(model: nn.Module, x: torch.Tensor, band: float = 1.0
 
 class ActivationProbe:
     """Engine adapter (`bnlab.train` probe protocol): `activation_stats` of `modules` on fixed inputs `inputs`
-    (e.g. held-out images, as in Ioffe Fig. 1) or, when None, on the step's own batch."""
+    (e.g. held-out images, as in Ioffe Fig. 1; moved to the run's device on first use) or, when None, on the step's
+    own batch."""
 
     def __init__(self, every: int, modules: Sequence[str] | None = None, *, inputs: torch.Tensor | None = None,
                  units: Sequence[int] = (0,), percentiles: Sequence[float] = (15.0, 50.0, 85.0), band: float = 1.0,
@@ -206,7 +207,11 @@ class ActivationProbe:
         self.name = name
 
     def __call__(self, ctx: Any) -> dict[str, Any]:
-        x = self.inputs if self.inputs is not None else ctx.batch[0]
+        x = ctx.batch[0]
+        if self.inputs is not None:
+            if self.inputs.device != x.device:  # held-out inputs follow the run to its device, once
+                self.inputs = self.inputs.to(x.device)
+            x = self.inputs
         stats = activation_stats(ctx.model, x, self.modules, units=self.units, percentiles=self.percentiles,
                                  band=self.band, capture=self.capture, bn_mode=self.bn_mode)
         return {"step": int(ctx.step), "modules": {name: s.to_dict() for name, s in stats.items()}}

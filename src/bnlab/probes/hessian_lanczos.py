@@ -195,17 +195,18 @@ def power_eigenpairs(op: Operator, *, k: int = 1, which: str = "magnitude", tol:
             v = v - (u @ v) * u
         return v / v.norm()
 
-    def one_pair(shift: float, last: bool) -> tuple[float, torch.Tensor, float, bool]:
+    def one_pair(shift: float, last: bool) -> tuple[float, torch.Tensor, float, bool, float]:
         """One eigenpair of the deflated (shifted) operator. A pair that later ones are deflated against is
         iterated 100x tighter: its error is the floor of every later pair's residual."""
         nonlocal iterations
         pair_tol = tol if last else tol / 100
         v = project(_random_start(op.dim, gen, op.dtype, op.device))
-        theta, r, best, best_at = 0.0, math.inf, math.inf, 0
+        theta, r, best, best_at, hv_norm = 0.0, math.inf, math.inf, 0, 0.0
         for t in range(max_iter):
             iterations += 1
             w = op.matvec(v)  # (P,)
             theta = float(v @ w)
+            hv_norm = float(w.norm())  # → ‖H‖ on the deflated space as v converges
             r = float((w - theta * v).norm())
             if r <= pair_tol * max(abs(theta), 1e-300):
                 break
@@ -214,21 +215,21 @@ def power_eigenpairs(op: Operator, *, k: int = 1, which: str = "magnitude", tol:
             elif t - best_at > 50:  # stagnated at round-off (or a tie): stop and report it
                 break
             v = project(w + shift * v)
-        return theta, v, r, r <= tol * max(abs(theta), 1e-300)
+        return theta, v, r, r <= tol * max(abs(theta), 1e-300), hv_norm
 
     shift = 0.0
     all_ok = True
     if which == "largest":
-        # the dominant-magnitude eigenvalue μ: if positive it *is* the largest; either way |μ| bounds the spectrum
-        mu, v, r, ok = one_pair(0.0, k == 1)
-        if mu > 0:
+        # the dominant-magnitude eigenvalue μ: if positive (and converged) it *is* the largest; either way
+        # ‖Hv‖ ≈ ‖H‖ bounds the spectrum, so H + 1.1‖Hv‖ I is positive semi-definite
+        mu, v, r, ok, hv_norm = one_pair(0.0, k == 1)
+        if mu > 0 and ok:
             found.append(v)
             values.append(mu)
             resids.append(r)
-            all_ok &= ok
-        shift = 1.1 * abs(mu)
+        shift = 1.1 * max(abs(mu), hv_norm)
     while len(values) < k:
-        theta, v, r, ok = one_pair(shift, len(values) == k - 1)
+        theta, v, r, ok, _ = one_pair(shift, len(values) == k - 1)
         found.append(v)
         values.append(theta)
         resids.append(r)

@@ -186,7 +186,12 @@ class HessianOperator:
         def gradient(point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return grad(self.loss)(point)
 
-        _, jvp_fn = linearize(gradient, dict(self.point))
+        try:
+            _, jvp_fn = linearize(gradient, dict(self.point))
+        except RuntimeError as exc:  # e.g. a custom autograd.Function without setup_context (no torch.func)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BnlabError(f"backend 'linearize' cannot trace this model ({first[:160]}); "
+                             "use backend='autograd'") from None
         return jvp_fn
 
     # ------------------------------------------------------------------ products

@@ -35,7 +35,8 @@ class SharpnessProbe:
     def __init__(self, every: int = 50, *, bn_modes: Sequence[str] = ("train",),
                  batch: tuple[torch.Tensor, torch.Tensor] | None = None, tol: float = 1e-3,
                  max_steps: int = 60, trace: bool = True, trace_samples: int = 10, sketch: int = 8,
-                 invariant: bool = False, seed: int = 0, name: str = "sharpness") -> None:
+                 invariant: bool | Sequence[str] = False, invariant_weights: Sequence[str] | None = None,
+                 seed: int = 0, name: str = "sharpness") -> None:
         if every < 1:
             raise BnlabError(f"every must be >= 1, got {every}")
         bad = [m for m in bn_modes if m not in BN_MODES]
@@ -46,7 +47,10 @@ class SharpnessProbe:
         self.batch = batch
         self.tol, self.max_steps = tol, max_steps
         self.trace, self.trace_samples, self.sketch = trace, trace_samples, sketch
-        self.invariant = invariant
+        # BN modes in which λ_max(H_WW)·‖W‖² is measured (True: all), over `invariant_weights` (default: the
+        # weights feeding a BN layer, `scale_invariant_weights`)
+        self.invariant_modes = tuple(self.bn_modes if invariant is True else () if invariant is False else invariant)
+        self.invariant_weights = None if invariant_weights is None else list(invariant_weights)
         self.seed = seed
         self.name = name
 
@@ -54,7 +58,10 @@ class SharpnessProbe:
                 step: int = 0) -> dict[str, Any]:
         """The record for one point: {"bn_modes": [...], mode: {...} for each mode}."""
         record: dict[str, Any] = {"bn_modes": list(self.bn_modes), "has_bn": bool(batchnorm_layers(model))}
-        weights = scale_invariant_weights(model, batch[0]) if self.invariant else []
+        weights: list[str] = []
+        if self.invariant_modes:
+            weights = self.invariant_weights if self.invariant_weights is not None else \
+                scale_invariant_weights(model, batch[0])
         for mode in self.bn_modes:
             with hessian_operator(model, loss_fn, batch, bn_mode=mode) as op:
                 top = lanczos_eigenpairs(op, k=1, tol=self.tol, max_steps=self.max_steps, seed=self.seed + step)
@@ -64,7 +71,7 @@ class SharpnessProbe:
                     tr = hutchpp_trace(op, sketch=self.sketch, max_samples=self.trace_samples,
                                        min_samples=min(2, self.trace_samples), seed=self.seed + step)
                     entry.update(trace=tr.trace, trace_se=tr.se, products=entry["products"] + tr.products)
-            if weights:
+            if weights and mode in self.invariant_modes:
                 entry["invariant"] = invariant_sharpness(model, loss_fn, batch, weights=weights, bn_mode=mode,
                                                          tol=self.tol, seed=self.seed + step,
                                                          max_steps=self.max_steps)

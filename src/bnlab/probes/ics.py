@@ -91,7 +91,10 @@ def optimizer_step_preview(optimizer: torch.optim.Optimizer, model: nn.Module,
         clones[name] = clone
     preview = copy.deepcopy(optimizer, memo)
     with torch.no_grad():
-        preview.step()
+        # the class's step, not `preview.step`: an LR scheduler installs an instance `step` wrapper holding a weak
+        # reference to the *original* optimizer; torch's Optimizer.__getstate__ drops it from the copy, but an
+        # optimizer class with its own pickling might not
+        type(preview).step(preview)
     return {name: c.detach() for name, c in clones.items()}
 
 

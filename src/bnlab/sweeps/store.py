@@ -19,7 +19,11 @@ Why this layout:
   flock when its holder dies, so a killed sweep never leaves a stale lock behind. Lock files are empty and kept
   (deleting a lock file while another process waits on it would let two holders in).
 
-Side effects: creates the folder (and ``.locks/``) on first use. POSIX only (``fcntl``).
+``duration_s`` is the wall time of the last attempt; ``attempts`` counts them all.
+
+Side effects: creates the folder (and ``.locks/``) on first use and deletes temporary files older than an hour
+that a killed writer left behind (``.<key>.json.*.tmp``; a live writer's temp file exists for milliseconds).
+POSIX only (``fcntl``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +98,16 @@ class TrialStore:
             raise BnlabError(f"cannot create trial store folder {str(self.folder)!r}: {exc.strerror}") from None
         if not os.access(self.folder, os.W_OK):
             raise BnlabError(f"trial store folder {str(self.folder)!r} is not writable")
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self, max_age_s: float = 3600.0) -> None:
+        now = time.time()
+        for tmp in self.folder.glob(".*.json.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > max_age_s:
+                    tmp.unlink()
+            except FileNotFoundError:  # another process cleaned it first
+                pass
 
     def path(self, key: str) -> Path:
         return self.folder / f"{_check_key(key)}.json"
