@@ -13,7 +13,7 @@ interleaved runs:
 
 Prints both results and the time ratios PyHessian / bnlab (> 1: bnlab faster).
 
-    .venv/bin/python bench/bench_hessian.py [--repeats 3] [--samples 100] [--batch 256]
+    .venv/bin/python bench/bench_hessian.py [--repeats 3] [--samples 100] [--batch 256] [--train-steps 0,150,600]
 """
 
 from __future__ import annotations
@@ -75,62 +75,78 @@ def pyhessian_trace(model, batch, samples: int, seed: int) -> list[float]:
     return [float(v) for v in values]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=100, help="PyHessian Hutchinson samples (sets the target SE)")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--train-steps", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-
-    model, data = trained_model(args.train_steps, args.seed)
-    batch = (data.train_x[: args.batch], data.train_y[: args.batch])
-    p = sum(q.numel() for q in model.parameters())
-    print(f"model: vgg narrow + torch BN on digits, {p} parameters, batch {args.batch}, BN mode eval, 1 thread")
-
+def compare(model, batch, args) -> tuple[float, float]:
+    """Print both tools' results and return the ratios PyHessian / bnlab (top eigenvalue, trace)."""
     ref = top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=1e-9, max_steps=300, seed=99)
     lam = ref.eigenvalues[0]
-    print(f"reference top eigenvalue (Lanczos, tol 1e-9, {ref.products} products): {lam:.8g}")
+    print(f"  reference top eigenvalue (Lanczos, tol 1e-9, {ref.products} products): {lam:.8g}")
 
     def within(value: float) -> bool:
         return abs(value - lam) <= 1e-3 * abs(lam)
 
+    def ours(tol: float):
+        return top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=tol, seed=args.seed)
+
     tols = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
     ph_tol = next((t for t in tols if within(pyhessian_top(model, batch, t, args.seed))), None)
-    bn_tol = next((t for t in tols if within(top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval",
-                                                              tol=t, seed=args.seed).eigenvalues[0])), None)
+    bn_tol = next((t for t in tols if within(ours(t).eigenvalues[0])), None)
     if ph_tol is None or bn_tol is None:
         raise SystemExit(f"no tolerance reached 1e-3 (pyhessian {ph_tol}, bnlab {bn_tol})")
     ph_best, bn_best = float("inf"), float("inf")
     for _ in range(args.repeats):  # interleaved, best of repeats
         t, ph_val = cpu_time(lambda: pyhessian_top(model, batch, ph_tol, args.seed))
         ph_best = min(ph_best, t)
-        t, bn_res = cpu_time(lambda: top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=bn_tol,
-                                                     seed=args.seed))
+        t, bn_res = cpu_time(lambda: ours(bn_tol))
         bn_best = min(bn_best, t)
-    print(f"top eigenvalue to 1e-3: PyHessian (power, tol {ph_tol:g}) {ph_val:.8g} in {ph_best:.2f} s | "
-          f"bnlab (Lanczos, tol {bn_tol:g}) {bn_res.eigenvalues[0]:.8g} in {bn_best:.2f} s "
-          f"({bn_res.products} products) | ratio PyHessian/bnlab = {ph_best / bn_best:.2f}x")
+    top_ratio = ph_best / bn_best
+    print(f"  top eigenvalue to 1e-3: PyHessian (power, tol {ph_tol:g}) {ph_val:.8g} in {ph_best:.3f} s | "
+          f"bnlab (Lanczos, tol {bn_tol:g}) {bn_res.eigenvalues[0]:.8g} in {bn_best:.3f} s "
+          f"({bn_res.products} products) | ratio PyHessian/bnlab = {top_ratio:.2f}x")
+
+    def our_trace(method: str, se: float):
+        return trace(model, F.cross_entropy, batch, bn_mode="eval", method=method, target_se=se,
+                     max_samples=100_000, seed=args.seed)
 
     ph_best, pp_best, hu_best = float("inf"), float("inf"), float("inf")
     for _ in range(args.repeats):
         t, vals = cpu_time(lambda: pyhessian_trace(model, batch, args.samples, args.seed))
         ph_best = min(ph_best, t)
         se = float(np.std(vals, ddof=1) / np.sqrt(len(vals)))
-        t, pp = cpu_time(lambda: trace(model, F.cross_entropy, batch, bn_mode="eval", method="hutch++",
-                                       target_se=se, max_samples=100_000, seed=args.seed))
+        t, pp = cpu_time(lambda: our_trace("hutch++", se))  # noqa: B023 (called at once)
         pp_best = min(pp_best, t)
-        t, hu = cpu_time(lambda: trace(model, F.cross_entropy, batch, bn_mode="eval", method="hutchinson",
-                                       target_se=se, max_samples=100_000, seed=args.seed))
+        t, hu = cpu_time(lambda: our_trace("hutchinson", se))  # noqa: B023
         hu_best = min(hu_best, t)
-    print(f"trace to SE {se:.4g}: PyHessian (Hutchinson, {len(vals)} samples) {np.mean(vals):.6g} ± {se:.3g} "
-          f"in {ph_best:.2f} s | bnlab Hutch++ {pp.trace:.6g} ± {pp.se:.3g} in {pp_best:.2f} s "
-          f"({pp.products} products) | ratio PyHessian/bnlab = {ph_best / pp_best:.2f}x")
-    print(f"  (bnlab Hutchinson to the same SE: {hu.trace:.6g} ± {hu.se:.3g} in {hu_best:.2f} s, "
+    trace_ratio = ph_best / pp_best
+    print(f"  trace to SE {se:.4g}: PyHessian (Hutchinson, {len(vals)} samples) {np.mean(vals):.6g} ± {se:.3g} "
+          f"in {ph_best:.3f} s | bnlab Hutch++ {pp.trace:.6g} ± {pp.se:.3g} in {pp_best:.3f} s "
+          f"({pp.products} products) | ratio PyHessian/bnlab = {trace_ratio:.2f}x")
+    print(f"    (bnlab Hutchinson to the same SE: {hu.trace:.6g} ± {hu.se:.3g} in {hu_best:.3f} s, "
           f"{hu.products} products, ratio {ph_best / hu_best:.2f}x)")
+    return top_ratio, trace_ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=100, help="PyHessian Hutchinson samples (sets the target SE)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--train-steps", default="0,150,600", help="comma-separated training points to compare at")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+
+    ratios = []
+    for steps in [int(s) for s in args.train_steps.split(",")]:
+        model, data = trained_model(steps, args.seed)
+        batch = (data.train_x[: args.batch], data.train_y[: args.batch])
+        p = sum(q.numel() for q in model.parameters())
+        print(f"vgg narrow + torch BN on digits after {steps} SGD steps: {p} parameters, batch {args.batch}, "
+              "BN mode eval, 1 thread, process CPU time, best of", args.repeats)
+        ratios.append((steps, *compare(model, batch, args)))
+    print("summary (PyHessian time / bnlab time at equal accuracy; > 1: bnlab faster):")
+    for steps, top_ratio, trace_ratio in ratios:
+        print(f"  after {steps:4d} steps: top eigenvalue {top_ratio:.2f}x, trace {trace_ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Setting: bnlab's narrow VGG (16-32-64 channels, torch BN) on one fixed batch, BN
 running statistics untouched) for every method. The peer's `planar_interpolation` is given the plane spanned by
 bnlab's filter-normalised directions; because the peer shifts every other row by one step (issue 6), bnlab and the
 per-point loop are evaluated at the coordinates the peer *actually* visited, so all three compute the same
-441 values and the max difference between them is printed. Methods are timed interleaved, best of `--repeats`.
+441 values and the max difference between them is printed. Methods are timed interleaved, best of `--repeats`, in
+CPU seconds of this process (`time.process_time`; with one thread that is the compute time, not the time spent
+waiting for a core on a shared machine -- use `--wall` for wall-clock time with several threads).
 
 Also printed: bnlab variants (NCHW instead of channels-last, vmap over points, bf16 with its error, torch.compile
 with and without its compile time), the FLOPs of one forward (torch's FlopCounterMode) and bnlab's achieved
@@ -86,13 +88,13 @@ def run_loop(model, loss_fn, x, y, origin, dirs, coords) -> np.ndarray:
     return np.array(out)
 
 
-def matmul_rate(n: int = 1024, repeats: int = 5) -> float:
+def matmul_rate(clock, n: int = 1024, repeats: int = 10) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return 2 * n**3 / best
 
 
@@ -112,12 +114,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="also time bnlab with torch.compile")
+    ap.add_argument("--wall", action="store_true", help="time wall-clock instead of process CPU time")
     ap.add_argument("--skip-51", action="store_true", help="skip the 51x51 default-CNN plane")
+    ap.add_argument("--model", default="vgg", choices=("vgg", "mlp"),
+                    help="vgg: the narrow BN CNN (default); mlp: Ioffe's 3x100 BN MLP on 1x28x28 inputs, where the "
+                    "first layer holds most FLOPs and bnlab's first-layer products apply")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.wall else time.process_time
     shape = tuple(int(s) for s in args.shape.split(","))
     torch.manual_seed(0)
-    model = build_model("vgg", config="narrow", norm="torch_bn", in_shape=shape, num_classes=10)
+    if args.model == "mlp":
+        shape = (1, 28, 28)
+        model = build_model("mlp", norm="torch_bn", in_shape=shape, num_classes=10)
+    else:
+        model = build_model("vgg", config="narrow", norm="torch_bn", in_shape=shape, num_classes=10)
     x = torch.randn(args.batch, *shape)
     y = torch.randint(0, 10, (args.batch,))
     loss_fn = nn.CrossEntropyLoss()
@@ -125,16 +136,20 @@ def main() -> None:
     dirs = random_directions(origin, 2, seed=0)
     coords = peer_coordinates(args.steps, args.radius)
     n = len(coords)
-    print(f"threads={args.threads} shape={shape} batch={args.batch} plane={args.steps}x{args.steps} ({n} points), "
-          "BN in train mode")
+    print(f"model={args.model} threads={args.threads} shape={shape} batch={args.batch} "
+          f"plane={args.steps}x{args.steps} ({n} points), BN in train mode")
 
     methods = {
         "loss-landscapes 3.0.6": lambda: run_peer(model, loss_fn, x, y, origin, dirs, args.steps, args.radius),
         "per-point loop": lambda: run_loop(model, loss_fn, x, y, origin, dirs, coords),
         "bnlab (default)": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train")["loss"],
-        "bnlab NCHW": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train",
-                                       channels_last=False)["loss"],
     }
+    if args.model == "vgg":
+        methods["bnlab NCHW"] = lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train",
+                                                 channels_last=False)["loss"]
+    else:
+        methods["bnlab w/o first-layer products"] = lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords,
+                                                                     "train", linear_first_layer=False)["loss"]
     sub = coords[: max(8, args.steps)]
     partial = {  # timed on one row, reported per point
         "bnlab vmap (chunk 8)": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, sub, "train", strategy="vmap",
@@ -145,19 +160,19 @@ def main() -> None:
     values: dict[str, np.ndarray] = {}
     for _ in range(args.repeats):
         for name, fn in {**methods, **partial}.items():
-            t = time.perf_counter()
+            t = clock()
             values[name] = fn()
-            per_point = (time.perf_counter() - t) / (len(sub) if name in partial else n)
+            per_point = (clock() - t) / (len(sub) if name in partial else n)
             best[name] = min(best.get(name, float("inf")), per_point)
     if args.compile:
-        t = time.perf_counter()
+        t = time.perf_counter()  # wall: inductor may compile in worker processes
         evaluate(model, loss_fn, (x, y), origin, dirs, coords[:1], "train", compile=True)
         compile_s = time.perf_counter() - t
-        t = time.perf_counter()
+        t = clock()
         values["bnlab compiled"] = evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train",
                                             compile=True)["loss"]
-        best["bnlab compiled"] = (time.perf_counter() - t) / n
-        best["bnlab compiled incl. compile"] = best["bnlab compiled"] + compile_s / n
+        best["bnlab compiled"] = (clock() - t) / n
+        best["bnlab compiled + compile (wall)"] = best["bnlab compiled"] + compile_s / n
 
     ref = values["bnlab (default)"]
     peer = best["loss-landscapes 3.0.6"]
@@ -167,7 +182,7 @@ def main() -> None:
         diff = "" if vals is None else f"{np.max(np.abs(vals - ref[: len(vals)])):.2e}"
         print(f"{name:32s} {per_point * 1e3:9.2f} {peer / per_point:10.2f}x {diff:>20s}")
     flops = forward_flops(model, x)
-    rate = matmul_rate()
+    rate = matmul_rate(clock)
     achieved = flops / best["bnlab (default)"]
     print(f"\nforward FLOPs per point: {flops / 1e9:.3f} GFLOP; fp32 matmul rate here: {rate / 1e9:.1f} GFLOP/s "
           f"({args.threads} thread(s))")

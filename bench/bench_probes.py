@@ -5,13 +5,14 @@
 For the CPU VGG (`build_model("vgg", config="narrow")`, 3x32x32 inputs) it prints
 
 * along-gradient probe time / (K x one forward+backward), for the loop and the vmap path (goal <= 1.15: the probe
-  needs K+1 passes, so 1.125 is the floor for K = 8), with torch's BatchNorm2d (vmap-able) and with bnlab's BN
-  (loop; its autograd.Function has no vmap rule, so `auto` uses the loop);
+  needs K+1 passes, so 1.125 is the floor for K = 8, up to timing noise), with torch's BatchNorm2d and with
+  bnlab's BN (the vmap line is skipped when a layer cannot be traced by vmap);
 * ICS probe time / one training step (forward + backward + SGD-with-momentum update); the probe needs one full
   pass plus one partial pass per weight layer, so expect about (layers + 1).
 
-Timings are interleaved and the best of `repeats` is kept, so the other processes on a shared machine inflate
-both sides alike. The ratios are what to compare, not the seconds.
+Timings are this process's CPU time (`time.process_time`, meant for `--threads 1`), interleaved, best of
+`repeats`, so other processes on a shared machine disturb both sides alike. The ratios are what to compare, not
+the seconds.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ def _best(fns: dict, repeats: int) -> dict[str, float]:
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():  # interleaved
-            t0 = time.perf_counter()
+            t0 = time.process_time()  # CPU time of this (1-thread) process: robust to other processes' load
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], time.process_time() - t0)
     return best
 
 

@@ -70,3 +70,14 @@ def test_plotly_html_embeds_plotly_once_offline(tmp_path) -> None:
     assert html.count("plotly.js v") <= 2 and "cdn.plot.ly" not in html.split("<body>")[0]
     assert html.count('"cmin":') == 2  # our two surfaces, one colour range each
     assert "<script src=\"http" not in html
+
+
+@pytest.mark.parametrize("zscale", ["linear", "log"])
+def test_surfaces_share_one_colour_scale(zscale: str) -> None:
+    fig = Figure()
+    lo, hi = lp.draw_surface_panels(fig, _data(zscale=zscale))
+    polys = [c for ax in fig.axes if ax.name == "3d" for c in ax.collections]
+    assert len(polys) == 2
+    assert polys[0].norm.vmin == polys[1].norm.vmin and polys[0].norm.vmax == polys[1].norm.vmax
+    want = (np.log10(lo), np.log10(hi)) if zscale == "log" else (lo, hi)
+    assert (polys[0].norm.vmin, polys[0].norm.vmax) == pytest.approx(want)

@@ -178,14 +178,35 @@ def test_auto_measures_once_where_no_default_is_recorded(monkeypatch):
     assert second.losses == pytest.approx(first.losses, abs=1e-10)
 
 
+class _OldStyleSquare(torch.autograd.Function):
+    """An autograd.Function in the old style (forward takes ctx): functorch transforms refuse it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class _Square(nn.Module):
+    def forward(self, x):
+        return _OldStyleSquare.apply(x)
+
+
 def test_auto_falls_back_to_the_loop_when_vmap_cannot_trace(monkeypatch):
     import bnlab.probes.along_gradient as ag
-    from bnlab.layers.batchnorm import BatchNorm
 
     monkeypatch.setenv("BNLAB_ALONG_GRADIENT_PATH", "vmap")
     monkeypatch.setattr(ag, "_PATH_CACHE", {})
-    model = _net(BatchNorm)  # its autograd.Function has no vmap rule
-    got = along_gradient(model, F.cross_entropy, _batch(), [0.1])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), _Square(), nn.Linear(4, 3)).double()
+    got = along_gradient(model, F.cross_entropy, _batch(), [0.1, 0.2])
     assert got.path == "loop"
+    losses, dists, _ = _reference(model, _batch(), [0.1, 0.2], "train")
+    assert got.losses == pytest.approx(losses, abs=1e-5) and got.grad_distances == pytest.approx(dists, abs=1e-5)
     with pytest.raises(RuntimeError):
         along_gradient(model, F.cross_entropy, _batch(), [0.1], path="vmap")

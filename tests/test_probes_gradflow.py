@@ -235,11 +235,17 @@ def test_bad_input_is_a_one_line_error():
         layer_gradient_norms(model, _mse, (torch.randn(2, 3), torch.randn(2, 2)), bn="frozen")
     with pytest.raises(BnlabError, match="no module named"):
         layer_gradient_norms(model, _mse, (torch.randn(2, 3), torch.randn(2, 2)), layers=["nope"])
+    with pytest.raises(BnlabError, match="no weight"):
+        layer_gradient_norms(model, _mse, (torch.randn(2, 3), torch.randn(2, 2)), layers=["1"])
     with pytest.raises(BnlabError, match="no nn.Linear"):
         layer_gradient_norms(nn.Tanh(), _mse, (torch.randn(2, 3), torch.randn(2, 3)))
     with pytest.raises(BnlabError, match="unknown config key"):
         GradFlowProbe(every=1, colour="red")
     assert [n for n, _ in weight_layers(model)] == ["0", "2"]
+    model[0].weight.requires_grad_(False)  # a frozen layer is still measured, and stays frozen
+    batch = (torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64))
+    got = layer_gradient_norms(model, _mse, batch)
+    assert got["weight_grad_sq"][0] > 0 and not model[0].weight.requires_grad
 
 
 @pytest.mark.parametrize("bn", ["train", "eval"])

@@ -209,3 +209,30 @@ def test_unknown_names_fail_before_training() -> None:
         train(cfg(dataset="imagenet"))
     with pytest.raises(BnlabError, match="larger than the training set"):
         train(cfg(batch_size=5000))
+
+
+def test_config_round_trips_through_plain_data() -> None:
+    from bnlab.config import to_mapping
+
+    c = cfg(norm="bn", model_kwargs={"hidden": [16, 16]}, trackers=("jsonl",))
+    assert from_mapping(TrainConfig, json.loads(json.dumps(to_mapping(c)))) == c
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_foreign_or_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
+    import pickle
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(BnlabError, match="cannot read checkpoint"):
+        train(cfg(steps=3), out_dir=tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    torch.save({"x": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(BnlabError, match="not a bnlab checkpoint"):
+        train(cfg(steps=3), out_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(BnlabError, match="cannot read checkpoint"):  # weights_only: no code runs
+        train(cfg(steps=3), out_dir=tmp_path)

@@ -228,6 +228,8 @@ def small_bn_net(gen: torch.Generator, width: int = 8, in_dim: int = 6, classes:
             if p.dim() == 2:
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) / p.shape[1] ** 0.5)
         net[1].weight.copy_(torch.rand(width, generator=gen, dtype=torch.float64) + 0.5)
+        for linear in (net[0], net[3]):  # nn.Linear's default bias comes from the global RNG: not reproducible
+            linear.bias.copy_(0.1 * torch.randn(linear.bias.shape, generator=gen, dtype=torch.float64))
     return net
 
 

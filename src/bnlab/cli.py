@@ -202,6 +202,53 @@ def landscape(
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
+# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.probes.hessian_workflow) ------------
+@app.command()
+def hessian(
+    out: str = typer.Option("runs/hessian", help="output folder: hessian.json and density.<format>"),
+    run: str = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of building"),
+    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp (built-in model, without --run)"),
+    model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
+                                        "for vgg)"),
+    norm: str = typer.Option("bn", help="bn | torch_bn | none | ... (built-in model)"),
+    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
+    train_steps: int = typer.Option(0, "--train-steps", help="train the built-in model this many SGD steps first "
+                                    "(0: at initialisation)"),
+    lr: float = typer.Option(0.05, help="learning rate for --train-steps"),
+    batch_size: int = typer.Option(64, "--batch-size", help="training batch size for --train-steps"),
+    seed: int = typer.Option(0, help="seed of init, data order and every estimator"),
+    samples: int = typer.Option(256, help="Hessian of the loss on this many training examples (one batch)"),
+    bn_mode: str = typer.Option("train,eval", "--bn-mode", help="train | eval (comma-separated)"),
+    k: int = typer.Option(3, "-k", "--k", help="number of top eigenvalues"),
+    tol: float = typer.Option(1e-4, help="Lanczos relative residual tolerance"),
+    trace_rtol: float = typer.Option(0.02, "--trace-rtol", help="stop the trace at SE <= rtol x |trace|"),
+    density_runs: int = typer.Option(4, "--density-runs", help="SLQ start vectors"),
+    density_steps: int = typer.Option(60, "--density-steps", help="Lanczos steps per SLQ run"),
+    fmt: str = typer.Option("png", "--format", help="figure format: png | svg"),
+    threads: int = typer.Option(None, help="CPU threads for torch"),
+) -> None:
+    """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
+    from bnlab.config import from_mapping
+    from bnlab.probes.hessian_workflow import HessianConfig, run_hessian
+    from bnlab.train.options import parse_key_values
+
+    config = from_mapping(HessianConfig, {
+        "run": run, "model": model, "model_kwargs": parse_key_values(model_opt, "--model-opt"), "norm": norm,
+        "dataset": dataset, "data_dir": data_dir, "train_steps": train_steps, "lr": lr, "batch_size": batch_size,
+        "seed": seed, "samples": samples, "bn_modes": tuple(m.strip() for m in bn_mode.split(",") if m.strip()),
+        "k": k, "tol": tol, "trace_rtol": trace_rtol, "density_runs": density_runs,
+        "density_steps": density_steps, "fmt": fmt,
+    })
+    if threads is not None:
+        if threads < 1:
+            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    run_hessian(config, out, log=typer.echo)
+
+
 # --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) -------------
 @app.command()
 def gradflow(

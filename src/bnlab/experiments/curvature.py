@@ -56,8 +56,8 @@ class CurvatureConfig:
 
 
 CONFIGS: dict[str, CurvatureConfig] = {
-    "smoke": CurvatureConfig(hessian_samples=64, probe_every=4, max_steps=12, trace_samples=3, sketch=2,
-                             density_runs=1, density_steps=10, grid_points=64),
+    "smoke": CurvatureConfig(hessian_samples=32, probe_every=8, max_steps=8, trace_samples=2, sketch=2,
+                             density_runs=1, density_steps=8, grid_points=64),
     "default": CurvatureConfig(hessian_samples=128),
     "paper": CurvatureConfig(hessian_samples=1024, probe_every=500, tol=1e-3, max_steps=100, trace_samples=30,
                              sketch=20, density_runs=10, density_steps=90, grid_points=512),

@@ -20,6 +20,8 @@ Results are plain data with every curve subsampled to at most `curve_points` poi
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -263,22 +265,28 @@ def run_settings(family: str, scale: str) -> dict[str, Any]:
 
 
 def _last_activation(config: dict[str, Any]) -> str:
-    """Name of the last nonlinearity module (or identity ``act`` of a linear block) of the configured model (built
-    once on the CPU; cheap)."""
+    """Name of the last nonlinearity module (or identity ``act`` of a linear block) of the configured model."""
+    return _last_activation_of(config["model"], config["dataset"], json.dumps(config.get("model_kwargs", {}),
+                                                                              sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _last_activation_of(model_name: str, dataset: str, model_kwargs: str) -> str:
+    """Built once per architecture on the CPU (names do not depend on the norm or the seed)."""
     import torch
 
     from bnlab.models import DEFAULT_IN_SHAPES, build_model
     from bnlab.probes.activations import activation_modules
 
     shapes = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "cifar10": (3, 32, 32), "mnist1d": (1, 40)}
-    in_shape = shapes.get(config["dataset"], DEFAULT_IN_SHAPES[config["model"]])
+    in_shape = shapes.get(dataset, DEFAULT_IN_SHAPES[model_name])
     state = torch.get_rng_state()
-    model = build_model(config["model"], in_shape=in_shape, **config.get("model_kwargs", {}))
+    model = build_model(model_name, in_shape=in_shape, **json.loads(model_kwargs))
     torch.set_rng_state(state)
     # a deep linear net's blocks hold an identity "act": its input is the pre-activation all the same
     names = activation_modules(model) or [n for n, _ in model.named_modules() if n.endswith(".act")]
     if not names:
-        raise BnlabError(f"model {config['model']!r} has no nonlinearity module to watch")
+        raise BnlabError(f"model {model_name!r} has no nonlinearity module to watch")
     return names[-1]
 
 

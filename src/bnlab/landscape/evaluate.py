@@ -311,15 +311,27 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
     for i, d in enumerate(directions):
         if set(d) != set(names):
             raise BnlabError(f"direction {i} does not match the model's parameters")
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    for what, params in (("origin", origin), *((f"direction {i}", d) for i, d in enumerate(directions))):
+        for n in names:
+            if tuple(params[n].shape) != shapes[n]:  # e.g. a saved landscape of another (wider) model
+                raise BnlabError(f"{what} does not match the model's parameters: {n!r} has shape "
+                                 f"{tuple(params[n].shape)}, the model's has {shapes[n]}")
+    if not names:
+        raise BnlabError("the model has no parameters: there is no landscape to draw")
     device = next(model.parameters()).device
-    batches = [(x.to(device), y.to(device)) for x, y in as_batches(data)]
-    recal = batches if recal_data is None else [(x.to(device), y.to(device)) for x, y in as_batches(recal_data)]
+    batches = as_batches(data)
     if channels_last is None:  # NHWC pays off for convolutions only
         channels_last = batches[0][0].dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if channels_last:
-        batches = [(x.contiguous(memory_format=torch.channels_last), y) if x.dim() == 4 else (x, y)
-                   for x, y in batches]
-        recal = [(x.contiguous(memory_format=torch.channels_last), y) if x.dim() == 4 else (x, y) for x, y in recal]
+
+    def prepare(bs: list[Batch]) -> list[Batch]:
+        bs = [(x.to(device), y.to(device)) for x, y in bs]
+        if channels_last:
+            bs = [(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, y) for x, y in bs]
+        return bs
+
+    batches = prepare(batches)
+    recal = batches if recal_data is None else prepare(as_batches(recal_data))
 
     def layout(t: torch.Tensor) -> torch.Tensor:
         t = t.detach().to(device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def _load_common(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     try:
         data = np.load(path, allow_pickle=False)
         meta = json.loads(str(data["meta_json"]))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise BnlabError(f"{path} is not a bnlab landscape file ({exc})") from None
     return data, meta
 

@@ -121,6 +121,17 @@ def _train_nets(cfg: LandscapeConfig, out: Path, dataset: Any, log: Any) -> list
     return nets
 
 
+def _check_nets(cfg: LandscapeConfig, dataset: Any) -> None:
+    """BnlabError for a bad norm, model or model option, before anything is written (builds each net once)."""
+    from bnlab.train import TrainConfig
+    from bnlab.train.loop import build_for_config
+
+    for norm in cfg.norms:
+        build_for_config(TrainConfig(model=cfg.model, norm=norm, model_kwargs=dict(cfg.model_kwargs), lr=cfg.lr,
+                                     momentum=cfg.momentum, batch_size=cfg.batch_size, steps=cfg.train_steps),
+                         dataset)
+
+
 def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
     from bnlab.config import from_mapping
     from bnlab.train import TrainConfig
@@ -132,7 +143,11 @@ def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
         path = Path(folder)
         if not (path / "config.json").is_file() or not (path / CHECKPOINT_NAME).is_file():
             raise BnlabError(f"'{folder}' is not a run folder (needs config.json and {CHECKPOINT_NAME})")
-        tcfg = from_mapping(TrainConfig, json.loads((path / "config.json").read_text()), where=f"{folder}: ")
+        try:
+            saved = json.loads((path / "config.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BnlabError(f"'{path / 'config.json'}' is not valid JSON ({exc})") from None
+        tcfg = from_mapping(TrainConfig, saved, where=f"{folder}: ")
         if tcfg.dataset != cfg.dataset:
             raise BnlabError(f"run '{folder}' was trained on {tcfg.dataset}, not {cfg.dataset}; pass --dataset "
                              f"{tcfg.dataset}")
@@ -155,12 +170,19 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
     from bnlab.report import landscape_plots as plots
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "landscape_config.json", to_mapping(cfg))
+    # every input is checked before the output folder is touched: bad input writes nothing
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
     if dataset.task != "classification":
         raise BnlabError(f"landscape needs a classification data set, {cfg.dataset} is {dataset.task}")
-    nets = _load_nets(cfg, dataset) if cfg.runs else _train_nets(cfg, out, dataset, log)
+    loaded = _load_nets(cfg, dataset) if cfg.runs else None
+    if loaded is None:
+        _check_nets(cfg, dataset)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # the folder, or a folder above it, is a file
+        raise BnlabError(f"output folder '{out}' is a file or lies inside a file") from None
+    write_json(out / "landscape_config.json", to_mapping(cfg))
+    nets = loaded if loaded is not None else _train_nets(cfg, out, dataset, log)
     batch = (dataset.train_x[: cfg.samples], dataset.train_y[: cfg.samples])
     loss_fn = nn.CrossEntropyLoss()
     summary: dict[str, Any] = {"config": to_mapping(cfg), "nets": {}}

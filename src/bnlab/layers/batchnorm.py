@@ -14,7 +14,9 @@ and the backward pass, with s = √(σ² + ε) and g = ∂L/∂y, is
 `_BatchNormFunction` computes exactly these formulas (no autograd through the forward). Its backward is built
 from ordinary differentiable torch ops, and when a caller asks for a graph of the gradient
 (``create_graph=True``, e.g. Hessian-vector products) it recomputes μ, σ and x̂ from the saved input with
-differentiable ops, so double backward is exact.
+differentiable ops, so double backward is exact. Inside torch.func transforms (`vmap`, `grad`, as used by
+`functional_call`-based probes) the same math runs through `_BatchNormFunctionTransformable` (a generated vmap
+rule); forward-mode AD (`jvp`, `jacfwd`) is not supported.
 
 Running statistics follow PyTorch's convention: an exponential moving average with weight `momentum` of the batch
 mean and of the *unbiased* batch variance (m/(m−1) σ²); ``momentum=None`` gives the cumulative average (factor
@@ -46,16 +48,11 @@ def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
 
 
-def _functorch_wrapped(t: torch.Tensor) -> bool:
-    """True inside a torch.func transform (vmap, grad, jvp), where out= ops have no batching rule."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(t)
-
-
 def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and *biased* variance of x (N, C, *) -> ((C,), (C,)), two passes with centring.
 
     Centring first (var = mean((x − μ)²)) avoids the cancellation of E[x²] − E[x]² for activations with a large
-    mean, and the overflow of Σx² for huge float32 activations.
+    mean and squares only the spread, not the offset (float32 overflows only when |x − μ| exceeds ~1e19).
     """
     dims = _reduce_dims(x)
     mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
@@ -63,103 +60,152 @@ def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, xc.mul_(xc).mean(dim=dims)
 
 
+def _layout(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(reduce dims, per-channel broadcast shape); for (N, C) the (C,) vectors broadcast as they are."""
+    if x.dim() == 2:
+        return (0,), (x.shape[1],)
+    return _reduce_dims(x), _stat_shape(x)
+
+
+def _forward_math(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                  reuse_buffers: bool) -> tuple[torch.Tensor, ...]:
+    """Alg. 1 with batch statistics: (y, mean, biased var, x − μ, 1/s). `reuse_buffers` computes (x − μ)² into
+    y's buffer (one allocation less); torch.func transforms cannot batch such out= ops, so they pass False."""
+    dims, shape = _layout(x)
+    # two passes with centring: no E[x²] − μ² cancellation, and only the spread is squared, not the offset
+    mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
+    xc = x - mean.view(shape)  # (N, C, *)
+    sq = torch.mul(xc, xc)  # (N, C, *): (x − μ)²
+    var = sq.mean(dim=dims)  # (C,) biased variance
+    invstd = (var + eps).rsqrt()  # (C,)
+    scale = invstd if weight is None else invstd * weight  # (C,)
+    out = {"out": sq} if reuse_buffers else {}
+    if bias is None:
+        y = torch.mul(xc, scale.view(shape), **out)  # (N, C, *): y = γ x̂
+    else:
+        y = torch.addcmul(bias.view(shape), xc, scale.view(shape), **out)  # (N, C, *): y = γ x̂ + β
+    return y, mean, var, xc, invstd
+
+
+def _backward_math(grad_y: torch.Tensor, x: torch.Tensor, xc: torch.Tensor, weight: torch.Tensor | None,
+                   invstd: torch.Tensor, eps: float, needs: tuple[bool, bool, bool],
+                   reuse_buffers: bool) -> tuple[Any, Any, Any]:
+    """(∂L/∂x, ∂L/∂γ, ∂L/∂β) by the analytic formulas of the module docstring.
+
+    Inside a graph-recording backward (create_graph=True) μ, σ and x̂ are rebuilt from x with differentiable ops,
+    so double backward (Hessian-vector products) is exact.
+    """
+    need_x, need_w, need_b = needs
+    m = x.numel() // x.shape[1]
+    if torch.is_grad_enabled():
+        dims, shape = _reduce_dims(x), _stat_shape(x)
+        mean = x.mean(dim=dims, keepdim=True)  # (1, C, 1...)
+        xc = x - mean  # (N, C, *)
+        invstd_b = torch.rsqrt((xc * xc).mean(dim=dims, keepdim=True) + eps)  # (1, C, 1...)
+        xhat = xc * invstd_b  # (N, C, *)
+        g_sum = grad_y.sum(dim=dims)  # (C,)
+        g_xhat = (grad_y * xhat).sum(dim=dims)  # (C,)
+        grad_x = None
+        if need_x:
+            gamma = invstd_b if weight is None else weight.view(shape) * invstd_b
+            grad_x = gamma * (grad_y - g_sum.view(shape) / m - xhat * (g_xhat.view(shape) / m))
+        return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None)
+    dims, shape = _layout(x)
+    # fast path (no graph): dx = a·g + b·(x − μ) + c per channel, two reductions, one allocation
+    g_sum = grad_y.sum(dim=dims)  # (C,)  Σ g
+    buf = torch.mul(grad_y, xc)  # (N, C, *): g (x − μ), reused as the dx buffer
+    g_xhat = buf.sum(dim=dims) * invstd  # (C,)  Σ g x̂ = ∂L/∂γ
+    grad_x = None
+    if need_x:
+        a = invstd if weight is None else weight * invstd  # (C,)  γ/s
+        p = a * (-1.0 / m)  # (C,)  −γ/(s m)
+        b = (p * invstd).mul_(g_xhat)  # (C,)  −(γ/s²) mean(g x̂)
+        out = {"out": buf} if reuse_buffers else {}
+        grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape), **out)  # (N, C, *)
+        grad_x = grad_x.addcmul_(xc, b.view(shape)) if reuse_buffers else grad_x + xc * b.view(shape)
+    return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None)
+
+
 class _BatchNormFunction(torch.autograd.Function):
-    """y = γ (x − μ_B)/√(σ²_B + ε) + β with batch statistics, and its analytic backward.
+    """y = γ (x − μ_B)/√(σ²_B + ε) + β with batch statistics, and its analytic backward (eager fast path).
 
     Returns y. Side channels (not autograd outputs, to keep the per-call overhead low): when `stats` is a list the
     batch mean and *biased* variance (C,) are appended to it; when `running` = (running_mean, running_var, factor,
     unbias) the buffers move in place, running ← (1 − factor)·running + factor·batch, with the variance multiplied by
     `unbias` = m/(m − 1) (PyTorch's convention). Memory: saves x (an input, alive anyway), x − μ and 1/s; the
-    forward allocates x − μ and y only (the squared deviations are computed into y's buffer), the fast backward
-    allocates only dx.
+    forward allocates x − μ and y only, the fast backward only dx.
     """
 
-    generate_vmap_rule = True  # torch.func.vmap / grad work (without running-statistic updates inside vmap)
-
     @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
-                stats: list | None, running: tuple | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.dim() == 2:  # (N, C): (C,) vectors broadcast as they are, no views needed
-            dims: tuple[int, ...] = (0,)
-            shape: tuple[int, ...] = (x.shape[1],)
-        else:
-            dims = _reduce_dims(x)
-            shape = _stat_shape(x)
-        # two passes with centring (no E[x²] − μ² cancellation, no overflow of Σx² for huge activations)
-        mean = x.mean(dim=dims)  # (N, C, *) -> (C,)
-        xc = x - mean.view(shape)  # (N, C, *)
-        y = torch.mul(xc, xc)  # (N, C, *): scratch for (x − μ)², reused below as the output buffer
-        var = y.mean(dim=dims)  # (C,) biased variance
-        invstd = (var + eps).rsqrt_()  # (C,)
-        scale = invstd if weight is None else invstd * weight  # (C,)
-        if _functorch_wrapped(xc):  # torch.func transforms cannot batch out= ops: allocate instead
-            y = xc * scale.view(shape) if bias is None else torch.addcmul(bias.view(shape), xc, scale.view(shape))
-        elif bias is None:
-            torch.mul(xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂
-        else:
-            torch.addcmul(bias.view(shape), xc, scale.view(shape), out=y)  # (N, C, *): y = γ x̂ + β
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                stats: list | None, running: tuple | None) -> torch.Tensor:
+        y, mean, var, xc, invstd = _forward_math(x, weight, bias, eps, reuse_buffers=True)
+        ctx.save_for_backward(x, xc, weight, invstd)
+        ctx.eps = eps
         if stats is not None:
             stats.append((mean, var))
         if running is not None:
             running_mean, running_var, factor, unbias = running
             running_mean.lerp_(mean.to(running_mean.dtype), factor)
             running_var.mul_(1.0 - factor).add_(var.to(running_var.dtype), alpha=factor * unbias)
-        return y, xc, invstd  # xc, invstd: saved for backward (torch.func wants intermediates as outputs)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[Any, ...]:
+        x, xc, weight, invstd = ctx.saved_tensors
+        grads = _backward_math(grad_y, x, xc, weight, invstd, ctx.eps, ctx.needs_input_grad[:3], reuse_buffers=True)
+        return (*grads, None, None, None)
+
+
+class _BatchNormFunctionTransformable(torch.autograd.Function):
+    """The same forward and backward in the form torch.func transforms (vmap, grad, jvp of grad) accept:
+    `setup_context`, intermediates returned as non-differentiable outputs, no out= ops, no side effects. Used only
+    while a torch.func transform is active (it costs more per call than `_BatchNormFunction`)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                eps: float) -> tuple[torch.Tensor, ...]:
+        return _forward_math(x, weight, bias, eps, reuse_buffers=False)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        x, weight, _bias, eps, _stats, _running = inputs
-        _y, xc, invstd = output
-        ctx.mark_non_differentiable(xc, invstd)
+        x, weight, _bias, eps = inputs
+        _y, mean, var, xc, invstd = output
+        ctx.mark_non_differentiable(mean, var, xc, invstd)
         ctx.save_for_backward(x, xc, weight, invstd)
         ctx.eps = eps
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor, _g_xc: Any, _g_invstd: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_y: torch.Tensor, *_unused: Any) -> tuple[Any, ...]:
         x, xc, weight, invstd = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        m = x.numel() // x.shape[1]
-        if torch.is_grad_enabled():
-            # create_graph=True: rebuild μ, σ, x̂ from x with differentiable ops so the gradient itself has a graph
-            dims = _reduce_dims(x)
-            shape = _stat_shape(x)
-            mean = x.mean(dim=dims, keepdim=True)  # (1, C, 1...)
-            xc = x - mean  # (N, C, *)
-            invstd_b = torch.rsqrt((xc * xc).mean(dim=dims, keepdim=True) + ctx.eps)  # (1, C, 1...)
-            xhat = xc * invstd_b  # (N, C, *)
-            g_sum = grad_y.sum(dim=dims)  # (C,)
-            g_xhat = (grad_y * xhat).sum(dim=dims)  # (C,)
-            grad_x = None
-            if need_x:
-                gamma = invstd_b if weight is None else weight.view(shape) * invstd_b
-                grad_x = gamma * (grad_y - g_sum.view(shape) / m - xhat * (g_xhat.view(shape) / m))
-            return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None, None, None
-        if x.dim() == 2:
-            dims, shape = (0,), (x.shape[1],)
-        else:
-            dims, shape = _reduce_dims(x), _stat_shape(x)
-        # fast path (no graph): dx = a·g + b·(x − μ) + c per channel, two reductions, one allocation
-        g_sum = grad_y.sum(dim=dims)  # (C,)  Σ g
-        buf = torch.mul(grad_y, xc)  # (N, C, *): scratch for g (x − μ), reused as the dx buffer
-        g_xhat = buf.sum(dim=dims).mul_(invstd)  # (C,)  Σ g x̂ = ∂L/∂γ
-        grad_x = None
-        if need_x:
-            a = invstd if weight is None else weight * invstd  # (C,)  γ/s
-            p = a * (-1.0 / m)  # (C,)  −γ/(s m)
-            b = (p * invstd).mul_(g_xhat)  # (C,)  −(γ/s²) mean(g x̂)
-            if _functorch_wrapped(buf):  # torch.func transforms cannot batch out= ops
-                grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape))
-            else:
-                grad_x = torch.addcmul((p * g_sum).view(shape), grad_y, a.view(shape), out=buf)  # (N, C, *)
-            grad_x.addcmul_(xc, b.view(shape))
-        return grad_x, (g_xhat if need_w else None), (g_sum if need_b else None), None, None, None
+        grads = _backward_math(grad_y, x, xc, weight, invstd, ctx.eps, ctx.needs_input_grad[:3],
+                               reuse_buffers=False)
+        return (*grads, None)
+
+
+def _apply(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+           stats: list | None, running: tuple | None) -> torch.Tensor:
+    """Batch-statistics BN through the eager Function, or the transformable one inside torch.func transforms."""
+    if not torch._C._are_functorch_transforms_active():
+        return _BatchNormFunction.apply(x, weight, bias, eps, stats, running)
+    y, mean, var, _xc, _invstd = _BatchNormFunctionTransformable.apply(x, weight, bias, eps)
+    if stats is not None:
+        stats.append((mean, var))
+    if running is not None:  # raises inside vmap (unbatched buffers), as torch's BN does
+        running_mean, running_var, factor, unbias = running
+        with torch.no_grad():
+            running_mean.lerp_(mean.to(running_mean.dtype), factor)
+            running_var.mul_(1.0 - factor).add_(var.to(running_var.dtype), alpha=factor * unbias)
+    return y
 
 
 def batch_norm_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Functional BN with batch statistics: (y, batch mean (C,), biased batch variance (C,))."""
     stats: list = []
-    y = _BatchNormFunction.apply(x, weight, bias, eps, stats, None)[0]
+    y = _apply(x, weight, bias, eps, stats, None)
     mean, var = stats[0]
     return y, mean, var
 
@@ -284,7 +330,7 @@ class BatchNorm(nn.Module):
         if update:
             running = (self.running_mean, self.running_var, self._update_factor(),
                        per_channel / max(per_channel - 1, 1))
-        return _BatchNormFunction.apply(x, self.weight, self.bias, self.eps, None, running)[0]
+        return _apply(x, self.weight, self.bias, self.eps, None, running)
 
     def _ghost_forward(self, x: torch.Tensor, ghost: int, update: bool) -> torch.Tensor:
         """Normalise chunks of `ghost` samples separately; running statistics move by the chunks' average."""
@@ -294,8 +340,8 @@ class BatchNorm(nn.Module):
             raise BnlabError(f"BatchNorm ghost batch of {ghost} leaves a chunk with 1 value per channel "
                              f"(batch shape {tuple(x.shape)}); batch statistics need at least 2")
         stats: list = []
-        y = torch.cat([_BatchNormFunction.apply(c, self.weight, self.bias, self.eps, stats, None)[0]
-                       for c in chunks], dim=0)  # (N, C, *)
+        y = torch.cat([_apply(c, self.weight, self.bias, self.eps, stats, None) for c in chunks],
+                      dim=0)  # (N, C, *)
         if update:
             with torch.no_grad():
                 mean = torch.stack([mu for mu, _ in stats]).mean(0)  # (G, C) -> (C,)

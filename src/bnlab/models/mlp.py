@@ -58,8 +58,9 @@ class IoffeMLP(nn.Module):
                  hidden: Sequence[int] = (100, 100, 100), activation: str = "sigmoid") -> None:
         super().__init__()
         dropout = check_dropout(dropout)
-        if not hidden or any(int(h) < 1 for h in hidden):
-            raise BnlabError(f"mlp hidden sizes must be positive integers, got {list(hidden)}")
+        if (isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden
+                or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden)):
+            raise BnlabError(f"mlp hidden sizes must be a list of positive integers, got {hidden!r}")
         widths = [math.prod(in_shape), *[int(h) for h in hidden]]
         self.blocks = nn.ModuleList(
             DenseBlock(widths[i], widths[i + 1], norm, norm_kwargs, activation, dropout) for i in range(len(hidden))

@@ -28,7 +28,7 @@ the loop is used and the reason is cached.
 
 Side effects: none. BN layers run in the explicit `bn_mode` (``train``: batch statistics, running statistics not
 updated; ``eval``: running statistics), every other module in eval mode; parameters, buffers, ``.grad``,
-train/eval modes and the global RNG are exactly as before the call (`bnlab.probes.state`). The RNG is rewound
+train/eval modes and torch's RNG are exactly as before the call (`bnlab.probes.state.bn_mode`). The RNG is rewound
 before every pass, so a layer that draws noise (noisy BN) sees the same noise at every η: the K evaluations
 differ only in the weights.
 """
@@ -47,7 +47,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import BN_MODES, preserved_state
+from bnlab.probes.state import BN_MODES
 from bnlab.probes.state import bn_mode as bn_mode_context
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -226,24 +226,29 @@ def along_gradient(
     x, y = check_batch(batch)
     etas_ = _check_etas(etas)
     mode = check_bn_mode(bn_mode)
-    with preserved_state(model, params=False), bn_mode_context(model, mode):
-        params = trainable_parameters(model)
-        loss_at = _loss_fn_of(model, loss_fn, x, y)
-        rng = ReplayRng(x.device)
-        loss0, g = _loss_and_grad(loss_at, params)
-        key = _cache_key(params, x, len(etas_))
-        chosen = choose_path(path, x.device, key)
-        if chosen is None:  # no measurement for this device and shape yet: time both once
-            chosen, losses, dists = _measure_and_run(loss_at, params, g, etas_, rng, key)
-        else:
-            try:
-                losses, dists = _STEPPERS[chosen](loss_at, params, g, etas_, rng)
-            except RuntimeError:
-                if path == "vmap":  # asked for explicitly: say so
-                    raise
-                chosen = "loop"  # vmap could not trace this model
-                _PATH_CACHE[key] = chosen
-                losses, dists = _steps_loop(loss_at, params, g, etas_, rng)
+    # `bn_mode` restores modes, buffers, .grad and BN settings; the weights are never written (functional_call);
+    # the RNG is rewound here. (One snapshot instead of two: this probe's overhead target is a few percent.)
+    rng = ReplayRng(x.device)
+    try:
+        with bn_mode_context(model, mode):
+            params = trainable_parameters(model)
+            loss_at = _loss_fn_of(model, loss_fn, x, y)
+            loss0, g = _loss_and_grad(loss_at, params)
+            key = _cache_key(params, x, len(etas_))
+            chosen = choose_path(path, x.device, key)
+            if chosen is None:  # no measurement for this device and shape yet: time both once
+                chosen, losses, dists = _measure_and_run(loss_at, params, g, etas_, rng, key)
+            else:
+                try:
+                    losses, dists = _STEPPERS[chosen](loss_at, params, g, etas_, rng)
+                except RuntimeError:
+                    if path == "vmap":  # asked for explicitly: say so
+                        raise
+                    chosen = "loop"  # vmap could not trace this model
+                    _PATH_CACHE[key] = chosen
+                    losses, dists = _steps_loop(loss_at, params, g, etas_, rng)
+    finally:
+        rng.rewind()
     g_norm = _norm(iter(g.values()))
     ratios = [d / (eta * g_norm) if g_norm > 0 else math.inf for d, eta in zip(dists, etas_)]
     return AlongGradientResult(

@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from bnlab.errors import BnlabError
 
@@ -185,6 +186,13 @@ def _norm(lo: float, hi: float, zscale: str) -> Normalize:
     return Normalize(vmin=lo, vmax=hi)
 
 
+def _colorbar(fig: Figure, mappable: Any, ax: Any, **kw: Any) -> None:
+    """A colour bar with plain tick labels ("%.3g"), at 1-2-5 steps on a log scale."""
+    if isinstance(mappable.norm, LogNorm):
+        kw["ticks"] = LogLocator(subs=(1.0, 2.0, 5.0))
+    fig.colorbar(mappable, ax=ax, format=FormatStrFormatter("%.3g"), **kw)
+
+
 def _labels(ax: Any, panel: Mapping[str, Any]) -> None:
     ax.set_title(str(panel.get("title", "")))
     ax.set_xlabel(str(panel.get("xlabel", "")))
@@ -307,9 +315,9 @@ def draw_contours(fig: Figure, data: Mapping[str, Any]) -> None:
         ax.grid(False)
         _labels(ax, panel)
         if not same:
-            fig.colorbar(mappable, ax=ax)
+            _colorbar(fig, mappable, ax)
     if same and mappable is not None:
-        fig.colorbar(mappable, ax=axes, shrink=0.9)
+        _colorbar(fig, mappable, axes, shrink=0.9)
 
 
 def draw_surface(fig: Figure, data: Mapping[str, Any]) -> None:
@@ -332,7 +340,7 @@ def draw_surface(fig: Figure, data: Mapping[str, Any]) -> None:
         ax.set_zlim(lo, hi)
         _labels(ax, panel)
     if mappable is not None:
-        fig.colorbar(mappable, ax=axes, shrink=0.7)
+        _colorbar(fig, mappable, axes, shrink=0.7)
 
 
 def draw_heatmap(fig: Figure, data: Mapping[str, Any]) -> None:
@@ -366,9 +374,9 @@ def draw_heatmap(fig: Figure, data: Mapping[str, Any]) -> None:
         ax.grid(False)
         _labels(ax, panel)
         if not same:
-            fig.colorbar(mappable, ax=ax)
+            _colorbar(fig, mappable, ax)
     if same and mappable is not None:
-        fig.colorbar(mappable, ax=axes, shrink=0.9)
+        _colorbar(fig, mappable, axes, shrink=0.9)
 
 
 _DRAW = {"lines": draw_lines, "bars": draw_bars, "contours": draw_contours, "surface": draw_surface,

@@ -152,7 +152,10 @@ def draw_surface_panels(fig: Figure, data: Mapping[str, Any]) -> tuple[float, fl
     grids = [_grid(p) for p in panels]
     zscale = str(data.get("zscale", "linear"))
     lo, hi = value_range([g[2] for g in grids], zscale, data.get("zmax"))
-    norm = _norm(lo, hi, zscale)
+    _norm(lo, hi, zscale)  # validates zscale
+    zlo, zhi = (math.log10(lo), math.log10(hi)) if zscale == "log" else (lo, hi)  # the drawn z is log10 on a log scale
+    norm = Normalize(vmin=zlo, vmax=zhi)  # one colour scale for every panel
+    zlabel = ("log10 " if zscale == "log" else "") + str(data.get("zlabel", "loss"))
     axes = _axes(fig, len(panels), projection="3d")
     mappable = None
     for ax, panel, (x, y, z) in zip(axes, panels, grids):
@@ -160,13 +163,12 @@ def draw_surface_panels(fig: Figure, data: Mapping[str, Any]) -> tuple[float, fl
         zz = np.where(np.isfinite(z), np.clip(z, lo, hi), hi)
         if zscale == "log":
             zz = np.log10(zz)
-        mappable = ax.plot_surface(xx, yy, zz, cmap=CMAP, norm=None if zscale == "log" else norm,
-                                   linewidth=0, antialiased=True)
-        ax.set_zlim(*(np.log10([lo, hi]) if zscale == "log" else (lo, hi)))
+        mappable = ax.plot_surface(xx, yy, zz, cmap=CMAP, norm=norm, linewidth=0, antialiased=True)
+        ax.set_zlim(zlo, zhi)
         ax.set_title(str(panel.get("title", "")))
-        ax.set_zlabel("log10 loss" if zscale == "log" else str(data.get("zlabel", "loss")))
-    if mappable is not None and zscale != "log":
-        fig.colorbar(mappable, ax=axes, shrink=0.7)
+        ax.set_zlabel(zlabel)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes, shrink=0.7, label=zlabel)
     return lo, hi
 
 

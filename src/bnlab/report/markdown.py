@@ -12,14 +12,15 @@ from typing import Any
 
 from bnlab.report.view import report_view
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, table cells, strike-through
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d+[.)])")  # headings, list items, setext underlines
 
 
 def escape(text: Any) -> str:
-    """`text` as literal Markdown text on one line."""
+    """`text` as literal Markdown text on one line (inline markup, raw HTML and line-start markup escaped)."""
     s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    s = _MD_SPECIAL.sub(r"\\\1", s)
-    return " ".join(s.split())
+    s = " ".join(_MD_INLINE.sub(r"\\\1", s).split())
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), s)
 
 
 def _code(text: Any) -> str:

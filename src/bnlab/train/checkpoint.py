@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,13 @@ def save_checkpoint(path: Path, *, config: TrainConfig, step: int, model: torch.
 def load_checkpoint(path: Path, config: TrainConfig, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint at `path`, checked against `config`; history/probes decoded from JSON."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle makes torch warn about its protocol: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # any unreadable file is bad input here
-        raise BnlabError(f"cannot read checkpoint '{path}': {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        # first sentence only: torch's advice to retry with weights_only=False would let the file run code
+        first = (str(exc).splitlines() or [""])[0].split(". ")[0]  # an empty file raises an empty message
+        raise BnlabError(f"cannot read checkpoint '{path}': {type(exc).__name__}: {first}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise BnlabError(f"'{path}' is not a bnlab checkpoint")
     saved = json.loads(state["config"])

@@ -36,7 +36,7 @@ from torch import nn
 from bnlab.atomic import write_json
 from bnlab.config import to_mapping
 from bnlab.data.batches import BatchIterator
-from bnlab.data.dataset import Dataset
+from bnlab.data.dataset import Dataset, check_finite
 from bnlab.errors import BnlabError
 from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from bnlab.train.config import TrainConfig
@@ -47,6 +47,17 @@ from bnlab.train.result import TrainResult, empty_history
 from bnlab.train.seeding import rng_state, seed_everything, set_rng_state
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """BnlabError when the run folder is a file or lies below a file (checked before anything is written)."""
+    probe = run_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe == run_dir and run_dir.exists() and not run_dir.is_dir():
+        raise BnlabError(f"run folder '{run_dir}' is a file, not a folder")
+    if probe.exists() and not probe.is_dir():
+        raise BnlabError(f"run folder '{run_dir}' is inside '{probe}', which is a file")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,7 +174,11 @@ class _Run:
                         initial_loss=self.initial_loss, history=self.history, probes=self.probe_records)
 
     def restore(self, state: dict[str, Any]) -> int:
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # a user's model that is not the one the checkpoint was written from
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[1:2])
+            raise BnlabError(f"the checkpoint in '{self.out_dir}' does not fit the model: {detail}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches.load_state_dict(state["batches"])
         set_rng_state(state["rng"])
@@ -245,11 +260,16 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, probes: Seq
             raise BnlabError(f"probe {probe.name!r}: every must be an integer >= 1, got {probe.every!r}")
     device = resolve_device(config.device)
     run_dir = Path(out_dir) if out_dir is not None else None
+    if run_dir is not None:
+        _check_run_dir(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
     if checkpoint_path is not None and checkpoint_path.exists() and not resume:
         raise BnlabError(f"run folder '{run_dir}' already holds a run; resume it or choose another folder")
 
     seed_everything(config.seed)
+    if dataset is not None:  # the loaders check their own data; a user's Dataset is checked here
+        check_finite(dataset.name, train_x=dataset.train_x, train_y=dataset.train_y, test_x=dataset.test_x,
+                     test_y=dataset.test_y)
     data = (dataset if dataset is not None else load_for_config(config)).to(device)
     if config.batch_size > len(data.train_x):
         raise BnlabError(f"batch_size {config.batch_size} is larger than the training set ({len(data.train_x)})")

@@ -1,0 +1,112 @@
+"""The curvature part of C06 / C14: smoke trials end to end, and the verdict rule on hand-made results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bnlab.errors import BnlabError
+from bnlab.experiments.curvature import (
+    CONFIGS,
+    curvature_trials,
+    summarise_curvature,
+    trial_name,
+)
+from bnlab.experiments.trial import execute_trial
+
+
+@pytest.fixture(scope="module")
+def smoke_results() -> dict[str, dict]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {t.name: execute_trial(t) for t in curvature_trials("C06", "smoke", (0, 1))}
+    finally:
+        torch.set_num_threads(before)
+
+
+def _finite_numbers(obj) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_finite_numbers(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite_numbers(v) for v in obj)
+    return True
+
+
+def test_trials_are_shared_between_c06_and_c14() -> None:
+    a, b = curvature_trials("C06", "default", (0, 1, 2)), curvature_trials("C14", "default", (0, 1, 2))
+    assert [t.key() for t in a] == [t.key() for t in b] and len({t.key() for t in a}) == 6
+    assert all(t.name == trial_name(t.params["config"]["norm"], t.params["config"]["seed"]) for t in a)
+    for scale in ("smoke", "default", "paper"):
+        assert CONFIGS[scale].hessian_samples >= 32
+    with pytest.raises(BnlabError):
+        curvature_trials("C06", "huge", (0,))
+
+
+def test_smoke_trials_and_summaries(smoke_results: dict[str, dict]) -> None:
+    bn = smoke_results[trial_name("bn", 0)]
+    none = smoke_results[trial_name("none", 0)]
+    assert bn["has_bn"] and not none["has_bn"] and bn["modes"] == ["train", "eval"] and none["modes"] == ["train"]
+    assert bn["steps"][0] == 0 and bn["steps"][-1] == 8  # probe at step 0 and the extra end point
+    assert bn["weights"] and all(w.endswith(".weight") for w in bn["weights"])
+    assert none["weights"] == bn["weights"]  # the same conv weights in both nets
+    for run in (bn, none):
+        assert _finite_numbers(run)
+        assert all(v is not None and v > 0 for v in run["series"]["train"]["top"])
+        grid, dens = run["density"]["train"]["grid"], run["density"]["train"]["density"]
+        assert float(torch.trapezoid(torch.tensor(dens, dtype=torch.float64), torch.tensor(grid, dtype=torch.float64))) == pytest.approx(1.0, abs=1e-9)
+    json.dumps(smoke_results)
+    for claim in ("C06", "C14"):
+        s = summarise_curvature(claim, "smoke", (0, 1), smoke_results)
+        assert len(s.verdicts) == 3 and set(s.verdicts.values()) <= {"supported", "refuted", "inconclusive"}
+        assert s.key_number is not None and math.isfinite(s.key_number.value)
+        assert s.figures and all(f.kind in ("lines", "bars") for f in s.figures)
+        json.dumps([f.data for f in s.figures])
+        json.dumps(s.metrics)
+        assert any("scale invariance" in c for c in s.caveats)
+    ids = [f.id for f in summarise_curvature("C14", "smoke", (0, 1), smoke_results).figures]
+    assert ids == ["sharpness_end", "spectral_density"]
+
+
+def _fake(norm: str, seed: int, top: list[float], eval_top: list[float] | None = None) -> dict:
+    series = {"train": {"top": top, "trace": [10 * t for t in top], "trace_se": [1.0] * len(top),
+                        "products": [10] * len(top)}}
+    modes = ["train"]
+    if eval_top is not None:
+        series["eval"] = {"top": eval_top, "trace": eval_top, "trace_se": [1.0] * len(top),
+                          "products": [10] * len(top)}
+        modes.append("eval")
+    return {"norm": norm, "has_bn": norm == "bn", "seed": seed, "modes": modes, "weights": ["0.weight"],
+            "diverged_at_step": None, "final_test_acc": 0.9, "steps": list(range(0, 10 * len(top), 10)),
+            "series": series, "normalised": [2 * t for t in top], "weight_norm_sq": [1.0] * len(top),
+            "density": {}, "hessian_samples": 8, "cpu_s": 0.1}
+
+
+def test_rule_supported_refuted_inconclusive() -> None:
+    seeds = (0, 1, 2)
+    # the no-BN net is 10x sharper in every seed and mode: supported
+    res = {}
+    for s in seeds:
+        res[trial_name("bn", s)] = _fake("bn", s, [1.0, 1.1 + s * 0.01], [2.0, 2.0])
+        res[trial_name("none", s)] = _fake("none", s, [10.0, 11.0 + s * 0.1])
+    for claim in ("C06", "C14"):
+        v = summarise_curvature(claim, "default", seeds, res).verdicts
+        assert set(v.values()) == {"supported"}, v
+    # the BN net is the sharper one: refuted
+    swapped = {}
+    for s in seeds:
+        swapped[trial_name("bn", s)] = _fake("bn", s, [10.0, 11.0 + s], [30.0, 31.0 + s])
+        swapped[trial_name("none", s)] = _fake("none", s, [1.0, 1.0 + 0.01 * s])
+    s06 = summarise_curvature("C06", "default", seeds, swapped)
+    assert s06.verdicts["hessian_top/train"] == "refuted" and s06.key_number.value < 0
+    assert s06.metrics["votes"]["sharpness_top/train"]["ratio_none_over_bn"] < 1
+    # one seed: no CI, inconclusive; a missing trial is skipped, not guessed
+    one = {k: v for k, v in res.items() if k.endswith("seed=0")}
+    assert set(summarise_curvature("C14", "default", seeds, one).verdicts.values()) == {"inconclusive"}
+    with pytest.raises(BnlabError):
+        summarise_curvature("C05", "default", seeds, res)
