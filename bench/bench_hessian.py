@@ -5,11 +5,13 @@ Same model (bnlab's narrow VGG with torch BN, briefly trained on sklearn digits)
 interleaved runs:
 
 * top eigenvalue to a relative accuracy of 1e-3 against a tightly converged reference (Lanczos, tol 1e-9):
-  for each tool the loosest of its tolerances (1e-2 … 1e-6) whose answer is within 1e-3 is timed. PyHessian:
+  for each tool the loosest of its tolerances (1e-2 … 1e-6) whose answer is within 1e-3 for every one of
+  `--seeds` start-vector seeds is timed (a setting that reliably reaches the accuracy, not a lucky seed). PyHessian:
   power iteration stopping on a relative change of the eigenvalue; bnlab: Lanczos with full
   reorthogonalisation stopping on the Ritz residual.
-* trace to the same standard error: PyHessian's Hutchinson with N samples (tol=0 so it draws all N) defines the
-  target SE = sd/√N; bnlab's Hutch++ (and, for reference, bnlab's Hutchinson) stop at that SE.
+* trace to the same standard error: PyHessian's Hutchinson with N samples defines the target SE = sd/√N (run
+  with tol = −inf so it draws all N: with tol = 0 its relative-change rule still stops after two samples whenever
+  the running mean is negative); bnlab's Hutch++ (and, for reference, bnlab's Hutchinson) stop at that SE.
 
 Prints both results and the time ratios PyHessian / bnlab (> 1: bnlab faster).
 
@@ -70,7 +72,9 @@ def pyhessian_trace(model, batch, samples: int, seed: int) -> list[float]:
 
     torch.manual_seed(seed)
     h = hessian(model, F.cross_entropy, data=batch, cuda=False)
-    values = h.trace(maxIter=samples, tol=0.0)
+    # tol = -inf so it draws all `samples`: its rule |mean − previous| / (previous + 1e-6) < tol also stops at
+    # once (with tol = 0) whenever the running mean is negative, as it can be at initialisation
+    values = h.trace(maxIter=samples, tol=float("-inf"))
     model.zero_grad(set_to_none=True)
     return [float(v) for v in values]
 
@@ -80,28 +84,37 @@ def compare(model, batch, args) -> tuple[float, float]:
     ref = top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=1e-9, max_steps=300, seed=99)
     lam = ref.eigenvalues[0]
     print(f"  reference top eigenvalue (Lanczos, tol 1e-9, {ref.products} products): {lam:.8g}")
+    seeds = range(args.seed, args.seed + args.seeds)
 
-    def within(value: float) -> bool:
-        return abs(value - lam) <= 1e-3 * abs(lam)
+    def theirs(tol: float, seed: int) -> float:
+        return pyhessian_top(model, batch, tol, seed)
 
-    def ours(tol: float):
-        return top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=tol, seed=args.seed)
+    def ours(tol: float, seed: int) -> float:
+        return top_eigenvalues(model, F.cross_entropy, batch, bn_mode="eval", tol=tol, seed=seed).eigenvalues[0]
 
-    tols = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
-    ph_tol = next((t for t in tols if within(pyhessian_top(model, batch, t, args.seed))), None)
-    bn_tol = next((t for t in tols if within(ours(t).eigenvalues[0])), None)
+    def setting(run) -> float | None:
+        """The loosest tolerance whose answer is within 1e-3 of the reference for every seed."""
+        for tol in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+            if all(abs(run(tol, s) - lam) <= 1e-3 * abs(lam) for s in seeds):
+                return tol
+        return None
+
+    ph_tol, bn_tol = setting(theirs), setting(ours)
     if ph_tol is None or bn_tol is None:
-        raise SystemExit(f"no tolerance reached 1e-3 (pyhessian {ph_tol}, bnlab {bn_tol})")
-    ph_best, bn_best = float("inf"), float("inf")
-    for _ in range(args.repeats):  # interleaved, best of repeats
-        t, ph_val = cpu_time(lambda: pyhessian_top(model, batch, ph_tol, args.seed))
-        ph_best = min(ph_best, t)
-        t, bn_res = cpu_time(lambda: ours(bn_tol))
-        bn_best = min(bn_best, t)
-    top_ratio = ph_best / bn_best
-    print(f"  top eigenvalue to 1e-3: PyHessian (power, tol {ph_tol:g}) {ph_val:.8g} in {ph_best:.3f} s | "
-          f"bnlab (Lanczos, tol {bn_tol:g}) {bn_res.eigenvalues[0]:.8g} in {bn_best:.3f} s "
-          f"({bn_res.products} products) | ratio PyHessian/bnlab = {top_ratio:.2f}x")
+        raise SystemExit(f"no tolerance reached 1e-3 on every seed (pyhessian {ph_tol}, bnlab {bn_tol})")
+    ph_time, bn_time = 0.0, 0.0
+    for s in seeds:  # per seed: best of `repeats` interleaved runs; summed over seeds
+        ph_best, bn_best = float("inf"), float("inf")
+        for _ in range(args.repeats):
+            t, ph_val = cpu_time(lambda: theirs(ph_tol, s))  # noqa: B023 (called at once)
+            ph_best = min(ph_best, t)
+            t, bn_val = cpu_time(lambda: ours(bn_tol, s))  # noqa: B023
+            bn_best = min(bn_best, t)
+        ph_time, bn_time = ph_time + ph_best, bn_time + bn_best
+    top_ratio = ph_time / bn_time
+    print(f"  top eigenvalue to 1e-3 on each of {args.seeds} seeds: PyHessian (power, tol {ph_tol:g}) {ph_val:.8g} "
+          f"in {ph_time / args.seeds:.3f} s | bnlab (Lanczos, tol {bn_tol:g}) {bn_val:.8g} in "
+          f"{bn_time / args.seeds:.3f} s (mean per seed) | ratio PyHessian/bnlab = {top_ratio:.2f}x")
 
     def our_trace(method: str, se: float):
         return trace(model, F.cross_entropy, batch, bn_mode="eval", method=method, target_se=se,
@@ -132,6 +145,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--train-steps", default="0,150,600", help="comma-separated training points to compare at")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=3, help="the eigenvalue setting must reach 1e-3 on this many seeds")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")

@@ -63,3 +63,11 @@ def test_bad_values_are_one_line_errors(args: list[str], message: str, capsys: p
     assert main(["train", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_regression_summary_has_no_accuracy(capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--model", "dln", "--model-opt", "depth=4", "--dataset", "dln_regression",
+                 "--dataset-opt", "n_train=200", "--norm", "bn", "--lr", "0.01", "--steps", "10", "--threads",
+                 "1"]) == 0
+    text = capsys.readouterr().out
+    assert "10 steps: test loss" in text and "acc" not in text

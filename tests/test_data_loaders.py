@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bnlab.data import DATASETS, load_dataset
-from bnlab.data.dataset import make_dataset
+from bnlab.data.dataset import _all_finite, make_dataset
 from bnlab.errors import BnlabError
 
 SHAPES = {
@@ -81,6 +81,15 @@ def test_non_finite_data_is_rejected() -> None:
     x[2, 1] = np.nan
     with pytest.raises(BnlabError, match="'bad'.*train_x.*NaN"):
         make_dataset("bad", x, np.zeros(4), x[:2] * 0, np.zeros(2), num_classes=2)
+    for bad in (np.inf, -np.inf):
+        x[2, 1] = bad
+        with pytest.raises(BnlabError, match="test_x"):
+            make_dataset("bad", x[:2] * 0, np.zeros(2), x, np.zeros(4), num_classes=2)
+    big = np.full((4, 3), 3e38, dtype=np.float32)  # finite values whose float32 sum overflows: still accepted
+    assert make_dataset("big", big, np.zeros(4), big, np.zeros(4), num_classes=2).train_x.shape == (4, 3)
+    t = torch.full((5,), 3e38)
+    assert _all_finite(t) and not _all_finite(torch.tensor([1.0, float("nan")]))
+    assert _all_finite(torch.arange(3))
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 from a local folder

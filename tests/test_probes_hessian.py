@@ -15,10 +15,12 @@ from bnlab.probes.hessian import (
     dense_hessian,
     density,
     eigenpairs,
+    estimate_trace,
     finite_difference_hessian,
     hessian_operator,
     hutchinson_trace,
     hutchpp_trace,
+    krylov_hutchpp_trace,
     slq_density,
     top_eigenvalues,
     trace,
@@ -229,17 +231,16 @@ def _nn_like_matrix(seed: int = 0, dim: int = 60) -> torch.Tensor:
     return q @ torch.diag(lam) @ q.T
 
 
-@pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++", "krylov-hutch++"])
 def test_trace_within_three_standard_errors_at_the_normal_rate(method: str) -> None:
     """Over 400 seeds with a fixed number of samples the exact trace lies within 3 SE in >= 97% of runs
     (99.7% for a normal mean; a t with 29 dof and a sample SE gives about 99.4%)."""
     a = _nn_like_matrix()
     exact = float(a.trace())
     op = MatrixOperator(a)
-    fn = hutchinson_trace if method == "hutchinson" else hutchpp_trace
     hits = 0
     for seed in range(400):
-        r = fn(op, max_samples=30, seed=seed)
+        r = estimate_trace(op, method=method, sketch=6, max_samples=30, seed=seed)
         hits += abs(r.trace - exact) <= 3 * r.se
     assert hits / 400 >= 0.97
 
@@ -248,9 +249,10 @@ def test_trace_stops_on_target_and_hutchpp_needs_fewer_products() -> None:
     op = MatrixOperator(_nn_like_matrix(1))
     plain = hutchinson_trace(op, target_se=0.5, max_samples=5000, seed=0)
     pp = hutchpp_trace(op, target_se=0.5, sketch=6, max_samples=5000, seed=0)
-    for r in (plain, pp):
+    kpp = krylov_hutchpp_trace(op, target_se=0.5, sketch=6, max_samples=5000, seed=0)
+    for r in (plain, pp, kpp):
         assert r.converged and r.se <= 0.5
-    assert pp.products < plain.products / 3
+    assert pp.products < plain.products / 3 and kpp.products <= pp.products
     assert not hutchinson_trace(op, target_se=1e-6, max_samples=20).converged
 
 
@@ -260,8 +262,9 @@ def test_trace_of_model_matches_dense(mode: str) -> None:
     exact = float(oracle("mlp", "bnlab", mode)[0].trace())
     r = trace(model, F.cross_entropy, batch, bn_mode=mode, max_samples=200, seed=3)
     assert abs(r.trace - exact) <= 4 * r.se and r.info["bn_mode"] == mode
-    full = trace(model, F.cross_entropy, batch, bn_mode=mode, sketch=10_000)  # the sketch spans everything
-    assert full.se == 0.0 and full.trace == pytest.approx(exact, rel=1e-9)
+    for method in ("hutch++", "krylov-hutch++"):  # a sketch that spans everything gives the exact trace
+        full = trace(model, F.cross_entropy, batch, bn_mode=mode, method=method, sketch=10_000)
+        assert full.se == 0.0 and full.trace == pytest.approx(exact, rel=1e-9), method
 
 
 def test_trace_is_seeded() -> None:

@@ -50,7 +50,12 @@ def test_user_strings_render_as_text_never_as_markup(tmp_path: Path) -> None:
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 10
     markdown = files.markdown.read_text()
     assert "<script" not in markdown.lower()
-    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in markdown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown
+    # and a Markdown renderer (which passes raw HTML through) turns it into text, not an element
+    md = pytest.importorskip("markdown")
+    rendered = md.markdown(markdown, extensions=["tables"])
+    assert "<script" not in rendered.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered
+    assert "<table>" in rendered
 
 
 def test_html_is_self_contained(tmp_path: Path) -> None:
@@ -133,5 +138,8 @@ def test_number_formatting() -> None:
 
 
 def test_markdown_escape() -> None:
-    assert escape("a|b *c* [d](e) <i>") == "a\\|b \\*c\\* \\[d\\]\\(e\\) &lt;i&gt;"
+    assert escape("a|b *c* [d](e) <i>") == "a\\|b \\*c\\* \\[d\\](e) &lt;i&gt;"
+    assert escape("# not a heading") == "\\# not a heading"
+    assert escape("12. not a list") == "12\\. not a list"
+    assert escape("- not a bullet, 1.5 stays") == "\\- not a bullet, 1.5 stays"
     assert escape("two\nlines") == "two lines"

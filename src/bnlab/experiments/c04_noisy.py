@@ -80,7 +80,7 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
     mean = {n: finite_ci(auc[n])[0] for n in NORMS}
     summary = (
         f"Mean test accuracy over training: BN {mean['bn']:.3f}, noisy BN {mean['noisy_bn']:.3f}, no BN "
-        f"{mean['none']:.3f}, no BN + noise {mean['noise']:.3f}; the noise raised the activation drift "
+        f"{mean['none']:.3f}, noise only (no BN) {mean['noise']:.3f}; the noise raised the activation drift "
         f"{'' if ci3[0] > 0 else 'not '}above BN's (log ratio {ci3[0]:+.2f}). Noisy BN vs no BN: {v1}; "
         f"noisy BN as good as BN (margin {MARGIN}): {v2}."
     )

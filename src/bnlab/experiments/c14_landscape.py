@@ -237,6 +237,11 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
         "Random 2-D slices show a tiny part of a high-dimensional landscape; seeds vary both the init and the "
         "directions.",
     ]
+    untrained = [lab for lab in NORMS if not per_net[lab]["final_test_acc"] >= 0.5]
+    if untrained:
+        caveats.append(f"{' and '.join(untrained)} reached under 50% test accuracy: an untrained net sits on a "
+                       "plateau that is flat for reasons unrelated to BN, so the comparison says little at this "
+                       "budget.")
     if any(per_net[lab]["diverged"] for lab in NORMS):
         caveats.append("Some training runs diverged (per_net.diverged); their landscapes are around a diverged "
                        "point.")

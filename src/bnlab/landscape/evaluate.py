@@ -249,7 +249,10 @@ def _fresh_bn_buffers(buffers: Mapping[str, torch.Tensor], names: Sequence[str])
 
 
 def _point_params(origin: Mapping[str, torch.Tensor], directions: Sequence[Mapping[str, torch.Tensor]],
-                  active: Sequence[set[str]], coeffs: Sequence[float]) -> dict[str, torch.Tensor]:
+                  active: Sequence[set[str]], coeffs: Sequence[float],
+                  work: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """``origin + sum_i coeffs[i] directions[i]`` per tensor (untouched tensors are the origin's own); written into
+    the preallocated `work` tensors when given (one buffer per moving tensor, reused from point to point)."""
     params = {}
     for name, w in origin.items():
         terms = [(c, d[name]) for c, d, act in zip(coeffs, directions, active) if c != 0.0 and name in act]
@@ -257,7 +260,10 @@ def _point_params(origin: Mapping[str, torch.Tensor], directions: Sequence[Mappi
             params[name] = w
             continue
         c0, d0 = terms[0]
-        p = torch.add(w, d0, alpha=c0)
+        if work is not None:
+            p = torch.add(w, d0, alpha=c0, out=work[name])
+        else:
+            p = torch.add(w, d0, alpha=c0)
         for c, d in terms[1:]:
             p.add_(d, alpha=c)
         params[name] = p
@@ -369,15 +375,17 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
                     if strategy == "vmap":
                         raise
                     done = 0
+            # one reusable buffer per moving tensor: no allocation per point (a point's tensors are dead once its
+            # forward has returned; torch.compile'd forwards get fresh tensors, as they may keep references)
+            work = None if compile else {n: torch.empty_like(origin[n]) for n in set().union(*active)}
             for p in range(done, n_points):
                 c = [float(v) for v in coords[p]]
                 if first is not None:
                     first.coeffs[:] = c
-                params = _point_params(origin, directions, active, c)
-                state = {**buffers, **params}
+                params = _point_params(origin, directions, active, c, work)
+                state = params  # buffers stay the module's own (read-only in train / eval mode): fewer swaps
                 if bn_mode == "recalibrated":
-                    fresh = _fresh_bn_buffers(buffers, bn_names)
-                    state.update(fresh)
+                    state = {**params, **_fresh_bn_buffers(buffers, bn_names)}
                     for m in bn_layers:
                         m.train()
                     for x, _ in recal:

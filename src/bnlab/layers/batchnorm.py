@@ -26,7 +26,9 @@ Ghost batch normalisation (Hoffer et al. 2017): with ``ghost_batch_size=g`` a tr
 of g samples (the last one may be smaller) and each chunk is normalised with its own statistics; the running
 statistics move once per call, with the average of the chunks' means and unbiased variances.
 
-A constant channel (σ = 0) is well defined: x̂ = 0 and the output is β (ε keeps 1/s finite).
+A constant channel (σ = 0) is well defined: x̂ = 0 and the output is β (ε keeps 1/s finite). In floating point
+μ carries a rounding error of a few ulp(x), so x̂ is that error over √ε (|x̂| ≲ 4·ulp(x)/√ε, e.g. 0.02 for x ≈ 123
+in float32); it is exactly 0 when the mean is exact (tests/test_reliability_numerics.py).
 """
 
 from __future__ import annotations

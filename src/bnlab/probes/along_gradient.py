@@ -54,9 +54,10 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
 PATHS: tuple[str, ...] = ("auto", "loop", "vmap")
 
-# Measured with bench/bench_probes.py (narrow VGG, batch 64, K = 8, 1 thread, torch BatchNorm2d): on the 2-core
-# development CPU the loop cost 1.11 x K forward+backward passes, vmap 1.89 x K (vmap / loop = 1.70), so the CPU
-# default is the loop. Device types not listed (CUDA: no measurement yet) are timed at run time by `choose_path`.
+# Measured with bench/bench_probes.py (narrow VGG, batch 64, K = 8, 1 thread): on the 2-core development CPU the
+# loop cost 1.11-1.16 x K forward+backward passes (the floor is (K+1)/K = 1.125), vmap 1.86-2.17 x K (vmap / loop =
+# 1.67-1.90, torch's and bnlab's BN alike), so the CPU default is the loop. Device types not listed (CUDA: not
+# measured yet) are timed at run time by `choose_path`.
 MEASURED_DEFAULT_PATH: dict[str, str] = {"cpu": "loop"}
 PATH_ENV = "BNLAB_ALONG_GRADIENT_PATH"
 

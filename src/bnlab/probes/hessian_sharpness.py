@@ -23,7 +23,7 @@ from bnlab.errors import BnlabError
 from bnlab.probes.hessian_lanczos import lanczos_eigenpairs
 from bnlab.probes.hessian_operator import hessian_operator
 from bnlab.probes.hessian_scale import invariant_sharpness, scale_invariant_weights
-from bnlab.probes.hessian_trace import hutchpp_trace
+from bnlab.probes.hessian_trace import krylov_hutchpp_trace
 from bnlab.probes.state import BN_MODES, batchnorm_layers
 
 
@@ -68,7 +68,7 @@ class SharpnessProbe:
                 entry: dict[str, Any] = {"top_eigenvalue": top.eigenvalues[0], "residual": top.residuals[0],
                                          "converged": top.converged, "products": top.products}
                 if self.trace:
-                    tr = hutchpp_trace(op, sketch=self.sketch, max_samples=self.trace_samples,
+                    tr = krylov_hutchpp_trace(op, sketch=self.sketch, max_samples=self.trace_samples,
                                        min_samples=min(2, self.trace_samples), seed=self.seed + step)
                     entry.update(trace=tr.trace, trace_se=tr.se, products=entry["products"] + tr.products)
             if weights and mode in self.invariant_modes:

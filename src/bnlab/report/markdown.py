@@ -13,14 +13,15 @@ from typing import Any
 from bnlab.report.view import report_view
 
 _MD_INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, table cells, strike-through
-_MD_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d+[.)])")  # headings, list items, setext underlines
+_MD_LINE_START = re.compile(r"^([#+\-=]|\d+(?=[.)]))")  # headings, bullets, setext lines, "1." / "1)" lists
 
 
 def escape(text: Any) -> str:
     """`text` as literal Markdown text on one line (inline markup, raw HTML and line-start markup escaped)."""
     s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = " ".join(_MD_INLINE.sub(r"\\\1", s).split())
-    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), s)
+    # a leading marker loses its meaning with a backslash before it (after the digits of "1.")
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" if m.group(1)[0].isdigit() else "\\" + m.group(1), s)
 
 
 def _code(text: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,14 @@ class TrainResult:
         what = f"{c.model}/{c.norm} on {c.dataset}, {c.optimizer} lr={c.lr:g}, batch {c.batch_size}, seed {c.seed}"
         lines = [what]
         if self.diverged_at_step is not None:
-            loss = self.history["train_loss"][-1] if self.history["train_loss"] else float("nan")
+            loss = self.history["train_loss"][-1] if self.history["train_loss"] else math.nan
             lines.append(f"diverged at step {self.diverged_at_step} (train loss {loss:.4g}); curves end there")
+        elif math.isnan(f.get("test_acc", math.nan)):  # regression: no accuracy
+            lines.append(f"{f['steps_done']} steps: test loss {f.get('test_loss', math.nan):.4g}, train loss "
+                         f"{f.get('train_eval_loss', math.nan):.4g}")
         else:
-            lines.append(f"{f['steps_done']} steps: test acc {f.get('test_acc', float('nan')):.4f}, test loss "
-                         f"{f.get('test_loss', float('nan')):.4f}, train acc {f.get('train_acc', float('nan')):.4f}")
+            lines.append(f"{f['steps_done']} steps: test acc {f['test_acc']:.4f}, test loss "
+                         f"{f.get('test_loss', math.nan):.4f}, train acc {f.get('train_acc', math.nan):.4f}")
         lines.append(f"{f['seconds']:.1f} s ({f['steps_per_s']:.0f} steps/s)"
                      + (f"; run folder {self.out_dir}" if self.out_dir is not None else ""))
         return "\n".join(lines)
