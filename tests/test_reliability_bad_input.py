@@ -82,6 +82,7 @@ def world(tmp_path: Path, good_run: Path, other_model_run: Path) -> Path:
     (w / "truncated.toml").write_text(full[: full.index("[axes]") + 4])  # cut inside a table header
     (w / "unknown_key.toml").write_text(full.replace('steps = 2', 'steps = 2\ncolour = "red"'))
     (w / "wrong_type.toml").write_text(full.replace('steps = 2', 'steps = "many"'))
+    (w / "unknown_model.toml").write_text(full.replace('model = "mlp"', 'model = "resnet"'))
     (w / "nested_bad.toml").write_text(full.replace("[axes]", "[axes]\nlr = [0.1, -1.0]"))
     # run folders with broken checkpoints, all copies of a real one
     ckpt = (good_run / "checkpoint.pt").read_bytes()
@@ -146,6 +147,8 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("missing-toml", ["sweep", "{w}/nope.toml", "--out", "{w}/out"], "sweep file not found"),
     ("unknown-config-key", ["sweep", "{w}/unknown_key.toml", "--out", "{w}/out"],
      "unknown config key 'sweep.base.colour'"),
+    ("unknown-model-toml", ["sweep", "{w}/unknown_model.toml", "--out", "{w}/out", "--executor", "local"],
+     "unknown model 'resnet'"),
     ("wrong-type-toml", ["sweep", "{w}/wrong_type.toml", "--out", "{w}/out"], "'sweep.base.steps' must be int"),
     ("negative-lr-in-axis", ["sweep", "{w}/nested_bad.toml", "--out", "{w}/out"], "lr must be a finite number > 0"),
     ("wrong-type-flag", [*FAST, "--steps", "many"], "Invalid value for '--steps'"),

@@ -197,7 +197,8 @@ def direct_writes(path: Path) -> list[str]:
             found.append(text)
         elif (isinstance(func, ast.Attribute) and node.args and func.attr in _PATH_SAVERS
               and (func.attr == "savefig" or ast.unparse(func.value) in _SAVER_MODULES)):
-            target = ast.unparse(node.args[-1] if func.attr == "dump" else node.args[0])
+            second = func.attr == "dump" or ast.unparse(func.value) == "torch"  # torch.save(obj, f), json.dump(obj, f)
+            target = ast.unparse(node.args[1] if second and len(node.args) > 1 else node.args[0])
             if "buf" not in target and "handle" not in target:  # an in-memory buffer, then bnlab.atomic
                 found.append(text)
         elif isinstance(func, ast.Name) and func.id == "open":  # open(path, mode)

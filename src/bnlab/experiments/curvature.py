@@ -281,7 +281,7 @@ def summarise_curvature(claim: str, scale: str, seeds: Sequence[int], results: M
     figures = _over_training_figure(runs) if claim == "C06" else _end_figures(runs)
     metrics = {"votes": votes, "trace_log_ratio": trace_ratio,
                "runs": {norm: [{"seed": r["seed"], "diverged_at_step": r["diverged_at_step"],
-                                "final_test_acc": r["final_test_acc"], "cpu_s": r["cpu_s"],
+                                "final_test_acc": r["final_test_acc"],  # no cpu_s: claims are compared bitwise
                                 "final": {m: {k: r["series"][m][k][-1] if r["series"][m][k] else None
                                               for k in ("top", "trace", "trace_se")} for m in r["modes"]},
                                 "final_normalised": r["normalised"][-1] if r["normalised"] else None}

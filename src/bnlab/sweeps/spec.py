@@ -115,9 +115,17 @@ def _build(base: Mapping[str, Any], point: Mapping[str, Any], where: str) -> Any
     for key, value in point.items():
         _set(config, key, value, where)
     try:
-        return from_mapping(cls, config, where=where)
+        built = from_mapping(cls, config, where=where)
     except BnlabError as exc:
         raise BnlabError(str(exc) if "config key" in str(exc) else f"{where.rstrip('.')}: {exc}") from None
+    from bnlab.data import DATASETS
+    from bnlab.models import MODELS
+
+    # names only the trial would look up: checked here so a typo fails before any trial runs (exit 2)
+    for key, value, known in (("model", built.model, MODELS), ("dataset", built.dataset, DATASETS)):
+        if value not in known:
+            raise BnlabError(f"{where.rstrip('.')}: unknown {key} {value!r} (choose from {', '.join(known)})")
+    return built
 
 
 def parse_sweep(data: Mapping[str, Any], *, name: str | None = None) -> Sweep:
