@@ -179,6 +179,11 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
      "is a file or lies inside a file"),
     # root passes every permission check, so "unwritable" is a file system that refuses writes: /proc
     ("out-unwritable-audit", ["audit", "--scale", "smoke", "--out", "/proc/bnlab-audit"], "not writable"),
+    ("out-unwritable-train", [*FAST, "--out", "/proc/bnlab-run"], "is not writable"),
+    ("out-unwritable-landscape", ["landscape", "--model", "mlp", "--dataset", "digits", "--norms", "bn",
+                                  "--out", "/proc/bnlab-landscape"], "cannot be created"),
+    ("out-unwritable-sweep", ["sweep", "{w}/ok.toml", "--out", "/proc/bnlab-sweep", "--executor", "local"],
+     "cannot create trial store folder"),
     ("report-of-a-file", ["report", "{w}/afile"], "is a file"),
     ("report-without-results", ["report", "{w}/cifar_empty"], "no results.json"),
     ("checkpoint-garbage", [*RUN_FLAGS, "--out", "{w}/run_garbage"], "cannot read checkpoint"),

@@ -79,11 +79,35 @@ def along_gradient_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
     return c05.shared_trials(CLAIM_ID, scale, seeds)
 
 
+def hessian_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
+    """The Hessian top eigenvalue over training (bnlab.experiments.curvature; trials shared with C14)."""
+    from bnlab.experiments.curvature import curvature_trials
+
+    return curvature_trials(CLAIM_ID, scale, seeds)
+
+
+def hessian_section(plan: Plan, results: Mapping[str, dict]) -> Section:
+    from bnlab.experiments.curvature import summarise_curvature
+
+    s = summarise_curvature(CLAIM_ID, plan.scale, plan.seeds, results)
+    return Section(name=s.name, rule=s.rule, verdicts=s.verdicts, summary=s.summary, metrics=s.metrics,
+                   figures=s.figures, caveats=s.caveats, key_number=s.key_number)
+
+
 # Extend C06 by appending: a planner (scale, seeds) -> trials, and a section (plan, results) -> Section.
-PLANNERS: list[Callable[[str, tuple[int, ...]], list[Trial]]] = [along_gradient_trials]
-SECTIONS: list[Callable[[Plan, Mapping[str, dict]], Section]] = [predictiveness_section, beta_section]
+PLANNERS: list[Callable[[str, tuple[int, ...]], list[Trial]]] = [along_gradient_trials, hessian_trials]
+SECTIONS: list[Callable[[Plan, Mapping[str, dict]], Section]] = [predictiveness_section, beta_section,
+                                                                  hessian_section]
 
 RULE_OVERALL = "Verdict: combine_verdicts over every section's votes."
+
+
+def _curvature_config(scale: str) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from bnlab.experiments.curvature import config_for
+
+    return asdict(config_for(scale))
 
 
 def plan(scale: str, seeds: int) -> Plan:
@@ -98,7 +122,8 @@ def plan(scale: str, seeds: int) -> Plan:
     config = {"runs": {f: c05.run_settings(f, scale) for f in c05.NORMS},
               "norms": {f: list(n) for f, n in c05.NORMS.items()},
               "eta_ranges": {f: list(c05.ETA_RANGES[f]) for f in c05.NORMS},
-              "sections": [s.__name__ for s in SECTIONS]}
+              "sections": [s.__name__ for s in SECTIONS],
+              "curvature": _curvature_config(scale)}
     return Plan(claim=CLAIM_ID, scale=scale, seeds=seed_list, config=config, trials=tuple(trials))
 
 

@@ -122,11 +122,13 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
     records = list(result.probes.get(probe.name, []))
     diverged = result.diverged_at_step
     final_step = int(result.final.get("steps_done", cfg.steps))
-    net = result.model.cpu()
+    net = result.model
+    device = next(net.parameters()).device
+    batch = (batch[0].to(device), batch[1].to(device))  # stays on the run's device (a GPU at paper scale)
     finite = all(torch.isfinite(p).all() for p in net.parameters())
     densities: dict[str, Any] = {}
     if diverged is None and finite:
-        end = probe.measure(net, loss_fn, (batch[0].cpu(), batch[1].cpu()), step=final_step)
+        end = probe.measure(net, loss_fn, batch, step=final_step)
         records.append({**end, "step": final_step})
         for mode in modes:
             d = density(net, loss_fn, batch, runs=density_runs, steps=density_steps, grid_points=grid_points,
@@ -313,15 +315,16 @@ def _end_figures(runs: dict[str, list[dict]]) -> list[Figure]:
         return (mean if vals else None), lo, hi
 
     bar_panels = []
-    for title, key, modes in (("λ_max at the end", "top", MODES), ("trace at the end", "trace", MODES),
-                              ("λ_max(H_WW)·‖W‖² at the end", "normalised", ("train",))):
+    for title, key, modes, scale in (("λ_max at the end", "top", MODES, "log"),
+                                     ("trace at the end", "trace", MODES, "linear"),
+                                     ("λ_max(H_WW)·‖W‖² at the end", "normalised", ("train",), "log")):
         groups = []
         for label, norm in NORMS.items():
             vals = [end_values(runs[norm], m, key) for m in modes]
             groups.append({"label": label, "values": [v[0] for v in vals], "lo": [v[1] for v in vals],
                            "hi": [v[2] for v in vals]})
-        bar_panels.append({"title": title, "ylabel": key, "categories": [f"BN mode {m}" for m in modes],
-                           "groups": groups})
+        bar_panels.append({"title": title, "ylabel": key, "yscale": scale,
+                           "categories": [f"BN mode {m}" for m in modes], "groups": groups})
     density_panels = []
     for mode in MODES:
         series = []

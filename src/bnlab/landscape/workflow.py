@@ -181,6 +181,8 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):  # the folder, or a folder above it, is a file
         raise BnlabError(f"output folder '{out}' is a file or lies inside a file") from None
+    except OSError as exc:  # read-only or special file system
+        raise BnlabError(f"output folder '{out}' cannot be created: {exc.strerror or exc}") from None
     write_json(out / "landscape_config.json", to_mapping(cfg))
     nets = loaded if loaded is not None else _train_nets(cfg, out, dataset, log)
     batch = (dataset.train_x[: cfg.samples], dataset.train_y[: cfg.samples])

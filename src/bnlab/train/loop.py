@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,11 @@ def _check_run_dir(run_dir: Path) -> None:
         raise BnlabError(f"run folder '{run_dir}' is a file, not a folder")
     if probe.exists() and not probe.is_dir():
         raise BnlabError(f"run folder '{run_dir}' is inside '{probe}', which is a file")
+    try:  # root passes os.access everywhere: try a real (anonymous, at once deleted) file instead
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise BnlabError(f"run folder '{run_dir}' is not writable ({probe}: {exc.strerror or exc})") from None
 
 
 def resolve_device(name: str) -> torch.device:
