@@ -141,6 +141,7 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
      "unknown claim id 'C99'"),
     ("unknown-scale", ["audit", "--scale", "huge", "--out", "{w}/out"], "unknown scale 'huge'"),
     ("unknown-optimizer", [*FAST, "--optimizer", "lbfgs"], "'optimizer' must be one of 'sgd', 'adam', got 'lbfgs'"),
+    ("unknown-tracker", [*RUN_FLAGS, "--tracker", "mlflow", "--out", "{w}/run_good"], "unknown tracker 'mlflow'"),
     ("unknown-device", [*FAST, "--device", "tpu"], "device must be"),
     ("malformed-toml", ["sweep", "{w}/bad.toml", "--out", "{w}/out"], "malformed sweep file"),
     ("truncated-toml", ["sweep", "{w}/truncated.toml", "--out", "{w}/out"], "malformed sweep file"),

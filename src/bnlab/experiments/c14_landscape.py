@@ -30,7 +30,6 @@ per-seed values, each positive when the no-BN net is the rougher/sharper -- and,
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +103,6 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
     from bnlab.probes.state import batchnorm_layers
     from bnlab.train import TrainConfig, train
 
-    t0 = time.process_time()
     data = load_dataset(dataset)
     config = TrainConfig(model=model, norm=norm, dataset=dataset, model_kwargs={"config": model_config,
                                                                                 "width": width},
@@ -116,7 +114,6 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
                       config=model_config, width=width)
     result = train(config, model=net, dataset=data)
     net = result.model
-    train_seconds = time.process_time() - t0
     batch = (data.train_x[:eval_samples], data.train_y[:eval_samples])
     loss_fn = nn.CrossEntropyLoss()
     origin = model_origin(net)
@@ -125,7 +122,7 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
     out: dict[str, Any] = {"norm": norm, "diverged": result.diverged_at_step is not None,
                            "final_train_loss": float(result.final.get("train_eval_loss", math.nan)),
                            "final_test_acc": float(result.final.get("test_acc", math.nan)),
-                           "train_cpu_s": train_seconds, "modes": {}}
+                           "modes": {}}
     for mode in MODES if has_bn else MODES[:1]:
         plane = random_plane(net, loss_fn, batch, radius=radius, steps=grid, bn_mode=mode, directions=dirs[:2],
                              seed=direction_seed)
@@ -141,7 +138,6 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
         }
     if not has_bn:  # no BN layer and no Dropout: eval mode is the same function
         out["modes"]["eval"] = out["modes"]["train"]
-    out["total_cpu_s"] = time.process_time() - t0
     return out
 
 

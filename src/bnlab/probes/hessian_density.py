@@ -62,6 +62,21 @@ def lanczos_quadrature(op: Operator, start: torch.Tensor, steps: int) -> tuple[t
     return theta, s[0] ** 2
 
 
+def smoothed_density(nodes: list[torch.Tensor], weights: list[torch.Tensor], grid: torch.Tensor,
+                     sigma: float) -> tuple[torch.Tensor, float]:
+    """(φ̂ on `grid` normalised to integrate to 1, its mass before normalising) from per-run quadratures.
+
+    Lets several spectra be drawn on one grid with one σ (side-by-side comparisons)."""
+    dens = torch.zeros_like(grid, dtype=torch.float64)  # (G,)
+    for theta, tau2 in zip(nodes, weights):
+        theta, tau2 = torch.as_tensor(theta, dtype=torch.float64), torch.as_tensor(tau2, dtype=torch.float64)
+        z = (grid[:, None] - theta[None, :]) / sigma  # (G, m)
+        dens += (torch.exp(-0.5 * z**2) * tau2[None, :]).sum(dim=1) / (sigma * math.sqrt(2 * math.pi))  # (G,)
+    dens /= max(len(nodes), 1)
+    mass = float(torch.trapezoid(dens, grid))
+    return dens / mass, mass
+
+
 def slq_density(op: Operator, *, runs: int = 4, steps: int = 60, grid_points: int = 512,
                 sigma: float | None = None, relative_sigma: float = 0.01, seed: int = 0) -> DensityResult:
     """Spectral density by SLQ; σ defaults to `relative_sigma` × the width of the spectrum found."""
@@ -81,13 +96,7 @@ def slq_density(op: Operator, *, runs: int = 4, steps: int = 60, grid_points: in
     width = hi - lo if hi > lo else max(abs(hi), 1.0)
     sig = sigma if sigma is not None else relative_sigma * width
     grid = torch.linspace(lo - 5 * sig, hi + 5 * sig, grid_points, dtype=torch.float64)  # (G,)
-    dens = torch.zeros_like(grid)
-    for theta, tau2 in zip(nodes, weights):
-        z = (grid[:, None] - theta[None, :]) / sig  # (G, m)
-        dens += (torch.exp(-0.5 * z**2) * tau2[None, :]).sum(dim=1) / (sig * math.sqrt(2 * math.pi))  # (G,)
-    dens /= runs
-    mass = float(torch.trapezoid(dens, grid))
-    dens /= mass
+    dens, mass = smoothed_density(nodes, weights, grid, sig)
     return DensityResult(
         grid=grid.tolist(), density=dens.tolist(), nodes=[t.tolist() for t in nodes],
         weights=[w.tolist() for w in weights], sigma=sig, runs=runs, steps=steps,

@@ -85,3 +85,8 @@ class TrainConfig:
             raise BnlabError(f"batch_size 1 with norm '{self.norm}': batch statistics of one example are degenerate")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", "auto, cpu, cuda or cuda:N", self.device)
+        from bnlab.tracking.base import TRACKERS  # checked here, before a run folder is written
+
+        for name in self.trackers:
+            if name not in TRACKERS:
+                raise BnlabError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")
