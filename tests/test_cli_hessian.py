@@ -7,7 +7,7 @@ import json
 from bnlab.cli import main
 
 TINY = ["--model", "vgg", "--model-opt", "width=0.25", "--samples", "32", "--density-runs", "1",
-        "--density-steps", "8", "-k", "2", "--tol", "1e-3", "--threads", "1"]
+        "--density-steps", "8", "-k", "2", "--tol", "1e-3", "--trace-rtol", "0.2", "--threads", "1"]
 
 
 def test_hessian_builtin_model(tmp_path, capsys) -> None:

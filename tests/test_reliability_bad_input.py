@@ -51,7 +51,6 @@ def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bnlab.config import from_mapping
     from bnlab.train import TrainConfig, train
 
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("good") / "run"
     train(from_mapping(TrainConfig, RUN_CONFIG), out_dir=out)
     return out

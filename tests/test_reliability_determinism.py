@@ -20,6 +20,15 @@ from bnlab.experiments.audit import claims_section, run_audit
 from bnlab.experiments.base import CLAIM_IDS
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_then_restore():
+    """One torch thread (fast for tiny nets on a busy machine), the process-wide setting restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _train_history(**overrides: Any) -> str:
     from bnlab.train import TrainConfig, train
 
@@ -38,7 +47,6 @@ def _train_history(**overrides: Any) -> str:
     {"norm": "bn", "optimizer": "adam", "lr": 0.01, "momentum": 0.0},
 ])
 def test_same_seed_same_bits_in_process(overrides: dict[str, Any]) -> None:
-    torch.set_num_threads(1)
     first = _train_history(**overrides)
     torch.manual_seed(12345)  # whatever the global RNG holds in between must not matter
     torch.randn(100)
@@ -47,7 +55,6 @@ def test_same_seed_same_bits_in_process(overrides: dict[str, Any]) -> None:
 
 def test_another_seed_gives_other_numbers() -> None:
     """Control: the comparison above can fail."""
-    torch.set_num_threads(1)
     assert _train_history(norm="bn", seed=0) != _train_history(norm="bn", seed=1)
 
 

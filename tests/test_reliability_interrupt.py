@@ -106,7 +106,8 @@ def clean_claims(tmp_path_factory: pytest.TempPathFactory) -> str:
     return claims_section(json.loads((out / "results.json").read_text()))
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("process", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "process"])
 def test_sigint_stops_cleanly_and_the_rerun_resumes(executor: str, tmp_path: Path, clean_claims: str) -> None:
     out = tmp_path / "audit"
     proc = audit_process(out, executor=executor)

@@ -26,6 +26,15 @@ from bnlab.errors import BnlabError
 from bnlab.layers import BatchNorm
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_then_restore():
+    """One torch thread (fast for tiny nets on a busy machine), the process-wide setting restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def reference_bn(x64: torch.Tensor, eps: float, weight: torch.Tensor | None = None,
                  bias: torch.Tensor | None = None) -> torch.Tensor:
     """Alg. 1 of Ioffe & Szegedy in float64, the obvious way (statistics over every dim but 1)."""
@@ -162,7 +171,6 @@ def test_train_rejects_a_users_dataset_with_nan(tmp_path: Path) -> None:
 def test_diverging_run_is_recorded_with_its_step_and_partial_curves(tmp_path: Path) -> None:
     from bnlab.train import TrainConfig, train
 
-    torch.set_num_threads(1)
     config = TrainConfig(model="deep_mlp", model_kwargs={"depth": 3, "width": 32}, dataset="digits", lr=1e4,
                          steps=200, batch_size=32, eval_every=5, progress=False)
     result = train(config, out_dir=tmp_path / "run")
@@ -190,7 +198,6 @@ def test_a_healthy_run_is_not_called_diverged() -> None:
     """Control: the same net at a sane learning rate finishes with no divergence recorded."""
     from bnlab.train import TrainConfig, train
 
-    torch.set_num_threads(1)
     config = TrainConfig(model="deep_mlp", model_kwargs={"depth": 3, "width": 32}, dataset="digits", lr=0.05,
                          steps=30, batch_size=32, eval_every=10, progress=False)
     result = train(config)

@@ -340,6 +340,7 @@ def watch_listeners(proc: subprocess.Popen, timeout: float) -> tuple[list[tuple[
     return sorted(seen), polls
 
 
+@pytest.mark.slow
 def test_no_network_listener_during_a_process_audit(tmp_path: Path) -> None:
     code = ("import sys; from bnlab.cli import main; "
             f"sys.exit(main(['audit', '--scale', 'smoke', '--claims', 'C07,C11', '--out', {str(tmp_path / 'a')!r}, "
