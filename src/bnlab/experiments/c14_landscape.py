@@ -155,6 +155,10 @@ def plan(scale: str, seeds: int) -> Plan:
                                  "rough_radius": cfg.rough_radius,
                                  "direction_seed": s + cfg.direction_seed_offset, "seed": s},
                                 cost=(cfg.steps / 300 + cfg.grid**2 / 441) * (2.0 if norm == "bn" else 1.0)))
+    # Hessian sharpness and spectral densities (bnlab.experiments.curvature; the same trials as C06's)
+    from bnlab.experiments.curvature import curvature_trials
+
+    trials += curvature_trials(CLAIM_ID, scale, seed_list)
     return Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), tuple(trials))
 
 
@@ -247,6 +251,14 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
                f"{per_net['BN']['roughness_2d_eval'][0]:.3g}, no BN {per_net['no BN']['roughness_2d_train'][0]:.3g}; "
                f"log ratio no BN / BN {key['mean']:+.2f} (train mode) → {key['verdict']}, "
                f"{ev['mean']:+.2f} (eval mode) → {ev['verdict']}.")
+    # sharpness beside the roughness: reported (with the votes its own rule would give), not voted here
+    from bnlab.experiments.curvature import summarise_curvature
+
+    sharp = summarise_curvature(CLAIM_ID, plan.scale, seeds, results)
+    summary += f" {sharp.summary} (Hessian sharpness: reported beside the roughness, not voted.)"
+    caveats += sharp.caveats + [
+        "The Hessian sharpness is measured on the C05/C06 VGG runs (bnlab.experiments.curvature: same "
+        "architecture and data, that claim's learning rate and no momentum), not on these landscape runs."]
     return ClaimResult(
         id=CLAIM_ID, title=TITLE, verdict=verdict,
         rule=("Per BN mode m in (train, eval): per-seed effect log(R(no BN) / R(BN, m)) with R = mean |second "
@@ -261,7 +273,8 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
                 "train and eval mode."),
         key_number=KeyNumber("log roughness ratio no BN / BN (train mode)", key["mean"], key["ci"][0], key["ci"][1],
                              "log ratio"),
-        metrics={"effects": effects, "per_net": per_net, "voting": list(VOTING)},
+        metrics={"effects": effects, "per_net": per_net, "voting": list(VOTING),
+                 "sharpness": {"rule": sharp.rule, "verdicts": sharp.verdicts, **sharp.metrics}},
         figures=[
             Figure("landscape_2d", "contours", "2-D loss landscapes (seed 0), shared levels and colour scale",
                    "Training loss around each trained net on two filter-normalised random directions; identical "
@@ -276,5 +289,6 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
             Figure("roughness", "bars", "Roughness of the 2-D landscapes",
                    f"Mean |Δ²L|/h² within r = {cfg.rough_radius}; mean and 95% CI over {len(seeds)} seeds.",
                    {"panels": bar_panels}),
+            *sharp.figures,
         ],
         caveats=caveats)

@@ -92,6 +92,9 @@ class HessianOperator:
     Build it through `hessian_operator` (which puts the BN layers in the requested mode). Attributes: ``names``,
     ``shapes`` (per selected parameter), ``dim`` (P), ``dtype``, ``device``, ``bn_mode``, ``backend`` and
     ``products`` (Hessian-vector products computed so far; a block of b vectors counts b).
+
+    ``reuse_graph=True`` keeps one gradient graph per batch in memory (about 2-3x the activations of a forward
+    pass each); for a set too large for that, ``reuse_graph=False`` rebuilds each batch's graph per product.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, params: Sequence[str] | None = None,
