@@ -50,7 +50,8 @@ def sweep_runner(path: str) -> Callable[[str, Path, int], None]:
 def trial_results(out: Path) -> dict[str, str]:
     """key -> the JSON text of its result: what must agree between executors."""
     found = {}
-    for path in sorted(out.rglob("trials/*.json")):
+    # a sweep writes OUT/trials/<key>.json, the audit OUT/trials/<claim-hash>/<key>.json
+    for path in sorted(p for p in out.rglob("*.json") if "trials" in p.relative_to(out).parts[:-1]):
         record = json.loads(path.read_text())
         found[record["key"]] = json.dumps([record["status"], record["result"]], sort_keys=True)
     return found
@@ -72,6 +73,8 @@ def compare(run: Callable[[str, Path, int], None], workers: int, repeats: int) -
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if not results.get("local"):
+        raise SystemExit(f"no trial records found under the output folders of {root}: nothing to compare")
     local, process = min(times["local"]), min(times["process"])
     return {"local_s": local, "process_s": process, "ratio": local / process, "workers": workers,
             "trials": len(results["local"]), "identical": results["local"] == results["process"],

@@ -166,5 +166,12 @@ def test_smoke_audit_with_the_real_claims(tmp_path: Path) -> None:
         for fig in claim["figures"]:
             assert (out / fig["file"]).is_file(), fig["file"]
     assert (out / "report.html").stat().st_size > 10_000
+    # trial results hold no timings (the record's duration_s is outside them), so executors compare bit for bit
+    from test_reliability_determinism import volatile_keys
+
+    records = [json.loads(p.read_text()) for p in sorted((out / "trials").rglob("*.json"))]
+    assert records
+    for record in records:
+        assert volatile_keys(record["result"]) == [], (record["claim"], record["name"])
     print(f"smoke audit: {elapsed:.1f} s wall; verdicts "
           f"{ {c['id']: c['verdict'] for c in results['claims']} }")

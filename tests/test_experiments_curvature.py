@@ -85,7 +85,7 @@ def _fake(norm: str, seed: int, top: list[float], eval_top: list[float] | None =
     return {"norm": norm, "has_bn": norm == "bn", "seed": seed, "modes": modes, "weights": ["0.weight"],
             "diverged_at_step": None, "final_test_acc": 0.9, "steps": list(range(0, 10 * len(top), 10)),
             "series": series, "normalised": [2 * t for t in top], "weight_norm_sq": [1.0] * len(top),
-            "density": {}, "hessian_samples": 8, "cpu_s": 0.1}
+            "density": {}, "hessian_samples": 8}
 
 
 def test_rule_supported_refuted_inconclusive() -> None:

@@ -27,7 +27,6 @@ Rules (written before the run; per seed, paired BN vs no BN, `verdict_from_ci` o
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -104,7 +103,6 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
     from bnlab.train import TrainConfig, train
     from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
-    t0 = time.process_time()
     cfg = from_mapping(TrainConfig, {**config, "progress": False, "trackers": ()})
     data = load_for_config(cfg)
     torch.manual_seed(cfg.seed)
@@ -155,8 +153,7 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
         "diverged_at_step": diverged, "final_test_acc": _finite(result.final.get("test_acc", math.nan)),
         "steps": [int(r["step"]) for r in records], "series": series, "normalised": normalised,
         "weight_norm_sq": weight_norm_sq, "density": densities, "hessian_samples": hessian_samples,
-        "cpu_s": time.process_time() - t0,
-    }
+    }  # no timings: trial results are compared bit for bit across executors (the record keeps duration_s)
 
 
 # ----------------------------------------------------------------------------------------------- summaries
@@ -285,7 +282,7 @@ def summarise_curvature(claim: str, scale: str, seeds: Sequence[int], results: M
     figures = _over_training_figure(runs) if claim == "C06" else _end_figures(runs)
     metrics = {"votes": votes, "trace_log_ratio": trace_ratio,
                "runs": {norm: [{"seed": r["seed"], "diverged_at_step": r["diverged_at_step"],
-                                "final_test_acc": r["final_test_acc"],  # no cpu_s: claims are compared bitwise
+                                "final_test_acc": r["final_test_acc"],
                                 "final": {m: {k: r["series"][m][k][-1] if r["series"][m][k] else None
                                               for k in ("top", "trace", "trace_se")} for m in r["modes"]},
                                 "final_normalised": r["normalised"][-1] if r["normalised"] else None}

@@ -57,10 +57,13 @@ __all__ = [
 
 
 def eigenpairs(op: Any, *, k: int = 1, which: str = "largest", method: str = "lanczos", tol: float = 1e-4,
-               max_steps: int | None = None, seed: int = 0) -> EigenResult:
-    """Top-k eigenpairs of an operator by `method` ("lanczos" or "power")."""
+               max_steps: int | None = None, seed: int = 0, start: str = "auto",
+               criterion: str = "residual") -> EigenResult:
+    """Top-k eigenpairs of an operator by `method` ("lanczos" or "power"); `start` and `criterion` apply to
+    Lanczos (`bnlab.probes.hessian_lanczos`)."""
     if method == "lanczos":
-        return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed)
+        return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed, start=start,
+                                  criterion=criterion)
     if method == "power":
         return power_eigenpairs(op, k=k, which=which, tol=tol, max_iter=max_steps or 1000, seed=seed)
     raise BnlabError(f"method must be one of {', '.join(EIGEN_METHODS)}, got {method!r}")
@@ -85,10 +88,13 @@ def estimate_trace(op: Any, *, method: str = "krylov-hutch++", target_se: float 
 def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data: Any, *, k: int = 1, which: str = "largest",
                     method: str = "lanczos", tol: float = 1e-4, max_steps: int | None = None, seed: int = 0,
                     params: Sequence[str] | None = None, bn_mode: str = "train",
-                    backend: str = "autograd") -> EigenResult:
-    """Top-k Hessian eigenvalues (and eigenvectors) of the loss of `model` on `data`; see the module doc."""
+                    backend: str = "autograd", start: str = "auto", criterion: str = "residual") -> EigenResult:
+    """Top-k Hessian eigenvalues (and eigenvectors) of the loss of `model` on `data`; see the module doc.
+    Lanczos starts from the seeded random vector plus the loss gradient (``start="auto"``) and stops on the
+    Ritz residual (``criterion="residual"``; ``"eigenvalue"`` stops on the estimated eigenvalue error)."""
     with hessian_operator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend) as op:
-        return eigenpairs(op, k=k, which=which, method=method, tol=tol, max_steps=max_steps, seed=seed)
+        return eigenpairs(op, k=k, which=which, method=method, tol=tol, max_steps=max_steps, seed=seed,
+                          start=start, criterion=criterion)
 
 
 def trace(model: nn.Module, loss_fn: LossFn, data: Any, *, method: str = "krylov-hutch++",

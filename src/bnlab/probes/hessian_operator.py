@@ -40,6 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from bnlab.errors import BnlabError
+from bnlab.probes.composite_bn import CompositeBatchNorm
 from bnlab.probes.state import BN_MODES
 from bnlab.probes.state import bn_mode as set_bn_mode
 
@@ -93,12 +94,16 @@ class HessianOperator:
     ``shapes`` (per selected parameter), ``dim`` (P), ``dtype``, ``device``, ``bn_mode``, ``backend`` and
     ``products`` (Hessian-vector products computed so far; a block of b vectors counts b).
 
+    ``composite_bn=True`` evaluates torch's native `F.batch_norm` as ordinary ops (`bnlab.probes.composite_bn`):
+    the same function with a cheaper double backward.
+
     ``reuse_graph=True`` keeps one gradient graph per batch in memory (about 2-3x the activations of a forward
     pass each); for a set too large for that, ``reuse_graph=False`` rebuilds each batch's graph per product.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: Any, *, params: Sequence[str] | None = None,
-                 bn_mode: str = "train", backend: str = "autograd", reuse_graph: bool = True) -> None:
+                 bn_mode: str = "train", backend: str = "autograd", reuse_graph: bool = True,
+                 composite_bn: bool = True) -> None:
         if backend not in HVP_BACKENDS:
             raise BnlabError(f"backend must be one of {', '.join(HVP_BACKENDS)}, got {backend!r}")
         if bn_mode not in BN_MODES:
@@ -109,6 +114,7 @@ class HessianOperator:
         self.bn_mode = bn_mode
         self.backend = backend
         self.reuse_graph = reuse_graph
+        self.composite_bn = composite_bn
         self.names = select_parameters(model, params)
         named = dict(model.named_parameters())
         self.shapes = [tuple(named[n].shape) for n in self.names]
@@ -127,8 +133,11 @@ class HessianOperator:
         self._jvp: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
         if backend == "linearize":
             self._jvp = self._build_linearized()
-        elif reuse_graph:
-            self._graphs = [self._gradient_graph(b) for b in self.batches]
+        self._gradient_value: torch.Tensor | None = None
+        if backend == "autograd" and reuse_graph:
+            built = [self._gradient_graph(b) for b in self.batches]
+            self._graphs = [(leaves, grads) for leaves, grads, _ in built]
+            self._gradient_value = torch.stack([value for _, _, value in built]).sum(0)  # (P,) ∇L, free here
 
     # ------------------------------------------------------------------ flat <-> per-parameter
     def flatten(self, tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -149,7 +158,8 @@ class HessianOperator:
     def batch_loss(self, batch: Batch, point: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """n_b L_b(θ) / N for one batch at `point` (default: θ); differentiable w.r.t. `point`."""
         x, y = batch
-        out = functional_call(self.model, {**self.fixed, **(point or self.point)}, (x,))
+        with CompositeBatchNorm() if self.composite_bn else contextlib.nullcontext():
+            out = functional_call(self.model, {**self.fixed, **(point or self.point)}, (x,))
         return self.loss_fn(out, y) * (x.shape[0] / self.total)
 
     def loss(self, point: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -174,14 +184,22 @@ class HessianOperator:
         return [torch.zeros(s, dtype=self.dtype, device=self.device) if g is None else g
                 for g, s in zip(grads, self.shapes)]
 
-    def _gradient_graph(self, batch: Batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(leaves, gradient parts that depend on θ) with the graph of ∇L_b kept for repeated products."""
+    def _gradient_graph(self, batch: Batch) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """(leaves, gradient parts that depend on θ, ∇L_b as a (P,) value) with the graph of ∇L_b kept for
+        repeated products."""
         leaves = self._leaves()
         leaf_list = list(leaves.values())
         grads = torch.autograd.grad(self.batch_loss(batch, leaves), leaf_list, create_graph=True,
                                     allow_unused=True)
+        value = self.flatten(self._zeros_for_unused([None if g is None else g.detach() for g in grads]))
         # a gradient part that does not depend on θ (unused parameter, or one the loss is linear in) adds nothing
-        return leaf_list, [g if g is not None and g.requires_grad else None for g in grads]  # type: ignore[misc]
+        return leaf_list, [g if g is not None and g.requires_grad else None for g in grads], value  # type: ignore[return-value]
+
+    def loss_gradient(self) -> torch.Tensor:
+        """∇L at θ as a (P,) vector: free when the gradient graphs are kept (they hold it), one pass otherwise."""
+        if self._gradient_value is None:
+            self._gradient_value = self.gradient()
+        return self._gradient_value
 
     def _build_linearized(self) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         from torch.func import grad, linearize
@@ -202,7 +220,7 @@ class HessianOperator:
         if self._jvp is not None:
             return self.flatten(self._jvp(self.unflatten(v)))
         parts = list(self.unflatten(v).values())
-        graphs = self._graphs if self._graphs is not None else (self._gradient_graph(b) for b in self.batches)
+        graphs = self._graphs if self._graphs is not None else (self._gradient_graph(b)[:2] for b in self.batches)
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         for leaves, grads in graphs:
             outs = [(g, p) for g, p in zip(grads, parts) if g is not None]
@@ -238,8 +256,8 @@ class HessianOperator:
 
 @contextlib.contextmanager
 def hessian_operator(model: nn.Module, loss_fn: LossFn, data: Any, *, params: Sequence[str] | None = None,
-                     bn_mode: str = "train", backend: str = "autograd",
-                     reuse_graph: bool = True) -> Iterator[HessianOperator]:
+                     bn_mode: str = "train", backend: str = "autograd", reuse_graph: bool = True,
+                     composite_bn: bool = True) -> Iterator[HessianOperator]:
     """A `HessianOperator` for `model` in BN mode `bn_mode`, valid inside the ``with`` block.
 
     Take every product inside the block: with ``reuse_graph=False`` each product runs the model's forward
@@ -250,7 +268,7 @@ def hessian_operator(model: nn.Module, loss_fn: LossFn, data: Any, *, params: Se
         raise BnlabError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
     with set_bn_mode(model, bn_mode):
         yield HessianOperator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend,
-                              reuse_graph=reuse_graph)
+                              reuse_graph=reuse_graph, composite_bn=composite_bn)
 
 
 class MatrixOperator:
