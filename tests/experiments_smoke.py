@@ -1,4 +1,5 @@
-"""Shared by the C03–C06 experiment tests: run a claim at smoke scale end to end (trials cached per process)."""
+"""Shared by the claim experiment tests: run a claim at smoke scale end to end (trials cached per process, each
+caller gets its own copy of the results, so a test may edit them to exercise a rule)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import torch
 from bnlab.experiments.base import VERDICTS, ClaimResult
 from bnlab.experiments.trial import execute_trial
 
-_CACHE: dict[str, dict[str, Any]] = {}
+_CACHE: dict[str, str] = {}  # trial key -> its result as JSON
 
 
-def run_smoke(module: Any, seeds: int = 2) -> tuple[Any, ClaimResult]:
+def smoke_results(module: Any, seeds: int = 2) -> tuple[Any, dict[str, Any]]:
+    """(plan, trial name -> result) at smoke scale, every result passed through JSON as the store keeps it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared machine
     try:
@@ -23,11 +25,35 @@ def run_smoke(module: Any, seeds: int = 2) -> tuple[Any, ClaimResult]:
         for trial in plan.trials:
             key = trial.key()
             if key not in _CACHE:
-                _CACHE[key] = json.loads(json.dumps(execute_trial(trial)))  # through JSON, as the store keeps it
-            results[trial.name] = _CACHE[key]
+                _CACHE[key] = json.dumps(execute_trial(trial))
+            results[trial.name] = json.loads(_CACHE[key])  # a fresh copy per caller
     finally:
         torch.set_num_threads(threads)
+    return plan, results
+
+
+def run_smoke(module: Any, seeds: int = 2) -> tuple[Any, ClaimResult]:
+    plan, results = smoke_results(module, seeds)
     return plan, module.summarize(plan, results)
+
+
+def run_and_check(module: Any, seeds: int = 2) -> tuple[Any, dict[str, Any], ClaimResult]:
+    """(plan, results, summarised result), the result already through `check_result`."""
+    plan, results = smoke_results(module, seeds)
+    result = module.summarize(plan, results)
+    check_result(module, plan, result)
+    return plan, results, result
+
+
+def all_finite(value: Any) -> bool:
+    """Every float in a nested structure of dicts, lists and tuples is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(v) for v in value)
+    return True
 
 
 def check_result(module: Any, plan: Any, result: ClaimResult) -> None:

@@ -4,26 +4,9 @@ import json
 import math
 from dataclasses import asdict
 
-import torch
-
 from bnlab.experiments import c02_affine as c02
 from bnlab.experiments.base import VERDICTS
-from bnlab.experiments.trial import execute_trial
-from experiments_smoke import check_result
-
-
-def _run_smoke(module):
-    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plan = module.plan("smoke", 2)
-        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
-    finally:
-        torch.set_num_threads(threads)
-    result = module.summarize(plan, results)
-    check_result(module, plan, result)
-    return plan, results, result
+from experiments_smoke import run_and_check
 
 
 def test_identity_recovery_is_exact_to_rounding():
@@ -35,7 +18,7 @@ def test_identity_recovery_is_exact_to_rounding():
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan, results, result = _run_smoke(c02)
+    plan, results, result = run_and_check(c02)
     for name, rec in results.items():
         if name.startswith("train/"):
             assert rec["steps"][0] == 0 and rec["steps"][-1] == plan.config["steps"]

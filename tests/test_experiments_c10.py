@@ -4,30 +4,13 @@ import json
 import math
 from dataclasses import asdict
 
-import torch
-
 from bnlab.experiments import c10_initialisation as c10
 from bnlab.experiments.base import VERDICTS
-from bnlab.experiments.trial import execute_trial
-from experiments_smoke import check_result
-
-
-def _run_smoke(module):
-    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plan = module.plan("smoke", 2)
-        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
-    finally:
-        torch.set_num_threads(threads)
-    result = module.summarize(plan, results)
-    check_result(module, plan, result)
-    return plan, results, result
+from experiments_smoke import run_and_check
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan, results, result = _run_smoke(c10)
+    plan, results, result = run_and_check(c10)
     for rec in results.values():
         assert 0.0 <= c10.effective_accuracy(rec) <= 1.0
     assert result.verdict in VERDICTS and math.isfinite(result.key_number.value)

@@ -9,22 +9,7 @@ from torch import nn
 
 from bnlab.experiments import c12_regularisation as c12
 from bnlab.experiments.base import VERDICTS
-from bnlab.experiments.trial import execute_trial
-from experiments_smoke import check_result
-
-
-def _run_smoke(module):
-    """plan('smoke', 2) -> every trial (1 thread, results through JSON as the store keeps them) -> summarize."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plan = module.plan("smoke", 2)
-        results = {t.name: json.loads(json.dumps(execute_trial(t))) for t in plan.trials}
-    finally:
-        torch.set_num_threads(threads)
-    result = module.summarize(plan, results)
-    check_result(module, plan, result)
-    return plan, results, result
+from experiments_smoke import run_and_check
 
 
 def test_population_statistics_model_normalises_with_the_data_statistics():
@@ -53,7 +38,7 @@ def test_population_statistics_model_normalises_with_the_data_statistics():
 
 
 def test_smoke_plan_runs_and_summarizes():
-    plan, results, result = _run_smoke(c12)
+    plan, results, result = run_and_check(c12)
     assert all(math.isfinite(r["gap"]) for r in results.values())
     assert result.verdict in VERDICTS and math.isfinite(result.key_number.value)
     assert set(result.metrics["effects"]) == {"regularisation", "batch_noise", "ghost_slope", "dropout"}
