@@ -114,3 +114,34 @@ def test_contours_share_one_colour_scale() -> None:
 def test_malformed_specs_raise_a_named_error(kind: str, data: dict, message: str) -> None:
     with pytest.raises(BnlabError, match=message):
         figures.render_figure(spec(kind, data))
+
+
+def _tick_label_boxes(categories: list[str]) -> tuple[bool, list]:
+    """Draw a one-panel bar figure with these categories; (horizontal?, the category tick-label boxes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = {"panels": [{"title": "t", "ylabel": "log10 error", "categories": categories,
+                        "groups": [{"label": "max error", "values": [-float(i) for i in range(len(categories))]},
+                                   {"label": "tolerance", "values": [-5.0] * len(categories)}]}]}
+    fig = Figure(layout="constrained", dpi=100)
+    figures.draw_bars(fig, data)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    horizontal = [t.get_text() for t in ax.get_yticklabels()] == categories
+    labels = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+    renderer = canvas.get_renderer()
+    return horizontal, [t.get_window_extent(renderer) for t in labels if t.get_text()]
+
+
+def test_many_long_bar_categories_are_drawn_horizontally_without_overlap() -> None:
+    """C01's 14 verification names once overlapped as slanted x labels; now they go down the side, readable."""
+    names = [f"bn.verification_number_{i}.f64" for i in range(14)]
+    horizontal, boxes = _tick_label_boxes(names)
+    assert horizontal and len(boxes) == 14
+    for a, b in zip(boxes, boxes[1:]):
+        assert not a.overlaps(b), (a, b)
+    short = ["no BN", "BN", "Dropout"]
+    horizontal, boxes = _tick_label_boxes(short)  # a few short names stay under the x axis
+    assert not horizontal and len(boxes) == 3

@@ -250,13 +250,21 @@ def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
             ax.legend(frameon=False)
 
 
+def _horizontal(categories: Sequence[str]) -> bool:
+    """Many or long category names read better down the side (horizontal bars) than slanted under the axis."""
+    return len(categories) > 6 or (len(categories) > 3 and max(len(c) for c in categories) > 14)
+
+
 def draw_bars(fig: Figure, data: Mapping[str, Any]) -> None:
-    """Grouped bars per panel: one bar per (category, group), error bars from lo/hi."""
+    """Grouped bars per panel: one bar per (category, group), error bars from lo/hi. Panels with many or long
+    category names are drawn as horizontal bars (categories top to bottom, values along x)."""
     panels = _panels(data)
     axes = _layout(fig, len(panels))
+    tallest = 0.0
     for ax, panel in zip(axes, panels):
         categories = [str(c) for c in panel.get("categories", [])]
         groups = panel.get("groups", [])
+        horizontal = bool(categories) and _horizontal(categories)
         width = 0.8 / max(len(groups), 1)
         used: dict[str, int] = {}
         for g_index, group in enumerate(groups):
@@ -265,23 +273,43 @@ def draw_bars(fig: Figure, data: Mapping[str, Any]) -> None:
             if len(values) != len(categories):
                 raise BnlabError(f"figure bar group {label!r}: needs one value per category")
             xs = [i - 0.4 + width * (g_index + 0.5) for i in range(len(categories))]
-            yerr = None
+            err = None
             if group.get("lo") is not None and group.get("hi") is not None:
                 lo, hi = _floats(group["lo"], "lo"), _floats(group["hi"], "hi")
-                yerr = [[max(v - a, 0.0) if math.isfinite(v - a) else 0.0 for v, a in zip(values, lo)],
-                        [max(b - v, 0.0) if math.isfinite(b - v) else 0.0 for v, b in zip(values, hi)]]
+                err = [[max(v - a, 0.0) if math.isfinite(v - a) else 0.0 for v, a in zip(values, lo)],
+                       [max(b - v, 0.0) if math.isfinite(b - v) else 0.0 for v, b in zip(values, hi)]]
             colour = colour_of_label(label)
             hatch = [None, "//", "..", "xx"][used.get(colour, 0) % 4]
             used[colour] = used.get(colour, 0) + 1
-            ax.bar(xs, values, width=width * 0.95, color=colour, hatch=hatch, edgecolor="white",
-                   yerr=yerr, capsize=2, error_kw={"linewidth": 0.8}, label=label or None)
-        ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
-        ax.grid(axis="x", visible=False)
-        _labels(ax, panel)
-        if panel.get("yscale"):
-            _scale(ax, {"yscale": panel["yscale"]})
+            style = {"color": colour, "hatch": hatch, "edgecolor": "white", "capsize": 2,
+                     "error_kw": {"linewidth": 0.8}, "label": label or None}
+            if horizontal:
+                ax.barh(xs, values, height=width * 0.95, xerr=err, **style)
+            else:
+                ax.bar(xs, values, width=width * 0.95, yerr=err, **style)
+        if horizontal:
+            ax.set_yticks(range(len(categories)), categories)
+            ax.invert_yaxis()  # the first category on top, as in a table
+            ax.grid(axis="y", visible=False)
+            ax.set_title(str(panel.get("title", "")))
+            ax.set_xlabel(str(panel.get("ylabel", "")))  # the value axis is x here
+            if panel.get("yscale"):
+                _scale(ax, {"xscale": panel["yscale"]})
+            tallest = max(tallest, 0.26 * len(categories) * max(1.0, 0.6 * len(groups)) + 1.2)
+        else:
+            ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
+            ax.grid(axis="x", visible=False)
+            _labels(ax, panel)
+            if panel.get("yscale"):
+                _scale(ax, {"yscale": panel["yscale"]})
         if any(g.get("label") for g in groups):
-            ax.legend(frameon=False)
+            # beside the axes when horizontal: long bars run under any corner inside them
+            ax.legend(frameon=False, **({"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if horizontal else {}))
+    if tallest > 0:  # room for the category names (and a legend) beside each horizontal panel
+        cols = min(len(panels), _MAX_COLS)
+        rows = math.ceil(len(panels) / cols)
+        width_in, height_in = fig.get_size_inches()
+        fig.set_size_inches(width_in + 1.6 * cols, max(height_in, tallest * rows + 0.4))
 
 
 def draw_contours(fig: Figure, data: Mapping[str, Any]) -> None:
