@@ -221,7 +221,10 @@ def hessian(
     samples: int = typer.Option(256, help="Hessian of the loss on this many training examples (one batch)"),
     bn_mode: str = typer.Option("train,eval", "--bn-mode", help="train | eval (comma-separated)"),
     k: int = typer.Option(3, "-k", "--k", help="number of top eigenvalues"),
-    tol: float = typer.Option(1e-4, help="Lanczos relative residual tolerance"),
+    tol: float = typer.Option(1e-4, help="Lanczos relative tolerance (on the residual, or see --criterion)"),
+    criterion: str = typer.Option("residual", help="Lanczos stopping: residual (a bound, accurate eigenvectors) | "
+                                  "eigenvalue (estimated eigenvalue error: fewer products)"),
+    start: str = typer.Option("auto", help="Lanczos start: auto (seeded random + loss gradient) | random"),
     trace_rtol: float = typer.Option(0.02, "--trace-rtol", help="stop the trace at SE <= rtol x |trace|"),
     density_runs: int = typer.Option(4, "--density-runs", help="SLQ start vectors"),
     density_steps: int = typer.Option(60, "--density-steps", help="Lanczos steps per SLQ run"),
@@ -237,8 +240,8 @@ def hessian(
         "run": run, "model": model, "model_kwargs": parse_key_values(model_opt, "--model-opt"), "norm": norm,
         "dataset": dataset, "data_dir": data_dir, "train_steps": train_steps, "lr": lr, "batch_size": batch_size,
         "seed": seed, "samples": samples, "bn_modes": tuple(m.strip() for m in bn_mode.split(",") if m.strip()),
-        "k": k, "tol": tol, "trace_rtol": trace_rtol, "density_runs": density_runs,
-        "density_steps": density_steps, "fmt": fmt,
+        "k": k, "tol": tol, "criterion": criterion, "start": start, "trace_rtol": trace_rtol,
+        "density_runs": density_runs, "density_steps": density_steps, "fmt": fmt,
     })
     if threads is not None:
         if threads < 1:

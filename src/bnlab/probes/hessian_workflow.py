@@ -39,6 +39,8 @@ class HessianConfig:
     bn_modes: tuple[str, ...] = ("train", "eval")
     k: int = 3
     tol: float = 1e-4
+    criterion: str = "residual"  # Lanczos stopping: "residual" (bound) | "eigenvalue" (estimated eigenvalue error)
+    start: str = "auto"  # Lanczos start vector: "auto" (random + loss gradient) | "random"
     trace_rtol: float = 0.02  # stop the trace at SE <= rtol x |trace|
     max_samples: int = 200
     density_runs: int = 4
@@ -56,6 +58,12 @@ class HessianConfig:
             raise BnlabError(f"train_steps must be >= 0, got {self.train_steps}")
         if not (self.tol > 0 and self.trace_rtol > 0):
             raise BnlabError("tol and trace_rtol must be positive")
+        from bnlab.probes.hessian_lanczos import CRITERIA, STARTS
+
+        if self.criterion not in CRITERIA:
+            raise BnlabError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        if self.start not in STARTS:
+            raise BnlabError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         if self.fmt not in ("png", "svg"):
             raise BnlabError(f"format must be png or svg, got {self.fmt!r}")
 
@@ -142,7 +150,8 @@ def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] 
     for mode in modes:
         t0 = time.process_time()
         with hessian_operator(model, loss_fn, batch, bn_mode=mode) as op:
-            top = lanczos_eigenpairs(op, k=min(cfg.k, op.dim), tol=cfg.tol, seed=cfg.seed)
+            top = lanczos_eigenpairs(op, k=min(cfg.k, op.dim), tol=cfg.tol, seed=cfg.seed, start=cfg.start,
+                                     criterion=cfg.criterion)
             tr = estimate_trace(op, rtol=cfg.trace_rtol, max_samples=cfg.max_samples, seed=cfg.seed)
             dens = slq_density(op, runs=cfg.density_runs, steps=cfg.density_steps, seed=cfg.seed)
         densities[mode] = {"grid": dens.grid, "density": dens.density}
