@@ -1,0 +1,339 @@
+"""The statistics every claim verdict uses: per-seed effects, their tests, and the one combination rule.
+
+A claim's effect is measured once per seed; a test turns those per-seed values into an `Estimate` and a verdict rule
+turns the estimate into "supported" | "refuted" | "inconclusive" (pre-registered: the rule never looks at the data
+twice). Directional rules test the *positive* direction: a claim that predicts a negative effect flips the sign of its
+values before testing. All tests are two-sided at `ALPHA`; every number returned is a plain float or None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+ALPHA: float = 0.05  # two-sided test level of every directional rule
+POWER: float = 0.80  # the power an MDE is computed for
+VERDICTS: tuple[str, ...] = ("supported", "refuted", "mixed", "inconclusive", "not_measured")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An effect over seeds, as a verdict rule sees it.
+
+    `level` is the coverage of [ci_low, ci_high]: 0.95 for t/sign/permutation, 1 - 2*alpha (0.90) for "tost".
+    """
+
+    test: str  # "t" | "sign" | "permutation" | "tost"
+    effect: float  # mean of the per-seed values (median for "sign"); nan when n == 0
+    ci_low: float | None
+    ci_high: float | None
+    n: int  # number of finite per-seed values used
+    sd: float | None  # sample standard deviation (ddof=1); None when n < 2
+    p: float | None  # two-sided p of H0 "effect == threshold"; for tost the larger one-sided p
+    mde: float | None  # minimum detectable effect at this n and sd; for tost the smallest margin shown at POWER
+    threshold: float = 0.0  # the null value tested against (the margin for tost)
+    level: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; NaN and ±inf become None."""
+        return {k: _json_number(v) for k, v in asdict(self).items()}
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _as_float(x: float | None) -> float:
+    """x as a float, nan when missing or not a number."""
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def finite(values: Iterable[float | None]) -> list[float]:
+    """The finite values as plain floats (None, nan and ±inf dropped)."""
+    return [f for f in map(_as_float, values) if math.isfinite(f)]
+
+
+def log_ratio(a: float | None, b: float | None) -> float:
+    """log(a / b), computed as log a - log b (no overflow); nan unless both are positive and finite."""
+    fa, fb = _as_float(a), _as_float(b)
+    if not (math.isfinite(fa) and math.isfinite(fb) and fa > 0 and fb > 0):
+        return math.nan
+    return math.log(fa) - math.log(fb)
+
+
+def log_mean(values: Iterable[float | None]) -> float:
+    """Mean of log x over the positive finite x (the log of their geometric mean); nan if there are none.
+
+    For averaging heavy-tailed, ratio-type measures over probe times, where one large value would dominate a mean.
+    """
+    logs = [math.log(x) for x in finite(values) if x > 0]
+    return math.fsum(logs) / len(logs) if logs else math.nan
+
+
+def _paired(a: Sequence, b: Sequence, op) -> list[float]:
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    return [op(x, y) for x, y in zip(a, b)]
+
+
+def _difference(x: float | None, y: float | None) -> float:
+    fx, fy = _as_float(x), _as_float(y)
+    return fx - fy if math.isfinite(fx) and math.isfinite(fy) else math.nan
+
+
+def paired_differences(a: Sequence, b: Sequence) -> list[float]:
+    """a_i - b_i per seed; nan where either is missing or non-finite. ValueError if the lengths differ."""
+    return _paired(a, b, _difference)
+
+
+def paired_log_ratios(a: Sequence, b: Sequence) -> list[float]:
+    """log(a_i / b_i) per seed; nan where either is not positive finite. ValueError if the lengths differ."""
+    return _paired(a, b, log_ratio)
+
+
+def _spread(v: list[float]) -> float | None:
+    """Sample sd (ddof=1); exactly 0.0 when all values are equal (float means would leave ~1e-17); None if n < 2."""
+    if len(v) < 2:
+        return None
+    return 0.0 if max(v) == min(v) else float(np.std(v, ddof=1))
+
+
+def _t_interval(effect: float, sd: float, n: int, level: float) -> tuple[float, float]:
+    """mean ± t_{(1+level)/2, n-1} · sd/√n."""
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return effect - half, effect + half
+
+
+def _t_power(d: float, n: int, alpha: float) -> float:
+    """Power of the two-sided one-sample t test at standardized true mean d = δ/sd (noncentral t, df = n-1).
+
+    P(T > t_c) + P(T < -t_c) with T ~ nct(n-1, d√n); the lower tail is taken as sf(t_c; -d√n), which scipy
+    evaluates stably where cdf(-t_c; d√n) returns nan for large noncentrality.
+    """
+    df, nc = n - 1, d * math.sqrt(n)
+    tc = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(tc, df, nc) + stats.nct.sf(tc, df, -nc))
+
+
+@lru_cache(maxsize=1024)
+def _standardized_mde(n: int, alpha: float, power: float) -> float:
+    # the normal approximation (z_{1-α/2} + z_power)/√n is a lower bound: start there and double to bracket the root
+    lo = 0.0
+    hi = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) / math.sqrt(n)
+    while _t_power(hi, n, alpha) < power:
+        lo, hi = hi, 2 * hi
+    return float(optimize.brentq(lambda d: _t_power(d, n, alpha) - power, lo, hi, xtol=1e-12))
+
+
+def minimum_detectable_effect(sd: float | None, n: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """The smallest true mean δ > 0 that a two-sided one-sample t test at level alpha detects with probability power.
+
+    Exact: solves P(|T| > t_{1-α/2, n-1}) = power for T ~ noncentral t(df = n-1, nc = δ√n/sd) by Brent's method
+    (Cohen 1988, ch. 2), in the units of the values. None when n < 2 or sd is None; 0.0 when sd == 0.
+    """
+    if sd is None or n < 2:
+        return None
+    if not (0 < alpha < power < 1):
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    return 0.0 if sd == 0 else float(sd) * _standardized_mde(int(n), float(alpha), float(power))
+
+
+def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, power: float = POWER,
+                 max_n: int = 10_000) -> int | None:
+    """Smallest n >= 2 at which the two-sided one-sample t test has `power` for true mean `effect`, per-seed sd.
+
+    Only |effect| / sd matters. Power grows with n, so a bisection over [2, max_n] finds it; None if effect == 0
+    or more than max_n seeds are needed. sd == 0 gives 2 (the MDE is then 0).
+    """
+    if effect == 0 or max_n < 2:
+        return None
+    if sd == 0:
+        return 2
+    d = abs(effect) / sd
+    if _t_power(d, max_n, alpha) < power:
+        return None
+    lo, hi = 1, max_n  # invariant: power(lo) < target (or lo == 1) and power(hi) >= target
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _t_power(d, mid, alpha) >= power else (mid, hi)
+    return hi
+
+
+def mean_ci(values: Iterable[float | None], threshold: float = 0.0, level: float = 0.95) -> Estimate:
+    """One-sample Student t over the finite values: CI = mean ± t_{(1+level)/2, n-1} sd/√n, p of H0 mean == threshold.
+
+    n == 1: effect = the value, no CI and no p. Zero spread (n >= 2): the zero-width CI [mean, mean] but p None, since
+    a zero-width interval carries no evidence about the seed-to-seed noise and must never decide a verdict.
+    """
+    v = finite(values)
+    n, sd = len(v), _spread(v)
+    effect = float(np.mean(v)) if v else math.nan
+    ci_low = ci_high = p = None
+    if sd is not None:
+        effect = v[0] if sd == 0 else effect
+        ci_low, ci_high = _t_interval(effect, sd, n, level)
+        p = None if sd == 0 else float(stats.ttest_1samp(v, threshold).pvalue)
+    return Estimate("t", effect, ci_low, ci_high, n, sd, p, minimum_detectable_effect(sd, n), float(threshold), level)
+
+
+def _median_ci(v: list[float], level: float = 0.95) -> tuple[float | None, float | None]:
+    """Distribution-free CI for the median: [x_(k), x_(n-k+1)] with coverage 1 - 2·P(B <= k-1), B ~ Bin(n, 1/2).
+
+    k is the largest with coverage >= level (Conover 1999, §3.2); None when even [x_(1), x_(n)] falls short (n <= 5).
+    """
+    n = len(v)
+    if n == 0:
+        return None, None
+    tails = stats.binom.cdf(np.arange(n), n, 0.5)  # P(B <= j), j = 0..n-1
+    k = int(np.sum(tails <= (1 - level) / 2))  # = largest j + 1 with P(B <= j) <= (1 - level)/2
+    if k == 0:
+        return None, None
+    x = sorted(v)
+    return x[k - 1], x[n - k]
+
+
+def sign_test(values: Iterable[float | None], threshold: float = 0.0) -> Estimate:
+    """Exact two-sided binomial sign test (Conover 1999, §3.4) of H0 median == threshold, for discrete outcomes.
+
+    Values equal to the threshold are dropped (the usual treatment of ties); p = binomtest(#above, #untied, 1/2).
+    effect = median of all finite values, CI = the order-statistic CI for the median (see `_median_ci`), mde = the
+    t-test MDE at this n and sd, as a rough guide only. With 5 seeds the smallest possible p is 2/32 = 0.0625, so a
+    sign test needs at least 6 seeds to decide anything.
+    """
+    v = finite(values)
+    untied = [x for x in v if x != threshold]
+    above = sum(x > threshold for x in untied)
+    p = float(stats.binomtest(above, len(untied), 0.5).pvalue) if untied else None
+    effect = float(np.median(v)) if v else math.nan
+    ci_low, ci_high = _median_ci(v)
+    sd = _spread(v)
+    return Estimate("sign", effect, ci_low, ci_high, len(v), sd, p, minimum_detectable_effect(sd, len(v)),
+                    float(threshold))
+
+
+def _sign_flip_p(d: np.ndarray, max_exact: int, samples: int) -> float:
+    """Two-sided p of the sign-flip test: share of sign vectors s with |Σ s_i d_i| >= |Σ d_i| (Good 2005, §3.1)."""
+    n = len(d)
+    if n <= max_exact:  # all 2^n sign vectors, as bit patterns of 0..2^n-1
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = 1 - 2 * np.random.default_rng(0).integers(0, 2, size=(samples, n))
+    observed = abs(float(d.sum()))
+    # a tolerance relative to Σ|d_i| so that sums equal in exact arithmetic but not in floats count as extreme
+    extreme = int(np.sum(np.abs(signs @ d) >= observed - 1e-9 * float(np.abs(d).sum())))
+    return extreme / 2**n if n <= max_exact else (1 + extreme) / (1 + samples)
+
+
+def permutation_test(values: Iterable[float | None], threshold: float = 0.0, max_exact: int = 16,
+                     samples: int = 20_000) -> Estimate:
+    """Paired sign-flip permutation test of H0 mean(values - threshold) == 0 (Fisher 1935; Good 2005).
+
+    Exact over all 2^n sign vectors for n <= max_exact, else `samples` random flips from default_rng(0) with
+    p = (1 + #extreme) / (1 + samples). The decision uses p only; the CI is the t interval, descriptive.
+    """
+    v = finite(values)
+    t = mean_ci(v, threshold)
+    p = _sign_flip_p(np.asarray(v) - threshold, max_exact, samples) if v else None
+    return Estimate("permutation", t.effect, t.ci_low, t.ci_high, t.n, t.sd, p, t.mde, float(threshold))
+
+
+def tost(values: Iterable[float | None], margin: float, level: float = 0.95) -> Estimate:
+    """Two one-sided t tests of equivalence |mean| < margin (Schuirmann 1987), at alpha = 1 - level.
+
+    p = max(p of H0 mean <= -margin, p of H0 mean >= +margin); p < alpha ⇔ the (1 - 2α) = 90% t interval lies inside
+    (-margin, margin), and that interval is the CI reported (Estimate.level = 1 - 2α). mde = the smallest margin shown
+    with probability POWER when the true mean is 0: (t_{1-α, n-1} + t_{1-(1-POWER)/2, n-1}) · sd/√n (Chow, Shao &
+    Wang 2008, §3.2.3). Zero spread gives p None, like `mean_ci`. ValueError unless margin > 0.
+    """
+    if not margin > 0:
+        raise ValueError(f"tost needs margin > 0, got {margin}")
+    v = finite(values)
+    n, sd = len(v), _spread(v)
+    alpha = 1 - level
+    effect = float(np.mean(v)) if v else math.nan
+    ci_low = ci_high = p = mde = None
+    if sd is not None:
+        effect = v[0] if sd == 0 else effect
+        ci_low, ci_high = _t_interval(effect, sd, n, 1 - 2 * alpha)
+        tq = stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(1 - (1 - POWER) / 2, n - 1)
+        mde = float(tq * sd / math.sqrt(n))
+        if sd > 0:
+            p_lower = stats.ttest_1samp(v, -margin, alternative="greater").pvalue
+            p_upper = stats.ttest_1samp(v, margin, alternative="less").pvalue
+            p = float(max(p_lower, p_upper))
+    return Estimate("tost", effect, ci_low, ci_high, n, sd, p, mde, float(margin), 1 - 2 * alpha)
+
+
+def directional_verdict(est: Estimate, threshold: float | None = None) -> str:
+    """Did the effect go beyond the threshold in the predicted (positive) direction?
+
+    "t": CI wholly above the threshold -> "supported", wholly below -> "refuted"; no CI or no p (n < 2, zero spread)
+    -> "inconclusive". "sign" / "permutation": p < 1 - est.level (= ALPHA) and effect > threshold -> "supported",
+    and effect < threshold -> "refuted"; otherwise "inconclusive" (the CI never decides; a sign-test median sitting on
+    the threshold is inconclusive). threshold defaults to est.threshold; p-based tests refuse another one, since their
+    p was computed against est.threshold. A claim predicting a negative effect flips the sign of its values first.
+    """
+    thr = est.threshold if threshold is None else float(threshold)
+    if est.test == "t":
+        if est.ci_low is None or est.ci_high is None or est.p is None:
+            return "inconclusive"
+        return "supported" if est.ci_low > thr else "refuted" if est.ci_high < thr else "inconclusive"
+    if est.test in ("sign", "permutation"):
+        if thr != est.threshold:
+            raise ValueError(f"a {est.test} test's p is against {est.threshold}; re-run it for threshold {thr}")
+        if est.p is None or not est.p < 1 - est.level:
+            return "inconclusive"
+        return "supported" if est.effect > thr else "refuted" if est.effect < thr else "inconclusive"
+    raise ValueError(f"directional_verdict does not take a {est.test!r} estimate (tost: use equivalence_verdict)")
+
+
+def equivalence_verdict(est: Estimate) -> str:
+    """Verdict of a "tost" Estimate with α = (1 - est.level)/2 (= ALPHA by default).
+
+    "supported" (equivalent) when p < α ⇔ the 90% t interval lies inside ±margin; "refuted" when the 95% t interval,
+    recomputed from n, sd and effect, lies wholly outside (-margin, margin), i.e. a difference of at least the margin
+    is shown; otherwise "inconclusive". Zero spread never decides.
+    """
+    if est.test != "tost":
+        raise ValueError(f"equivalence_verdict needs a 'tost' estimate, got {est.test!r}")
+    alpha = (1 - est.level) / 2
+    if est.p is None or est.sd is None or est.sd == 0:
+        return "inconclusive"
+    if est.p < alpha:
+        return "supported"
+    low, high = _t_interval(est.effect, est.sd, est.n, 1 - alpha)
+    return "refuted" if low >= est.threshold or high <= -est.threshold else "inconclusive"
+
+
+def combine(verdicts: Iterable[str]) -> str:
+    """THE one rule that combines the verdicts of a claim's settings or sub-results.
+
+    1. "not_measured" entries are ignored; if nothing is left -> "not_measured".
+    2. any "mixed", or both "supported" and "refuted" -> "mixed" (holds in some settings, fails in others).
+    3. every remaining verdict "supported" -> "supported"; every one "refuted" -> "refuted".
+    4. otherwise (some "inconclusive", no opposite decided verdict) -> "inconclusive": a claim is decided only where
+       every setting it spans decided it the same way.
+    An unknown verdict string is a ValueError naming it.
+    """
+    seen = set()
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"unknown verdict {v!r}; expected one of {VERDICTS}")
+        seen.add(v)
+    seen.discard("not_measured")
+    if not seen:
+        return "not_measured"
+    if "mixed" in seen or {"supported", "refuted"} <= seen:
+        return "mixed"
+    return seen.pop() if len(seen) == 1 else "inconclusive"
