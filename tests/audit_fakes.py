@@ -7,7 +7,7 @@
 * C09 (`fake_c09_summarize_fails`): summarize() raises, so the claim must come out `inconclusive`;
 every other claim is pointed at a module that does not exist, so it must be `not_measured`.
 
-Trial functions must be named inside `bnlab.` (see `bnlab.experiments.trial.resolve`); the fake names
+Trial functions must be named inside `bnlab.` (see `bnlab.sweeps.trial.resolve`); the fake names
 ``bnlab.fake_audit:<fn>`` are served by a patched `resolve` that falls back to the real one.
 """
 
@@ -20,18 +20,9 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import trial as trial_module
-from bnlab.experiments.base import (
-    CLAIM_IDS,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.sweeps import trial as trial_module
+from bnlab.experiments.base import CLAIM_IDS, ClaimResult, Figure, KeyNumber, Plan, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 
 _REAL_RESOLVE = trial_module.resolve
 CALLS: list[str] = []  # names of fake trials executed in this process

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from bnlab.experiments.base import VERDICTS, ClaimResult
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 
 _CACHE: dict[str, str] = {}  # trial key -> its result as JSON
 

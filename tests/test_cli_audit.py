@@ -25,7 +25,7 @@ PYTHON = sys.executable
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     audit_fakes.install(monkeypatch)
     # the trial store is per code version; other work on this tree must not change it between two runs of a test
-    monkeypatch.setattr("bnlab.experiments.audit.code_fingerprint", lambda: "pinned")
+    monkeypatch.setattr("bnlab.sweeps.trial.code_fingerprint", lambda fn: "pinned")
     for name in ("BNLAB_FAKE_INTERRUPT_AT", "BNLAB_FAKE_SLEEP", "BNLAB_FAKE_MARKER"):
         monkeypatch.delenv(name, raising=False)
 
@@ -95,7 +95,7 @@ def test_audit_then_report(fakes: None, tmp_path: Path, capsys: pytest.CaptureFi
 def _audit_process(out: Path, env: dict[str, str]) -> subprocess.Popen:
     # a child of a background job inherits SIGINT ignored; a terminal user's Ctrl-C raises KeyboardInterrupt
     code = ("import signal, sys, audit_fakes; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "audit_fakes.install(); import bnlab.experiments.audit as a; a.code_fingerprint = lambda: 'pinned'; "
+            "audit_fakes.install(); import bnlab.sweeps.trial as t; t.code_fingerprint = lambda fn: 'pinned'; "
             "from bnlab.cli import main; "
             f"sys.exit(main(['audit', '--scale', 'smoke', '--claims', 'C07', '--out', {str(out)!r}, "
             "'--executor', 'local']))")
@@ -131,7 +131,7 @@ def test_interrupted_audit_resumes(fakes: None, tmp_path: Path, sig: signal.Sign
     if sig == signal.SIGINT:
         assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert not (out / "results.json").exists()
-    assert len(list((out / "trials").glob("*/*.json"))) == 2  # the two finished trials, nothing else
+    assert len(list((out / "trials").glob("*.json"))) == 2  # the two finished trials, nothing else
     assert not list((out / "trials").glob("*/.*.tmp"))  # no torn temp files left behind
     marker.unlink()
     rerun = _audit_process(out, {"BNLAB_FAKE_MARKER": str(marker)})

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 import audit_fakes
+from bnlab.data.registry import current_data_dir
 from bnlab.errors import BnlabError
 from bnlab.experiments import audit
 from bnlab.experiments.base import CLAIM_IDS, VERDICTS
+from bnlab.experiments.base import Plan
 from bnlab.experiments.claims import CLAIMS
 
 CLAIM_KEYS = {"id", "title", "verdict", "rule", "summary", "method", "key_number", "metrics", "figures",
@@ -21,7 +25,7 @@ CLAIM_KEYS = {"id", "title", "verdict", "rule", "summary", "method", "key_number
 def fakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     audit_fakes.install(monkeypatch)
     # the trial store is per code version; other work on this tree must not change it between two runs of a test
-    monkeypatch.setattr(audit, "code_fingerprint", lambda: "pinned")
+    monkeypatch.setattr("bnlab.sweeps.trial.code_fingerprint", lambda fn: "pinned")
     audit_fakes.CALLS.clear()
     monkeypatch.delenv("BNLAB_FAKE_INTERRUPT_AT", raising=False)
     monkeypatch.delenv("BNLAB_FAKE_SLEEP", raising=False)
@@ -105,7 +109,7 @@ def test_interrupted_audit_resumes_and_matches_a_clean_run(fakes: list[str], tmp
     with pytest.raises(KeyboardInterrupt):
         audit.run_audit("smoke", 2, "C07", tmp_path / "a", "local", log=None)
     assert not (tmp_path / "a" / "results.json").exists()  # nothing half-written
-    assert len(list((tmp_path / "a" / "trials").glob("*/*.json"))) == 3
+    assert len(list((tmp_path / "a" / "trials").glob("*.json"))) == 3
     monkeypatch.delenv("BNLAB_FAKE_INTERRUPT_AT")
     fakes.clear()
     resumed = audit.run_audit("smoke", 2, "C07", tmp_path / "a", "local", log=None)
@@ -189,40 +193,53 @@ def test_plan_and_import_errors_are_recorded(fakes: list[str], tmp_path: Path,
     assert claims["C07"]["verdict"] == "supported"  # the others went on
 
 
-def test_data_dir_reaches_the_trials_and_is_restored(fakes: list[str], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_dir_is_bound_into_the_trials_that_read_it(fakes: list[str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial that reads a folder-backed data set gets the folder and its content fingerprint in its key: another
+    folder, or the same folder with other contents, recomputes; the same contents reuse the cached result."""
     seen: list[str | None] = []
 
-    def spy(norm: str, seed: int) -> dict:
-        import os
-
-        seen.append(os.environ.get("BNLAB_DATA_DIR"))
+    def spy(norm: str, seed: int, dataset: str = "cifar10") -> dict:
+        seen.append(current_data_dir())
         return audit_fakes.accuracy(norm, seed)
 
+    real_plan = audit_fakes.MODULES["C07"].plan
+
+    def plan_reading_cifar(scale: str, seeds: int) -> Plan:
+        p = real_plan(scale, seeds)
+        return dataclasses.replace(p, trials=tuple(dataclasses.replace(t, params={**t.params, "dataset": "cifar10"})
+                                                   for t in p.trials))
+
     monkeypatch.setitem(audit_fakes.FAKE_FUNCS, "bnlab.fake_audit:accuracy", spy)
-    monkeypatch.delenv("BNLAB_DATA_DIR", raising=False)
-    data = tmp_path / "data"
-    data.mkdir()
-    audit.run_audit("smoke", 1, "C07", tmp_path / "out", "local", data_dir=data, log=None)
-    assert seen == [str(data.resolve())] * 2
-    import os
+    monkeypatch.setattr(audit_fakes.MODULES["C07"], "plan", plan_reading_cifar)
+    first, second = tmp_path / "data-a", tmp_path / "data-b"
+    for folder, content in ((first, b"one"), (second, b"two")):
+        folder.mkdir()
+        (folder / "test_batch").write_bytes(content)
+    out = tmp_path / "out"
+    audit.run_audit("smoke", 1, "C07", out, "local", data_dir=first, log=None)
+    assert seen == [str(first.resolve())] * 2
+    audit.run_audit("smoke", 1, "C07", out, "local", data_dir=first, log=None)
+    assert len(seen) == 2  # same folder, same contents: cached
+    audit.run_audit("smoke", 1, "C07", out, "local", data_dir=second, log=None)
+    assert seen[2:] == [str(second.resolve())] * 2  # another folder: recomputed on its data
+    (second / "test_batch").write_bytes(b"changed")
+    audit.run_audit("smoke", 1, "C07", out, "local", data_dir=second, log=None)
+    assert len(seen) == 6  # same folder, new contents: recomputed
+    records = [json.loads(p.read_text()) for p in (out / "trials").rglob("*.json")]
+    assert {r["data"]["dir"] for r in records} == {str(first.resolve()), str(second.resolve())}
+    assert current_data_dir() is None and "BNLAB_DATA_DIR" not in os.environ
 
-    assert "BNLAB_DATA_DIR" not in os.environ
 
-
-def test_a_code_change_starts_a_fresh_trial_store(fakes: list[str], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    first = audit.run_audit("smoke", 1, "C07", tmp_path, "local", log=None)
-    assert (tmp_path / "trials" / first.results["code_fingerprint"]).is_dir()
-    fakes.clear()
-    monkeypatch.setattr(audit, "code_fingerprint", lambda: "0123456789abcdef")
+def test_a_code_change_recomputes_and_the_store_records_the_fingerprint(fakes: list[str], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     audit.run_audit("smoke", 1, "C07", tmp_path, "local", log=None)
-    assert sorted(fakes) == ["bn/0", "none/0"]  # recomputed, not taken from the older code's store
-
-
-def test_code_fingerprint_tracks_the_trial_code() -> None:
-    fp = audit.code_fingerprint()
-    assert len(fp) == 16 and fp == audit.code_fingerprint()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "trials").glob("*.json")]
+    assert records and {r["code_fingerprint"] for r in records} == {"pinned"}
+    fakes.clear()
+    monkeypatch.setattr("bnlab.sweeps.trial.code_fingerprint", lambda fn: "0123456789abcdef")
+    audit.run_audit("smoke", 1, "C07", tmp_path, "local", log=None)
+    assert sorted(fakes) == ["bn/0", "none/0"]  # recomputed, not taken from the older code's records
 
 
 def test_ray_executor_without_ray_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bnlab.experiments import c01_mechanics as exp
 from bnlab.experiments.base import ClaimResult
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 from experiments_smoke import all_finite, run_and_check
 
 

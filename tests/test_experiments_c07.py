@@ -10,7 +10,7 @@ import torch
 
 from bnlab.experiments import c07_learning_rate as c07
 from bnlab.experiments.base import VERDICTS, Plan
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 
 
 @pytest.fixture(scope="module")

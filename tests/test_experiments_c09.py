@@ -6,7 +6,7 @@ import json
 
 from bnlab.experiments import c09_scale_invariance as exp
 from bnlab.experiments.base import ClaimResult
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 from experiments_smoke import all_finite, run_and_check
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 
 from bnlab.experiments import c11_gradient_flow as c11
+from bnlab.workflows import gradflow
 from bnlab.experiments.base import VERDICTS
 from experiments_smoke import run_and_check
 
@@ -28,7 +29,7 @@ def test_smoke_plan_runs_and_summarizes():
 
 
 def test_relu_bn_gradient_explodes_at_yang_rate():
-    rec = c11.gradient_profile(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False,
+    rec = gradflow.gradient_profile(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False,
                                norm="bn", batch_size=128, jacobian_probes=1, seed=0)
     assert rec["growth_factor"] == pytest.approx(c11.YANG_RELU, abs=0.08)
 

@@ -11,7 +11,7 @@ import torch
 from bnlab.experiments import c07_learning_rate as c07
 from bnlab.experiments import c13_convergence as c13
 from bnlab.experiments.base import VERDICTS
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 
 
 def test_smoke_plan_runs_and_summarizes() -> None:

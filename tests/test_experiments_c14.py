@@ -9,7 +9,7 @@ import pytest
 from bnlab.errors import BnlabError
 from bnlab.experiments import c14_landscape as c14
 from bnlab.experiments.base import VERDICTS, ClaimResult
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from bnlab.experiments.curvature import (
     summarise_curvature,
     trial_name,
 )
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import execute_trial
 
 
 @pytest.fixture(scope="module")

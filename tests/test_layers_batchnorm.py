@@ -228,7 +228,7 @@ def test_torch_func_grad_and_vmap_match_torch_bn():
     """torch.func.vmap(grad(...)) through train-mode bnlab BN equals the loop and torch's BN (float64)."""
     from torch.func import functional_call, grad, grad_and_value, vmap
 
-    from bnlab.probes.state import bn_mode
+    from bnlab.state import bn_mode
 
     x = torch.randn(8, 4, dtype=torch.float64)
     y = torch.randint(0, 2, (8,))

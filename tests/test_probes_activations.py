@@ -13,7 +13,7 @@ from bnlab.probes.activations import (
     near_linear_fraction,
     sigmoid_input_fractions,
 )
-from bnlab.probes.state import is_batchnorm
+from bnlab.state import is_batchnorm
 
 
 def _net():

@@ -7,7 +7,7 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.probes.along_gradient import AlongGradientProbe, along_gradient, choose_path
-from bnlab.probes.state import is_batchnorm
+from bnlab.state import is_batchnorm
 
 F = nn.functional
 

@@ -19,7 +19,7 @@ from bnlab.probes.gradflow import (
     singular_values,
     weight_layers,
 )
-from bnlab.probes.state import is_batchnorm
+from bnlab.state import is_batchnorm
 
 
 @pytest.fixture(autouse=True)

@@ -25,10 +25,10 @@ from bnlab.probes.hessian import (
     top_eigenvalues,
     trace,
 )
-from bnlab.probes.hessian_density import lanczos_quadrature
-from bnlab.probes.hessian_scale import invariant_sharpness, scale_invariant_weights
-from bnlab.probes.hessian_sharpness import SharpnessProbe
-from bnlab.probes.hessian_trace import rademacher
+from bnlab.probes.hessian.density import lanczos_quadrature
+from bnlab.probes.hessian.scale import invariant_sharpness, scale_invariant_weights
+from bnlab.probes.hessian.sharpness import SharpnessProbe
+from bnlab.probes.hessian.trace import rademacher
 
 DT = torch.float64
 
@@ -450,7 +450,7 @@ def test_same_numbers_as_pyhessian_where_the_definitions_agree() -> None:
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
 def test_composite_batch_norm_equals_torch(shape: tuple[int, ...], training: bool, affine: bool) -> None:
-    from bnlab.probes.composite_bn import CompositeBatchNorm
+    from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
 
     g = torch.Generator().manual_seed(len(shape))
     c = shape[1]
@@ -468,7 +468,7 @@ def test_composite_batch_norm_equals_torch(shape: tuple[int, ...], training: boo
 
 
 def test_composite_bn_keeps_torchs_error_for_one_value_per_channel() -> None:
-    from bnlab.probes.composite_bn import CompositeBatchNorm
+    from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
 
     with CompositeBatchNorm(), pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(torch.randn(1, 3), torch.zeros(3), torch.ones(3), training=True)
@@ -532,7 +532,7 @@ def test_eigenvalue_criterion_is_accurate_and_cheaper_on_a_known_spectrum() -> N
 
 
 def test_eigenvalue_error_estimates_reference() -> None:
-    from bnlab.probes.hessian_lanczos import eigenvalue_error_estimates
+    from bnlab.probes.hessian.lanczos import eigenvalue_error_estimates
 
     theta = torch.tensor([1.0, 2.0, 5.0], dtype=DT)
     resid = torch.tensor([0.5, 0.1, 2.0], dtype=DT)

@@ -8,7 +8,7 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.probes.ics import ICSProbe, ics, optimizer_step_preview
-from bnlab.probes.state import is_batchnorm
+from bnlab.state import is_batchnorm
 
 F = nn.functional
 

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from bnlab.probes.state import bn_mode, is_batchnorm, preserved_state
+from bnlab.state import bn_mode, is_batchnorm, preserved_state
 
 
 def _net():

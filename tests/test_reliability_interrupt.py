@@ -37,7 +37,7 @@ KILL_POINTS = (1, 4, 9, 16, 25)  # finished trials when SIGKILL arrives (C07 + C
 def audit_process(out: Path, claims: str = CLAIMS, executor: str = "local") -> subprocess.Popen:
     """`bnlab audit --scale smoke` in a fresh interpreter, with Ctrl-C delivered as a terminal would."""
     code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "import bnlab.experiments.audit as a; a.code_fingerprint = lambda: 'pinned'; "
+            "import bnlab.sweeps.trial as t; t.code_fingerprint = lambda fn: 'pinned'; "
             "from bnlab.cli import main; "
             f"sys.exit(main(['audit', '--scale', 'smoke', '--claims', {claims!r}, '--out', {str(out)!r}, "
             f"'--executor', {executor!r}, '--workers', '2']))")
@@ -47,7 +47,7 @@ def audit_process(out: Path, claims: str = CLAIMS, executor: str = "local") -> s
 
 
 def finished_trials(out: Path) -> int:
-    return len(list((out / "trials").glob("*/*.json")))
+    return len(list((out / "trials").glob("*.json")))
 
 
 def wait_for_trials(out: Path, proc: subprocess.Popen, count: int, timeout: float = 120.0) -> None:
@@ -146,7 +146,7 @@ def test_sigkill_at_several_points_then_rerun_gives_the_same_claims(tmp_path: Pa
         assert not group_alive(proc.pid), "processes survived the kill"
         seen.append(finished_trials(out))
         assert not (out / "results.json").exists()
-        for record in (out / "trials").glob("*/*.json"):  # every stored trial is a complete JSON record
+        for record in (out / "trials").glob("*.json"):  # every stored trial is a complete JSON record
             json.loads(record.read_text())
     assert seen == sorted(seen) and seen[-1] >= KILL_POINTS[-1]
     # one more kill at a random moment (seeded, so a failure can be replayed): maybe mid-trial, maybe mid-report

@@ -117,9 +117,9 @@ def test_the_only_unpickler_is_the_cifar_allow_list() -> None:
 
 
 @pytest.mark.parametrize("fn", ["os:system", "subprocess:run", "builtins:eval", "bnlabx.evil:run",
-                                "bnlab.experiments.trial:_private", "bnlab.experiments.trial"])
+                                "bnlab.sweeps.trial:_private", "bnlab.sweeps.trial"])
 def test_trial_functions_resolve_only_inside_bnlab(fn: str) -> None:
-    from bnlab.experiments.trial import resolve
+    from bnlab.sweeps.trial import resolve
 
     with pytest.raises(BnlabError, match="trial function must be"):
         resolve(fn)

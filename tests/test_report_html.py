@@ -37,6 +37,8 @@ def results_with(title: str = EVIL) -> dict:
                     {"id": "broken", "kind": "lines", "title": "broken fig", "caption": "",
                      "file": "figures/C07-broken.svg", "data": {"panels": []}}],
         "caveats": [f"caveat {EVIL}"], "config_hash": "abc123",
+        "about": {"statement": "BN(αWx) = BN(Wx)", "how_tested": f"tested {EVIL}", "reference": "Ioffe Sec. 3.3",
+                  "references": ["Santurkar et al. 2018. arXiv:1805.11604"]},
     }
     return {"scale": "smoke", "seeds": 2, "duration_s": 3.5, "created": "2026-01-01T00:00:00+00:00",
             "executor": "local", "versions": {"python": "3.11", "torch": EVIL},
@@ -76,8 +78,8 @@ def test_report_content(tmp_path: Path) -> None:
         assert f'href="#claim-{cid}"' in html and f'id="claim-{cid}"' in html
     assert '<span class="badge refuted">refuted</span>' in html
     assert "k&lt;script&gt;alert(1)&lt;/script&gt; = -0.25" in html and "95% CI [-0.4, -0.1]" in html
-    # the claim's description comes from bnlab.experiments.claims when results.json has none
-    assert "BN(αWx) = BN(Wx)" in html and "arXiv:1805.11604" in html
+    # the claim's description comes from results.json (the report imports nothing about the claims)
+    assert "BN(αWx) = BN(Wx)" in html and "arXiv:1805.11604" in html and "tested &lt;script&gt;" in html
     # a figure that cannot be drawn is reported in place, the others are drawn
     assert "figure could not be drawn" in html and files.figure_errors
     assert (tmp_path / "figures" / "C07-lr.svg").is_file()

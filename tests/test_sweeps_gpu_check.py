@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 

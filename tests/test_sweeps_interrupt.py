@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
 from bnlab.sweeps.spec import expand, load_sweep
 
@@ -107,7 +107,7 @@ def test_sigkill_at_five_points_then_resume_equals_uninterrupted(tmp_path):
 
 def test_two_processes_on_one_folder_share_the_work_without_corruption(tmp_path):
     store_dir, marks = tmp_path / "store", tmp_path / "marks"
-    trials = [Trial("C00", f"t{i}", "bnlab.sweeps.faults:sleep_then",
+    trials = [Trial("C00", f"t{i}", "fault_trials:sleep_then",
                     {"seconds": 0.15, "value": float(i), "marker_dir": str(marks), "tag": f"t{i}"})
               for i in range(12)]
     script = (

@@ -1,11 +1,11 @@
 import pytest
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial, code_fingerprint
 from bnlab.sweeps import ProgressEvent, TrialStore, get_executor
-from bnlab.sweeps.faults import tiny_fit
+from fault_trials import tiny_fit
 
-FIT = "bnlab.sweeps.faults:tiny_fit"
+FIT = "fault_trials:tiny_fit"
 
 
 def _fits(n, steps=10):
@@ -38,9 +38,9 @@ def test_local_runs_all_caches_and_reports_progress(tmp_path):
 def test_failures_are_retried_then_recorded_while_others_go_on(tmp_path):
     store = TrialStore(tmp_path / "store")
     marks = str(tmp_path / "marks")
-    flaky = Trial("C00", "flaky", "bnlab.sweeps.faults:fail_until",
+    flaky = Trial("C00", "flaky", "fault_trials:fail_until",
                   {"marker_dir": marks, "tag": "flaky", "fails": 1, "value": 1.0})
-    broken = Trial("C00", "broken", "bnlab.sweeps.faults:fail_until",
+    broken = Trial("C00", "broken", "fault_trials:fail_until",
                    {"marker_dir": marks, "tag": "broken", "fails": 99, "value": 2.0})
     bad = Trial("C00", "bad", "bnlab.experiments.nope:fn", {})
     good = _fits(1)[0]
@@ -84,7 +84,7 @@ def test_trial_locked_by_someone_else_is_waited_for(tmp_path):
     other = TrialStore(tmp_path)
     lock = other.claim(trial.key())
     reference = {"key": trial.key(), "claim": "C00", "name": "other", "fn": FIT, "params": dict(trial.params),
-                 "status": "ok", "result": {"by": "other"}, "error": None, "attempts": 1, "duration_s": 0.0}
+                 "data": None, "code_fingerprint": code_fingerprint(FIT), "status": "ok", "result": {"by": "other"}, "error": None, "attempts": 1, "duration_s": 0.0}
 
     def finish_elsewhere():
         other.put(reference)

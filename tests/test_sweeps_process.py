@@ -1,7 +1,7 @@
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
 
-FIT = "bnlab.sweeps.faults:tiny_fit"
+FIT = "fault_trials:tiny_fit"
 
 
 def _fits(n, steps=40):
@@ -20,9 +20,9 @@ def _train_trials():
 
 def test_process_equals_local_bitwise_and_survives_worker_death(tmp_path):
     marks = str(tmp_path / "marks")
-    crash = Trial("C00", "crash", "bnlab.sweeps.faults:crash_until",
+    crash = Trial("C00", "crash", "fault_trials:crash_until",
                   {"marker_dir": marks, "tag": "crash", "crashes": 1, "value": 3.0}, cost=5.0)
-    dead = Trial("C00", "dead", "bnlab.sweeps.faults:crash_until",
+    dead = Trial("C00", "dead", "fault_trials:crash_until",
                  {"marker_dir": marks, "tag": "dead", "crashes": 9, "value": 4.0}, cost=5.0)
     fits = _fits(2) + _train_trials()
     events = []
@@ -44,7 +44,7 @@ def test_process_equals_local_bitwise_and_survives_worker_death(tmp_path):
 
 
 def test_process_pool_of_one_runs_in_cost_order(tmp_path):
-    trials = [Trial("C00", f"s{c}", "bnlab.sweeps.faults:sleep_then", {"seconds": 0.0, "value": float(c)},
+    trials = [Trial("C00", f"s{c}", "fault_trials:sleep_then", {"seconds": 0.0, "value": float(c)},
                     cost=float(c)) for c in (1, 3, 2)]
     order = []
     get_executor("process", workers=1).run(trials, TrialStore(tmp_path),

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
 
 pytest.importorskip("ray")  # the `ray` extra, pinned in requirements/dev.lock, so it runs in CI
@@ -28,12 +28,12 @@ def _listening_addresses() -> set[str]:
 @pytest.mark.slow
 def test_ray_sweep_retries_lost_workers_and_failures_then_caches(tmp_path):
     marks = str(tmp_path / "marks")
-    fit = Trial("C00", "seed=0", "bnlab.sweeps.faults:tiny_fit", {"seed": 0, "steps": 20})
-    crash = Trial("C00", "crash", "bnlab.sweeps.faults:crash_until",
+    fit = Trial("C00", "seed=0", "fault_trials:tiny_fit", {"seed": 0, "steps": 20})
+    crash = Trial("C00", "crash", "fault_trials:crash_until",
                   {"marker_dir": marks, "tag": "crash", "crashes": 1, "value": 1.0}, cost=3.0)
-    flaky = Trial("C00", "flaky", "bnlab.sweeps.faults:fail_until",
+    flaky = Trial("C00", "flaky", "fault_trials:fail_until",
                   {"marker_dir": marks, "tag": "flaky", "fails": 1, "value": 2.0}, cost=2.0)
-    dead = Trial("C00", "dead", "bnlab.sweeps.faults:crash_until",
+    dead = Trial("C00", "dead", "fault_trials:crash_until",
                  {"marker_dir": marks, "tag": "dead", "crashes": 9})
     trials = [fit, crash, flaky, dead]
     store = TrialStore(tmp_path / "ray")

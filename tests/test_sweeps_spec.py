@@ -8,7 +8,8 @@ from bnlab.cli import main
 from bnlab.config import config_hash
 from bnlab.errors import BnlabError
 from bnlab.sweeps.spec import TRIAL_FN, expand, load_sweep, parse_sweep
-from bnlab.sweeps.train_trial import steps_to_target, subsample_indices
+from bnlab.sweeps.trial import code_fingerprint
+from bnlab.workflows.train_trial import steps_to_target, subsample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "tiny", "seeds": 2, "curve_points": 4, "target_acc": 0.2, "best_over": "lr",
@@ -33,7 +34,8 @@ def test_expand_gives_stable_ids_and_paired_seeds():
     assert first.fn == TRIAL_FN and first.claim == "sweep"
     assert first.params["config"]["seed"] == 0 and first.params["config"]["progress"] is False
     assert first.params["config"]["model_kwargs"] == {"hidden": [16, 16]}
-    assert first.key() == config_hash({"fn": TRIAL_FN, "params": dict(first.params)})
+    assert first.key() == config_hash({"fn": TRIAL_FN, "params": dict(first.params), "data": None,
+                                       "code": code_fingerprint(TRIAL_FN)})
     assert [t.key() for t in expand(parse_sweep(json.loads(json.dumps(TINY))))] == [t.key() for t in trials]
     assert len({t.key() for t in trials}) == 8
     # the same seed list for every point: BN and no-BN runs of replicate i share seed i

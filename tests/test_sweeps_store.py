@@ -6,19 +6,20 @@ import sys
 import pytest
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.store import TrialStore
 
 
 def _record(key, status="ok", result=None):
-    return {"key": key, "claim": "C00", "name": "t", "fn": "bnlab.sweeps.faults:tiny_fit", "params": {"seed": 0},
+    return {"key": key, "claim": "C00", "name": "t", "fn": "fault_trials:tiny_fit", "params": {"seed": 0},
+            "data": None, "code_fingerprint": "0123456789abcdef",
             "status": status, "result": {"x": 1.0} if result is None else result,
             "error": None if status == "ok" else "RuntimeError: boom", "attempts": 1, "duration_s": 0.1}
 
 
 def test_put_get_roundtrip_and_done(tmp_path):
     store = TrialStore(tmp_path / "trials")
-    key = Trial("C00", "t", "bnlab.sweeps.faults:tiny_fit", {"seed": 0}).key()
+    key = Trial("C00", "t", "fault_trials:tiny_fit", {"seed": 0}).key()
     assert store.get(key) is None and not store.done(key)
     store.put(_record(key, result={"loss": float("nan"), "curve": [1.0, float("inf")]}))
     got = store.get(key)

@@ -1,7 +1,9 @@
 """bnlab's command line: parses arguments and dispatches; all work lives in the library.
 
 Every bad input (a `BnlabError`, or a usage error from typer/click) ends with a one-line `error: ...` on stderr
-and exit code 2, with no traceback. Heavy modules are imported inside each command so `bnlab --help` is fast.
+and exit code 2, with no traceback. Validation lives in the configs the commands build (`TrainConfig`,
+`LandscapeConfig`, `HessianConfig`, ...), which raise those one-line errors. The library is imported inside each
+command, not at the top: importing torch costs about a second, and `bnlab --help` must not pay it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ def _root() -> None:
     """bnlab: test, by experiment, why Batch Normalization helps deep networks train."""
 
 
-def fail(message: str) -> None:
-    """One-line error, exit 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _use_threads(threads: int | None) -> None:
+    """--threads: torch's CPU thread count for this process (None: torch's own choice)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise BnlabError(f"threads must be an integer >= 1, got {threads}")
+    import torch  # heavy: imported only by the commands that compute (bnlab --help stays fast)
+
+    torch.set_num_threads(threads)
 
 
 # Commands are added below by area: check, train, audit, report, landscape, hessian, sweep.
@@ -80,16 +87,10 @@ def train(
 ) -> None:
     """Train one network and print a short summary; a diverged run is a result (exit 0)."""
     from bnlab.config import from_mapping
-    from bnlab.data import DATASETS
-    from bnlab.models import MODELS
     from bnlab.train import TrainConfig
     from bnlab.train import train as run_training
     from bnlab.train.options import parse_key_values
 
-    if model not in MODELS:
-        raise BnlabError(f"unknown model '{model}' (choose from {', '.join(MODELS)})")
-    if dataset not in DATASETS:
-        raise BnlabError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
     config = from_mapping(TrainConfig, {
         "model": model, "norm": norm, "dataset": dataset, "data_dir": data_dir, "lr": lr, "steps": steps,
         "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay,
@@ -99,12 +100,7 @@ def train(
         "dataset_kwargs": parse_key_values(dataset_opt, "--dataset-opt"),
         "trackers": tuple(tracker) if tracker else ("jsonl",),
     })
-    if threads is not None:
-        if threads < 1:
-            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    _use_threads(threads)
     result = run_training(config, out_dir=out, resume=resume)
     typer.echo(result.summary())
 
@@ -144,7 +140,7 @@ def report(out: str = typer.Argument(..., help="an audit folder holding results.
     typer.echo(f"report: {files.html}")
 
 
-# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.landscape.workflow) -----------------------------
+# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape) -----------------------------
 @app.command()
 def landscape(
     out: str = typer.Option("runs/landscape", help="output folder: grids (.npz), figures, summary.json"),
@@ -177,7 +173,7 @@ def landscape(
 ) -> None:
     """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
     from bnlab.config import from_mapping
-    from bnlab.landscape.workflow import LandscapeConfig, run_landscape
+    from bnlab.workflows.landscape import LandscapeConfig, run_landscape
     from bnlab.train.options import parse_key_values
 
     model_kwargs = parse_key_values(model_opt, "--model-opt")
@@ -192,17 +188,12 @@ def landscape(
         "bn_modes": tuple(m.strip() for m in bn_mode.split(",") if m.strip()), "precision": precision,
         "fmt": fmt, "html": html, "zscale": zscale,
     })
-    if threads is not None:
-        if threads < 1:
-            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    _use_threads(threads)
     summary = run_landscape(config, out, log=typer.echo)
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
-# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.probes.hessian_workflow) ------------
+# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian) ------------
 @app.command()
 def hessian(
     out: str = typer.Option("runs/hessian", help="output folder: hessian.json and density.<format>"),
@@ -233,7 +224,7 @@ def hessian(
 ) -> None:
     """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
     from bnlab.config import from_mapping
-    from bnlab.probes.hessian_workflow import HessianConfig, run_hessian
+    from bnlab.workflows.hessian import HessianConfig, run_hessian
     from bnlab.train.options import parse_key_values
 
     config = from_mapping(HessianConfig, {
@@ -243,12 +234,7 @@ def hessian(
         "k": k, "tol": tol, "criterion": criterion, "start": start, "trace_rtol": trace_rtol,
         "density_runs": density_runs, "density_steps": density_steps, "fmt": fmt,
     })
-    if threads is not None:
-        if threads < 1:
-            raise BnlabError(f"threads must be an integer >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    _use_threads(threads)
     run_hessian(config, out, log=typer.echo)
 
 
@@ -266,7 +252,7 @@ def gradflow(
     seed: int = typer.Option(0, help="seed of the init and the batch"),
 ) -> None:
     """Per-layer ‖∂L/∂W_l‖² and layer-Jacobian mean σ² of a deep_mlp at initialisation, and the fitted growth."""
-    from bnlab.experiments.c11_gradient_flow import YANG_RELU, gradient_profile
+    from bnlab.workflows.gradflow import YANG_RELU, gradient_profile
 
     rec = gradient_profile(dataset=dataset, depth=depth, width=width, activation=activation, residual=residual,
                            norm=norm, batch_size=batch_size, jacobian_probes=probes, seed=seed)

@@ -12,14 +12,19 @@ dln_regression  (dim,)         n_train/n_test x ~ N(0, I), y = A x (seeded regre
 ==============  =============  =============  ====================================================
 
 `seed` only affects the procedural sets (synthetic, dln_regression); the real sets have one fixed split.
-`data_dir` defaults to the environment variable ``BNLAB_DATA_DIR`` (set by `bnlab audit --data-dir`).
+`data_dir` defaults to the folder of the trial being run (`using_data_dir`, set by `bnlab.sweeps.trial` from the
+folder bound into the trial by `bnlab audit --data-dir`): passed with the trial, never through the environment.
+Folder-backed sets (`FOLDER_DATASETS`) are fingerprinted by content (`folder_fingerprint`) for trial cache keys.
 `train_size` / `test_size` keep a prefix of the (fixed, shuffled) examples, e.g. a CIFAR-10 subset for the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +78,58 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+FOLDER_DATASETS: frozenset[str] = frozenset({"cifar10"})  # read from a local folder, not from a package
+
+_default_dir: list[str | None] = [None]  # the folder of the trial running in this process (using_data_dir)
+
+
+@contextlib.contextmanager
+def using_data_dir(folder: str | os.PathLike | None) -> Iterator[None]:
+    """Make `folder` the default `data_dir` of `load_dataset` inside the block (None: no default)."""
+    previous = _default_dir[0]
+    _default_dir[0] = None if folder is None else str(folder)
+    try:
+        yield
+    finally:
+        _default_dir[0] = previous
+
+
+def current_data_dir() -> str | None:
+    """The default data folder in effect (`using_data_dir`), or None."""
+    return _default_dir[0]
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """A content hash of every file below `folder` (relative path, size and bytes), for cache keys.
+
+    Cached per (path, size, mtime) in this process, so a large folder is read once per run.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise BnlabError(f"data folder {str(root)!r} does not exist or is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    stamp = tuple((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _fingerprint(str(root.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(root: str, stamp: tuple) -> str:
+    digest = hashlib.sha256()
+    for rel, size, _ in stamp:
+        digest.update(f"{rel}\0{size}\0".encode())
+        with open(Path(root) / rel, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0, train_size: int | None = None,
                  test_size: int | None = None, **kw: Any) -> Dataset:
     """The data set `name` as float32 tensors in memory; unknown names / options raise BnlabError."""
     if name not in DATASETS:
         raise BnlabError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
-    if data_dir is None:  # `bnlab audit --data-dir DIR` sets BNLAB_DATA_DIR for its trials
-        data_dir = os.environ.get("BNLAB_DATA_DIR") or None
+    if data_dir is None:  # the running trial's folder (bnlab.sweeps.trial.execute_trial)
+        data_dir = _default_dir[0]
     try:
         dataset = DATASETS[name](data_dir, seed, **kw)
     except TypeError as exc:  # an option the loader does not take

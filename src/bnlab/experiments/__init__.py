@@ -1,5 +1,1 @@
-"""One module per claim; each plans trials and summarises them into a verdict by its stated rule."""
-
-from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Figure, KeyNumber, Plan, Trial
-
-__all__ = ["CLAIM_IDS", "SCALES", "VERDICTS", "ClaimResult", "Figure", "KeyNumber", "Plan", "Trial"]
+"""One module per claim (plan -> measure -> decide -> figures -> describe), the statistics of the rules, the audit."""

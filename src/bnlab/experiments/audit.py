@@ -7,11 +7,12 @@
 2. **Plan**: each claim's experiment module (`registry.load_experiment`) turns (scale, seeds) into a `Plan`. A claim
    without a module is `not_measured` — never a guess; one whose module fails to import or to plan is recorded as
    `inconclusive` with the error in its caveats, and the others go on.
-3. **Run**: the trials of all claims, deduplicated by `Trial.key()` (two claims may share a trial), go through
-   `bnlab.sweeps.get_executor(executor)` into the trial store ``OUT/trials/<code fingerprint>/`` (one atomic JSON
-   file per trial). Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes
-   where it stopped; a change to bnlab's code (`code_fingerprint`) starts a fresh store, so no result computed by
-   older code is ever mixed in.
+3. **Run**: the trials of all claims, with the data folder bound into each trial that reads one
+   (`bnlab.sweeps.trial.bind_data`), deduplicated by `Trial.key()` (two claims may share a trial), go through
+   `bnlab.sweeps.get_executor(executor)` into the trial store ``OUT/trials/`` (one atomic JSON file per trial).
+   Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes where it
+   stopped. The key covers the data (folder and content fingerprint) and the code that computes the trial
+   (`bnlab.sweeps.trial.code_fingerprint`), so no result computed on other data or by other code is reused.
 4. **Summarise**: each claim's `summarize(plan, results)` gives its verdict by the rule written in its module. A
    claim with a failed trial, or whose `summarize` raises, is `inconclusive` with the errors in its caveats.
 5. **Write** ``OUT/results.json`` atomically, then the report (figures/, report.html, report.md).
@@ -20,8 +21,7 @@ Determinism: everything under ``"claims"`` in results.json is a function of the 
 only — no timestamps, durations, paths or cache state (those live at the top level) — so two runs with the same
 seeds give bit-identical claims.
 
-Side effects: creates OUT, OUT/trials/ and the report files; sets ``BNLAB_DATA_DIR`` for the duration of the run
-when a data folder is given (trial workers inherit it).
+Side effects: creates OUT, OUT/trials/ and the report files.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -41,10 +41,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from importlib import metadata
+
+import bnlab
+from bnlab.atomic import write_json
+from bnlab.config import config_hash
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan, Trial
+from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan
 from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
+from bnlab.report.build import write_report
+from bnlab.report.figures import figure_filename
+from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
+from bnlab.sweeps.executors.base import describe_error
+from bnlab.sweeps.trial import Trial, bind_data
 
 DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "default": 3, "paper": 5}
 RESULTS_FILE = "results.json"
@@ -132,8 +142,6 @@ def validate_request(scale: str = "default", seeds: int | None = None,
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise BnlabError(f"seeds must be an integer >= 1, got {seeds!r}")
     chosen = parse_claims(claims)
-    from bnlab.sweeps.executors import EXECUTORS
-
     if executor not in EXECUTORS:
         raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -141,8 +149,6 @@ def validate_request(scale: str = "default", seeds: int | None = None,
     if address is not None and executor != "ray":
         raise BnlabError(f"--address is for the ray executor, not {executor!r}")
     if executor == "ray":
-        import importlib.util
-
         if importlib.util.find_spec("ray") is None:
             raise BnlabError('the ray executor needs Ray: pip install "bnlab[ray]"')
     data = None
@@ -194,8 +200,6 @@ def _plain(value: Any) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    from bnlab.sweeps.executors.base import describe_error
-
     return describe_error(exc)
 
 
@@ -236,8 +240,6 @@ def _check_plan(claim_id: str, plan: Any) -> Plan:
 
 def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any]:
     """results.json's entry for a summarised claim (plain data; figures get the file name they are drawn to)."""
-    from bnlab.report.figures import figure_filename
-
     if not isinstance(result, ClaimResult):
         raise TypeError(f"summarize() returned {type(result).__name__}, expected experiments.base.ClaimResult")
     if result.id != claim_id:
@@ -267,10 +269,6 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
 def versions() -> dict[str, str]:
     """Versions of Python, the libraries results depend on, bnlab and the platform (read from package
     metadata, so nothing heavy is imported)."""
-    from importlib import metadata
-
-    import bnlab
-
     found = {"python": platform.python_version()}
     for name in ("torch", "numpy", "matplotlib"):
         try:
@@ -281,30 +279,8 @@ def versions() -> dict[str, str]:
     return found
 
 
-def code_fingerprint() -> str:
-    """A hash of the bnlab source files that can change a trial's result, so that trials cached by another
-    version of the code are never reused (the store of each version is its own folder, OUT/trials/<hash>/).
-
-    Left out: the report (report/), the command line (cli.py) and the audit's own orchestration and texts
-    (experiments/audit.py, experiments/claims.py), which never enter a trial.
-    """
-    import bnlab
-
-    root = Path(bnlab.__file__).resolve().parent
-    skip = {"cli.py", "experiments/audit.py", "experiments/claims.py"}
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith("report/") or rel in skip:
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
 def git_state() -> tuple[str | None, bool | None]:
     """(HEAD commit, has uncommitted changes) of the checkout bnlab runs from; (None, None) outside git."""
-    import bnlab
-
     where = Path(bnlab.__file__).resolve().parent
     try:
         tracked = subprocess.run(["git", "-C", str(where), "ls-files", "--error-unmatch", "__init__.py"],
@@ -352,7 +328,6 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
     A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
     """
     request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir)
-    from bnlab.sweeps import TrialStore, get_executor
 
     runner = get_executor(request.executor, workers=request.workers, address=request.address, retries=retries)
     prepare_out_folder(request.out)
@@ -379,25 +354,20 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
         except Exception as exc:  # noqa: BLE001
             st.entry = _failed(st.id, "plan() failed", _describe(exc))
 
+    for st in states:
+        if st.plan is not None:
+            st.plan = dataclasses.replace(st.plan, trials=tuple(bind_data(t, request.data_dir)
+                                                                for t in st.plan.trials))
     trials = [t for st in states if st.plan is not None for t in st.plan.trials]
-    fingerprint = code_fingerprint()
-    store = TrialStore(request.out / TRIALS_DIR / fingerprint)
+    fingerprints = {t.fn: t.code() for t in trials}
+    fingerprint = config_hash(sorted(fingerprints.items()))
+    store = TrialStore(request.out / TRIALS_DIR)
     unique = {t.key(): t for t in trials}
     cached = {k for k in unique if store.done(k)}
     if log is not None:
         log(f"bnlab audit: {len(request.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
             f"scale {request.scale}, {request.seeds} seed(s), executor {request.executor} -> {request.out}")
-    previous_data_dir = os.environ.get("BNLAB_DATA_DIR")
-    if request.data_dir is not None:
-        os.environ["BNLAB_DATA_DIR"] = str(request.data_dir.resolve())
-    try:
-        records = runner.run(trials, store, progress=_progress_printer(log, cached)) if trials else {}
-    finally:
-        if request.data_dir is not None:
-            if previous_data_dir is None:
-                os.environ.pop("BNLAB_DATA_DIR", None)
-            else:
-                os.environ["BNLAB_DATA_DIR"] = previous_data_dir
+    records = runner.run(trials, store, progress=_progress_printer(log, cached)) if trials else {}
 
     for st in states:
         if st.entry is not None or st.plan is None:
@@ -434,11 +404,10 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
         "git_commit": git_commit,
         "git_dirty": git_dirty,
         "code_fingerprint": fingerprint,
+        "code_fingerprints": dict(sorted(fingerprints.items())),
+        "data_dir": str(request.data_dir.resolve()) if request.data_dir is not None else None,
         "claims": [st.entry for st in states],
     }
-    from bnlab.atomic import write_json
-    from bnlab.report.build import write_report
-
     results_path = write_json(request.out / RESULTS_FILE, results)
     files = write_report(request.out, results)
     if log is not None:

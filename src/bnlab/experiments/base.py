@@ -30,25 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnlab.config import config_hash
+from bnlab.sweeps.trial import Trial
 
 VERDICTS: tuple[str, ...] = ("supported", "refuted", "mixed", "inconclusive", "not_measured")
 SCALES: tuple[str, ...] = ("smoke", "default", "paper")
 CLAIM_IDS: tuple[str, ...] = tuple(f"C{i:02d}" for i in range(1, 15))
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One independent unit of work: `fn` is "package.module:function", called as fn(**params)."""
-
-    claim: str
-    name: str  # unique within the claim, e.g. "bn/lr=0.1/seed=0"
-    fn: str
-    params: Mapping[str, Any]  # plain, JSON-able data; includes the seed
-    cost: float = 1.0  # rough relative cost, so executors start the longest trials first
-
-    def key(self) -> str:
-        """Stable cache key: the function and its parameters (not the name)."""
-        return config_hash({"fn": self.fn, "params": dict(self.params)})
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, Trial, seeds_for
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, seeds_for
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C01"
 TITLE = "BN normalises with batch mean and biased variance, then γ, β; population statistics at inference"
@@ -70,7 +71,7 @@ def population(*, dataset: str, model: str, steps: int, batch_size: int, lr: flo
     from bnlab.data import BatchIterator, load_dataset
     from bnlab.layers import precise_statistics
     from bnlab.models import build_model
-    from bnlab.probes.state import batchnorm_layers, bn_mode
+    from bnlab.state import batchnorm_layers, bn_mode
     from bnlab.train.evaluate import evaluate
 
     torch.manual_seed(seed)

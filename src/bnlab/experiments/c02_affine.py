@@ -27,18 +27,8 @@ from typing import Any
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C02"
 TITLE = "γ and β restore representational power"

@@ -12,16 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments.base import (
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 from bnlab.experiments.probed_training import (
     ETA_RANGES,
     finite_ci,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnlab.experiments import c05_loss_smoothness as c05
-from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, Trial, combine_verdicts, seeds_for
+from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, seeds_for
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C06"
 TITLE = "BN makes the gradient more predictive (β-smoothness)"

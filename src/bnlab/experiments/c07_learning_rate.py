@@ -28,17 +28,8 @@ from typing import Any
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-)
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
 TITLE = "BN allows much larger learning rates without divergence"

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, Trial, seeds_for
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, seeds_for
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
 TITLE = "The BN Jacobian rescales gradients by 1/σ and projects them off 1 and x̂"
@@ -70,7 +71,7 @@ def real_layer(*, dataset: str, model: str, steps: int, batch_size: int, lr: flo
     from bnlab.data import BatchIterator, load_dataset
     from bnlab.layers.jacobian import autograd_jacobian, bn_input_and_grad, bn_jacobian, jacobian_spectrum, theorem_4_1
     from bnlab.models import build_model
-    from bnlab.probes.state import batchnorm_layers
+    from bnlab.state import batchnorm_layers
 
     torch.manual_seed(seed)
     data = load_dataset(dataset, seed=0)

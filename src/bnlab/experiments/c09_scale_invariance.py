@@ -33,18 +33,8 @@ from dataclasses import dataclass
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
 TITLE = "Scale invariance: BN(αWx) = BN(Wx), gradients scale by 1/α, an adaptive learning rate"

@@ -21,17 +21,8 @@ from dataclasses import dataclass
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
 TITLE = "BN makes training insensitive to initialisation"

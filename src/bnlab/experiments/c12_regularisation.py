@@ -34,19 +34,9 @@ from torch import nn
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
-from bnlab.probes.state import batchnorm_layers
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
+from bnlab.state import batchnorm_layers
 
 CLAIM_ID = "C12"
 TITLE = "BN regularises like a weak Dropout"

@@ -39,18 +39,8 @@ from torch import nn
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
-    Figure,
-    KeyNumber,
-    Plan,
-    Trial,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
-)
+from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
 TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
@@ -100,7 +90,7 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
     from bnlab.landscape.directions import model_origin
     from bnlab.landscape.roughness import negative_curvature_fraction
     from bnlab.models import build_model
-    from bnlab.probes.state import batchnorm_layers
+    from bnlab.state import batchnorm_layers
     from bnlab.train import TrainConfig, train
 
     data = load_dataset(dataset)

@@ -3,7 +3,7 @@
 
 Protocol: the VGG runs of C05/C06 (`bnlab.experiments.probed_training.run_settings("vgg", scale)`: Santurkar's
 VGG on CIFAR-10 at paper scale, bnlab's narrow VGG on sklearn digits on a CPU), trained once per (norm, seed) with
-the sharpness probe (`bnlab.probes.hessian_sharpness.SharpnessProbe`) every `probe_every` steps and once more
+the sharpness probe (`bnlab.probes.hessian.sharpness.SharpnessProbe`) every `probe_every` steps and once more
 after the last step. C06 and C14 plan byte-identical trials, so the audit runs them once. At each point, on a
 fixed prefix of the training set (`hessian_samples` examples):
 
@@ -34,8 +34,9 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, Figure, KeyNumber, Trial, mean_ci, verdict_from_ci
-from bnlab.probes.hessian_density import smoothed_density
+from bnlab.experiments.base import SCALES, Figure, KeyNumber, mean_ci, verdict_from_ci
+from bnlab.sweeps.trial import Trial
+from bnlab.probes.hessian.density import smoothed_density
 
 _MODULE = "bnlab.experiments.curvature"
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
@@ -97,9 +98,9 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
     from bnlab.config import from_mapping
     from bnlab.models import layers_in_order
     from bnlab.probes.hessian import density
-    from bnlab.probes.hessian_scale import scale_invariant_weights
-    from bnlab.probes.hessian_sharpness import SharpnessProbe
-    from bnlab.probes.state import batchnorm_layers
+    from bnlab.probes.hessian.scale import scale_invariant_weights
+    from bnlab.probes.hessian.sharpness import SharpnessProbe
+    from bnlab.state import batchnorm_layers
     from bnlab.train import TrainConfig, train
     from bnlab.train.loop import build_for_config, default_loss, load_for_config
 

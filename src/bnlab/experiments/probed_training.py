@@ -33,7 +33,7 @@ PROBE_NAMES: tuple[str, ...] = ("along_gradient", "ics", "activations")
 
 
 def _subsample(records: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
-    from bnlab.sweeps.train_trial import subsample_indices
+    from bnlab.workflows.train_trial import subsample_indices
 
     return [records[i] for i in subsample_indices(len(records), points)]
 
@@ -100,7 +100,7 @@ def probed_run(
     from bnlab.probes.activations import ActivationProbe
     from bnlab.probes.along_gradient import AlongGradientProbe
     from bnlab.probes.ics import ICSProbe
-    from bnlab.sweeps.train_trial import subsample
+    from bnlab.workflows.train_trial import subsample
     from bnlab.train import TrainConfig, train
     from bnlab.train.loop import load_for_config
 
@@ -292,7 +292,7 @@ def _last_activation_of(model_name: str, dataset: str, model_kwargs: str) -> str
 
 def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
     """The shared `Trial` of one (family, norm, seed) run at `scale`, named for `claim`."""
-    from bnlab.experiments.base import Trial
+    from bnlab.sweeps.trial import Trial
 
     settings = run_settings(family, scale)
     config = {**settings["config"], "norm": norm, "seed": int(seed)}

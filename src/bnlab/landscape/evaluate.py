@@ -3,7 +3,7 @@
 `evaluate(model, loss_fn, data, origin, directions, coords, bn_mode=...)` evaluates every row of `coords` (P, k)
 through `torch.func.functional_call`: the point's parameters are built once per point (one fused add per direction
 and tensor) and swapped into the model for the forward pass only, so there is no deep copy per point and the
-user's model is left bit-for-bit as it was (`bnlab.probes.state.preserved_state` also restores modes, BN settings,
+user's model is left bit-for-bit as it was (`bnlab.state.preserved_state` also restores modes, BN settings,
 buffers and RNG).
 
 BN modes (recorded by the callers in the Surface / Curve):
@@ -52,7 +52,7 @@ from torch import nn
 from torch.func import functional_call
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import batchnorm_layers, preserved_state
+from bnlab.state import batchnorm_layers, preserved_state
 
 BN_MODES: tuple[str, ...] = ("train", "eval", "recalibrated")
 STRATEGIES: tuple[str, ...] = ("auto", "loop", "vmap")

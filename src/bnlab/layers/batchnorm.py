@@ -232,7 +232,7 @@ class BatchNorm(nn.Module):
     running_var, num_batches_tracked), same train/eval semantics:
 
     * training, or no running buffers: normalise with batch statistics; update the buffers only when
-      ``track_running_stats`` is True (`bnlab.probes.state.bn_mode("train")` relies on this).
+      ``track_running_stats`` is True (`bnlab.state.bn_mode("train")` relies on this).
     * eval with buffers: normalise with the running statistics.
 
     `ghost_batch_size` (training only) normalises chunks of that many samples separately (Hoffer et al. 2017).

@@ -11,7 +11,7 @@ batch (every dim but dim 1):
 Autograd differentiates this forward (it is a variant for experiments, not the analytic reference layer).
 Running statistics (EMA with `momentum` of μ and n_p, or cumulative averages with ``momentum=None``) are used in
 eval mode, exactly as BN's running mean and variance are. The layer sets ``is_batchnorm = True`` so probes handle
-it like BN (`bnlab.probes.state.bn_mode("train")` normalises with batch statistics without touching the buffers).
+it like BN (`bnlab.state.bn_mode("train")` normalises with batch statistics without touching the buffers).
 """
 
 from __future__ import annotations

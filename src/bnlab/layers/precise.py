@@ -14,7 +14,7 @@ variance gets its own factor m_B/(m_B − 1) before averaging (identical to Alg.
 
 Side effects: writes `running_mean` and `running_var` of every BN layer that has them (bnlab's and torch's) and
 nothing else; train/eval modes, momentum, track_running_stats, num_batches_tracked, gradients and the global RNG
-are restored (`bnlab.probes.state`).
+are restored (`bnlab.state`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import batchnorm_layers, bn_mode, preserved_state
+from bnlab.state import batchnorm_layers, bn_mode, preserved_state
 
 
 def _inputs_of(batch: Any) -> Any:

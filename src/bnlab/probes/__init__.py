@@ -1,5 +1,5 @@
-"""Probes measure; they never leave state behind (see `bnlab.probes.state`)."""
+"""Probes measure; they never leave state behind (see `bnlab.state`)."""
 
-from bnlab.probes.state import bn_mode, is_batchnorm, preserved_state
+from bnlab.state import bn_mode, is_batchnorm, preserved_state
 
 __all__ = ["bn_mode", "is_batchnorm", "preserved_state"]

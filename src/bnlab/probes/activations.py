@@ -16,7 +16,7 @@ Percentiles use linear interpolation between order statistics (numpy's default "
 `near_linear_fraction` and `sigmoid_input_fractions` are the small public helpers C02 imports.
 
 Side effects: none. The forward hooks are removed on exit and the model's parameters, buffers (running
-statistics), ``.grad``, modes and the global RNG are restored (`bnlab.probes.state.preserved_state`). With
+statistics), ``.grad``, modes and the global RNG are restored (`bnlab.state.preserved_state`). With
 ``bn_mode="train"`` or ``"eval"`` the probe evaluates in that explicit BN mode with every other module in eval mode;
 with ``bn_mode="as_is"`` it evaluates the model in its current modes (a training-mode noise layer draws its noise;
 the running statistics it moves are put back afterwards).
@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import BN_MODES, preserved_state
-from bnlab.probes.state import bn_mode as bn_mode_context
+from bnlab.state import BN_MODES, preserved_state
+from bnlab.state import bn_mode as bn_mode_context
 
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Hardtanh, nn.ReLU6,

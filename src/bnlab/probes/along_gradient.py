@@ -28,7 +28,7 @@ the loop is used and the reason is cached.
 
 Side effects: none. BN layers run in the explicit `bn_mode` (``train``: batch statistics, running statistics not
 updated; ``eval``: running statistics), every other module in eval mode; parameters, buffers, ``.grad``,
-train/eval modes and torch's RNG are exactly as before the call (`bnlab.probes.state.bn_mode`). The RNG is rewound
+train/eval modes and torch's RNG are exactly as before the call (`bnlab.state.bn_mode`). The RNG is rewound
 before every pass, so a layer that draws noise (noisy BN) sees the same noise at every η: the K evaluations
 differ only in the weights.
 """
@@ -47,8 +47,8 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import BN_MODES
-from bnlab.probes.state import bn_mode as bn_mode_context
+from bnlab.state import BN_MODES
+from bnlab.state import bn_mode as bn_mode_context
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -45,7 +45,7 @@ batch 128 with torch's BN (`bench/bench_gradflow.py`), and batched VJPs fail thr
 works in place.
 
 Side effects: none. Every entry point restores the model's mode, BN buffers and settings, gradients and the global
-RNG (`bnlab.probes.state.preserved_state`); random probes come from a private, seeded ``torch.Generator``.
+RNG (`bnlab.state.preserved_state`); random probes come from a private, seeded ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import BN_MODES, bn_mode, preserved_state
+from bnlab.state import BN_MODES, bn_mode, preserved_state
 
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -46,8 +46,8 @@ from bnlab.probes.along_gradient import (
     scalar_loss,
     trainable_parameters,
 )
-from bnlab.probes.state import bn_mode as bn_mode_context
-from bnlab.probes.state import preserved_state
+from bnlab.state import bn_mode as bn_mode_context
+from bnlab.state import preserved_state
 
 
 @dataclass(frozen=True)

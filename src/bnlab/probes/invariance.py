@@ -13,7 +13,7 @@ normaliser √(α²σ² + ε) deviates from α√(σ² + ε) by a relative ≈ �
 `scale_invariance` scales *every* direct parameter of the chosen layer (weight and bias: a bias before BN must
 scale too, else the map is not invariant) and measures, on one batch with BN normalising by the batch's statistics
 (`bn_mode(model, "train")`), the relative errors of the three identities. The model is restored afterwards
-(parameters, buffers, modes, gradients, RNG): see `bnlab.probes.state.preserved_state`.
+(parameters, buffers, modes, gradients, RNG): see `bnlab.state.preserved_state`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bnlab.errors import BnlabError
-from bnlab.probes.state import bn_mode, preserved_state
+from bnlab.state import bn_mode, preserved_state
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0, 100.0)
 

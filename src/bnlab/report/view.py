@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments.base import CLAIM_IDS
-from bnlab.experiments.claims import CLAIMS
 from bnlab.report.numbers import format_duration, format_key_number, format_number, metric_rows
 
 VERDICT_TEXT: dict[str, str] = {
@@ -31,15 +29,12 @@ VERDICT_MEANING: dict[str, str] = {
 
 
 def _about(claim: Mapping[str, Any]) -> dict[str, Any]:
-    """The claim's description: from results.json when present, else from `bnlab.experiments.claims`."""
-    about = claim.get("about")
-    if isinstance(about, Mapping):
-        return {k: about.get(k, "") for k in ("statement", "how_tested", "reference", "references")}
-    info = CLAIMS.get(str(claim.get("id")))
-    if info is None:
-        return {"statement": "", "how_tested": "", "reference": "", "references": []}
-    return {"statement": info.statement, "how_tested": info.how_tested, "reference": info.reference,
-            "references": list(info.references)}
+    """The claim's description, as results.json records it (the report renders that file and nothing else)."""
+    about = claim.get("about") if isinstance(claim.get("about"), Mapping) else {}
+    refs = about.get("references")
+    return {"statement": str(about.get("statement", "")), "how_tested": str(about.get("how_tested", "")),
+            "reference": str(about.get("reference", "")),
+            "references": [str(r) for r in refs] if isinstance(refs, (list, tuple)) else []}
 
 
 def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,10 +76,9 @@ def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str,
 
 
 def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
-    """View data of the whole report, claims in C01..C14 order (unknown ids after them)."""
+    """View data of the whole report, claims sorted by id (C01..C14)."""
     claims = [c for c in results.get("claims", []) if isinstance(c, Mapping)]
-    order = {cid: i for i, cid in enumerate(CLAIM_IDS)}
-    claims.sort(key=lambda c: (order.get(str(c.get("id")), len(order)), str(c.get("id"))))
+    claims.sort(key=lambda c: str(c.get("id")))
     views = [claim_view(c, images) for c in claims]
     counts = {v: sum(1 for c in views if c["verdict"] == v) for v in VERDICT_TEXT}
     versions = results.get("versions") if isinstance(results.get("versions"), Mapping) else {}

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from bnlab.atomic import write_json
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.executors import ProgressEvent, get_executor
 from bnlab.sweeps.spec import Sweep, expand, point_label
 from bnlab.sweeps.store import TrialStore

@@ -1,9 +1,11 @@
 """The trial store: one atomically written JSON file per trial, so finished work is never lost or redone.
 
 A sweep folder holds ``<key>.json`` for every trial that ran, where ``key`` is `Trial.key()` (a hash of the trial
-function and its parameters). A record is plain data::
+function, its parameters, the data it reads and the code that computes it). A record is plain data::
 
     {"key", "claim", "name", "fn", "params",
+     "data": {"dataset", "dir", "fingerprint"} | None,   # the folder-backed data the trial read (Trial.data)
+     "code_fingerprint": str,                             # hash of the code that computed it (trial.code_fingerprint)
      "status": "ok" | "failed", "result": dict | None, "error": str | None,
      "attempts": int, "duration_s": float}
 
@@ -41,7 +43,8 @@ from bnlab.errors import BnlabError
 
 STATUSES: tuple[str, ...] = ("ok", "failed")
 RECORD_FIELDS: tuple[str, ...] = (
-    "key", "claim", "name", "fn", "params", "status", "result", "error", "attempts", "duration_s",
+    "key", "claim", "name", "fn", "params", "data", "code_fingerprint", "status", "result", "error", "attempts",
+    "duration_s",
 )
 
 

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bnlab.data import DATASETS
 from bnlab.errors import BnlabError
-from bnlab.layers.factory import NORM_KINDS
-
-# kinds that normalise over the batch dimension: a batch of one makes them degenerate (zero variance)
-BATCH_NORMS: frozenset[str] = frozenset({"bn", "torch_bn", "noisy_bn", "l1", "l2", "linf"})
+from bnlab.layers.factory import norm_kind
+from bnlab.models import MODELS
+from bnlab.tracking.base import TRACKERS
 
 # keys that may change between an interrupted run and its resumption without changing its numbers
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"steps", "progress", "trackers", "checkpoint_every", "sync_every",
@@ -26,7 +26,7 @@ class TrainConfig:
     """One run: model x norm x dataset x optimiser, trained for `steps` SGD/Adam steps of `batch_size`."""
 
     model: str = "mlp"  # bnlab.models.MODELS name (ignored when train() is given a model)
-    norm: str = "none"  # bnlab.layers.factory.NORM_KINDS
+    norm: str = "none"  # a row of bnlab.layers.factory.NORMS
     dataset: str = "mnist5k"  # bnlab.data.DATASETS name (ignored when train() is given a dataset)
     data_dir: str | None = None
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"train_size": 1000}
@@ -59,8 +59,11 @@ class TrainConfig:
         def bad(key: str, what: str, value: Any) -> BnlabError:
             return BnlabError(f"{key} must be {what}, got {value!r}")
 
-        if self.norm not in NORM_KINDS:
-            raise BnlabError(f"unknown norm '{self.norm}' (choose from {', '.join(NORM_KINDS)})")
+        kind = norm_kind(self.norm)  # unknown norms are refused by name
+        if self.model not in MODELS:
+            raise BnlabError(f"unknown model '{self.model}' (choose from {', '.join(MODELS)})")
+        if self.dataset not in DATASETS:
+            raise BnlabError(f"unknown dataset '{self.dataset}' (choose from {', '.join(DATASETS)})")
         if self.optimizer not in ("sgd", "adam"):
             raise bad("optimizer", "'sgd' or 'adam'", self.optimizer)
         if self.loss not in ("auto", "cross_entropy", "mse"):
@@ -81,12 +84,10 @@ class TrainConfig:
                 raise bad(key, "an integer >= 0", getattr(self, key))
         if not self.diverge_factor > 1:
             raise bad("diverge_factor", "> 1", self.diverge_factor)
-        if self.batch_size == 1 and self.norm in BATCH_NORMS:
+        if self.batch_size == 1 and kind.batch_dependent:
             raise BnlabError(f"batch_size 1 with norm '{self.norm}': batch statistics of one example are degenerate")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", "auto, cpu, cuda or cuda:N", self.device)
-        from bnlab.tracking.base import TRACKERS  # checked here, before a run folder is written
-
         for name in self.trackers:
             if name not in TRACKERS:
                 raise BnlabError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")

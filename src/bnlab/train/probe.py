@@ -7,7 +7,7 @@ returned dict (plain, JSON-able data) is stored with ``"step"`` added in `TrainR
 
 The engine saves the global RNG state around the call and puts the model back in training mode afterwards, so a
 probe that draws random numbers or switches modes does not change the run; probes must restore anything else
-they touch (`bnlab.probes.state.preserved_state`). After a resume, probes are called again from the checkpointed
+they touch (`bnlab.state.preserved_state`). After a resume, probes are called again from the checkpointed
 step, so keep them stateless.
 """
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import Trial
-from bnlab.experiments.trial import execute_trial
+from bnlab.sweeps.trial import Trial
+from bnlab.sweeps.trial import execute_trial
 from bnlab.sweeps.store import TrialLock, TrialStore
 
 
@@ -91,6 +91,8 @@ def make_record(trial: Trial, outcome: Outcome, attempts: int) -> dict[str, Any]
         "name": trial.name,
         "fn": trial.fn,
         "params": dict(trial.params),
+        "data": dict(trial.data) if trial.data else None,
+        "code_fingerprint": trial.code(),
         "status": "ok" if outcome.ok else "failed",
         "result": outcome.result if outcome.ok else None,
         "error": None if outcome.ok else outcome.error,

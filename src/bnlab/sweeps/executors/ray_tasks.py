@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import Trial
+from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.executors.base import Executor, Job, Outcome, Scheduler, attempt
 
 

@@ -7,7 +7,7 @@ D = {(x_b, y_b)}, the loss over the set is the size-weighted mean of the per-bat
 
 and the operator applies H = ∇²_θ L(θ) to a vector v through a Hessian-vector product (Pearlmutter 1994):
 H v = ∇_θ (∇_θ L(θ) · v). With a BN net the Hessian depends on which statistics normalise, so the mode is explicit
-(`bnlab.probes.state.bn_mode`): ``"train"`` normalises with each batch's own statistics (BN is then part of the
+(`bnlab.state.bn_mode`): ``"train"`` normalises with each batch's own statistics (BN is then part of the
 function being differentiated: the per-batch loss depends on every sample of the batch) and leaves the running
 statistics alone; ``"eval"`` uses the stored running statistics (PyHessian's only mode).
 
@@ -40,9 +40,9 @@ from torch import nn
 from torch.func import functional_call
 
 from bnlab.errors import BnlabError
-from bnlab.probes.composite_bn import CompositeBatchNorm
-from bnlab.probes.state import BN_MODES
-from bnlab.probes.state import bn_mode as set_bn_mode
+from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
+from bnlab.state import BN_MODES
+from bnlab.state import bn_mode as set_bn_mode
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -94,7 +94,7 @@ class HessianOperator:
     ``shapes`` (per selected parameter), ``dim`` (P), ``dtype``, ``device``, ``bn_mode``, ``backend`` and
     ``products`` (Hessian-vector products computed so far; a block of b vectors counts b).
 
-    ``composite_bn=True`` evaluates torch's native `F.batch_norm` as ordinary ops (`bnlab.probes.composite_bn`):
+    ``composite_bn=True`` evaluates torch's native `F.batch_norm` as ordinary ops (`bnlab.probes.hessian.composite_bn`):
     the same function with a cheaper double backward.
 
     ``reuse_graph=True`` keeps one gradient graph per batch in memory (about 2-3x the activations of a forward

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.probes.hessian_lanczos import lanczos_eigenpairs
-from bnlab.probes.hessian_operator import hessian_operator
-from bnlab.probes.hessian_scale import invariant_sharpness, scale_invariant_weights
-from bnlab.probes.hessian_trace import krylov_hutchpp_trace
-from bnlab.probes.state import BN_MODES, batchnorm_layers
+from bnlab.probes.hessian.lanczos import lanczos_eigenpairs
+from bnlab.probes.hessian.operator import hessian_operator
+from bnlab.probes.hessian.scale import invariant_sharpness, scale_invariant_weights
+from bnlab.probes.hessian.trace import krylov_hutchpp_trace
+from bnlab.state import BN_MODES, batchnorm_layers
 
 
 class SharpnessProbe:

@@ -21,7 +21,7 @@ To share one operator between estimators (the gradient graph is built once):
     with hessian_operator(model, loss_fn, (x, y), bn_mode="eval") as op:
         top = lanczos_eigenpairs(op, k=1); tr = estimate_trace(op, target_se=0.1)
 
-The model is left as it was (parameters, buffers, ``.grad``, modes: `bnlab.probes.state`). The pieces live in
+The model is left as it was (parameters, buffers, ``.grad``, modes: `bnlab.state`). The pieces live in
 ``hessian_operator`` (H v), ``hessian_lanczos`` (eigenpairs), ``hessian_trace``, ``hessian_density``,
 ``hessian_dense`` (the oracles), ``hessian_scale`` (scale-invariant sharpness) and ``hessian_sharpness`` (the
 training probe).
@@ -35,11 +35,11 @@ from typing import Any
 from torch import nn
 
 from bnlab.errors import BnlabError
-from bnlab.probes.hessian_dense import dense_hessian, finite_difference_hessian
-from bnlab.probes.hessian_density import DensityResult, slq_density
-from bnlab.probes.hessian_lanczos import EIGEN_METHODS, WHICH, EigenResult, lanczos_eigenpairs, power_eigenpairs
-from bnlab.probes.hessian_operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
-from bnlab.probes.hessian_trace import (
+from bnlab.probes.hessian.dense import dense_hessian, finite_difference_hessian
+from bnlab.probes.hessian.density import DensityResult, slq_density
+from bnlab.probes.hessian.lanczos import EIGEN_METHODS, WHICH, EigenResult, lanczos_eigenpairs, power_eigenpairs
+from bnlab.probes.hessian.operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
+from bnlab.probes.hessian.trace import (
     TRACE_METHODS,
     TraceResult,
     hutchinson_trace,
@@ -60,7 +60,7 @@ def eigenpairs(op: Any, *, k: int = 1, which: str = "largest", method: str = "la
                max_steps: int | None = None, seed: int = 0, start: str = "auto",
                criterion: str = "residual") -> EigenResult:
     """Top-k eigenpairs of an operator by `method` ("lanczos" or "power"); `start` and `criterion` apply to
-    Lanczos (`bnlab.probes.hessian_lanczos`)."""
+    Lanczos (`bnlab.probes.hessian.lanczos`)."""
     if method == "lanczos":
         return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed, start=start,
                                   criterion=criterion)

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.probes.hessian_lanczos import Operator, lanczos
-from bnlab.probes.hessian_trace import rademacher
+from bnlab.probes.hessian.lanczos import Operator, lanczos
+from bnlab.probes.hessian.trace import rademacher
 
 
 @dataclass

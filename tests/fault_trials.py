@@ -1,6 +1,6 @@
 """Trial functions that misbehave on purpose, to check an executor's guarantees (tests, and a cluster smoke check).
 
-They are ordinary trial functions (`Trial(fn="bnlab.sweeps.faults:<name>", params={...})`):
+They are ordinary trial functions (`Trial(fn="fault_trials:<name>", params={...})`):
 
 * `tiny_fit`    -- a small seeded torch regression; its numbers must be identical under every executor;
 * `fail_until`  -- raises for its first `fails` attempts, then succeeds (retries);

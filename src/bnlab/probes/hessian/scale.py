@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bnlab.probes.hessian_lanczos import lanczos_eigenpairs
-from bnlab.probes.hessian_operator import LossFn, as_batches, hessian_operator
-from bnlab.probes.state import bn_mode, is_batchnorm, preserved_state
+from bnlab.probes.hessian.lanczos import lanczos_eigenpairs
+from bnlab.probes.hessian.operator import LossFn, as_batches, hessian_operator
+from bnlab.state import bn_mode, is_batchnorm, preserved_state
 
 
 def scale_invariant_weights(model: nn.Module, x: torch.Tensor) -> list[str]:

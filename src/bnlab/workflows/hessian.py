@@ -20,7 +20,7 @@ import torch
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.probes.state import BN_MODES
+from bnlab.state import BN_MODES
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class HessianConfig:
             raise BnlabError(f"train_steps must be >= 0, got {self.train_steps}")
         if not (self.tol > 0 and self.trace_rtol > 0):
             raise BnlabError("tol and trace_rtol must be positive")
-        from bnlab.probes.hessian_lanczos import CRITERIA, STARTS
+        from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
 
         if self.criterion not in CRITERIA:
             raise BnlabError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
@@ -134,7 +134,7 @@ def _plot(densities: dict[str, dict[str, Any]], title: str, fmt: str) -> bytes:
 def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure, save ``hessian.json`` and the density figure under `out`, and return the JSON data."""
     from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
-    from bnlab.probes.state import batchnorm_layers
+    from bnlab.state import batchnorm_layers
 
     out = Path(out)
     model, data, loss_fn = _load_run(cfg.run) if cfg.run else _build(cfg)

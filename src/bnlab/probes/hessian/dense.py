@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.probes.hessian_operator import HessianOperator
+from bnlab.probes.hessian.operator import HessianOperator
 
 MAX_DENSE_DIM = 20000
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.probes.hessian_lanczos import Operator, lanczos
+from bnlab.probes.hessian.lanczos import Operator, lanczos
 
 TRACE_METHODS: tuple[str, ...] = ("hutch++", "krylov-hutch++", "hutchinson")
 

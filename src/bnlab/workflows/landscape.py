@@ -30,7 +30,7 @@ from bnlab.landscape.interpolate import interpolate
 from bnlab.landscape.plane import random_line, random_plane
 from bnlab.landscape.roughness import roughness
 from bnlab.landscape.surface import Curve, Surface
-from bnlab.probes.state import batchnorm_layers
+from bnlab.state import batchnorm_layers
 
 LABELS = {"bn": "BN", "torch_bn": "BN (torch)", "none": "no BN", "noisy_bn": "noisy BN", "l1": "l1 norm",
           "l2": "l2 norm", "linf": "linf norm", "layer": "LayerNorm", "group": "GroupNorm", "noise": "noise"}
