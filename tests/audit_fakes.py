@@ -20,8 +20,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.sweeps import trial as trial_module
 from bnlab.experiments.base import CLAIM_IDS, ClaimResult, Figure, KeyNumber, Plan, mean_ci, seeds_for, verdict_from_ci
+from bnlab.sweeps import trial as trial_module
 from bnlab.sweeps.trial import Trial
 
 _REAL_RESOLVE = trial_module.resolve

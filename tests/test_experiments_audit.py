@@ -13,8 +13,7 @@ import audit_fakes
 from bnlab.data.registry import current_data_dir
 from bnlab.errors import BnlabError
 from bnlab.experiments import audit
-from bnlab.experiments.base import CLAIM_IDS, VERDICTS
-from bnlab.experiments.base import Plan
+from bnlab.experiments.base import CLAIM_IDS, VERDICTS, Plan
 from bnlab.experiments.claims import CLAIMS
 
 CLAIM_KEYS = {"id", "title", "verdict", "rule", "summary", "method", "key_number", "metrics", "figures",

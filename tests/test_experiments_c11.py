@@ -7,8 +7,8 @@ from dataclasses import asdict
 import pytest
 
 from bnlab.experiments import c11_gradient_flow as c11
-from bnlab.workflows import gradflow
 from bnlab.experiments.base import VERDICTS
+from bnlab.workflows import gradflow
 from experiments_smoke import run_and_check
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
 from bnlab.sweeps.spec import expand, load_sweep
+from bnlab.sweeps.trial import Trial
 
 SWEEP = """
 name = "killme"

@@ -1,8 +1,8 @@
 import pytest
 
 from bnlab.errors import BnlabError
-from bnlab.sweeps.trial import Trial, code_fingerprint
 from bnlab.sweeps import ProgressEvent, TrialStore, get_executor
+from bnlab.sweeps.trial import Trial, code_fingerprint
 from fault_trials import tiny_fit
 
 FIT = "fault_trials:tiny_fit"
@@ -84,7 +84,8 @@ def test_trial_locked_by_someone_else_is_waited_for(tmp_path):
     other = TrialStore(tmp_path)
     lock = other.claim(trial.key())
     reference = {"key": trial.key(), "claim": "C00", "name": "other", "fn": FIT, "params": dict(trial.params),
-                 "data": None, "code_fingerprint": code_fingerprint(FIT), "status": "ok", "result": {"by": "other"}, "error": None, "attempts": 1, "duration_s": 0.0}
+                 "data": None, "code_fingerprint": code_fingerprint(FIT), "status": "ok",
+                 "result": {"by": "other"}, "error": None, "attempts": 1, "duration_s": 0.0}
 
     def finish_elsewhere():
         other.put(reference)

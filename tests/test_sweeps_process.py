@@ -1,5 +1,5 @@
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
+from bnlab.sweeps.trial import Trial
 
 FIT = "fault_trials:tiny_fit"
 

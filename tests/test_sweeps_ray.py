@@ -4,8 +4,8 @@ import importlib
 
 import pytest
 
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps import TrialStore, get_executor
+from bnlab.sweeps.trial import Trial
 
 pytest.importorskip("ray")  # the `ray` extra, pinned in requirements/dev.lock, so it runs in CI
 # Ray vendors psutil (ray/thirdparty_files, on sys.path once ray is imported): a failure here is loud, not a skip

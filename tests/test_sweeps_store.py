@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from bnlab.errors import BnlabError
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.store import TrialStore
+from bnlab.sweeps.trial import Trial
 
 
 def _record(key, status="ok", result=None):

@@ -25,6 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from bnlab.layers.batchnorm import BatchNorm, batch_norm_train
+from bnlab.layers.jacobian import (
+    autograd_jacobian,
+    bn_input_and_grad,
+    bn_jacobian,
+    finite_difference_jacobian,
+    jacobian_spectrum,
+    theorem_4_1,
+)
+from bnlab.layers.precise import precise_statistics
+from bnlab.probes.invariance import scale_invariance
+
 # name -> (claim, tolerance, what is compared)
 TOLERANCES: dict[str, tuple[str, float, str]] = {
     "bn.forward.f64": ("C01", 1e-10, "output vs torch BatchNorm1d/2d/3d, train mode, float64"),
@@ -83,8 +95,6 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _compare_with_torch(dtype: torch.dtype, gen: torch.Generator) -> dict[str, float]:
     """Train 3 steps then eval, ours vs torch, for 1d/2d/3d inputs and both momentum modes."""
-    from bnlab.layers.batchnorm import BatchNorm
-
     shapes = {nn.BatchNorm1d: (12, 4), nn.BatchNorm2d: (4, 3, 3, 4), nn.BatchNorm3d: (3, 2, 2, 3, 2)}
     err = {"forward": 0.0, "input_grad": 0.0, "param_grad": 0.0, "running_stats": 0.0, "eval": 0.0}
     for ref_cls, shape in shapes.items():
@@ -121,8 +131,6 @@ def _alg1_numpy(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) 
 
 
 def _backward_vs_fd(gen: torch.Generator) -> float:
-    from bnlab.layers.batchnorm import batch_norm_train
-
     x = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     w = torch.rand(2, generator=gen, dtype=torch.float64) + 0.5
 
@@ -140,8 +148,6 @@ def _backward_vs_fd(gen: torch.Generator) -> float:
 
 
 def _double_backward(gen: torch.Generator) -> float:
-    from bnlab.layers.batchnorm import BatchNorm
-
     x = torch.randn(8, 3, 2, generator=gen, dtype=torch.float64)
     w0 = torch.randn(3, 3, 1, generator=gen, dtype=torch.float64)
     v = torch.randn(3, 3, 1, generator=gen, dtype=torch.float64)
@@ -159,8 +165,6 @@ def _double_backward(gen: torch.Generator) -> float:
 
 
 def _state_dict_roundtrip(gen: torch.Generator) -> float:
-    from bnlab.layers.batchnorm import BatchNorm
-
     ours, ref = BatchNorm(3), nn.BatchNorm2d(3)
     ours(torch.randn(4, 3, 2, 2, generator=gen))
     ref(torch.randn(4, 3, 2, 2, generator=gen) * 3)
@@ -174,9 +178,6 @@ def _state_dict_roundtrip(gen: torch.Generator) -> float:
 
 
 def _precise_vs_alg2(gen: torch.Generator) -> float:
-    from bnlab.layers.batchnorm import BatchNorm
-    from bnlab.layers.precise import precise_statistics
-
     net = nn.Sequential(nn.Linear(4, 3), BatchNorm(3)).double()
     with torch.no_grad():
         net[0].weight.copy_(torch.randn(3, 4, generator=gen, dtype=torch.float64))
@@ -193,8 +194,6 @@ def _precise_vs_alg2(gen: torch.Generator) -> float:
 def mechanics_errors(seed: int = 0) -> dict[str, float]:
     """C01: max errors of bnlab's BN mechanics against independent references (keys of TOLERANCES 'bn.*',
     'precise.*')."""
-    from bnlab.layers.batchnorm import BatchNorm
-
     gen = torch.Generator().manual_seed(seed)
     f64 = _compare_with_torch(torch.float64, gen)
     f32 = _compare_with_torch(torch.float32, gen)
@@ -219,8 +218,6 @@ def mechanics_errors(seed: int = 0) -> dict[str, float]:
 def small_bn_net(gen: torch.Generator, width: int = 8, in_dim: int = 6, classes: int = 3, eps: float = 1e-5,
                  ) -> nn.Module:
     """Linear -> bnlab BatchNorm -> ReLU -> Linear in float64, initialised from `gen`."""
-    from bnlab.layers.batchnorm import BatchNorm
-
     net = nn.Sequential(nn.Linear(in_dim, width), BatchNorm(width, eps=eps), nn.ReLU(), nn.Linear(width, classes))
     net = net.double()
     with torch.no_grad():
@@ -245,15 +242,6 @@ def _train_a_little(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int
 def jacobian_errors(seed: int = 0, m: int = 16, train_steps: int = 0, batch: int = 32) -> dict[str, float]:
     """C08: explicit Jacobian vs references, spectrum vs prediction, Thm 4.1 on a real layer of a small net trained
     `train_steps` SGD steps (keys 'jacobian.*', 'thm41.*')."""
-    from bnlab.layers.jacobian import (
-        autograd_jacobian,
-        bn_input_and_grad,
-        bn_jacobian,
-        finite_difference_jacobian,
-        jacobian_spectrum,
-        theorem_4_1,
-    )
-
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(m, generator=gen, dtype=torch.float64) * 2 + 0.5
     jac = bn_jacobian(x)
@@ -280,8 +268,6 @@ def jacobian_errors(seed: int = 0, m: int = 16, train_steps: int = 0, batch: int
 def invariance_errors(seed: int = 0, alphas: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0, 100.0),
                       eps: float = 1e-14) -> dict[str, float]:
     """C09: the three scale-invariance identities for the Linear layer feeding BN in a small float64 net."""
-    from bnlab.probes.invariance import scale_invariance
-
     gen = torch.Generator().manual_seed(seed)
     net = small_bn_net(gen, eps=eps)
     inputs = torch.randn(32, 6, generator=gen, dtype=torch.float64)

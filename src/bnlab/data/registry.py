@@ -28,43 +28,36 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bnlab.data.cifar10 import load_cifar10
 from bnlab.data.dataset import Dataset, take
+from bnlab.data.digits import load_digits
+from bnlab.data.mnist1d import load_mnist1d
+from bnlab.data.mnist5k import load_mnist5k
+from bnlab.data.synthetic import load_dln_regression, load_synthetic
 from bnlab.errors import BnlabError
 
 
 def _mnist5k(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.mnist5k import load_mnist5k
-
     return load_mnist5k(**kw)
 
 
 def _digits(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.digits import load_digits
-
     return load_digits(**kw)
 
 
 def _mnist1d(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.mnist1d import load_mnist1d
-
     return load_mnist1d(**kw)
 
 
 def _cifar10(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.cifar10 import load_cifar10
-
     return load_cifar10(data_dir, **kw)
 
 
 def _synthetic(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.synthetic import load_synthetic
-
     return load_synthetic(seed, **kw)
 
 
 def _dln_regression(data_dir: Any, seed: int, **kw: Any) -> Dataset:
-    from bnlab.data.synthetic import load_dln_regression
-
     return load_dln_regression(seed, **kw)
 
 

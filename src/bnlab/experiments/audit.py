@@ -38,10 +38,9 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from importlib import metadata
 
 import bnlab
 from bnlab.atomic import write_json

@@ -26,10 +26,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
+from bnlab.checks import TOLERANCES, mechanics_errors
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import BatchIterator, load_dataset
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, seeds_for
+from bnlab.layers import precise_statistics
+from bnlab.models import build_model
+from bnlab.state import batchnorm_layers, bn_mode
 from bnlab.sweeps.trial import Trial
+from bnlab.train.evaluate import evaluate
 
 CLAIM_ID = "C01"
 TITLE = "BN normalises with batch mean and biased variance, then γ, β; population statistics at inference"
@@ -57,23 +66,12 @@ CONFIGS: dict[str, C01Config] = {
 def verify(*, seed: int) -> dict:
     """Trial: the C01 rows of `bnlab.checks` with inputs drawn from `seed`."""
 
-    from bnlab.checks import mechanics_errors
-
     return {"errors": mechanics_errors(seed)}
 
 
 def population(*, dataset: str, model: str, steps: int, batch_size: int, lr: float, precise_batches: int,
                seed: int) -> dict:
     """Trial: train a BN net briefly, then Alg. 2 population statistics vs a NumPy Alg. 2 and vs the EMA."""
-    import numpy as np
-    import torch
-
-    from bnlab.data import BatchIterator, load_dataset
-    from bnlab.layers import precise_statistics
-    from bnlab.models import build_model
-    from bnlab.state import batchnorm_layers, bn_mode
-    from bnlab.train.evaluate import evaluate
-
     torch.manual_seed(seed)
     data = load_dataset(dataset, seed=0)
     net = build_model(model, norm="bn", in_shape=data.in_shape, num_classes=data.num_classes)
@@ -137,8 +135,6 @@ def plan(scale: str, seeds: int) -> Plan:
 
 
 def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    from bnlab.checks import TOLERANCES
-
     cfg = from_mapping(C01Config, plan.config)
     seeds = plan.seeds
     worst: dict[str, float] = {}

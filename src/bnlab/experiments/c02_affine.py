@@ -25,10 +25,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.experiments.base import (
+    SCALES,
+    ClaimResult,
+    Figure,
+    KeyNumber,
+    Plan,
+    combine_verdicts,
+    mean_ci,
+    seeds_for,
+    verdict_from_ci,
+)
+from bnlab.layers import BatchNorm
+from bnlab.probes.activations import sigmoid_input_fractions
 from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C02"
 TITLE = "γ and β restore representational power"
@@ -63,10 +79,6 @@ CONFIGS: dict[str, C02Config] = {
 
 def identity_recovery(*, batch: int, seed: int) -> dict:
     """Trial (a): relative error of BN with γ = √(σ²_B + ε), β = μ_B, for (N, C) and (N, C, H, W) inputs."""
-    import torch
-
-    from bnlab.layers import BatchNorm
-
     gen = torch.Generator().manual_seed(seed)
     errors: dict[str, float] = {}
     for dtype in (torch.float64, torch.float32):
@@ -98,8 +110,6 @@ class _BandProbe:
         self.every, self.inputs, self.band = every, inputs, band
 
     def __call__(self, ctx: Any) -> dict:
-        from bnlab.probes.activations import sigmoid_input_fractions
-
         x = self.inputs.to(next(ctx.model.parameters()).device)
         fractions = sigmoid_input_fractions(ctx.model, x, band=self.band, bn_mode="train")
         return {"fractions": list(fractions.values())}
@@ -108,9 +118,6 @@ class _BandProbe:
 def affine_run(*, dataset: str, model: str, norm: str, affine: bool, steps: int, batch_size: int, lr: float,
                momentum: float, probe_every: int, probe_examples: int, band: float, seed: int) -> dict:
     """Trial (b, c): train `model` with BN with / without affine parameters; band fraction over training."""
-    from bnlab.data import load_dataset
-    from bnlab.train import TrainConfig, train
-
     data = load_dataset(dataset)
     norm_kwargs = {} if affine else {"affine": False}
     config = TrainConfig(model=model, norm=norm, norm_kwargs=norm_kwargs, dataset=dataset, steps=steps,

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, seeds_for, verdict_from_ci
-from bnlab.sweeps.trial import Trial
 from bnlab.experiments.probed_training import (
     ETA_RANGES,
     finite_ci,
@@ -23,6 +22,7 @@ from bnlab.experiments.probed_training import (
     run_trial,
     seed_band,
 )
+from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C05"
 TITLE = "BN makes the loss smoother (Lipschitz)"

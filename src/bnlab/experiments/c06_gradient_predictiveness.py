@@ -13,11 +13,12 @@ results into votes), so another measure — e.g. the Hessian's top eigenvalue ov
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bnlab.experiments import c05_loss_smoothness as c05
 from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, seeds_for
+from bnlab.experiments.curvature import config_for, curvature_trials, summarise_curvature
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C06"
@@ -82,14 +83,10 @@ def along_gradient_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
 
 def hessian_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
     """The Hessian top eigenvalue over training (bnlab.experiments.curvature; trials shared with C14)."""
-    from bnlab.experiments.curvature import curvature_trials
-
     return curvature_trials(CLAIM_ID, scale, seeds)
 
 
 def hessian_section(plan: Plan, results: Mapping[str, dict]) -> Section:
-    from bnlab.experiments.curvature import summarise_curvature
-
     s = summarise_curvature(CLAIM_ID, plan.scale, plan.seeds, results)
     return Section(name=s.name, rule=s.rule, verdicts=s.verdicts, summary=s.summary, metrics=s.metrics,
                    figures=s.figures, caveats=s.caveats, key_number=s.key_number)
@@ -104,10 +101,6 @@ RULE_OVERALL = "Verdict: combine_verdicts over every section's votes."
 
 
 def _curvature_config(scale: str) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from bnlab.experiments.curvature import config_for
-
     return asdict(config_for(scale))
 
 

@@ -30,6 +30,7 @@ from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for
 from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C07"
 TITLE = "BN allows much larger learning rates without divergence"
@@ -108,8 +109,6 @@ def lr_run(*, dataset: str, model: str, model_kwargs: Mapping[str, Any], dataset
            device: str, seed: int) -> dict[str, Any]:
     """Trial: one SGD run; divergence, final accuracy, the eval curve (<= 200 points) and a window-averaged
     training-loss curve (<= 100 points)."""
-    from bnlab.train import TrainConfig, train
-
     config = TrainConfig(model=model, norm=norm, dataset=dataset, model_kwargs=dict(model_kwargs),
                          dataset_kwargs=dict(dataset_kwargs), lr=lr, steps=steps, batch_size=batch_size,
                          momentum=momentum, weight_decay=weight_decay, eval_every=eval_every, seed=seed,

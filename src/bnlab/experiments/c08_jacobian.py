@@ -28,9 +28,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
+
+from bnlab.checks import TOLERANCES, jacobian_errors
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import BatchIterator, load_dataset
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, seeds_for
+from bnlab.layers.jacobian import autograd_jacobian, bn_input_and_grad, bn_jacobian, jacobian_spectrum, theorem_4_1
+from bnlab.models import build_model
+from bnlab.state import batchnorm_layers
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
@@ -59,20 +66,11 @@ CONFIGS: dict[str, C08Config] = {
 def verify(*, m: int, seed: int) -> dict:
     """Trial: the C08 rows of `bnlab.checks` with inputs drawn from `seed`."""
 
-    from bnlab.checks import jacobian_errors
-
     return {"errors": jacobian_errors(seed, m=m, train_steps=5)}
 
 
 def real_layer(*, dataset: str, model: str, steps: int, batch_size: int, lr: float, seed: int) -> dict:
     """Trial: Thm 4.1 on every BN layer of a briefly trained MLP; Jacobian spectrum of one real feature."""
-    import torch
-
-    from bnlab.data import BatchIterator, load_dataset
-    from bnlab.layers.jacobian import autograd_jacobian, bn_input_and_grad, bn_jacobian, jacobian_spectrum, theorem_4_1
-    from bnlab.models import build_model
-    from bnlab.state import batchnorm_layers
-
     torch.manual_seed(seed)
     data = load_dataset(dataset, seed=0)
     net = build_model(model, norm="bn", in_shape=data.in_shape, num_classes=data.num_classes)
@@ -127,8 +125,6 @@ def plan(scale: str, seeds: int) -> Plan:
 
 
 def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    from bnlab.checks import TOLERANCES
-
     cfg = from_mapping(C08Config, plan.config)
     seeds = plan.seeds
     worst: dict[str, float] = {}

@@ -31,9 +31,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
+
+from bnlab.checks import TOLERANCES, invariance_errors
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import BatchIterator, load_dataset
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.experiments.base import (
+    SCALES,
+    ClaimResult,
+    Figure,
+    KeyNumber,
+    Plan,
+    combine_verdicts,
+    mean_ci,
+    seeds_for,
+    verdict_from_ci,
+)
+from bnlab.models import build_model, normalised_blocks
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
@@ -64,8 +79,6 @@ CONFIGS: dict[str, C09Config] = {
 def verify(*, seed: int) -> dict:
     """Trial: the identities with tiny ε (verdict) and with the default ε (reported)."""
 
-    from bnlab.checks import invariance_errors
-
     return {"errors": invariance_errors(seed, alphas=ALPHAS),
             "default_eps_errors": invariance_errors(seed, alphas=ALPHAS, eps=1e-5)}
 
@@ -73,11 +86,6 @@ def verify(*, seed: int) -> dict:
 def dynamics(*, dataset: str, model: str, steps: int, batch_size: int, lr: float, weight_decay: float,
              record_every: int, seed: int) -> dict:
     """Trial: plain SGD on a BN MLP in float64; norms of the pre-BN weights and η/‖W‖² over training."""
-    import torch
-
-    from bnlab.data import BatchIterator, load_dataset
-    from bnlab.models import build_model, normalised_blocks
-
     torch.manual_seed(seed)
     data = load_dataset(dataset, seed=0)
     net = build_model(model, norm="bn", in_shape=data.in_shape, num_classes=data.num_classes).double()
@@ -135,8 +143,6 @@ def _mean_curve(runs: list[dict], value) -> tuple[list[int], list[float]]:
 
 
 def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    from bnlab.checks import TOLERANCES
-
     cfg = from_mapping(C09Config, plan.config)
     seeds = plan.seeds
     worst: dict[str, float] = {}

@@ -20,9 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, mean_ci, seeds_for, verdict_from_ci
 from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C10"
 TITLE = "BN makes training insensitive to initialisation"
@@ -53,9 +55,6 @@ CONFIGS: dict[str, C10Config] = {
 def init_scale_run(*, dataset: str, model: str, norm: str, init_scale: float, steps: int, batch_size: int,
                    lr: float, momentum: float, seed: int) -> dict:
     """Trial: train `model` with weights × `init_scale`; final accuracies, divergence and losses."""
-    from bnlab.data import load_dataset
-    from bnlab.train import TrainConfig, train
-
     data = load_dataset(dataset)
     config = TrainConfig(model=model, norm=norm, dataset=dataset, init_scale=init_scale, steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, seed=seed, progress=False,

@@ -33,10 +33,24 @@ import torch
 from torch import nn
 
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
-from bnlab.sweeps.trial import Trial
+from bnlab.experiments.base import (
+    SCALES,
+    ClaimResult,
+    Figure,
+    KeyNumber,
+    Plan,
+    combine_verdicts,
+    mean_ci,
+    seeds_for,
+    verdict_from_ci,
+)
+from bnlab.models import build_model
 from bnlab.state import batchnorm_layers
+from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
+from bnlab.train.evaluate import evaluate
 
 CLAIM_ID = "C12"
 TITLE = "BN regularises like a weak Dropout"
@@ -121,10 +135,6 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
                        norm_kwargs: dict[str, Any], dropout: float, population_stats: bool, refresh_every: int,
                        steps: int, batch_size: int, lr: float, momentum: float, seed: int) -> dict:
     """Trial: train one variant on the training subset; final train / test accuracy and loss, the gap."""
-    from bnlab.data import load_dataset
-    from bnlab.models import build_model
-    from bnlab.train import TrainConfig, train
-
     data = load_dataset(dataset, train_size=train_size)
     config = TrainConfig(model=model, norm=norm, norm_kwargs=dict(norm_kwargs), dataset=dataset,
                          dataset_kwargs={"train_size": train_size},
@@ -139,8 +149,6 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
     result = train(config, model=net, dataset=data)
     if population_stats:
         result.model.refresh()  # the final evaluation used statistics up to refresh_every steps old: redo it
-        from bnlab.train.evaluate import evaluate
-
         loss_fn = nn.functional.cross_entropy
         on = data.to(result.model.data.device)
         train_loss, train_acc = evaluate(result.model, on.train_x, on.train_y, loss_fn)

@@ -38,9 +38,27 @@ import torch
 from torch import nn
 
 from bnlab.config import from_mapping, to_mapping
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for, verdict_from_ci
+from bnlab.experiments.base import (
+    SCALES,
+    ClaimResult,
+    Figure,
+    KeyNumber,
+    Plan,
+    combine_verdicts,
+    mean_ci,
+    seeds_for,
+    verdict_from_ci,
+)
+from bnlab.experiments.curvature import curvature_trials, summarise_curvature
+from bnlab.landscape import random_directions, random_line, random_plane, roughness
+from bnlab.landscape.directions import model_origin
+from bnlab.landscape.roughness import negative_curvature_fraction
+from bnlab.models import build_model
+from bnlab.state import batchnorm_layers
 from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C14"
 TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
@@ -85,14 +103,6 @@ def landscape_run(*, dataset: str, model: str, model_config: str, width: float, 
                   batch_size: int, lr: float, momentum: float, eval_samples: int, grid: int, line: int,
                   radius: float, rough_radius: float, direction_seed: int, seed: int) -> dict[str, Any]:
     """Trial: train one net, then its 2-D and 1-D landscapes in each BN mode; returns grids and roughness."""
-    from bnlab.data import load_dataset
-    from bnlab.landscape import random_directions, random_line, random_plane, roughness
-    from bnlab.landscape.directions import model_origin
-    from bnlab.landscape.roughness import negative_curvature_fraction
-    from bnlab.models import build_model
-    from bnlab.state import batchnorm_layers
-    from bnlab.train import TrainConfig, train
-
     data = load_dataset(dataset)
     config = TrainConfig(model=model, norm=norm, dataset=dataset, model_kwargs={"config": model_config,
                                                                                 "width": width},
@@ -146,7 +156,6 @@ def plan(scale: str, seeds: int) -> Plan:
                                  "direction_seed": s + cfg.direction_seed_offset, "seed": s},
                                 cost=(cfg.steps / 300 + cfg.grid**2 / 441) * (2.0 if norm == "bn" else 1.0)))
     # Hessian sharpness and spectral densities (bnlab.experiments.curvature; the same trials as C06's)
-    from bnlab.experiments.curvature import curvature_trials
 
     trials += curvature_trials(CLAIM_ID, scale, seed_list)
     return Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), tuple(trials))
@@ -242,7 +251,6 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
                f"log ratio no BN / BN {key['mean']:+.2f} (train mode) → {key['verdict']}, "
                f"{ev['mean']:+.2f} (eval mode) → {ev['verdict']}.")
     # sharpness beside the roughness: reported (with the votes its own rule would give), not voted here
-    from bnlab.experiments.curvature import summarise_curvature
 
     sharp = summarise_curvature(CLAIM_ID, plan.scale, seeds, results)
     summary += f" {sharp.summary} (Hessian sharpness: reported beside the roughness, not voted.)"

@@ -33,10 +33,19 @@ from typing import Any
 
 import torch
 
+from bnlab.config import from_mapping
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, Figure, KeyNumber, mean_ci, verdict_from_ci
-from bnlab.sweeps.trial import Trial
+from bnlab.experiments.probed_training import run_settings
+from bnlab.models import layers_in_order
+from bnlab.probes.hessian import density
 from bnlab.probes.hessian.density import smoothed_density
+from bnlab.probes.hessian.scale import scale_invariant_weights
+from bnlab.probes.hessian.sharpness import SharpnessProbe
+from bnlab.state import batchnorm_layers
+from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
+from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
 _MODULE = "bnlab.experiments.curvature"
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
@@ -77,8 +86,6 @@ def trial_name(norm: str, seed: int) -> str:
 
 def curvature_trials(claim: str, scale: str, seeds: Sequence[int]) -> list[Trial]:
     """The shared curvature trials: one (norm, seed) VGG run each; identical for every claim that plans them."""
-    from bnlab.experiments.probed_training import run_settings
-
     settings = run_settings("vgg", scale)
     cc = asdict(config_for(scale))
     return [Trial(claim=claim, name=trial_name(norm, s), fn=f"{_MODULE}:sharpness_run",
@@ -95,15 +102,6 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
                   max_steps: int, trace_samples: int, sketch: int, density_runs: int, density_steps: int,
                   grid_points: int) -> dict[str, Any]:
     """Trial: train one net with the sharpness probe; measure the end point and its spectral densities."""
-    from bnlab.config import from_mapping
-    from bnlab.models import layers_in_order
-    from bnlab.probes.hessian import density
-    from bnlab.probes.hessian.scale import scale_invariant_weights
-    from bnlab.probes.hessian.sharpness import SharpnessProbe
-    from bnlab.state import batchnorm_layers
-    from bnlab.train import TrainConfig, train
-    from bnlab.train.loop import build_for_config, default_loss, load_for_config
-
     cfg = from_mapping(TrainConfig, {**config, "progress": False, "trackers": ()})
     data = load_for_config(cfg)
     torch.manual_seed(cfg.seed)

@@ -26,15 +26,24 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from bnlab.config import from_mapping
 from bnlab.errors import BnlabError
+from bnlab.experiments.base import mean_ci
+from bnlab.models import DEFAULT_IN_SHAPES, build_model
+from bnlab.probes.activations import ActivationProbe, activation_modules
+from bnlab.probes.along_gradient import AlongGradientProbe
+from bnlab.probes.ics import ICSProbe
+from bnlab.sweeps.trial import Trial
+from bnlab.train import TrainConfig, train
+from bnlab.train.loop import load_for_config
+from bnlab.workflows.train_trial import subsample, subsample_indices
 
 PROBE_NAMES: tuple[str, ...] = ("along_gradient", "ics", "activations")
 
 
 def _subsample(records: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
-    from bnlab.workflows.train_trial import subsample_indices
-
     return [records[i] for i in subsample_indices(len(records), points)]
 
 
@@ -97,13 +106,6 @@ def probed_run(
 ) -> dict[str, Any]:
     """Train `config` (plain `TrainConfig` data; its ``seed`` is the trial's seed) with the named probes; see the
     module doc for what is recorded."""
-    from bnlab.probes.activations import ActivationProbe
-    from bnlab.probes.along_gradient import AlongGradientProbe
-    from bnlab.probes.ics import ICSProbe
-    from bnlab.workflows.train_trial import subsample
-    from bnlab.train import TrainConfig, train
-    from bnlab.train.loop import load_for_config
-
     unknown = [p for p in probes if p not in PROBE_NAMES]
     if unknown:
         raise BnlabError(f"unknown probe {unknown[0]!r} (choose from {', '.join(PROBE_NAMES)})")
@@ -183,8 +185,6 @@ def ics_means(series: dict[str, Any]) -> dict[str, float]:
 
 def finite_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
     """`mean_ci` of the finite values (a seed whose run produced no number is left out, not averaged as NaN)."""
-    from bnlab.experiments.base import mean_ci
-
     return mean_ci([v for v in values if v is not None and math.isfinite(v)])
 
 
@@ -273,11 +273,6 @@ def _last_activation(config: dict[str, Any]) -> str:
 @functools.lru_cache(maxsize=32)
 def _last_activation_of(model_name: str, dataset: str, model_kwargs: str) -> str:
     """Built once per architecture on the CPU (names do not depend on the norm or the seed)."""
-    import torch
-
-    from bnlab.models import DEFAULT_IN_SHAPES, build_model
-    from bnlab.probes.activations import activation_modules
-
     shapes = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "cifar10": (3, 32, 32), "mnist1d": (1, 40)}
     in_shape = shapes.get(dataset, DEFAULT_IN_SHAPES[model_name])
     state = torch.get_rng_state()
@@ -292,8 +287,6 @@ def _last_activation_of(model_name: str, dataset: str, model_kwargs: str) -> str
 
 def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
     """The shared `Trial` of one (family, norm, seed) run at `scale`, named for `claim`."""
-    from bnlab.sweeps.trial import Trial
-
     settings = run_settings(family, scale)
     config = {**settings["config"], "norm": norm, "seed": int(seed)}
     params: dict[str, Any] = {"config": config, "probe_every": settings["probe_every"]}

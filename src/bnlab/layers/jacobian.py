@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.errors import BnlabError
+from bnlab.state import bn_mode, preserved_state
 
 
 def _check_feature(x: torch.Tensor, eps: float) -> None:
@@ -182,8 +183,6 @@ def bn_input_and_grad(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, 
                       loss_fn: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Capture a real BN layer's input x and upstream gradient ∂L/∂z on one batch (train-mode BN, no buffer
     update): returns (x, g), both (N, C, *). The model's state (modes, buffers, grads) is restored."""
-    from bnlab.state import bn_mode, preserved_state
-
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     captured: dict[str, torch.Tensor] = {}
 

@@ -59,6 +59,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.state import BN_MODES, bn_mode, preserved_state
 
@@ -370,8 +371,6 @@ class GradFlowProbe:
     name = "gradflow"
 
     def __init__(self, config: GradFlowProbeConfig | None = None, **kwargs: Any) -> None:
-        from bnlab.config import from_mapping, to_mapping
-
         base = to_mapping(config) if config is not None else {}
         self.config = from_mapping(GradFlowProbeConfig, {**base, **kwargs}, where="gradflow.")
         _check_bn(self.config.bn)

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.colors import LogNorm, Normalize
@@ -352,7 +353,6 @@ def draw_surface(fig: Figure, data: Mapping[str, Any]) -> None:
     """3-D surfaces per panel with one colour scale and one z range for all panels."""
     panels = _panels(data)
     axes = _layout(fig, len(panels), projection="3d")
-    import numpy as np  # local: only surfaces need meshgrids
 
     grids = []
     for p in panels:

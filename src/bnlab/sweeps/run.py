@@ -23,10 +23,10 @@ from typing import Any, TextIO
 
 from bnlab.atomic import write_json
 from bnlab.errors import BnlabError
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.executors import ProgressEvent, get_executor
 from bnlab.sweeps.spec import Sweep, expand, point_label
 from bnlab.sweeps.store import TrialStore
+from bnlab.sweeps.trial import Trial
 
 METRICS: tuple[str, ...] = ("test_acc", "test_loss", "train_loss")
 

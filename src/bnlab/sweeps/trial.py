@@ -140,7 +140,7 @@ def _imported_modules(name: str, path: Path) -> set[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _closure(module: str) -> tuple[tuple[str, bytes], ...]:
     seen: dict[str, bytes] = {}
     todo = [module, *(module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1))]

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bnlab.errors import BnlabError
+from bnlab.tracking.jsonl import JsonlTracker
+from bnlab.tracking.tensorboard import TensorBoardTracker
+from bnlab.tracking.wandb import WandbTracker
 
 TRACKERS: tuple[str, ...] = ("jsonl", "tensorboard", "wandb")
 
@@ -29,16 +32,10 @@ def make_trackers(names: Sequence[str], run_dir: Path, config: Mapping[str, Any]
     trackers: list[Tracker] = []
     for name in names:
         if name == "jsonl":
-            from bnlab.tracking.jsonl import JsonlTracker
-
             trackers.append(JsonlTracker(run_dir / "metrics.jsonl"))
         elif name == "tensorboard":
-            from bnlab.tracking.tensorboard import TensorBoardTracker
-
             trackers.append(TensorBoardTracker(run_dir / "tensorboard"))
         elif name == "wandb":
-            from bnlab.tracking.wandb import WandbTracker
-
             trackers.append(WandbTracker(run_dir, config))
         else:
             raise BnlabError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")

@@ -33,12 +33,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from bnlab.atomic import write_json
 from bnlab.config import to_mapping
+from bnlab.data import load_dataset
 from bnlab.data.batches import BatchIterator
 from bnlab.data.dataset import Dataset, check_finite
 from bnlab.errors import BnlabError
+from bnlab.models import build_model
+from bnlab.tracking import make_trackers
 from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from bnlab.train.config import TrainConfig
 from bnlab.train.evaluate import evaluate
@@ -82,14 +86,10 @@ def default_loss(config: TrainConfig, dataset: Dataset) -> LossFn:
 
 
 def load_for_config(config: TrainConfig) -> Dataset:
-    from bnlab.data import load_dataset
-
     return load_dataset(config.dataset, data_dir=config.data_dir, seed=config.data_seed, **config.dataset_kwargs)
 
 
 def build_for_config(config: TrainConfig, dataset: Dataset) -> nn.Module:
-    from bnlab.models import build_model
-
     return build_model(config.model, norm=config.norm, init_scale=config.init_scale, in_shape=dataset.in_shape,
                        num_classes=dataset.out_features, norm_kwargs=dict(config.norm_kwargs),
                        **config.model_kwargs)
@@ -203,7 +203,6 @@ class _Run:
         sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else 50)
         probes = self.probes
         model.train()
-        from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and sys.stderr.isatty()),
                    desc=f"{cfg.model}/{cfg.norm}", leave=False)
@@ -286,8 +285,6 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, probes: Seq
     if checkpoint_path is not None and checkpoint_path.exists():
         start = run.restore(load_checkpoint(checkpoint_path, config, map_location=device))
     if run_dir is not None:
-        from bnlab.tracking import make_trackers
-
         write_json(run_dir / "config.json", to_mapping(config))
         run.trackers = make_trackers(config.trackers, run_dir, to_mapping(config))
         for tracker in run.trackers:

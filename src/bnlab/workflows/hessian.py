@@ -8,6 +8,7 @@ For each requested BN mode: the top-k eigenvalues (Lanczos), the trace ± SE (Hu
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +21,12 @@ import torch
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
-from bnlab.state import BN_MODES
+from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
+from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
+from bnlab.state import BN_MODES, batchnorm_layers
+from bnlab.train import TrainConfig, train
+from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,6 @@ class HessianConfig:
             raise BnlabError(f"train_steps must be >= 0, got {self.train_steps}")
         if not (self.tol > 0 and self.trace_rtol > 0):
             raise BnlabError("tol and trace_rtol must be positive")
-        from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
 
         if self.criterion not in CRITERIA:
             raise BnlabError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
@@ -69,10 +74,6 @@ class HessianConfig:
 
 
 def _load_run(folder: str) -> tuple[torch.nn.Module, Any, Any]:
-    from bnlab.train import TrainConfig
-    from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from bnlab.train.loop import build_for_config, default_loss, load_for_config
-
     path = Path(folder)
     if not (path / "config.json").is_file() or not (path / CHECKPOINT_NAME).is_file():
         raise BnlabError(f"'{folder}' is not a run folder (needs config.json and {CHECKPOINT_NAME})")
@@ -89,9 +90,6 @@ def _load_run(folder: str) -> tuple[torch.nn.Module, Any, Any]:
 
 
 def _build(cfg: HessianConfig) -> tuple[torch.nn.Module, Any, Any]:
-    from bnlab.train import TrainConfig, train
-    from bnlab.train.loop import build_for_config, default_loss, load_for_config
-
     kwargs = dict(cfg.model_kwargs)
     if cfg.model == "vgg" and "config" not in kwargs:
         kwargs["config"] = "narrow"
@@ -109,8 +107,6 @@ def _build(cfg: HessianConfig) -> tuple[torch.nn.Module, Any, Any]:
 
 
 def _plot(densities: dict[str, dict[str, Any]], title: str, fmt: str) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,9 +129,6 @@ def _plot(densities: dict[str, dict[str, Any]], title: str, fmt: str) -> bytes:
 
 def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure, save ``hessian.json`` and the density figure under `out`, and return the JSON data."""
-    from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
-    from bnlab.state import batchnorm_layers
-
     out = Path(out)
     model, data, loss_fn = _load_run(cfg.run) if cfg.run else _build(cfg)
     model = model.cpu()

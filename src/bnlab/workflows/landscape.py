@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from bnlab.atomic import write_json
-from bnlab.config import to_mapping
+from bnlab.config import from_mapping, to_mapping
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import NORMS as DIRECTION_NORMS
 from bnlab.landscape.directions import ONE_D_POLICIES, model_origin, random_directions
@@ -30,7 +31,12 @@ from bnlab.landscape.interpolate import interpolate
 from bnlab.landscape.plane import random_line, random_plane
 from bnlab.landscape.roughness import roughness
 from bnlab.landscape.surface import Curve, Surface
+from bnlab.report import landscape_plots as plots
 from bnlab.state import batchnorm_layers
+from bnlab.train import TrainConfig, train
+from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from bnlab.train.loop import build_for_config
+from bnlab.train.seeding import seed_everything
 
 LABELS = {"bn": "BN", "torch_bn": "BN (torch)", "none": "no BN", "noisy_bn": "noisy BN", "l1": "l1 norm",
           "l2": "l2 norm", "linf": "linf norm", "layer": "LayerNorm", "group": "GroupNorm", "noise": "noise"}
@@ -101,10 +107,6 @@ class _Net:
 
 
 def _train_nets(cfg: LandscapeConfig, out: Path, dataset: Any, log: Any) -> list[_Net]:
-    from bnlab.train import TrainConfig, train
-    from bnlab.train.loop import build_for_config
-    from bnlab.train.seeding import seed_everything
-
     nets = []
     for norm in cfg.norms:
         tcfg = TrainConfig(model=cfg.model, norm=norm, dataset=cfg.dataset, data_dir=cfg.data_dir,
@@ -123,9 +125,6 @@ def _train_nets(cfg: LandscapeConfig, out: Path, dataset: Any, log: Any) -> list
 
 def _check_nets(cfg: LandscapeConfig, dataset: Any) -> None:
     """BnlabError for a bad norm, model or model option, before anything is written (builds each net once)."""
-    from bnlab.train import TrainConfig
-    from bnlab.train.loop import build_for_config
-
     for norm in cfg.norms:
         build_for_config(TrainConfig(model=cfg.model, norm=norm, model_kwargs=dict(cfg.model_kwargs), lr=cfg.lr,
                                      momentum=cfg.momentum, batch_size=cfg.batch_size, steps=cfg.train_steps),
@@ -133,11 +132,6 @@ def _check_nets(cfg: LandscapeConfig, dataset: Any) -> None:
 
 
 def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
-    from bnlab.config import from_mapping
-    from bnlab.train import TrainConfig
-    from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from bnlab.train.loop import build_for_config
-
     nets = []
     for folder in cfg.runs:
         path = Path(folder)
@@ -166,9 +160,6 @@ def _slug(label: str) -> str:
 
 def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> dict[str, Any]:
     """Train or load the nets, evaluate and save every landscape, draw the figures; returns the summary."""
-    from bnlab.data import load_dataset
-    from bnlab.report import landscape_plots as plots
-
     out = Path(out)
     # every input is checked before the output folder is touched: bad input writes nothing
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)

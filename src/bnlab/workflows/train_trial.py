@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bnlab.config import from_mapping
+from bnlab.train import train
+from bnlab.train.config import TrainConfig
 
 TIMING_KEYS: frozenset[str] = frozenset({"seconds", "steps_per_s"})
 
@@ -55,9 +57,6 @@ def steps_to_target(eval_steps: Sequence[int], accs: Sequence[float], target: fl
 
 def train_trial(config: dict[str, Any], curve_points: int = 200, target_acc: float | None = None) -> dict[str, Any]:
     """Train one `TrainConfig` (plain data) and return its final metrics and curves (see the module docstring)."""
-    from bnlab.train import train
-    from bnlab.train.config import TrainConfig
-
     cfg = from_mapping(TrainConfig, config, where="trial.config.")
     result = train(cfg)
     history = result.history

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, grad, linearize
 
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
@@ -202,8 +202,6 @@ class HessianOperator:
         return self._gradient_value
 
     def _build_linearized(self) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-        from torch.func import grad, linearize
-
         def gradient(point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return grad(self.loss)(point)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from bnlab.errors import BnlabError
 from bnlab.sweeps.executors.base import Executor, Outcome, ProgressEvent
+from bnlab.sweeps.executors.local import LocalExecutor
+from bnlab.sweeps.executors.process import ProcessExecutor
+from bnlab.sweeps.executors.ray_tasks import RayExecutor
 
 EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
 
@@ -34,13 +37,8 @@ def get_executor(name: str, *, workers: int | None = None, address: str | None =
     if name != "ray" and gpus_per_trial:
         raise BnlabError(f"gpus_per_trial is for the ray executor, not {name!r}")
     if name == "local":
-        from bnlab.sweeps.executors.local import LocalExecutor
-
         return LocalExecutor(workers=workers, retries=retries)
     if name == "process":
-        from bnlab.sweeps.executors.process import ProcessExecutor
-
         return ProcessExecutor(workers=workers, retries=retries)
-    from bnlab.sweeps.executors.ray_tasks import RayExecutor
 
     return RayExecutor(workers=workers, address=address, retries=retries, gpus_per_trial=gpus_per_trial)

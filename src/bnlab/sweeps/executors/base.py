@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.sweeps.trial import Trial
-from bnlab.sweeps.trial import execute_trial
 from bnlab.sweeps.store import TrialLock, TrialStore
+from bnlab.sweeps.trial import Trial, execute_trial
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import torch
+
 from bnlab.sweeps.executors.base import Executor, Scheduler, attempt
 
 
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """torch.set_num_threads(1) for the duration of the block (side effect: process-wide, restored on exit)."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import torch
+
 from bnlab.sweeps.executors.base import Executor, Job, Outcome, Scheduler, attempt
 
 PRELOAD: tuple[str, ...] = ("torch", "bnlab.sweeps.executors.process", "bnlab.train")
@@ -49,8 +51,6 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def _worker_main(conn: Connection) -> None:
     """Worker loop: receive a Trial, run one attempt, send the Outcome; None or a closed pipe ends it."""
-    import torch
-
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()

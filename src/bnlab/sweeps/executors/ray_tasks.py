@@ -22,9 +22,11 @@ import os
 import time
 from typing import Any
 
+import torch
+
 from bnlab.errors import BnlabError
-from bnlab.sweeps.trial import Trial
 from bnlab.sweeps.executors.base import Executor, Job, Outcome, Scheduler, attempt
+from bnlab.sweeps.trial import Trial
 
 
 def _import_ray() -> Any:
@@ -38,8 +40,6 @@ def _import_ray() -> Any:
 
 def ray_attempt(trial: Trial, threads: int) -> Outcome:
     """The body of one Ray task: one attempt of `trial` with `threads` torch threads."""
-    import torch
-
     torch.set_num_threads(max(1, threads))
     return attempt(trial)
 
