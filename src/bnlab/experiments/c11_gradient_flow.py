@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, mean_ci, seeds_for
+from bnlab.probes.gradflow import YANG_RELU
 from bnlab.sweeps.trial import Trial
-from bnlab.workflows.gradflow import YANG_RELU
 
 CLAIM_ID = "C11"
 TITLE = "BN prevents vanishing/exploding gradients"

@@ -1,21 +1,9 @@
-"""One training run with Santurkar's and Ioffe's probes attached: the trial that C03, C04, C05 and C06 share.
+"""The shared training runs of C03–C06 (Ioffe's MLP, Santurkar's VGG and deep linear net) as trials, and the
+summaries the claims compute from them.
 
-`probed_run(config, probes, ...)` trains one `bnlab.train.TrainConfig` (plain data) and records, at step 0 and every
-`probe_every` steps, before that step's update and on that step's batch (unless stated):
-
-* ``along_gradient`` (`bnlab.probes.along_gradient`): loss and gradient at w − ηg for η = `eta_factors` × lr; kept
-  per probe time: min/max of the K losses (Santurkar Fig. 4a band), min/max of ‖∇L(w − ηg) − g‖ (Fig. 4b band),
-  loss variation, gradient predictiveness, effective β-smoothness (Fig. 4c);
-* ``ics`` (`bnlab.probes.ics`): per weight layer, ‖G − G′‖₂, cos(G, G′) and ‖G − G′‖₂ / ‖G‖₂ under the run's own
-  optimizer (Santurkar Def. 2.1, Fig. 3);
-* ``activations`` (`bnlab.probes.activations`): for module `activation_module` (its input, the pre-activation), the
-  15/50/85th percentiles, mean and std of `activation_units`, plus the overall mean/std and near-linear fraction.
-  Evaluated on the first `activation_inputs` test examples in BN's batch-statistics mode (Ioffe Fig. 1), or, with
-  ``activation_inputs=0``, on the step's training batch with the model exactly as it trains (``as_is``: noise
-  layers draw the very noise that training step will see; Santurkar Fig. 2).
-
-Identical (function, parameters) trials are deduplicated by the audit, so claims that plan the same run share it.
-Results are plain data with every curve subsampled to at most `curve_points` points.
+`run_trial(claim, family, scale, norm, seed)` is the `Trial` of one run; its function is
+`bnlab.workflows.probed_training.probed_run` (the run with Santurkar's and Ioffe's probes attached). Claims that
+plan the same (family, norm, seed) get byte-identical parameters, so the audit runs each once.
 """
 
 from __future__ import annotations
@@ -28,120 +16,11 @@ from typing import Any
 
 import torch
 
-from bnlab.config import from_mapping
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import mean_ci
 from bnlab.models import DEFAULT_IN_SHAPES, build_model
-from bnlab.probes.activations import ActivationProbe, activation_modules
-from bnlab.probes.along_gradient import AlongGradientProbe
-from bnlab.probes.ics import ICSProbe
+from bnlab.probes.activations import activation_modules
 from bnlab.sweeps.trial import Trial
-from bnlab.train import TrainConfig, train
-from bnlab.train.loop import load_for_config
-from bnlab.workflows.train_trial import subsample, subsample_indices
-
-PROBE_NAMES: tuple[str, ...] = ("along_gradient", "ics", "activations")
-
-
-def _subsample(records: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
-    return [records[i] for i in subsample_indices(len(records), points)]
-
-
-def _finite(value: float) -> float | None:
-    """JSON-safe float: None for NaN/inf."""
-    return float(value) if math.isfinite(value) else None
-
-
-def _along_gradient_series(records: list[dict[str, Any]]) -> dict[str, list]:
-    return {
-        "step": [r["step"] for r in records],
-        "loss_min": [_finite(min(r["losses"])) for r in records],
-        "loss_max": [_finite(max(r["losses"])) for r in records],
-        "dist_min": [_finite(min(r["grad_distances"])) for r in records],
-        "dist_max": [_finite(max(r["grad_distances"])) for r in records],
-        "loss_variation": [_finite(r["loss_variation"]) for r in records],
-        "gradient_predictiveness": [_finite(r["gradient_predictiveness"]) for r in records],
-        "beta_smoothness": [_finite(r["beta_smoothness"]) for r in records],
-        "grad_norm": [_finite(r["grad_norm"]) for r in records],
-        "etas": records[0]["etas"] if records else [],
-    }
-
-
-def _ics_series(records: list[dict[str, Any]]) -> dict[str, list]:
-    return {
-        "step": [r["step"] for r in records],
-        "layers": records[0]["layers"] if records else [],
-        "distance": [[_finite(v) for v in r["distance"]] for r in records],  # (T, layers)
-        "cosine": [[_finite(v) for v in r["cosine"]] for r in records],
-        "relative_distance": [[_finite(v) for v in r["relative_distance"]] for r in records],
-    }
-
-
-def _activation_series(records: list[dict[str, Any]], module: str) -> dict[str, list]:
-    stats = [r["modules"][module] for r in records]
-    return {
-        "step": [r["step"] for r in records],
-        "module": module,
-        "units": stats[0]["units"] if stats else [],
-        "percentiles": stats[0]["percentiles"] if stats else [],
-        "unit_percentiles": [s["unit_percentiles"] for s in stats],  # (T, U, P)
-        "unit_mean": [s["unit_mean"] for s in stats],  # (T, U)
-        "unit_std": [s["unit_std"] for s in stats],  # (T, U)
-        "mean": [s["mean"] for s in stats],
-        "std": [s["std"] for s in stats],
-        "near_linear_fraction": [s["near_linear_fraction"] for s in stats],
-    }
-
-
-def probed_run(
-    config: dict[str, Any],
-    probes: Sequence[str] = PROBE_NAMES,
-    probe_every: int = 50,
-    eta_factors: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-    activation_module: str | None = None,
-    activation_units: Sequence[int] = (0, 1, 2),
-    activation_inputs: int = 0,
-    ics_layers: Sequence[str] | None = None,
-    curve_points: int = 200,
-) -> dict[str, Any]:
-    """Train `config` (plain `TrainConfig` data; its ``seed`` is the trial's seed) with the named probes; see the
-    module doc for what is recorded."""
-    unknown = [p for p in probes if p not in PROBE_NAMES]
-    if unknown:
-        raise BnlabError(f"unknown probe {unknown[0]!r} (choose from {', '.join(PROBE_NAMES)})")
-    cfg = from_mapping(TrainConfig, {"progress": False, "trackers": [], **config}, where="trial.config.")
-    dataset = load_for_config(cfg)
-    attached = []
-    if "along_gradient" in probes:
-        attached.append(AlongGradientProbe(probe_every, eta_factors=eta_factors))
-    if "ics" in probes:
-        attached.append(ICSProbe(probe_every, layers=ics_layers))
-    if "activations" in probes:
-        if activation_module is None:
-            raise BnlabError("the activations probe needs activation_module")
-        inputs = dataset.test_x[:activation_inputs] if activation_inputs > 0 else None
-        attached.append(ActivationProbe(probe_every, [activation_module], inputs=inputs, units=activation_units,
-                                        bn_mode="train" if inputs is not None else "as_is"))
-    result = train(cfg, probes=attached, dataset=dataset)
-    history = result.history
-    curves = subsample(history, "step", ["train_loss"], curve_points)
-    curves.update(subsample(history, "eval_step", ["test_loss", "test_acc", "train_acc"], curve_points))
-    curves = {k: [_finite(v) if isinstance(v, float) else v for v in vals] for k, vals in curves.items()}
-    out: dict[str, Any] = {
-        "final": {k: (_finite(v) if isinstance(v, float) else v) for k, v in result.final.items()
-                  if k not in ("seconds", "steps_per_s")},
-        "diverged_at_step": result.diverged_at_step,
-        "curves": curves,
-    }
-    recs = result.probes
-    if "along_gradient" in probes:
-        out["along_gradient"] = _along_gradient_series(_subsample(recs["along_gradient"], curve_points))
-    if "ics" in probes:
-        out["ics"] = _ics_series(_subsample(recs["ics"], curve_points))
-    if "activations" in probes:
-        out["activations"] = _activation_series(_subsample(recs["activations"], curve_points), activation_module)
-    return out
-
 
 # ------------------------------------------------------------------------------------------------ summaries
 
@@ -300,7 +179,7 @@ def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
                       activation_module=_last_activation(config), activation_units=[0, 1, 2, 3],
                       activation_inputs=0)
     return Trial(claim=claim, name=f"{family}/{norm}/seed={seed}",
-                 fn="bnlab.experiments.probed_training:probed_run", params=params, cost=_COSTS[family])
+                 fn="bnlab.workflows.probed_training:probed_run", params=params, cost=_COSTS[family])
 
 
 def seed_band(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float | None]], label: str) -> dict[str, Any]:

@@ -63,6 +63,10 @@ from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.state import BN_MODES, bn_mode, preserved_state
 
+# Yang et al. 2019 (ICLR, arXiv:1902.08129): at initialisation, in a deep plain ReLU net with BN, ‖∂L/∂W_l‖² grows
+# by π/(π−1) ≈ 1.467 per layer towards the input (batch size → ∞): the reference for `fit_growth_factor`.
+YANG_RELU: float = math.pi / (math.pi - 1)
+
 WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

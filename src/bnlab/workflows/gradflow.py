@@ -16,11 +16,10 @@ import torch
 from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.models import build_model
-from bnlab.probes.gradflow import GradFlowProbe, fit_growth_factor
+from bnlab.probes.gradflow import YANG_RELU, GradFlowProbe, fit_growth_factor
 from bnlab.train import TrainConfig, train
 
-YANG_RELU = math.pi / (math.pi - 1)  # ≈ 1.467, Yang et al. 2019, per-layer growth of ‖∂L/∂W_l‖², plain ReLU BN
-
+__all__ = ["YANG_RELU", "gradient_profile", "trainability"]
 
 def _gradflow(model, data, batch_size: int, seed: int, probes: int) -> dict:  # noqa: ANN001
     """Gradient-flow record on a fixed, seeded training batch (BN in training mode)."""
