@@ -20,3 +20,26 @@ def test_failed_write_keeps_old_file(tmp_path):
         write_json(target, {"x": object()})
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    """The rename is made durable: the file's fsync comes before the rename, the folder's after it."""
+    import bnlab.atomic as atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync-folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    write_text(tmp_path / "r.txt", "x")
+    assert events == ["fsync-file", "rename", "fsync-folder"]
+    assert atomic.fsync_folder(tmp_path) is True
+    assert atomic.fsync_folder(tmp_path / "missing") is False

@@ -1,6 +1,10 @@
-"""Atomic file writes: write a temporary file in the same folder, fsync, then rename over the target.
+"""Atomic file writes: write a temporary file in the same folder, fsync it, rename it over the target, then fsync
+the folder.
 
-A reader (or a rerun after SIGKILL) sees either the old file or the complete new one, never a torn write.
+A reader (or a rerun after SIGKILL) sees either the old file or the complete new one, never a torn write. The
+folder's fsync makes the rename itself durable: without it a power cut can leave the folder entry pointing at the
+old file (or at nothing) although the new file's data is on disk. Platforms that cannot open a folder for fsync
+(Windows) skip that step.
 """
 
 from __future__ import annotations
@@ -10,6 +14,23 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from bnlab.config import json_leaf
+
+
+def fsync_folder(folder: str | os.PathLike) -> bool:
+    """fsync `folder` so a rename inside it survives a power cut; False where the platform does not allow it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    try:
+        os.fsync(fd)
+    except OSError:  # e.g. a file system that refuses fsync on folders
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -22,6 +43,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -37,13 +59,4 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1) -> Path:
     """JSON with NaN/inf kept as the JS literals Python writes (json.loads reads them back)."""
-    return write_text(path, json.dumps(data, indent=indent, sort_keys=False, default=_plain) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    """numpy / torch scalars and arrays -> plain Python for json."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return write_text(path, json.dumps(data, indent=indent, sort_keys=False, default=json_leaf) + "\n")

@@ -99,6 +99,21 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise BnlabError(f"{where or cls.__name__}: {exc}") from None
 
 
+def json_leaf(value: Any) -> Any:
+    """`json.dumps(default=...)` hook: numpy / torch scalars and arrays -> Python numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not plain data: {type(value).__name__}")
+
+
+def plain(value: Any) -> Any:
+    """Plain, JSON-able data of `value` (a JSON round trip: tuples -> lists, numpy / torch scalars and arrays ->
+    Python; NaN and inf kept); TypeError for anything that is not data."""
+    return json.loads(json.dumps(value, default=json_leaf))
+
+
 def to_mapping(config: Any) -> dict[str, Any]:
     """Plain, JSON-able data of a dataclass config (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True))

@@ -9,12 +9,36 @@ run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
 from bnlab.errors import BnlabError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def as_batches(data: Batch | Iterable[Batch]) -> list[Batch]:
+    """The one adapter of probe and landscape data: one ``(x, y)`` batch of tensors, or a finite iterable of such
+    batches (a list, a generator, a `torch.utils.data.DataLoader`) -> a list of ``(x, y)`` tuples.
+
+    Raises BnlabError for anything else, an empty iterable, or a batch whose inputs and targets differ in length.
+    """
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        batches = [data]
+    elif torch.is_tensor(data) or isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise BnlabError("data must be an (x, y) batch of tensors or an iterable of such batches")
+    else:
+        batches = list(data)
+    if not batches:
+        raise BnlabError("data holds no batches")
+    for b in batches:
+        if not (isinstance(b, (tuple, list)) and len(b) == 2 and torch.is_tensor(b[0]) and torch.is_tensor(b[1])):
+            raise BnlabError("every batch of the data must be an (x, y) pair of tensors")
+        if b[0].shape[0] != b[1].shape[0]:
+            raise BnlabError(f"a batch has {b[0].shape[0]} inputs but {b[1].shape[0]} targets")
+    return [(b[0], b[1]) for b in batches]
 
 
 class BatchIterator:

@@ -44,7 +44,7 @@ from typing import Any
 
 import bnlab
 from bnlab.atomic import write_json
-from bnlab.config import config_hash
+from bnlab.config import config_hash, plain
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan
 from bnlab.experiments.claims import CLAIMS
@@ -185,19 +185,6 @@ class AuditResult:
     trial_counts: dict[str, int] = field(default_factory=dict)
 
 
-def _plain(value: Any) -> Any:
-    """JSON round trip: tuples -> lists, numpy/torch scalars -> Python; TypeError if something is not data."""
-
-    def default(v: Any) -> Any:
-        if hasattr(v, "tolist"):
-            return v.tolist()
-        if hasattr(v, "item"):
-            return v.item()
-        raise TypeError(f"not plain data: {type(v).__name__}")
-
-    return json.loads(json.dumps(value, default=default))
-
-
 def _describe(exc: BaseException) -> str:
     return describe_error(exc)
 
@@ -254,7 +241,7 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
         files.add(file)
         figures.append({**spec, "file": file})
     key = dataclasses.asdict(result.key_number) if result.key_number is not None else None
-    return _plain({
+    return plain({
         "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": result.verdict, "rule": result.rule,
         "summary": result.summary, "method": result.method, "key_number": key, "metrics": result.metrics,
         "figures": figures, "caveats": list(result.caveats), "config_hash": plan.key(),

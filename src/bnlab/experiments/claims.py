@@ -219,7 +219,3 @@ _CLAIMS: tuple[ClaimInfo, ...] = (
 CLAIMS: dict[str, ClaimInfo] = {c.id: c for c in _CLAIMS}
 assert tuple(CLAIMS) == CLAIM_IDS
 
-
-def claim_info(claim_id: str) -> ClaimInfo:
-    """The description of `claim_id` (one of `CLAIM_IDS`)."""
-    return CLAIMS[claim_id]

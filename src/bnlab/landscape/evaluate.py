@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,13 +51,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.state import batchnorm_layers, preserved_state
 
 BN_MODES: tuple[str, ...] = ("train", "eval", "recalibrated")
 STRATEGIES: tuple[str, ...] = ("auto", "loop", "vmap")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _FIRST_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -79,22 +79,6 @@ def _forward_fn(model: nn.Module, compile: bool) -> Callable[[dict[str, torch.Te
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[id(model)] = cached
     return cached[1]
-
-
-def as_batches(data: Batch | Sequence[Batch] | Iterable[Batch]) -> list[Batch]:
-    """One batch ``(x, y)`` or a finite sequence of batches -> a list of batches."""
-    if isinstance(data, tuple) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        batches = [data]
-    else:
-        batches = list(data)
-    if not batches:
-        raise BnlabError("landscape data is empty")
-    for b in batches:
-        if not (isinstance(b, (tuple, list)) and len(b) == 2 and torch.is_tensor(b[0]) and torch.is_tensor(b[1])):
-            raise BnlabError("landscape data must be a batch (x, y) of tensors or a list of such batches")
-        if b[0].shape[0] != b[1].shape[0]:
-            raise BnlabError(f"batch has {b[0].shape[0]} inputs but {b[1].shape[0]} targets")
-    return [(b[0], b[1]) for b in batches]
 
 
 def data_hash(batches: Sequence[Batch]) -> str:
@@ -271,8 +255,11 @@ def _point_params(origin: Mapping[str, torch.Tensor], directions: Sequence[Mappi
 
 
 def _batch_metrics(out: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> tuple[float, float]:
-    """(mean loss, number correct or NaN) of one batch."""
-    loss = float(loss_fn(out.float(), y))
+    """(mean loss, number correct or NaN) of one batch. Outputs are upcast only from bf16 / half (so the loss of a
+    bf16 evaluation is summed in fp32); fp32 and fp64 models keep their own precision."""
+    if out.dtype in (torch.bfloat16, torch.float16):
+        out = out.float()
+    loss = float(loss_fn(out, y))
     if out.dim() == 2 and not y.is_floating_point() and y.dim() == 1:
         return loss, float((out.argmax(dim=1) == y).sum())
     return loss, float("nan")

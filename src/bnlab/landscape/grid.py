@@ -42,10 +42,3 @@ def plane_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xx, yy = np.meshgrid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))  # (ny, nx) each
     return np.stack([xx.ravel(), yy.ravel()], axis=1)  # (ny * nx, 2)
 
-
-def centre_index(values: np.ndarray) -> int:
-    """Index of the exact 0 in an axis (BnlabError when absent)."""
-    hits = np.flatnonzero(np.asarray(values) == 0.0)
-    if hits.size == 0:
-        raise BnlabError("the axis does not contain the centre 0")
-    return int(hits[0])

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import ParamDict, line_direction
-from bnlab.landscape.evaluate import Batch, LossFn, as_batches, data_hash, evaluate
+from bnlab.landscape.evaluate import LossFn, data_hash, evaluate
 from bnlab.landscape.grid import axis
 from bnlab.landscape.surface import Curve
 

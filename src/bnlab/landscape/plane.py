@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from bnlab.config import config_hash
+from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import ParamDict, model_origin, pca_directions, random_directions
-from bnlab.landscape.evaluate import Batch, LossFn, as_batches, data_hash, evaluate
+from bnlab.landscape.evaluate import LossFn, data_hash, evaluate
 from bnlab.landscape.grid import plane_points, symmetric_axis
 from bnlab.landscape.surface import Curve, Surface
 

@@ -9,7 +9,6 @@ For each requested BN mode: the top-k eigenvalues (Lanczos), the trace ± SE (Hu
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigen
 from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
 from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
-from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from bnlab.train.loop import build_for_config, default_loss, load_for_config
+from bnlab.train.run import load_run
 
 
 @dataclass(frozen=True)
@@ -74,19 +73,8 @@ class HessianConfig:
 
 
 def _load_run(folder: str) -> tuple[torch.nn.Module, Any, Any]:
-    path = Path(folder)
-    if not (path / "config.json").is_file() or not (path / CHECKPOINT_NAME).is_file():
-        raise BnlabError(f"'{folder}' is not a run folder (needs config.json and {CHECKPOINT_NAME})")
-    try:
-        mapping = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BnlabError(f"cannot read '{path / 'config.json'}': {exc}") from None
-    tcfg = from_mapping(TrainConfig, mapping, where=f"{folder}: ")
-    state = load_checkpoint(path / CHECKPOINT_NAME, tcfg)
-    data = load_for_config(tcfg)
-    model = build_for_config(tcfg, data)
-    model.load_state_dict(state["model"])
-    return model, data, default_loss(tcfg, data)
+    run = load_run(folder)
+    return run.model, run.dataset, default_loss(run.config, run.dataset)
 
 
 def _build(cfg: HessianConfig) -> tuple[torch.nn.Module, Any, Any]:

@@ -11,7 +11,6 @@ centre loss, timings). Every grid resumes from its saved part when the command i
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from bnlab.atomic import write_json
-from bnlab.config import from_mapping, to_mapping
+from bnlab.config import to_mapping
 from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import NORMS as DIRECTION_NORMS
@@ -34,8 +33,8 @@ from bnlab.landscape.surface import Curve, Surface
 from bnlab.report import landscape_plots as plots
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
-from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from bnlab.train.loop import build_for_config
+from bnlab.train.run import load_run
 from bnlab.train.seeding import seed_everything
 
 LABELS = {"bn": "BN", "torch_bn": "BN (torch)", "none": "no BN", "noisy_bn": "noisy BN", "l1": "l1 norm",
@@ -134,23 +133,10 @@ def _check_nets(cfg: LandscapeConfig, dataset: Any) -> None:
 def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
     nets = []
     for folder in cfg.runs:
-        path = Path(folder)
-        if not (path / "config.json").is_file() or not (path / CHECKPOINT_NAME).is_file():
-            raise BnlabError(f"'{folder}' is not a run folder (needs config.json and {CHECKPOINT_NAME})")
-        try:
-            saved = json.loads((path / "config.json").read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BnlabError(f"'{path / 'config.json'}' is not valid JSON ({exc})") from None
-        tcfg = from_mapping(TrainConfig, saved, where=f"{folder}: ")
-        if tcfg.dataset != cfg.dataset:
-            raise BnlabError(f"run '{folder}' was trained on {tcfg.dataset}, not {cfg.dataset}; pass --dataset "
-                             f"{tcfg.dataset}")
-        state = load_checkpoint(path / CHECKPOINT_NAME, tcfg)
-        model = build_for_config(tcfg, dataset)
-        model.load_state_dict(state["model"])
-        base = LABELS.get(tcfg.norm, tcfg.norm)
-        label = base if all(n.label != base for n in nets) else f"{base} ({path.name})"
-        nets.append(_Net(label, model, None))
+        run = load_run(folder, dataset)
+        base = LABELS.get(run.config.norm, run.config.norm)
+        label = base if all(n.label != base for n in nets) else f"{base} ({Path(folder).name})"
+        nets.append(_Net(label, run.model, None))
     return nets
 
 

@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bnlab.config import from_mapping
+from bnlab.config import from_mapping, plain
 from bnlab.train import train
 from bnlab.train.config import TrainConfig
 
@@ -40,11 +40,7 @@ def subsample(series: Mapping[str, Sequence[Any]], index_key: str, keys: Sequenc
     """The entries `keys` (and `index_key`) of equal-length `series`, taken at the same subsampled positions."""
     n = len(series.get(index_key, ()))
     idx = subsample_indices(n, points)
-    return {k: [_plain(series[k][i]) for i in idx] for k in (index_key, *keys) if k in series}
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    return {k: [plain(series[k][i]) for i in idx] for k in (index_key, *keys) if k in series}
 
 
 def steps_to_target(eval_steps: Sequence[int], accs: Sequence[float], target: float) -> int | None:
@@ -62,7 +58,7 @@ def train_trial(config: dict[str, Any], curve_points: int = 200, target_acc: flo
     history = result.history
     curves = subsample(history, "step", ["train_loss"], curve_points)
     curves.update(subsample(history, "eval_step", ["test_loss", "test_acc", "train_acc"], curve_points))
-    final = {k: _plain(v) for k, v in result.final.items() if k not in TIMING_KEYS}
+    final = {k: plain(v) for k, v in result.final.items() if k not in TIMING_KEYS}
     device = next((p.device.type for p in result.model.parameters()), "cpu")
     out = {"final": final, "diverged_at_step": result.diverged_at_step, "device": device, "curves": curves,
            "steps_to_target": None}

@@ -32,36 +32,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, linearize
 
+from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
 from bnlab.state import BN_MODES
 from bnlab.state import bn_mode as set_bn_mode
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 HVP_BACKENDS: tuple[str, ...] = ("autograd", "linearize")
-
-
-def as_batches(data: Any) -> list[Batch]:
-    """A single ``(x, y)`` batch or an iterable of them -> a list of ``(x, y)`` batches."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        return [(data[0], data[1])]
-    if isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable):
-        raise BnlabError("data must be an (x, y) batch or an iterable of (x, y) batches")
-    batches = [tuple(b) for b in data]
-    if not batches:
-        raise BnlabError("data holds no batches")
-    for b in batches:
-        if len(b) != 2 or not all(isinstance(t, torch.Tensor) for t in b):
-            raise BnlabError("every batch must be an (x, y) pair of tensors")
-    return batches  # type: ignore[return-value]
 
 
 def select_parameters(model: nn.Module, params: Sequence[str] | None = None) -> list[str]:

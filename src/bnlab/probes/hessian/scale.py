@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bnlab.data.batches import as_batches
 from bnlab.probes.hessian.lanczos import lanczos_eigenpairs
-from bnlab.probes.hessian.operator import LossFn, as_batches, hessian_operator
+from bnlab.probes.hessian.operator import LossFn, hessian_operator
 from bnlab.state import bn_mode, is_batchnorm, preserved_state
 
 
