@@ -49,7 +49,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real audit folder (fake claims, real figures), with a hostile title put into results.json."""
     mp = pytest.MonkeyPatch()
     audit_fakes.install(mp)
-    mp.setattr("bnlab.experiments.audit.code_fingerprint", lambda: "pinned")
+    mp.setattr("bnlab.sweeps.trial.code_fingerprint", lambda fn: "pinned")
     try:
         out = tmp_path_factory.mktemp("audit")
         run_audit("smoke", 2, None, out, "local", log=None)
