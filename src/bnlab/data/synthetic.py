@@ -2,8 +2,8 @@
 
 * `synthetic`: Gaussian-input classification labelled by a random teacher net: x ~ N(0, I_d),
   logits = W2 tanh(W1 x) with W1 (h, d), W2 (k, h) Gaussian (variance 1/fan_in), y = argmax(logits + noise).
-* `dln_regression`: Santurkar et al.'s deep-linear-net task: x ~ N(0, I_10), y = A x with A (10, 10),
-  A_ij ~ N(0, 1/10) (so E|y|^2 = E|x|^2), plus optional Gaussian target noise.
+* `dln_regression`: Santurkar et al.'s deep-linear-net task: x ~ N(0, I_10), y = A x with A (10, 10) "a random
+  Gaussian matrix", A_ij ~ N(0, a_std²) (default 1, the plain reading), plus optional Gaussian target noise.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ def load_synthetic(seed: int = 0, n_train: int = 4000, n_test: int = 1000, dim: 
 
 
 def load_dln_regression(seed: int = 0, n_train: int = 4000, n_test: int = 1000, dim: int = 10,
-                        noise: float = 0.0) -> Dataset:
+                        noise: float = 0.0, a_std: float = 1.0) -> Dataset:
     _positive("dln_regression", n_train=n_train, n_test=n_test, dim=dim)
+    if not (isinstance(a_std, (int, float)) and np.isfinite(a_std) and a_std > 0):
+        raise BnlabError(f"dln_regression: a_std must be a finite number > 0, got {a_std!r}")
     rng = np.random.default_rng(seed)
-    a = rng.normal(0.0, 1.0 / np.sqrt(dim), (dim, dim))  # (d, d)
+    a = rng.normal(0.0, float(a_std), (dim, dim))  # (d, d)
     x = rng.normal(size=(n_train + n_test, dim))  # (N, d)
     y = x @ a.T + noise * rng.normal(size=(n_train + n_test, dim))  # (N, d)
     return make_dataset("dln_regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=0,

@@ -1,10 +1,12 @@
 """The claims audit: plan every claim's trials, run them once through a sweep executor, summarise, report.
 
-    run_audit(scale, seeds, claims, out, executor) -> AuditResult
+    run_audit(scale, seeds, claims, out, executor, first_seed=0) -> AuditResult
 
 1. **Validate** every input (scale, seeds, claim ids, executor, output folder, data folder) before touching the
    output folder: bad input raises `BnlabError` and nothing is written.
-2. **Plan**: each claim's experiment module (`registry.load_experiment`) turns (scale, seeds) into a `Plan`. A claim
+2. **Plan**: each claim's experiment module (`registry.load_experiment`) turns (scale, seeds, first seed) into a
+   `Plan` (seeds None: the claim's default for the scale, `experiments.base.DEFAULT_SEEDS`; the seeds run are
+   first_seed ... first_seed + n - 1, so `--first-seed` replicates an audit on disjoint seeds). A claim
    without a module is `not_measured` — never a guess; one whose module fails to import or to plan is recorded as
    `inconclusive` with the error in its caveats, and the others go on.
 3. **Run**: the trials of all claims, with the data folder bound into each trial that reads one
@@ -13,11 +15,12 @@
    Finished trials are never recomputed, so a rerun reuses them and a run killed half way resumes where it
    stopped. The key covers the data (folder and content fingerprint) and the code that computes the trial
    (`bnlab.sweeps.trial.code_fingerprint`), so no result computed on other data or by other code is reused.
-4. **Summarise**: each claim's `summarize(plan, results)` gives its verdict by the rule written in its module. A
-   claim with a failed trial, or whose `summarize` raises, is `inconclusive` with the errors in its caveats.
+4. **Summarise**: `experiments.base.summarize(module, plan, results)` = the module's `measure`, `decide` (its
+   verdict by the rule written in the module), `figures` and `describe`. A claim with a failed trial, or whose
+   summary raises, is `inconclusive` with the errors in its caveats.
 5. **Write** ``OUT/results.json`` atomically, then the report (figures/, report.html, report.md).
 
-Determinism: everything under ``"claims"`` in results.json is a function of the code, the scale and the seeds
+Determinism: everything under ``"claims"`` in results.json is a function of the code, the data, the scale and the seeds
 only — no timestamps, durations, paths or cache state (those live at the top level) — so two runs with the same
 seeds give bit-identical claims.
 
@@ -46,6 +49,7 @@ import bnlab
 from bnlab.atomic import write_json
 from bnlab.config import config_hash, plain
 from bnlab.errors import BnlabError
+from bnlab.experiments import base
 from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan
 from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
@@ -55,7 +59,6 @@ from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
 from bnlab.sweeps.executors.base import describe_error
 from bnlab.sweeps.trial import Trial, bind_data
 
-DEFAULT_SEEDS: dict[str, int] = {"smoke": 2, "default": 3, "paper": 5}
 RESULTS_FILE = "results.json"
 TRIALS_DIR = "trials"
 MAX_ERRORS_SHOWN = 5
@@ -120,26 +123,27 @@ class AuditRequest:
     """A validated audit request (see `validate_request`)."""
 
     scale: str
-    seeds: int
+    seeds: int | None  # None: each claim's default for the scale (experiments.base.DEFAULT_SEEDS)
     claims: tuple[str, ...]
     out: Path
     executor: str
     workers: int | None = None
     address: str | None = None
     data_dir: Path | None = None
+    first_seed: int = 0
 
 
 def validate_request(scale: str = "default", seeds: int | None = None,
                      claims: str | Sequence[str] | None = None, out: str | os.PathLike = "runs/audit",
-                     executor: str = "local", workers: int | None = None, address: str | None = None,
-                     data_dir: str | os.PathLike | None = None) -> AuditRequest:
+                     executor: str = "process", workers: int | None = None, address: str | None = None,
+                     data_dir: str | os.PathLike | None = None, first_seed: int = 0) -> AuditRequest:
     """Check every input of an audit, touching nothing; BnlabError naming the first problem."""
     if scale not in SCALES:
         raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
-    if seeds is None:
-        seeds = DEFAULT_SEEDS[scale]
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise BnlabError(f"seeds must be an integer >= 1, got {seeds!r}")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise BnlabError(f"first seed must be an integer >= 0, got {first_seed!r}")
     chosen = parse_claims(claims)
     if executor not in EXECUTORS:
         raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -155,7 +159,7 @@ def validate_request(scale: str = "default", seeds: int | None = None,
         data = Path(data_dir).expanduser()
         if not data.is_dir():
             raise BnlabError(f"data folder {str(data)!r} does not exist or is not a folder")
-    return AuditRequest(scale, seeds, chosen, check_out_folder(out), executor, workers, address, data)
+    return AuditRequest(scale, seeds, chosen, check_out_folder(out), executor, workers, address, data, first_seed)
 
 
 # ------------------------------------------------------------------------------------------------ claim state
@@ -195,11 +199,12 @@ def _about(claim_id: str) -> dict[str, Any]:
 
 
 def _entry(claim_id: str, verdict: str, summary: str, *, rule: str = "", caveats: Sequence[str] = (),
-           config_hash: str | None = None, n_trials: int = 0) -> dict[str, Any]:
+           config_hash: str | None = None, n_trials: int = 0, seeds: Sequence[int] = ()) -> dict[str, Any]:
     """A claim entry that did not come from summarize(): not measured, or failed."""
     return {
         "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": verdict, "rule": rule, "summary": summary,
-        "method": "", "key_number": None, "metrics": {}, "figures": [], "caveats": list(caveats),
+        "method": "", "key_number": None, "primary": None, "votes": [], "secondary": [], "verifications": [],
+        "protocol": None, "seeds": list(seeds), "metrics": {}, "figures": [], "caveats": list(caveats),
         "config_hash": config_hash, "n_trials": n_trials, "about": _about(claim_id),
     }
 
@@ -224,8 +229,19 @@ def _check_plan(claim_id: str, plan: Any) -> Plan:
     return plan
 
 
+def protocol_entry(protocol: base.Protocol) -> dict[str, Any]:
+    """The claim's pre-registered protocol as plain data (printed in the report and on docs/protocol.md)."""
+    return plain(dataclasses.asdict(protocol))
+
+
 def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any]:
-    """results.json's entry for a summarised claim (plain data; figures get the file name they are drawn to)."""
+    """results.json's entry for a summarised claim (plain data; figures get the file name they are drawn to).
+
+    ``primary`` is the headline setting of the primary endpoint (its first setting) with its effect, CI, seed
+    count, minimum detectable effect and test; ``votes`` lists the endpoint in every setting with the vote each
+    cast; ``secondary`` the results that never vote; ``verifications`` the identities checked to a tolerance.
+    ``key_number`` (the older contract) is the headline again, in the form {name, value, ci_low, ci_high, unit}.
+    """
     if not isinstance(result, ClaimResult):
         raise TypeError(f"summarize() returned {type(result).__name__}, expected experiments.base.ClaimResult")
     if result.id != claim_id:
@@ -240,11 +256,18 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
             file = figure_filename(claim_id, spec, index)
         files.add(file)
         figures.append({**spec, "file": file})
-    key = dataclasses.asdict(result.key_number) if result.key_number is not None else None
+    decision = result.decision
+    head = decision.primary[0]
     return plain({
         "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": result.verdict, "rule": result.rule,
-        "summary": result.summary, "method": result.method, "key_number": key, "metrics": result.metrics,
-        "figures": figures, "caveats": list(result.caveats), "config_hash": plan.key(),
+        "summary": result.description.summary, "method": result.description.method,
+        "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low, "ci_high": head.ci_high,
+                       "unit": head.unit},
+        "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
+        "secondary": [r.to_dict() for r in decision.secondary],
+        "verifications": [v.to_dict() for v in decision.verifications],
+        "protocol": protocol_entry(result.protocol), "seeds": list(plan.seeds), "metrics": result.metrics,
+        "figures": figures, "caveats": list(result.description.caveats), "config_hash": plan.key(),
         "n_trials": len(plan.trials), "about": _about(claim_id),
     })
 
@@ -305,15 +328,15 @@ def _progress_printer(log: Log | None, cached: set[str]) -> Callable[[Any], None
 
 
 def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Sequence[str] | None = None,
-              out: str | os.PathLike = "runs/audit", executor: str = "local", *, workers: int | None = None,
-              address: str | None = None, data_dir: str | os.PathLike | None = None, retries: int = 1,
-              log: Log | None = print) -> AuditResult:
+              out: str | os.PathLike = "runs/audit", executor: str = "process", *, workers: int | None = None,
+              address: str | None = None, data_dir: str | os.PathLike | None = None, first_seed: int = 0,
+              retries: int = 1, log: Log | None = print) -> AuditResult:
     """Run the claims audit and write OUT/results.json and the report; see the module docstring.
 
     log: called with one line per event (start, each finished trial, figure errors); None for silence.
     A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
     """
-    request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir)
+    request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir, first_seed)
 
     runner = get_executor(request.executor, workers=request.workers, address=request.address, retries=retries)
     prepare_out_folder(request.out)
@@ -336,7 +359,7 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
                               f"verdict (its module {CLAIM_MODULES[st.id]} is not written).")
             continue
         try:
-            st.plan = _check_plan(st.id, st.module.plan(request.scale, request.seeds))
+            st.plan = _check_plan(st.id, st.module.plan(request.scale, request.seeds, request.first_seed))
         except Exception as exc:  # noqa: BLE001
             st.entry = _failed(st.id, "plan() failed", _describe(exc))
 
@@ -352,7 +375,8 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
     cached = {k for k in unique if store.done(k)}
     if log is not None:
         log(f"bnlab audit: {len(request.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
-            f"scale {request.scale}, {request.seeds} seed(s), executor {request.executor} -> {request.out}")
+            f"scale {request.scale}, {request.seeds or 'default'} seed(s) from {request.first_seed}, "
+            f"executor {request.executor} -> {request.out}")
     records = runner.run(trials, store, progress=_progress_printer(log, cached)) if trials else {}
 
     for st in states:
@@ -366,21 +390,22 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
                 caveats.append(f"... and {len(failed) - MAX_ERRORS_SHOWN} more failed trials")
             st.entry = _entry(st.id, "inconclusive", f"{len(failed)} of {len(plan.trials)} trials failed, so no "
                               "verdict was computed (a rerun retries them).", caveats=caveats,
-                              config_hash=plan.key(), n_trials=len(plan.trials))
+                              config_hash=plan.key(), n_trials=len(plan.trials), seeds=plan.seeds)
             continue
         results = {t.name: copy.deepcopy(records[t.key()]["result"]) for t in plan.trials}
         try:
-            st.entry = claim_entry(st.id, st.module.summarize(plan, results), plan)
+            st.entry = claim_entry(st.id, base.summarize(st.module, plan, results), plan)
         except Exception as exc:  # noqa: BLE001 - recorded honestly, the other claims go on
             st.entry = _failed(st.id, "summarize() failed", _describe(exc), config_hash=plan.key(),
-                               n_trials=len(plan.trials))
+                               n_trials=len(plan.trials), seeds=plan.seeds)
 
     counts = {"unique": len(unique), "cached": len(cached), "ran": len(unique) - len(cached),
               "failed": sum(1 for r in records.values() if r["status"] != "ok")}
     git_commit, git_dirty = git_state()
     results: dict[str, Any] = {
         "scale": request.scale,
-        "seeds": request.seeds,
+        "seeds": request.seeds if request.seeds is not None else "default",
+        "first_seed": request.first_seed,
         "duration_s": round(time.perf_counter() - start, 3),
         "created": created,
         "executor": request.executor,

@@ -1,16 +1,30 @@
-"""The contract every claim experiment follows.
+"""The contract every claim experiment follows, and the shapes of what it returns.
 
-An experiment module `bnlab.experiments.cNN_<name>` tests one claim of `shared/seed/claims.md` and exposes:
+An experiment module `bnlab.experiments.cNN_<name>` tests one claim of `shared/seed/claims.md`. It reads like a
+preregistration -- what is measured, the primary endpoint, the rule, then the code -- and exposes:
 
-    CLAIM_ID = "C07"
-    def plan(scale: str, seeds: int) -> Plan
-    def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult
+    CLAIM_ID = "C05"
+    TITLE = "..."
+    PROTOCOL = Protocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
+    RULE = "..."                                          # the rule in words, next to `decide`
+    def plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan
+    def measure(plan: Plan, results: Mapping[str, dict]) -> dict       # plain data, no verdict
+    def decide(metrics: Mapping[str, Any]) -> Decision                  # the rule, as a small pure function
+    def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]
+    def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description
 
-`plan` turns a scale (`smoke` | `default` | `paper`) and a number of seeds into a frozen config (plain data) and a
-list of independent `Trial`s. A trial names a module-level function and plain-data keyword arguments; the executors
-(`local`, `process`, `ray`) run trials anywhere, cache each result by `Trial.key()` and hand all results, keyed by
-`Trial.name`, to `summarize`, which computes the verdict by the rule written in the module and returns plain data
-(numbers, curves, figure specs). `summarize` must be cheap and deterministic: it never trains.
+`plan` turns a scale (`smoke` | `default` | `paper`) and a seed count (None: the claim's default for the scale,
+`seeds_for`) into a frozen config (plain data) and a list of independent `Trial`s (`bnlab.sweeps.trial`). A trial
+names a module-level function outside the claim modules (in `bnlab.workflows`, so its cache key does not depend on
+report prose) and plain-data keyword arguments; the executors run trials anywhere, cache each result by
+`Trial.key()` and hand all results, keyed by `Trial.name`, to `summarize(module, plan, results)` =
+`measure` + `decide` + `figures` + `describe`. None of these train; all are deterministic.
+
+`decide` sees only `measure`'s output. Its primary input is ``metrics["primary"]``: for every setting the endpoint
+is evaluated in (e.g. ``{"vgg": [...], "dln": [...]}``), the per-seed values of the endpoint, already paired (BN
+vs no BN on the same seed) and in the endpoint's units, so a test can feed it synthetic numbers.
+Only the primary endpoint votes. Everything else is a secondary `Result` (with its own CI, never changing the
+verdict) or a `Verification` (an identity checked to a tolerance, reported apart from the statistical vote).
 
 Figures are *specs* (plain data), drawn later by `bnlab.report.figures`, so a report can be re-rendered from
 `results.json` alone. Kinds (every kind holds a list of panels drawn side by side with shared styling):
@@ -24,17 +38,182 @@ Figures are *specs* (plain data), drawn later by `bnlab.report.figures`, so a re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any
 
-from bnlab.config import config_hash
+from bnlab.config import config_hash, plain
+from bnlab.errors import BnlabError
+from bnlab.experiments import stats
 from bnlab.sweeps.trial import Trial
 
-VERDICTS: tuple[str, ...] = ("supported", "refuted", "mixed", "inconclusive", "not_measured")
+VERDICTS: tuple[str, ...] = stats.VERDICTS
 SCALES: tuple[str, ...] = ("smoke", "default", "paper")
 CLAIM_IDS: tuple[str, ...] = tuple(f"C{i:02d}" for i in range(1, 15))
+TESTS: tuple[str, ...] = ("t", "sign", "permutation", "tost", "verification")
+
+# Seeds per scale, by the cost of a claim's runs: "cheap" (deep linear net, MLPs, verifications) and "costly"
+# (the VGG runs). Chosen by the time budget (make audit <= 15 min on 2 CPU cores) and the power analysis of
+# docs/protocol.md, never by the data a rule judges.
+DEFAULT_SEEDS: dict[str, dict[str, int]] = {
+    "smoke": {"cheap": 2, "costly": 2},
+    "default": {"cheap": 8, "costly": 5},
+    "paper": {"cheap": 5, "costly": 3},
+}
+
+
+def seeds_for(scale: str, seeds: int | None = None, first_seed: int = 0, cost: str = "cheap") -> tuple[int, ...]:
+    """The seeds first_seed, ..., first_seed + n - 1, with n = `seeds` or the scale's default for `cost`."""
+    if scale not in SCALES:
+        raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
+    if cost not in DEFAULT_SEEDS[scale]:
+        raise BnlabError(f"unknown run cost {cost!r} (choose from {', '.join(DEFAULT_SEEDS[scale])})")
+    n = DEFAULT_SEEDS[scale][cost] if seeds is None else seeds
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BnlabError(f"seeds must be an integer >= 1, got {n!r}")
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise BnlabError(f"first seed must be an integer >= 0, got {first_seed!r}")
+    return tuple(range(first_seed, first_seed + n))
+
+
+def config_for(configs: Mapping[str, Any], scale: str) -> Any:
+    """The frozen config of `scale` from a claim's table of configs per scale (BnlabError for an unknown scale)."""
+    if scale not in configs:
+        raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(configs)})")
+    return configs[scale]
+
+
+# ----------------------------------------------------------------------------- the pre-registration
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A claim's primary endpoint, fixed in code before any run.
+
+    The claim predicts ``effect > threshold`` (``direction="greater"``; a module whose claim predicts a decrease
+    defines its per-seed values so that the predicted effect is positive), or equivalence within ±margin
+    (``test="tost"``, `threshold` is the margin), or an identity to a tolerance (``test="verification"``).
+    """
+
+    name: str  # e.g. "log(loss variation without BN / with BN)"
+    measure: str  # how one seed's value is computed, in words
+    unit: str  # e.g. "log ratio", "accuracy", "decades of lr"
+    test: str  # one of TESTS: how per-seed values become a vote (bnlab.experiments.stats)
+    threshold: float = 0.0  # the null value the effect is tested against; the margin for "tost"
+    threshold_source: str = ""  # where that number comes from (a paper, a definition)
+    settings: tuple[str, ...] = ("all",)  # where it is evaluated; votes combined by stats.combine
+    direction: str = "greater"
+    # settings whose (test, threshold) differ from the endpoint's, e.g. {"noisy_vs_bn": ("tost", 0.015)}
+    per_setting: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+
+    def test_of(self, setting: str) -> tuple[str, float]:
+        """(test, threshold or margin) of one setting."""
+        return tuple(self.per_setting.get(setting, (self.test, self.threshold)))  # type: ignore[return-value]
+
+    def __post_init__(self) -> None:
+        if self.test not in TESTS:
+            raise ValueError(f"test must be one of {TESTS}, got {self.test!r}")
+        if self.test == "tost" and not self.threshold > 0:
+            raise ValueError("a tost endpoint needs a margin > 0 as its threshold")
+        if not self.settings:
+            raise ValueError("an endpoint is evaluated in at least one setting")
+        for setting, (test, threshold) in self.per_setting.items():
+            if setting not in self.settings or test not in TESTS or (test == "tost" and not threshold > 0):
+                raise ValueError(f"bad per_setting entry {setting!r}: ({test!r}, {threshold!r})")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the protocol page (docs/protocol.md) prints for a claim; `endpoint` is the only thing that votes."""
+
+    endpoint: Endpoint
+    cost: str  # "cheap" | "costly": which default seed count the claim's runs get (DEFAULT_SEEDS)
+    secondary: tuple[str, ...] = ()  # what else is reported, never voting
+    verifications: tuple[str, ...] = ()  # identities checked to a tolerance, reported apart
+    runs: str = ""  # what is run at the default scale
+    paper: str = ""  # the paper's protocol, and how the default scale differs from it
+    why: str = ""  # why this endpoint and threshold (changes from the starting points, with reasons)
+
+
+# ----------------------------------------------------------------------------- what decide returns
+
+
+@dataclass
+class Result:
+    """One endpoint value over seeds: the primary endpoint in one setting, or a secondary result."""
+
+    name: str
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_seeds: int
+    mde: float | None  # minimum detectable effect at this seed count (stats.minimum_detectable_effect)
+    test: str
+    unit: str = ""
+    p: float | None = None
+    sd: float | None = None  # the per-seed standard deviation (what the power analysis of docs/protocol.md uses)
+    vote: str | None = None  # the verdict this result cast (primary settings only)
+    note: str = ""
+
+    @classmethod
+    def of(cls, name: str, est: stats.Estimate, unit: str = "", vote: str | None = None, note: str = "") -> Result:
+        d = est.to_dict()
+        return cls(name, d["effect"], d["ci_low"], d["ci_high"], est.n, d["mde"], est.test, unit, d["p"], d["sd"],
+                   vote, note)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(asdict(self))
+
+
+@dataclass
+class Verification:
+    """An identity checked against a reference to a tolerance: passed, and the worst error relative to it."""
+
+    name: str
+    passed: bool
+    worst_ratio: float  # max over cases of error / tolerance (< 1 passes)
+    cases: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(asdict(self))
+
+
+@dataclass
+class Decision:
+    """The verdict and what decided it: the primary endpoint in each setting (each with its vote)."""
+
+    verdict: str
+    primary: list[Result]  # one per setting of the endpoint, in Endpoint.settings order; [0] is the headline
+    secondary: list[Result] = field(default_factory=list)
+    verifications: list[Verification] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if not self.primary:
+            raise ValueError("a decision reports its primary endpoint")
+
+    @property
+    def votes(self) -> dict[str, str | None]:
+        return {r.name: r.vote for r in self.primary}
+
+
+@dataclass
+class Description:
+    summary: str  # one or two plain sentences: what was measured and what it shows
+    method: str  # what was run at this scale
+    caveats: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Figure:
+    id: str  # unique within the claim; also the file stem
+    kind: str  # lines | bars | contours | surface | heatmap
+    title: str
+    caption: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,95 +230,98 @@ class Plan:
 
 
 @dataclass
-class Figure:
-    id: str  # unique within the claim; also the file stem
-    kind: str  # lines | bars | contours | surface | heatmap
-    title: str
-    caption: str
-    data: dict[str, Any]
-
-
-@dataclass
-class KeyNumber:
-    """The one number the verdict table shows, with its 95% CI over seeds when there is one."""
-
-    name: str
-    value: float
-    ci_low: float | None = None
-    ci_high: float | None = None
-    unit: str = ""
-
-
-@dataclass
 class ClaimResult:
     id: str
     title: str
-    verdict: str
+    decision: Decision
     rule: str  # the rule, written before the run, that decided the verdict
-    summary: str  # one or two plain sentences: what was measured and what it shows
-    method: str = ""  # how it was tested at this scale
-    key_number: KeyNumber | None = None
+    description: Description
+    protocol: Protocol
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
-    caveats: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
-
-
-# ----------------------------------------------------------------------------- statistics for verdict rules
-
-# two-sided 97.5% quantiles of Student's t for df = 1..30 (scipy-free, so summarize stays light)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """Mean and the 95% Student-t confidence interval of the mean; (mean, None, None) for one value."""
-    xs = [float(v) for v in values]
-    n = len(xs)
-    if n == 0:
-        return math.nan, None, None
-    mean = sum(xs) / n
-    if n == 1:
-        return mean, None, None
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-    half = t * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+# ----------------------------------------------------------------------------- the shared rule machinery
 
 
-def verdict_from_ci(ci_low: float | None, ci_high: float | None, threshold: float = 0.0) -> str:
-    """The house rule for a directional effect: `supported` when the whole 95% CI lies above `threshold`,
-    `refuted` when it lies wholly below it, `inconclusive` otherwise (including a missing CI: one seed)."""
-    if ci_low is None or ci_high is None or math.isnan(ci_low) or math.isnan(ci_high):
-        return "inconclusive"
-    if ci_low > threshold:
-        return "supported"
-    if ci_high < threshold:
-        return "refuted"
-    return "inconclusive"
+def estimate(values: Sequence[float | None], test: str, threshold: float = 0.0) -> stats.Estimate:
+    """Per-seed values -> the estimate of `test` (t: mean and t-interval; sign / permutation: exact tests; tost)."""
+    if test == "t":
+        return stats.mean_ci(values, threshold)
+    if test == "sign":
+        return stats.sign_test(values, threshold)
+    if test == "permutation":
+        return stats.permutation_test(values, threshold)
+    if test == "tost":
+        return stats.tost(values, threshold)
+    raise ValueError(f"no statistical test {test!r} (verifications are decided by their tolerance)")
 
 
-def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """Overall verdict of several settings: all agree -> that verdict; supported and refuted both present ->
-    `mixed`; otherwise (some inconclusive) `inconclusive` unless a majority agrees on one direction with no
-    opposite, in which case `mixed`."""
-    vs = [v for v in verdicts if v != "not_measured"]
-    if not vs:
-        return "not_measured"
-    if all(v == vs[0] for v in vs):
-        return vs[0]
-    if "supported" in vs and "refuted" in vs:
-        return "mixed"
-    if "mixed" in vs:
-        return "mixed"
-    return "inconclusive"
+def vote(est: stats.Estimate) -> str:
+    """The verdict one estimate casts: equivalence for tost, the directional rule otherwise."""
+    return stats.equivalence_verdict(est) if est.test == "tost" else stats.directional_verdict(est)
 
 
-def seeds_for(n: int) -> tuple[int, ...]:
-    if n < 1:
-        raise ValueError(f"seeds must be >= 1, got {n}")
-    return tuple(range(n))
+def endpoint_results(endpoint: Endpoint, per_setting: Mapping[str, Sequence[float | None]]) -> list[Result]:
+    """The endpoint's estimate and vote in each of its settings (per-seed values from ``metrics["primary"]``)."""
+    missing = [s for s in endpoint.settings if s not in per_setting]
+    if missing:
+        raise KeyError(f"metrics['primary'] lacks the setting(s) {missing}")
+    out = []
+    for setting in endpoint.settings:
+        est = estimate(per_setting[setting], *endpoint.test_of(setting))
+        name = endpoint.name if setting == "all" else f"{endpoint.name} [{setting}]"
+        out.append(Result.of(name, est, endpoint.unit, vote=vote(est)))
+    return out
+
+
+def secondary_result(name: str, values: Sequence[float | None], unit: str = "", test: str = "t",
+                     threshold: float = 0.0, note: str = "") -> Result:
+    """A secondary result: the estimate of `values` over seeds, reported with its CI, never voting."""
+    return Result.of(name, estimate(values, test, threshold), unit, note=note)
+
+
+def secondary_results(metrics: Mapping[str, Any]) -> list[Result]:
+    """The secondary results `measure` lists under ``metrics["secondary"]``: {name: {"values": per-seed values,
+    "unit"?, "test"? (default "t"), "threshold"?, "note"?}}, in that order."""
+    return [secondary_result(name, spec["values"], spec.get("unit", ""), spec.get("test", "t"),
+                             spec.get("threshold", 0.0), spec.get("note", ""))
+            for name, spec in (metrics.get("secondary") or {}).items()]
+
+
+def decide_endpoint(endpoint: Endpoint, metrics: Mapping[str, Any],
+                    verifications: Sequence[Verification] = ()) -> Decision:
+    """The house rule for one endpoint: its vote in every setting, combined by `stats.combine` (supported or
+    refuted only where every setting says so; supported and refuted together -> mixed; otherwise inconclusive).
+    Secondary results come from ``metrics["secondary"]`` and never vote."""
+    results = endpoint_results(endpoint, metrics["primary"])
+    return Decision(stats.combine([r.vote for r in results]), results, secondary_results(metrics),
+                    list(verifications))
+
+
+def verification(name: str, ratios: Sequence[float], note: str = "") -> Verification:
+    """An identity checked in several cases: passes when every error / tolerance ratio is finite and < 1."""
+    worst = max(ratios) if ratios else float("nan")
+    passed = bool(ratios) and all(r == r and r < 1 for r in ratios)  # r == r: not NaN
+    return Verification(name, passed, worst, len(ratios), note)
+
+
+def brief(r: Result, digits: int = 2) -> str:
+    """"+1.23 [+0.50, +1.96] (supported)": a result's effect, CI and vote for a summary sentence."""
+    if r.effect is None:
+        return f"n/a ({r.vote or 'no value'})"
+    ci = f" [{r.ci_low:+.{digits}f}, {r.ci_high:+.{digits}f}]" if r.ci_low is not None and r.ci_high is not None else ""
+    return f"{r.effect:+.{digits}f}{ci}" + (f" ({r.vote})" if r.vote else "")
+
+
+def summarize(module: ModuleType, plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
+    """A claim's result: `measure` -> `decide` -> `figures` -> `describe` of its module (nothing else)."""
+    metrics = module.measure(plan, results)
+    decision = module.decide(metrics)
+    return ClaimResult(id=module.CLAIM_ID, title=module.TITLE, decision=decision, rule=module.RULE,
+                       description=module.describe(plan, metrics, decision), protocol=module.PROTOCOL,
+                       metrics=plain(metrics), figures=module.figures(plan, results, metrics))

@@ -1,138 +1,102 @@
 """C06 — "BN makes the gradient more predictive (smaller β-smoothness)" (Santurkar et al. 2018, Fig. 4b, c).
 
-On the same runs as C05 (shared trials): at probe times, ‖∇L(w − ηg) − g‖₂ for the K step sizes. Two sections,
-each voting per net (VGG and the deep linear net) with the effect log(no BN / BN) over seeds:
+What is measured. On the runs of C05 (shared trials): at probe times, ‖∇L(w − ηg) − g‖₂ for the K step sizes on
+the step's batch. The *gradient predictiveness* at a probe time is the width of that band over η (Fig. 4b); the
+*effective β-smoothness* is max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖ (Fig. 4c). On separate VGG runs
+(`bnlab.experiments.curvature`, shared with C14): the Hessian's top eigenvalue every few steps, in both BN modes.
 
-* gradient predictiveness — the width of the band of ‖∇L(w − ηg) − g‖ over η (Fig. 4b);
-* effective β-smoothness — max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖ (Fig. 4c).
+Primary endpoint. Per net (VGG, deep linear net) and seed: the mean over probe times of log(gradient
+predictiveness) without BN minus the same with BN (log of the ratio of geometric means, paired by seed). Positive:
+the gradient changes less along −g with BN, i.e. it is more predictive.
 
-The claim's verdict combines every section's votes. Sections are a list (`PLANNERS` adds trials, `SECTIONS` turns
-results into votes), so another measure — e.g. the Hessian's top eigenvalue over training — is one more entry.
+Rule (RULE, `decide`): as C05's — per net, the 95% t-interval wholly above 0 -> supported, wholly below -> refuted,
+else inconclusive; nets combined by `stats.combine`. Secondary (never voting): the effective β-smoothness per net,
+and the Hessian λ_max over training per BN mode (log ratio no BN / BN), its weight-norm-invariant form and trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from bnlab.experiments import c05_loss_smoothness as c05
-from bnlab.experiments.base import ClaimResult, Figure, KeyNumber, Plan, combine_verdicts, seeds_for
-from bnlab.experiments.curvature import config_for, curvature_trials, summarise_curvature
-from bnlab.sweeps.trial import Trial
+from bnlab.experiments.base import Decision, Description, Endpoint, Figure, Plan, Protocol, brief, decide_endpoint
+from bnlab.experiments.curvature import config_for as curvature_config
+from bnlab.experiments.curvature import curvature_trials, sharpness_effects, sharpness_figures
+from bnlab.experiments.probed_training import family_seeds
 
 CLAIM_ID = "C06"
 TITLE = "BN makes the gradient more predictive (β-smoothness)"
 
+PROTOCOL = Protocol(
+    endpoint=Endpoint(
+        name="log(gradient predictiveness without BN / with BN)",
+        measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "
+                "same with BN (same batch, BN with batch statistics)",
+        unit="log ratio", test="t", threshold=0.0,
+        threshold_source="0 = equally predictive gradients; Santurkar Fig. 4b predicts a narrower band with BN",
+        settings=("vgg", "dln")),
+    cost="costly",
+    secondary=("effective β-smoothness max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖, per net",
+               "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
+               "Hessian trace over training, per BN mode (VGG)"),
+    runs=c05.PROTOCOL.runs + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
+    paper=c05.PROTOCOL.paper + " Santurkar reports about two orders of magnitude early in training.",
+    why="One primary measure instead of seven votes that all had to agree (each added measure made a decision "
+        "less likely): the band of Fig. 4b is the paper's headline for this claim; β-smoothness and the Hessian "
+        "are reported beside it.")
 
-@dataclass
-class Section:
-    """One measure of C06: its rule (written before the run), votes per setting, and what to show."""
-
-    name: str
-    rule: str
-    verdicts: dict[str, str]
-    summary: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    figures: list[Figure] = field(default_factory=list)
-    caveats: list[str] = field(default_factory=list)
-    key_number: KeyNumber | None = None
-
-
-_VOTE = ("per seed and net the measure is averaged over probe times; effect = log(no BN / BN); VGG and DLN each: "
-         "95% CI wholly > 0 -> supported, wholly < 0 -> refuted, else inconclusive")
-
-
-def _measure_section(plan: Plan, results: Mapping[str, dict], name: str, key: str, label: str,
-                     figure: Figure) -> Section:
-    cmp = c05.compare(plan, results, key)
-    vgg, dln = cmp["vgg"]["log_none_over"]["bn"], cmp["dln"]["log_none_over"]["bn"]
-    return Section(
-        name=name, rule=f"{label}: {_VOTE}.",
-        verdicts={f"{name}/vgg": cmp["vgg"]["verdict"], f"{name}/dln": cmp["dln"]["verdict"]},
-        summary=(f"log({label} no BN / BN): VGG {vgg['mean']:+.2f} ({cmp['vgg']['verdict']}), DLN {dln['mean']:+.2f} "
-                 f"({cmp['dln']['verdict']})."),
-        metrics=cmp, figures=[figure],
-        key_number=KeyNumber(f"VGG: log({label} no BN / BN)", vgg["mean"], vgg["ci_low"], vgg["ci_high"]),
-    )
+RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(gradient predictiveness) "
+        "without BN minus with BN. Per net: the 95% t-interval of the mean effect wholly above 0 -> supported, wholly "
+        "below 0 -> refuted, otherwise inconclusive. The claim: supported (refuted) only when both nets say so; one "
+        "supported and one refuted -> mixed; otherwise inconclusive. β-smoothness and Hessian results are "
+        "reported, never voted.")
 
 
-def predictiveness_section(plan: Plan, results: Mapping[str, dict]) -> Section:
-    fig = c05.band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
-                          "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
-                          "the band's width, mean over seeds with min–max band.",
-                          plan, results, "dist_min", "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖",
-                          "gradient predictiveness")
-    return _measure_section(plan, results, "gradient_predictiveness", "gradient_predictiveness",
-                            "gradient predictiveness", fig)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+    vgg_seeds = family_seeds("vgg", scale, seeds, first_seed)
+    trials = [*c05.shared_trials(CLAIM_ID, scale, seeds, first_seed),
+              *curvature_trials(CLAIM_ID, scale, vgg_seeds)]
+    config = {**c05.plan_config(scale, seeds, first_seed), "curvature": asdict(curvature_config(scale))}
+    return Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config, tuple(trials))
 
 
-def beta_section(plan: Plan, results: Mapping[str, dict]) -> Section:
-    fig = c05.band_figure("santurkar_fig4c", "Santurkar Fig. 4c: effective β-smoothness",
-                          "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
-                          "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.",
-                          plan, results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
-                          "effective β-smoothness")
-    fig.data["panels"] = [p for i, p in enumerate(fig.data["panels"]) if i % 2 == 1]  # the bands are in Fig. 4b
-    return _measure_section(plan, results, "beta_smoothness", "beta_smoothness", "effective β-smoothness", fig)
+def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+    gp = c05.log_means(plan, results, "gradient_predictiveness")
+    beta = c05.log_means(plan, results, "beta_smoothness")
+    secondary = {f"log(β-smoothness no BN / BN) [{f}]": {"values": c05.effects(beta, f, "bn"), "unit": "log ratio"}
+                 for f in c05.NORMS}
+    for name, values in sharpness_effects(results, plan.config["seeds"]["vgg"], at_end=False).items():
+        secondary[f"{name}, mean over training [vgg]"] = {"values": values, "unit": "log ratio"}
+    return {"primary": {f: c05.effects(gp, f, "bn") for f in c05.NORMS}, "secondary": secondary,
+            "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
 
-def along_gradient_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
-    return c05.shared_trials(CLAIM_ID, scale, seeds)
+def decide(metrics: Mapping[str, Any]) -> Decision:
+    return decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def hessian_trials(scale: str, seeds: tuple[int, ...]) -> list[Trial]:
-    """The Hessian top eigenvalue over training (bnlab.experiments.curvature; trials shared with C14)."""
-    return curvature_trials(CLAIM_ID, scale, seeds)
+def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+    fig4b = c05.band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
+                            "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
+                            "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
+                            "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖", "gradient predictiveness")
+    fig4c = c05.band_figure("santurkar_fig4c", "Santurkar Fig. 4c: effective β-smoothness",
+                            "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.", plan,
+                            results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
+                            "effective β-smoothness")
+    fig4c.data["panels"] = [p for i, p in enumerate(fig4c.data["panels"]) if i % 2 == 1]  # bands are in Fig. 4b
+    return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False)]
 
 
-def hessian_section(plan: Plan, results: Mapping[str, dict]) -> Section:
-    s = summarise_curvature(CLAIM_ID, plan.scale, plan.seeds, results)
-    return Section(name=s.name, rule=s.rule, verdicts=s.verdicts, summary=s.summary, metrics=s.metrics,
-                   figures=s.figures, caveats=s.caveats, key_number=s.key_number)
-
-
-# Extend C06 by appending: a planner (scale, seeds) -> trials, and a section (plan, results) -> Section.
-PLANNERS: list[Callable[[str, tuple[int, ...]], list[Trial]]] = [along_gradient_trials, hessian_trials]
-SECTIONS: list[Callable[[Plan, Mapping[str, dict]], Section]] = [predictiveness_section, beta_section,
-                                                                  hessian_section]
-
-RULE_OVERALL = "Verdict: combine_verdicts over every section's votes."
-
-
-def _curvature_config(scale: str) -> dict[str, Any]:
-    return asdict(config_for(scale))
-
-
-def plan(scale: str, seeds: int) -> Plan:
-    seed_list = seeds_for(seeds)
-    trials: list[Trial] = []
-    seen: set[str] = set()
-    for planner in PLANNERS:
-        for t in planner(scale, seed_list):
-            if t.name not in seen:
-                seen.add(t.name)
-                trials.append(t)
-    config = {"runs": {f: c05.run_settings(f, scale) for f in c05.NORMS},
-              "norms": {f: list(n) for f, n in c05.NORMS.items()},
-              "eta_ranges": {f: list(c05.ETA_RANGES[f]) for f in c05.NORMS},
-              "sections": [s.__name__ for s in SECTIONS],
-              "curvature": _curvature_config(scale)}
-    return Plan(claim=CLAIM_ID, scale=scale, seeds=seed_list, config=config, trials=tuple(trials))
-
-
-def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    sections = [make(plan, results) for make in SECTIONS]
-    votes = {k: v for s in sections for k, v in s.verdicts.items()}
-    verdict = combine_verdicts(list(votes.values()))
-    caveats = [c for s in sections for c in s.caveats] + c05.scale_caveats(plan)
-    caveats.append("Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
-                   "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two.")
-    return ClaimResult(
-        id=CLAIM_ID, title=TITLE, verdict=verdict,
-        rule=" ".join(f"[{s.name}] {s.rule}" for s in sections) + " " + RULE_OVERALL,
-        summary=" ".join(s.summary for s in sections), method=c05.method_text(plan),
-        key_number=next((s.key_number for s in sections if s.key_number is not None), None),
-        metrics={"sections": {s.name: s.metrics for s in sections}, "verdicts": votes},
-        figures=[f for s in sections for f in s.figures], caveats=caveats,
-    )
+def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+    parts = [f"{c05.FAMILY_NAMES[f]} {brief(r)}" for f, r in zip(c05.NORMS, decision.primary)]
+    summary = (f"Mean log(gradient predictiveness without BN / with BN): {'; '.join(parts)}. Positive means the "
+               f"gradient changes less along −g with BN. Verdict: {decision.verdict}.")
+    caveats = ["Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
+               "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two (reported as secondary).",
+               "BN's scale invariance makes the raw Hessian λ_max fall as SGD grows the weight norm, with no change "
+               "in the function; λ_max·‖W‖² is reported beside it as the invariant form.",
+               *c05.scale_caveats(plan)]
+    return Description(summary, c05.method_text(plan), caveats)

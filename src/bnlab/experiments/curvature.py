@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from bnlab.config import from_mapping
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, Figure, KeyNumber, mean_ci, verdict_from_ci
+from bnlab.experiments import stats
+from bnlab.experiments.base import SCALES, Figure
 from bnlab.experiments.probed_training import run_settings
 from bnlab.models import layers_in_order
 from bnlab.probes.hessian import density
@@ -158,20 +159,6 @@ def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_ever
 # ----------------------------------------------------------------------------------------------- summaries
 
 
-@dataclass
-class CurvatureSummary:
-    """The curvature part of a claim: votes by the rule, numbers, figure specs and caveats."""
-
-    name: str
-    rule: str
-    verdicts: dict[str, str]
-    summary: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    figures: list[Figure] = field(default_factory=list)
-    caveats: list[str] = field(default_factory=list)
-    key_number: KeyNumber | None = None
-
-
 def _log_ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or a <= 0 or b <= 0:
         return None
@@ -210,10 +197,19 @@ def _effects(runs: dict[str, list[dict]], mode: str, key: str, at_end: bool) -> 
     return out
 
 
-def _vote(values: list[float]) -> dict[str, Any]:
-    mean, lo, hi = mean_ci(values)
-    return {"values": values, "mean": mean, "ci_low": lo, "ci_high": hi, "verdict": verdict_from_ci(lo, hi),
-            "ratio_none_over_bn": math.exp(mean) if values else None}
+def sharpness_effects(results: Mapping[str, dict], seeds: Sequence[int], at_end: bool) -> dict[str, list[float]]:
+    """Per seed, log(no BN / BN) of λ_max in each BN mode and of the normalised sharpness (train mode), at the end
+    of training (`at_end`) or averaged over the shared probe times: the curvature results C06 and C14 report."""
+    runs = _runs(results, seeds)
+    out = {f"log(λ_max no BN / BN), BN mode {m}": _effects(runs, m, "top", at_end) for m in MODES}
+    out["log(λ_max·‖W‖² no BN / BN), BN mode train"] = _effects(runs, "train", "normalised", at_end)
+    out.update({f"log(trace no BN / BN), BN mode {m}": _effects(runs, m, "trace", at_end) for m in MODES})
+    return out
+
+
+def sharpness_figures(results: Mapping[str, dict], seeds: Sequence[int], at_end: bool) -> list[Figure]:
+    runs = _runs(results, seeds)
+    return _end_figures(runs) if at_end else _over_training_figure(runs)
 
 
 def _band(runs: list[dict], mode: str, key: str, label: str) -> dict[str, Any] | None:
@@ -250,46 +246,6 @@ def _caveats(scale: str) -> list[str]:
     return out
 
 
-def summarise_curvature(claim: str, scale: str, seeds: Sequence[int], results: Mapping[str, dict]) -> CurvatureSummary:
-    """The curvature section of `claim` ("C06": over training; "C14": at the end, with spectral densities)."""
-    if claim not in ("C06", "C14"):
-        raise BnlabError(f"curvature summaries exist for C06 and C14, not {claim!r}")
-    runs = _runs(results, seeds)
-    at_end = claim == "C14"
-    when = "at the end of training" if at_end else "averaged over probe times"
-    votes: dict[str, dict[str, Any]] = {}
-    for mode in MODES:
-        votes[f"sharpness_top/{mode}"] = _vote(_effects(runs, mode, "top", at_end))
-    votes["sharpness_normalised/train"] = _vote(_effects(runs, "train", "normalised", at_end))
-    trace_ratio = {m: _vote(_effects(runs, m, "trace", at_end)) for m in MODES}
-    prefix = "hessian" if claim == "C06" else "sharpness"
-    verdicts = {k.replace("sharpness_", f"{prefix}_"): v["verdict"] for k, v in votes.items()}
-    rule = (f"per seed, log(λ_max no BN / λ_max BN) {when} on a fixed training batch, one vote per BN mode "
-            "(train, eval), and the same for the normalised sharpness max_l λ_max(H_ll)·‖W_l‖² (train mode); "
-            "each vote: 95% CI wholly > 0 -> supported, wholly < 0 -> refuted, else inconclusive. The trace is "
-            "reported, not voted.")
-    top_train = votes["sharpness_top/train"]
-
-    def fmt(v: dict[str, Any]) -> str:
-        return "n/a" if not v["values"] else f"{v['mean']:+.2f} ({v['verdict']})"
-
-    summary = (f"Hessian sharpness {when}, log(no BN / BN): λ_max train mode {fmt(top_train)}, eval mode "
-               f"{fmt(votes['sharpness_top/eval'])}; normalised λ_max·‖W‖² "
-               f"{fmt(votes['sharpness_normalised/train'])}.")
-    key = KeyNumber(f"log(λ_max no BN / BN), BN mode train, {when}", top_train["mean"], top_train["ci_low"],
-                    top_train["ci_high"])
-    figures = _over_training_figure(runs) if claim == "C06" else _end_figures(runs)
-    metrics = {"votes": votes, "trace_log_ratio": trace_ratio,
-               "runs": {norm: [{"seed": r["seed"], "diverged_at_step": r["diverged_at_step"],
-                                "final_test_acc": r["final_test_acc"],
-                                "final": {m: {k: r["series"][m][k][-1] if r["series"][m][k] else None
-                                              for k in ("top", "trace", "trace_se")} for m in r["modes"]},
-                                "final_normalised": r["normalised"][-1] if r["normalised"] else None}
-                               for r in rs] for norm, rs in runs.items()}}
-    return CurvatureSummary(name="hessian_sharpness", rule=rule, verdicts=verdicts, summary=summary,
-                            metrics=metrics, figures=figures, caveats=_caveats(scale), key_number=key)
-
-
 def _over_training_figure(runs: dict[str, list[dict]]) -> list[Figure]:
     panels = []
     for title, mode, key, ylabel in (("λ_max, BN mode train", "train", "top", "λ_max"),
@@ -309,8 +265,8 @@ def _end_figures(runs: dict[str, list[dict]]) -> list[Figure]:
     def end_values(rs: list[dict], mode: str, key: str) -> tuple[float | None, float | None, float | None]:
         vals = [v for r in rs for v in [_series(r, mode, key)[-1] if _series(r, mode, key) else None]
                 if v is not None]
-        mean, lo, hi = mean_ci(vals)
-        return (mean if vals else None), lo, hi
+        est = stats.mean_ci(vals)
+        return (est.effect if vals else None), est.ci_low, est.ci_high
 
     bar_panels = []
     for title, key, modes, scale in (("λ_max at the end", "top", MODES, "log"),

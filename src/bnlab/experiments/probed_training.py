@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.experiments.base import mean_ci
+from bnlab.experiments.base import seeds_for
 from bnlab.models import DEFAULT_IN_SHAPES, build_model
 from bnlab.probes.activations import activation_modules
 from bnlab.sweeps.trial import Trial
@@ -62,18 +62,6 @@ def ics_means(series: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def finite_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """`mean_ci` of the finite values (a seed whose run produced no number is left out, not averaged as NaN)."""
-    return mean_ci([v for v in values if v is not None and math.isfinite(v)])
-
-
-def log_ratio(a: float, b: float) -> float:
-    """log(a / b); NaN when either is not a positive finite number."""
-    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
-        return math.nan
-    return math.log(a / b)
-
-
 def geometric_etas(low: float, high: float, k: int) -> list[float]:
     """k step-size factors spaced geometrically from low to high (inclusive)."""
     if k == 1:
@@ -91,6 +79,13 @@ FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 # VGG on sklearn digits on a CPU. Step sizes η ∈ [1/2, 4] × lr.
 # DLN: Santurkar's 25-layer deep linear net, full-batch gradient descent on y = A x; η ∈ [1/100, 30] × lr.
 # MLP: Ioffe's 3 × 100 sigmoid net on MNIST (batch 60), the last hidden layer's sigmoid input watched.
+# Santurkar's deep linear net at every scale (App. A): 25 linear 10x10 layers, Gaussian inputs and a random
+# Gaussian target map (dln_regression), the summed squared loss Σ_i ‖f(x_i) − A x_i‖² over a full batch of 1000
+# examples, full-batch GD at lr 1e-6. The scales differ only in steps (and the smoke net's depth), never in the lr
+# regime: at lr 1e-6 on this loss scale the no-BN net's loss falls from 9.1e4 to 1.4e4 in 2000 steps (seed 0).
+_DLN: dict[str, Any] = {"model": "dln", "dataset": "dln_regression", "loss": "sum_squared", "lr": 1e-6,
+                        "dataset_kwargs": {"train_size": 1000, "test_size": 500}, "batch_size": 1000}
+
 _RUNS: dict[str, dict[str, dict[str, Any]]] = {
     "vgg": {
         "smoke": {"config": {"model": "vgg", "dataset": "digits", "model_kwargs": {"config": "narrow", "width": 0.25},
@@ -105,16 +100,10 @@ _RUNS: dict[str, dict[str, dict[str, Any]]] = {
                   "probe_every": 100, "k": 8},
     },
     "dln": {
-        "smoke": {"config": {"model": "dln", "dataset": "dln_regression", "model_kwargs": {"depth": 8},
-                             "dataset_kwargs": {"train_size": 128, "test_size": 64}, "lr": 0.05, "steps": 8,
-                             "batch_size": 128, "eval_every": 4},
-                  "probe_every": 4, "k": 4},
-        "default": {"config": {"model": "dln", "dataset": "dln_regression",
-                               "dataset_kwargs": {"train_size": 1000, "test_size": 500}, "lr": 0.05, "steps": 300,
-                               "batch_size": 1000, "eval_every": 25},
-                    "probe_every": 50, "k": 8},
-        "paper": {"config": {"model": "dln", "dataset": "dln_regression", "lr": 1e-6, "steps": 10000,
-                             "batch_size": 4000, "eval_every": 500, "device": "auto"},
+        "smoke": {"config": {**_DLN, "model_kwargs": {"depth": 8}, "steps": 40, "eval_every": 20},
+                  "probe_every": 20, "k": 4},
+        "default": {"config": {**_DLN, "steps": 2000, "eval_every": 100}, "probe_every": 100, "k": 8},
+        "paper": {"config": {**_DLN, "steps": 10000, "eval_every": 500, "device": "auto"},
                   "probe_every": 100, "k": 8},
     },
     "mlp": {
@@ -132,6 +121,13 @@ _RUNS: dict[str, dict[str, dict[str, Any]]] = {
 }
 ETA_RANGES: dict[str, tuple[float, float]] = {"vgg": (0.5, 4.0), "dln": (0.01, 30.0)}
 _COSTS = {"mlp": 2.0, "vgg": 4.0, "dln": 1.5}
+# which default seed count a family's runs get (experiments.base.DEFAULT_SEEDS): the VGG runs are the costly ones
+FAMILY_COST: dict[str, str] = {"mlp": "cheap", "vgg": "costly", "dln": "cheap"}
+
+
+def family_seeds(family: str, scale: str, seeds: int | None, first_seed: int = 0) -> tuple[int, ...]:
+    """The seeds of `family`'s runs: `seeds` when given, else the scale's default for the family's cost."""
+    return seeds_for(scale, seeds, first_seed, FAMILY_COST[family])
 
 
 def run_settings(family: str, scale: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from bnlab.layers.factory import norm_kind
 from bnlab.models import MODELS
 from bnlab.tracking.base import TRACKERS
 
+LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse", "sum_squared")
+
 # keys that may change between an interrupted run and its resumption without changing its numbers
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"steps", "progress", "trackers", "checkpoint_every", "sync_every",
                                                "device"})
@@ -43,7 +45,9 @@ class TrainConfig:
     eval_every: int = 100  # evaluate at step 0, every `eval_every` steps and at the end; 0: start and end only
     eval_train_size: int = 1000  # train accuracy/loss is measured on this fixed prefix of the training set
     eval_batch_size: int = 2000  # chunk size for evaluation forwards (memory only; numbers do not depend on it)
-    loss: Literal["auto", "cross_entropy", "mse"] = "auto"  # auto: cross-entropy / MSE by the data set's task
+    # auto: cross-entropy / MSE by the data set's task; sum_squared: Σ_i ‖f(x_i) − y_i‖² over the batch, summed over
+    # examples and outputs (Santurkar et al.'s deep-linear-net loss, whose scale their lr 1e-6 is set for)
+    loss: Literal["auto", "cross_entropy", "mse", "sum_squared"] = "auto"
     # diverged when a train loss is non-finite or > diverge_factor x the first step's loss. Not lower: at large lr a
     # BN net's cross-entropy often spikes to 10-30x its initial value and recovers (measured: Ioffe's MLP with BN,
     # lr 10, on mnist5k peaks at 14x, then reaches 92% test accuracy)
@@ -66,8 +70,8 @@ class TrainConfig:
             raise BnlabError(f"unknown dataset '{self.dataset}' (choose from {', '.join(DATASETS)})")
         if self.optimizer not in ("sgd", "adam"):
             raise bad("optimizer", "'sgd' or 'adam'", self.optimizer)
-        if self.loss not in ("auto", "cross_entropy", "mse"):
-            raise bad("loss", "'auto', 'cross_entropy' or 'mse'", self.loss)
+        if self.loss not in LOSSES:
+            raise bad("loss", "one of " + ", ".join(repr(k) for k in LOSSES), self.loss)
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise bad("lr", "a finite number > 0", self.lr)
         if not math.isfinite(self.init_scale) or self.init_scale <= 0:

@@ -79,10 +79,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def sum_squared_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ_i ‖f(x_i) − y_i‖² over the batch (Santurkar et al. 2018, deep linear net: ‖W_L⋯W_1 x − A x‖² summed)."""
+    return F.mse_loss(output, target, reduction="sum")
+
+
 def default_loss(config: TrainConfig, dataset: Dataset) -> LossFn:
     kind = config.loss if config.loss != "auto" else (
         "cross_entropy" if dataset.task == "classification" else "mse")
-    return F.cross_entropy if kind == "cross_entropy" else F.mse_loss
+    return {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "sum_squared": sum_squared_error}[kind]
 
 
 def load_for_config(config: TrainConfig) -> Dataset:
