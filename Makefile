@@ -8,7 +8,7 @@ SCALE  ?= default
 OUT    ?= runs/audit
 EXECUTOR ?= process
 
-.PHONY: install install-dev audit test test-fast lint bench check clean
+.PHONY: install install-dev audit test test-fast lint bench check clean protocol
 
 $(VENV)/.installed: requirements/base.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install-dev
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not slow"
+
+# docs/protocol.md from the claim modules (and the effects measured by the last default audit, when one is given)
+protocol: install
+	$(PY) -m bnlab.experiments.protocol docs/protocol.md
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests bench

@@ -36,14 +36,16 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
     out: list[str] = [
         "# Why does Batch Normalization help? — the claims audit",
         "",
-        f"Scale **{escape(v['scale'])}**, {escape(v['seeds'])} seeds, duration {escape(v['duration'])}. "
-        "Each verdict was decided by a rule written before the run.",
+        f"Scale **{escape(v['scale'])}**, {escape(v['seeds_text'])}, duration {escape(v['duration'])}. "
+        "Each verdict was decided by a rule written before the run, on one pre-registered primary endpoint; "
+        "secondary results never vote, and identities are verified apart.",
         "",
-        "| Claim | What it says | Verdict | Key number |",
+        "| Claim | What it says | Verdict | Primary endpoint |",
         "|---|---|---|---|",
     ]
     for c in v["claims"]:
         key = escape(c["key_main"]) + (f" ({escape(c['key_ci'])})" if c["key_ci"] else "")
+        key += "".join(f"; finding: {escape(f)}" for f in c["findings"])
         out.append(f"| [{escape(c['id'])}](#{c['anchor']}) | {escape(c['title'])} | **{c['verdict_text']}** "
                    f"| {key} |")
     out += ["", "Verdicts: " + "; ".join(f"**{text}**: {meaning}" for text, _, meaning in v["legend"]) + "."]
@@ -52,9 +54,21 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
                 f"## {escape(c['id'])} · {escape(c['title'])} — {c['verdict_text']}", ""]
         if c["summary"]:
             out += [escape(c["summary"]), ""]
-        if c["key_main"] != "—":
+        if c["votes"]:
+            out += ["**Primary endpoint** (the only thing that votes):", ""]
+            out += [f"- {escape(r['main'])} ({escape(r['ci'])}): **{escape(r['vote'])}**" for r in c["votes"]]
+            out += [""] + [escape(line) for line in c["power"]] + ([""] if c["power"] else [])
+        elif c["key_main"] != "—":
             out += [f"Key number: {escape(c['key_main'])}" + (f" ({escape(c['key_ci'])})" if c["key_ci"] else ""),
                     ""]
+        if c["secondary"]:
+            out += ["**Secondary results** (reported, never voting):", ""]
+            out += [f"- {escape(r['main'])} ({escape(r['ci'])})" + (f" — {escape(r['note'])}" if r["note"] else "")
+                    for r in c["secondary"]] + [""]
+        if c["verifications"]:
+            out += ["**Verifications** (identities checked to a tolerance):", ""]
+            out += [f"- {escape(x['name'])}: {'passed' if x['passed'] else 'FAILED'}, worst error ÷ tolerance "
+                    f"{escape(x['worst'])} over {escape(x['cases'])} cases" for x in c["verifications"]] + [""]
         out += ["**What the explanation says.** " + escape(c["about"]["statement"]), "",
                 "**How it is tested.** " + escape(c["about"]["how_tested"]), ""]
         if c["method"]:
@@ -72,6 +86,13 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
             out += [f"| {escape(name)} | {escape(value)} |" for name, value in c["metrics"]]
             out.append("")
         out += ["**Rule.** " + escape(c["rule_text"]), ""]
+        p = c["protocol"]
+        if p["endpoint"]:
+            out += [f"**Pre-registered protocol.** Primary endpoint: {escape(p['endpoint'])} ({escape(p['measure'])}); "
+                    f"test {escape(p['test'])}, threshold {escape(p['threshold'])} — {escape(p['threshold_source'])}."
+                    + (f" What ran: {escape(p['runs'])}." if p["runs"] else "")
+                    + (f" The paper, and how this differs: {escape(p['paper'])}" if p["paper"] else "")
+                    + (f" Why this endpoint: {escape(p['why'])}" if p["why"] else ""), ""]
         if c["caveats"]:
             out += ["**Caveats.**", ""] + [f"- {escape(x)}" for x in c["caveats"]] + [""]
         if c["about"]["references"]:

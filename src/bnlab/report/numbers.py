@@ -41,6 +41,45 @@ def format_key_number(key: Mapping[str, Any] | None) -> tuple[str, str]:
     return main, ci
 
 
+def format_result(result: Mapping[str, Any] | None) -> tuple[str, str]:
+    """("name = effect unit", "95% CI [lo, hi] · 8 seeds · MDE 0.4") of a result dict (primary, vote or secondary);
+    ("—", "") when there is none. A tost result's interval is its 90% one (the interval the equivalence test uses)."""
+    if not isinstance(result, Mapping):
+        return "—", ""
+    unit = f" {result['unit']}" if result.get("unit") else ""
+    main = f"{result.get('name', '')} = {format_number(result.get('effect'))}{unit}".strip()
+    parts = []
+    lo, hi = result.get("ci_low"), result.get("ci_high")
+    if lo is not None and hi is not None:
+        level = "90%" if result.get("test") == "tost" else "95%"
+        parts.append(f"{level} CI [{format_number(lo)}, {format_number(hi)}]")
+    if result.get("n_seeds"):
+        parts.append(f"{result['n_seeds']} seeds")
+    if result.get("mde") is not None:
+        parts.append(f"MDE {format_number(result['mde'])}")
+    return main, " · ".join(parts)
+
+
+def power_sentence(result: Mapping[str, Any], threshold: float = 0.0) -> str:
+    """For an undecided vote: is the effect small, or the audit too small to see it? (From the MDE: the smallest
+    true effect its seed count detects with 80% power at the 5% level.)"""
+    effect, mde, n = result.get("effect"), result.get("mde"), result.get("n_seeds")
+    if effect is None or mde is None or not n:
+        return f"{result.get('name', '')}: too few finite per-seed values to estimate an effect."
+    name = result.get("name", "")
+    if result.get("test") == "tost":
+        return (f"{name}: equivalence within ±{format_number(threshold)} needs a 90% CI inside the margin; with "
+                f"{n} seeds the smallest margin that could be shown is about {format_number(mde)}.")
+    distance = abs(float(effect) - threshold)
+    if distance < mde:
+        return (f"{name}: the observed effect ({format_number(effect)}) is smaller than the minimum detectable "
+                f"effect at {n} seeds ({format_number(mde)}): an effect this small, if real, would need more seeds "
+                "to show.")
+    return (f"{name}: the observed effect ({format_number(effect)}) is at least the minimum detectable effect at "
+            f"{n} seeds ({format_number(mde)}), yet its interval reaches the threshold: the seeds disagree more "
+            "than the spread the MDE assumes, or the test (exact, discrete) needs more seeds in one direction.")
+
+
 def _is_number(v: Any) -> bool:
     return v is None or isinstance(v, (int, float))
 

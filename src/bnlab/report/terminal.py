@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.report.numbers import format_key_number
+from bnlab.report.numbers import format_key_number, format_result
 from bnlab.report.view import VERDICT_TEXT
 
 
@@ -15,11 +15,12 @@ def _clip(text: str, width: int) -> str:
 
 
 def verdict_table(results: Mapping[str, Any]) -> str:
-    """One line per claim: id, verdict, key number with its CI, title."""
-    lines = [f"{'claim':<6} {'verdict':<13} {'title':<52} key number (95% CI)"]
+    """One line per claim: id, verdict, title, the primary endpoint's headline with its CI."""
+    lines = [f"{'claim':<6} {'verdict':<13} {'title':<52} primary endpoint (CI · seeds · MDE)"]
     for claim in results.get("claims", []):
-        main, ci = format_key_number(claim.get("key_number"))
-        key = f"{main} {ci.replace('95% CI ', '')}".strip() if main != "—" else ""
+        main, ci = (format_result(claim["primary"]) if isinstance(claim.get("primary"), Mapping)
+                    else format_key_number(claim.get("key_number")))
+        key = f"{main} ({ci})".strip() if main != "—" else ""
         verdict = VERDICT_TEXT.get(str(claim.get("verdict")), str(claim.get("verdict")))
         title = _clip(str(claim.get("title", "")), 52)
         lines.append(f"{str(claim.get('id', '')):<6} {verdict:<13} {title:<52} {_clip(key, 110)}".rstrip())

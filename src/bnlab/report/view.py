@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.report.numbers import format_duration, format_key_number, format_number, metric_rows
+from bnlab.report.numbers import (
+    format_duration,
+    format_key_number,
+    format_number,
+    format_result,
+    metric_rows,
+    power_sentence,
+)
 
 VERDICT_TEXT: dict[str, str] = {
     "supported": "supported",
@@ -37,9 +44,58 @@ def _about(claim: Mapping[str, Any]) -> dict[str, Any]:
             "references": [str(r) for r in refs] if isinstance(refs, (list, tuple)) else []}
 
 
+def _rows(results: Any) -> list[dict[str, str]]:
+    """Result dicts (votes or secondary) as rows: name = effect, CI · seeds · MDE, vote, note."""
+    rows = []
+    for r in results if isinstance(results, list) else []:
+        if isinstance(r, Mapping):
+            main, ci = format_result(r)
+            rows.append({"main": main, "ci": ci, "vote": str(r.get("vote") or ""), "note": str(r.get("note") or ""),
+                         "p": format_number(r.get("p")) if r.get("p") is not None else ""})
+    return rows
+
+
+def _findings(claim: Mapping[str, Any]) -> list[str]:
+    """Secondary results a claim marks as findings in their own right (note "finding ..."): shown in the table."""
+    out = []
+    for r in claim.get("secondary") or []:
+        if isinstance(r, Mapping) and str(r.get("note", "")).lower().startswith("finding"):
+            main, ci = format_result(r)
+            out.append(f"{main} ({ci})" if ci else main)
+    return out
+
+
+def _protocol(claim: Mapping[str, Any]) -> dict[str, str]:
+    protocol = claim.get("protocol") if isinstance(claim.get("protocol"), Mapping) else {}
+    endpoint = protocol.get("endpoint") if isinstance(protocol.get("endpoint"), Mapping) else {}
+    return {k: str(v) for k, v in (("endpoint", endpoint.get("name", "")), ("measure", endpoint.get("measure", "")),
+                                   ("test", endpoint.get("test", "")),
+                                   ("threshold", format_number(endpoint.get("threshold"))),
+                                   ("threshold_source", endpoint.get("threshold_source", "")),
+                                   ("runs", protocol.get("runs", "")), ("paper", protocol.get("paper", "")),
+                                   ("why", protocol.get("why", "")))}
+
+
+def _power(claim: Mapping[str, Any]) -> list[str]:
+    """For every undecided statistical vote: the minimum-detectable-effect sentence."""
+    protocol = claim.get("protocol") if isinstance(claim.get("protocol"), Mapping) else {}
+    endpoint = protocol.get("endpoint") if isinstance(protocol.get("endpoint"), Mapping) else {}
+    per_setting = endpoint.get("per_setting") if isinstance(endpoint.get("per_setting"), Mapping) else {}
+    settings = endpoint.get("settings") or []
+    out = []
+    for i, vote in enumerate(claim.get("votes") or []):
+        if not isinstance(vote, Mapping) or vote.get("vote") != "inconclusive" or vote.get("test") == "verification":
+            continue
+        setting = settings[i] if i < len(settings) else ""
+        threshold = per_setting.get(setting, [None, endpoint.get("threshold", 0.0)])[1]
+        out.append(power_sentence(vote, float(threshold or 0.0)))
+    return out
+
+
 def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
     """View data of one claim; `images` maps a figure's file name to its data URI (str) or an Exception."""
-    key_main, key_ci = format_key_number(claim.get("key_number"))
+    key_main, key_ci = (format_result(claim["primary"]) if isinstance(claim.get("primary"), Mapping)
+                        else format_key_number(claim.get("key_number")))
     figures = []
     for fig in claim.get("figures") or []:
         if not isinstance(fig, Mapping):
@@ -69,10 +125,28 @@ def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str,
             else "no rule was applied: the experiment stopped before its verdict rule (see the caveats)")),
         "about": _about(claim),
         "caveats": [str(c) for c in claim.get("caveats") or []],
+        "votes": _rows(claim.get("votes")),
+        "secondary": _rows(claim.get("secondary")),
+        "verifications": [{"name": str(v.get("name", "")), "passed": bool(v.get("passed")),
+                           "worst": format_number(v.get("worst_ratio")), "cases": format_number(v.get("cases")),
+                           "note": str(v.get("note") or "")}
+                          for v in claim.get("verifications") or [] if isinstance(v, Mapping)],
+        "findings": _findings(claim),
+        "power": _power(claim),
+        "protocol": _protocol(claim),
+        "seed_list": ", ".join(str(s) for s in claim.get("seeds") or []),
         "metrics": metric_rows(claim.get("metrics") or {}),
         "figures": figures,
         "config_hash": claim.get("config_hash"),
     }
+
+
+def _seeds_text(results: Mapping[str, Any]) -> str:
+    seeds, first = results.get("seeds"), results.get("first_seed")
+    start = f" from seed {first}" if isinstance(first, int) and first else ""
+    if isinstance(seeds, int):
+        return f"{seeds} seeds per setting{start}"
+    return f"each claim's default number of seeds (listed in its protocol){start}"
 
 
 def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,6 +163,7 @@ def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[s
         "legend": [(VERDICT_TEXT[v], v, VERDICT_MEANING[v]) for v in VERDICT_TEXT],
         "scale": str(results.get("scale", "")),
         "seeds": format_number(results.get("seeds")),
+        "seeds_text": _seeds_text(results),
         "duration": format_duration(results.get("duration_s")),
         "created": str(results.get("created", "") or ""),
         "executor": str(results.get("executor", "") or ""),

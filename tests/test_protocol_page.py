@@ -1,0 +1,23 @@
+"""docs/protocol.md is generated from the claim modules; the committed page must be what the code generates."""
+
+from __future__ import annotations
+
+from bnlab.experiments.base import CLAIM_IDS
+from bnlab.experiments.protocol import PROTOCOL_PAGE, render_protocol
+from bnlab.experiments.registry import load_experiment
+
+
+def test_protocol_page_is_up_to_date() -> None:
+    assert PROTOCOL_PAGE.is_file(), "docs/protocol.md is missing: run `make protocol`"
+    assert PROTOCOL_PAGE.read_text() == render_protocol(), "docs/protocol.md is stale: run `make protocol`"
+
+
+def test_every_claim_states_its_endpoint_threshold_source_and_rule() -> None:
+    text = render_protocol()
+    for claim in CLAIM_IDS:
+        module = load_experiment(claim)
+        section = text.split(f"## {claim} ·", 1)[1].split("\n## ", 1)[0]
+        endpoint = module.PROTOCOL.endpoint
+        assert endpoint.name in section and module.RULE in section
+        assert endpoint.threshold_source and endpoint.threshold_source in section
+        assert module.PROTOCOL.runs and module.PROTOCOL.paper, f"{claim}: say what runs and how it differs"
