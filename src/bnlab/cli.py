@@ -110,7 +110,9 @@ def train(
 def audit(
     scale: str = typer.Option("default", help="smoke (≤ 60 s) | default (≤ 15 min on a laptop CPU) | paper (GPU)"),
     out: str = typer.Option("runs/audit", help="output folder: results.json, report.html, report.md, trials/"),
-    seeds: int = typer.Option(None, help="seeds per setting (default: smoke 2, default 3, paper 5)"),
+    seeds: int = typer.Option(None, help="seeds per setting (default: each claim's own for the scale, e.g. 8 for "
+                              "cheap runs and 5 for the VGG runs at the default scale; see docs/protocol.md)"),
+    first_seed: int = typer.Option(0, "--first-seed", help="run seeds N, N+1, ... (a replication on other seeds)"),
     claims: str = typer.Option(None, help="comma-separated claim ids to run, e.g. C07,C13 (default: all)"),
     executor: str = typer.Option("local", help="local | process | ray"),
     workers: int = typer.Option(None, help="parallel trials (process/ray; default: all cores)"),
@@ -123,7 +125,7 @@ def audit(
     from bnlab.report.terminal import verdict_table
 
     result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
-                       log=None if quiet else typer.echo)
+                       first_seed=first_seed, log=None if quiet else typer.echo)
     typer.echo("")
     typer.echo(verdict_table(result.results))
     typer.echo(f"\nreport: {result.report_html}")
