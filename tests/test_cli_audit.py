@@ -156,7 +156,7 @@ def test_smoke_audit_with_the_real_claims(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.rstrip().endswith(f"report: {out / 'report.html'}")
     results = json.loads((out / "results.json").read_text())
-    assert results["scale"] == "smoke" and results["seeds"] == 2
+    assert results["scale"] == "smoke" and results["seeds"] == "default"
     assert [c["id"] for c in results["claims"]] == list(CLAIM_IDS)
     for claim in results["claims"]:
         assert claim["verdict"] in VERDICTS

@@ -54,7 +54,7 @@ def test_audit_writes_all_claims_with_honest_verdicts(fakes: list[str], tmp_path
     result = audit.run_audit("smoke", None, None, tmp_path / "out", "local", log=lines.append)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results == result.results
-    assert results["scale"] == "smoke" and results["seeds"] == 2
+    assert results["scale"] == "smoke" and results["seeds"] == "default"
     assert set(results["versions"]) >= {"python", "torch", "numpy", "bnlab", "platform"}
     assert "git_commit" in results and isinstance(results["duration_s"], float)
     assert [c["id"] for c in results["claims"]] == list(CLAIM_IDS)
@@ -67,7 +67,10 @@ def test_audit_writes_all_claims_with_honest_verdicts(fakes: list[str], tmp_path
     c07 = claims["C07"]
     assert c07["verdict"] == "supported"
     assert c07["key_number"]["name"] == "Δacc" and c07["key_number"]["ci_low"] is not None
-    assert c07["key_number"]["value"] == pytest.approx(0.2)
+    assert c07["key_number"]["value"] == pytest.approx((0.2 + 0.193) / 2)
+    assert c07["primary"]["name"] == "Δacc" and c07["primary"]["n_seeds"] == 2 and c07["primary"]["mde"] > 0
+    assert [v["vote"] for v in c07["votes"]] == ["supported"] and c07["secondary"] == []
+    assert c07["protocol"]["endpoint"]["test"] == "t" and c07["seeds"] == [0, 1]
     assert [f["file"] for f in c07["figures"]] == ["figures/C07-curves.svg", "figures/C07-final.svg"]
     assert c07["figures"][0]["data"]["panels"][0]["series"][0]["label"] == "BN"  # spec data kept
     assert all((tmp_path / "out" / f["file"]).is_file() for f in c07["figures"])
@@ -162,9 +165,10 @@ def test_output_folder_checks(tmp_path: Path) -> None:
     assert file.read_text() == "keep me"
     with pytest.raises(BnlabError, match="not writable"):
         audit.prepare_out_folder(Path("/proc/bnlab-audit-test"))
-    assert audit.validate_request("paper").seeds == 5
-    assert audit.validate_request("smoke").seeds == 2
-    assert audit.validate_request("default").seeds == 3
+    assert audit.validate_request("paper").seeds is None  # each claim's own default (experiments.base)
+    assert audit.validate_request("default", seeds=4, first_seed=8).first_seed == 8
+    with pytest.raises(BnlabError, match="first seed"):
+        audit.validate_request("default", first_seed=-1)
 
 
 def test_plan_and_import_errors_are_recorded(fakes: list[str], tmp_path: Path,
@@ -204,8 +208,8 @@ def test_data_dir_is_bound_into_the_trials_that_read_it(fakes: list[str], tmp_pa
 
     real_plan = audit_fakes.MODULES["C07"].plan
 
-    def plan_reading_cifar(scale: str, seeds: int) -> Plan:
-        p = real_plan(scale, seeds)
+    def plan_reading_cifar(scale: str, seeds: int | None, first_seed: int = 0) -> Plan:
+        p = real_plan(scale, seeds, first_seed)
         return dataclasses.replace(p, trials=tuple(dataclasses.replace(t, params={**t.params, "dataset": "cifar10"})
                                                    for t in p.trials))
 
