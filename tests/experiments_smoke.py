@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from bnlab.experiments.base import VERDICTS, ClaimResult
+from bnlab.experiments.base import VERDICTS, ClaimResult, summarize
 from bnlab.sweeps.trial import execute_trial
 
 _CACHE: dict[str, str] = {}  # trial key -> its result as JSON
@@ -34,13 +34,13 @@ def smoke_results(module: Any, seeds: int = 2) -> tuple[Any, dict[str, Any]]:
 
 def run_smoke(module: Any, seeds: int = 2) -> tuple[Any, ClaimResult]:
     plan, results = smoke_results(module, seeds)
-    return plan, module.summarize(plan, results)
+    return plan, summarize(module, plan, results)
 
 
 def run_and_check(module: Any, seeds: int = 2) -> tuple[Any, dict[str, Any], ClaimResult]:
     """(plan, results, summarised result), the result already through `check_result`."""
     plan, results = smoke_results(module, seeds)
-    result = module.summarize(plan, results)
+    result = summarize(module, plan, results)
     check_result(module, plan, result)
     return plan, results, result
 
@@ -59,8 +59,13 @@ def all_finite(value: Any) -> bool:
 def check_result(module: Any, plan: Any, result: ClaimResult) -> None:
     assert result.id == module.CLAIM_ID == plan.claim
     assert result.verdict in VERDICTS and result.verdict != "not_measured"
-    assert result.rule and result.summary and result.method
-    assert result.key_number is not None and math.isfinite(result.key_number.value)
+    assert result.rule and result.description.summary and result.description.method
+    assert result.rule == module.RULE and result.protocol is module.PROTOCOL
+    head = result.decision.primary[0]
+    assert head.effect is not None and math.isfinite(head.effect)
+    assert len(result.decision.primary) == len(module.PROTOCOL.endpoint.settings)
+    # decide sees only what measure returned: the same verdict from the metrics alone (JSON round trip)
+    assert module.decide(json.loads(json.dumps(result.metrics))).verdict == result.verdict
     assert result.figures and all(f.data["panels"] for f in result.figures)
     for fig in result.figures:
         for panel in fig.data["panels"]:

@@ -310,6 +310,23 @@ def verification(name: str, ratios: Sequence[float], note: str = "") -> Verifica
     return Verification(name, passed, worst, len(ratios), note)
 
 
+def decide_verifications(endpoint: Endpoint, metrics: Mapping[str, Any]) -> Decision:
+    """The rule of a verification claim: ``metrics["checks"]`` maps each check to its error / tolerance ratios
+    (one per seed or case). Supported when every ratio of every check is < 1; refuted when any is >= 1 (an
+    identity fails beyond its tolerance); inconclusive when none fails but some check produced no number (NaN).
+    The headline is the worst ratio over all checks."""
+    checks = [verification(name, [float(r) for r in ratios]) for name, ratios in metrics["checks"].items()]
+    if not checks:
+        raise ValueError("a verification claim checks at least one identity")
+    ratios = [float(r) for rs in metrics["checks"].values() for r in rs]
+    failed = any(r >= 1 for r in ratios)
+    unknown = any(r != r for r in ratios)  # NaN: the check could not be computed
+    verdict = "refuted" if failed else ("inconclusive" if unknown else "supported")
+    worst = max((r for r in ratios if r == r), default=float("nan"))
+    head = Result(endpoint.name, worst, None, None, len(ratios), None, "verification", endpoint.unit, vote=verdict)
+    return Decision(verdict, [head], secondary_results(metrics), checks)
+
+
 def brief(r: Result, digits: int = 2) -> str:
     """"+1.23 [+0.50, +1.96] (supported)": a result's effect, CI and vote for a summary sentence."""
     if r.effect is None:

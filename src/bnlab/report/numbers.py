@@ -54,7 +54,7 @@ def format_result(result: Mapping[str, Any] | None) -> tuple[str, str]:
         level = "90%" if result.get("test") == "tost" else "95%"
         parts.append(f"{level} CI [{format_number(lo)}, {format_number(hi)}]")
     if result.get("n_seeds"):
-        parts.append(f"{result['n_seeds']} seeds")
+        parts.append(f"{result['n_seeds']} " + ("cases" if result.get("test") == "verification" else "seeds"))
     if result.get("mde") is not None:
         parts.append(f"MDE {format_number(result['mde'])}")
     return main, " · ".join(parts)
