@@ -6,9 +6,40 @@ from experiments_smoke import check_result, run_smoke
 def test_smoke_end_to_end():
     plan, result = run_smoke(c05)
     check_result(c05, plan, result)
-    assert set(result.metrics["verdicts"]) == {"vgg", "dln"}
-    lv = result.metrics["loss_variation"]["vgg"]["per_run"]
+    assert [r.setting for r in result.decision.primary] == ["vgg", "dln"]
+    lv = result.metrics["log_mean_loss_variation"]["vgg"]
     assert set(lv) == {"bn", "none", "l1", "l2", "linf"}
+    assert len(result.decision.secondary) == 5  # three ℓp nets and the relative variation per net
+
+
+def test_one_heavy_tailed_probe_time_does_not_decide():
+    """Issue 14: averaging raw loss variations over probe times let one huge value decide; the mean of logs (the
+    log of the geometric mean) weighs it as one probe time among many."""
+    from bnlab.experiments import stats
+
+    bn = [1.0] * 10
+    none = [0.5] * 9 + [200.0]  # half BN's band at nine probe times, one spike
+    raw = sum(none) / 10 > sum(bn) / 10
+    assert raw and stats.log_mean(none) - stats.log_mean(bn) < 0
+
+
+def test_rule_prose_cases():
+    up, down, flat = [1.0, 1.3, 0.8, 1.1, 0.9], [-1.0, -1.2, -0.7, -1.1, -0.9], [0.2, -0.3, 0.1, -0.1, 0.05]
+    assert c05.decide({"primary": {"vgg": up, "dln": up}}).verdict == "supported"
+    assert c05.decide({"primary": {"vgg": down, "dln": down}}).verdict == "refuted"
+    assert c05.decide({"primary": {"vgg": up, "dln": flat}}).verdict == "inconclusive"
+    assert c05.decide({"primary": {"vgg": up, "dln": down}}).verdict == "mixed"
+
+
+def test_deep_linear_net_runs_santurkars_protocol():
+    """Issue 15: Gaussian inputs, a random Gaussian target map, the summed squared loss, full-batch GD at lr 1e-6 at
+    every scale; the default scale only runs fewer steps."""
+    from bnlab.experiments.probed_training import run_settings
+
+    for scale in ("smoke", "default", "paper"):
+        cfg = run_settings("dln", scale)["config"]
+        assert cfg["lr"] == 1e-6 and cfg["loss"] == "sum_squared" and cfg["dataset"] == "dln_regression"
+        assert cfg["batch_size"] == cfg["dataset_kwargs"]["train_size"] == 1000  # full batch
 
 
 def test_runs_are_shared_between_claims():

@@ -155,12 +155,14 @@ class Result:
     sd: float | None = None  # the per-seed standard deviation (what the power analysis of docs/protocol.md uses)
     vote: str | None = None  # the verdict this result cast (primary settings only)
     note: str = ""
+    setting: str = ""  # the key of metrics["primary"] this vote came from (primary settings only)
 
     @classmethod
-    def of(cls, name: str, est: stats.Estimate, unit: str = "", vote: str | None = None, note: str = "") -> Result:
+    def of(cls, name: str, est: stats.Estimate, unit: str = "", vote: str | None = None, note: str = "",
+           setting: str = "") -> Result:
         d = est.to_dict()
         return cls(name, d["effect"], d["ci_low"], d["ci_high"], est.n, d["mde"], est.test, unit, d["p"], d["sd"],
-                   vote, note)
+                   vote, note, setting)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(asdict(self))
@@ -266,17 +268,19 @@ def vote(est: stats.Estimate) -> str:
     return stats.equivalence_verdict(est) if est.test == "tost" else stats.directional_verdict(est)
 
 
+def setting_result(endpoint: Endpoint, setting: str, values: Sequence[float | None]) -> Result:
+    """The endpoint's estimate and vote in one setting."""
+    est = estimate(values, *endpoint.test_of(setting))
+    name = endpoint.name if setting == "all" else f"{endpoint.name} [{setting}]"
+    return Result.of(name, est, endpoint.unit, vote=vote(est), setting=setting)
+
+
 def endpoint_results(endpoint: Endpoint, per_setting: Mapping[str, Sequence[float | None]]) -> list[Result]:
     """The endpoint's estimate and vote in each of its settings (per-seed values from ``metrics["primary"]``)."""
     missing = [s for s in endpoint.settings if s not in per_setting]
     if missing:
         raise KeyError(f"metrics['primary'] lacks the setting(s) {missing}")
-    out = []
-    for setting in endpoint.settings:
-        est = estimate(per_setting[setting], *endpoint.test_of(setting))
-        name = endpoint.name if setting == "all" else f"{endpoint.name} [{setting}]"
-        out.append(Result.of(name, est, endpoint.unit, vote=vote(est)))
-    return out
+    return [setting_result(endpoint, s, per_setting[s]) for s in endpoint.settings]
 
 
 def secondary_result(name: str, values: Sequence[float | None], unit: str = "", test: str = "t",

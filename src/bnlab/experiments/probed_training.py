@@ -52,6 +52,13 @@ def moment_drift(series: dict[str, Any]) -> float:
     return sum(steps) / len(steps)
 
 
+def ics_layer_means(series: dict[str, Any], key: str = "cosine") -> dict[str, float]:
+    """Per weight layer: the mean over probe times of `key` (cosine | relative_distance | distance) of the ICS
+    series (Santurkar Def. 2.1), the first layer left out (nothing precedes it: G′ = G)."""
+    rows = series[key]  # (T, layers)
+    return {layer: finite_mean([row[j] for row in rows]) for j, layer in enumerate(series["layers"]) if j > 0}
+
+
 def ics_means(series: dict[str, Any]) -> dict[str, float]:
     """Mean over probe times and layers (the first layer left out: nothing precedes it, G′ = G) of the cosine,
     relative and raw distance."""
