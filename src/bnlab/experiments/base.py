@@ -283,6 +283,17 @@ def endpoint_results(endpoint: Endpoint, per_setting: Mapping[str, Sequence[floa
     return [setting_result(endpoint, s, per_setting[s]) for s in endpoint.settings]
 
 
+def decide_each(endpoint: Endpoint, metrics: Mapping[str, Any],
+                verifications: Sequence[Verification] = ()) -> Decision:
+    """As `decide_endpoint`, for an endpoint whose settings are only known from the data (Endpoint.settings holds a
+    pattern such as "conv:*"): one vote per key of ``metrics["primary"]``, in order, combined by `stats.combine`."""
+    results = [setting_result(endpoint, key, values) for key, values in metrics["primary"].items()]
+    if not results:
+        raise ValueError("metrics['primary'] holds no setting")
+    return Decision(stats.combine([r.vote for r in results]), results, secondary_results(metrics),
+                    list(verifications))
+
+
 def secondary_result(name: str, values: Sequence[float | None], unit: str = "", test: str = "t",
                      threshold: float = 0.0, note: str = "") -> Result:
     """A secondary result: the estimate of `values` over seeds, reported with its CI, never voting."""

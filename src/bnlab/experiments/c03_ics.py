@@ -30,8 +30,7 @@ from bnlab.experiments.base import (
     Plan,
     Protocol,
     brief,
-    secondary_results,
-    setting_result,
+    decide_each,
 )
 from bnlab.experiments.probed_training import (
     family_seeds,
@@ -122,10 +121,10 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 def decide(metrics: Mapping[str, Any]) -> Decision:
     """One vote per key of metrics["primary"] (every measured conv layer, and "ioffe"), combined by stats.combine."""
-    votes = [setting_result(PROTOCOL.endpoint, key, values) for key, values in metrics["primary"].items()]
-    for v in votes:
+    decision = decide_each(PROTOCOL.endpoint, metrics)
+    for v in decision.primary:
         v.unit = "log ratio" if v.setting == "ioffe" else "cosine difference"
-    return Decision(stats.combine([v.vote for v in votes]), votes, secondary_results(metrics))
+    return decision
 
 
 def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:

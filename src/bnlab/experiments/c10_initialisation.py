@@ -1,35 +1,47 @@
-"""C10: does BN make training insensitive to the initialisation scale?
+"""C10 — "BN makes training insensitive to initialisation".
 
-Protocol (sizes in `CONFIGS`): Ioffe's MNIST net (`mlp`: 3 × 100 sigmoid units, BN before the nonlinearity) on
-mnist5k, with every weight of the Glorot-uniform initialisation multiplied by s ∈ {10⁻³, 10⁻², 10⁻¹, 1, 10, 10²}
-(`init_scale`), with and without BN, trained by SGD with one learning rate for all runs. Recorded per run: final
-test and training accuracy, whether it diverged, the initial and final training loss. A run "trains" when it did
-not diverge and its final test accuracy is at least `trained_acc`.
+What is measured (`bnlab.workflows.init_scale`): Ioffe's MNIST net (3 × 100 sigmoid, BN before the nonlinearity)
+on mnist5k, with the Glorot-uniform initial weights of the *hidden* layers multiplied by s ∈ {10⁻³ … 10²}, with
+and without BN, trained by SGD with one learning rate for every run. The same sweep of the *output* layer's scale
+is run apart (a secondary result): BN cannot normalise the logits, so mixing the two, as the first version did,
+blamed BN for the output layer.
 
-Rule (written before the run): for each seed, the sensitivity of a net is the range (max − min) over init scales
-of its final test accuracy, a diverged run counting as chance (1/classes). With d = range(no BN) − range(BN) per
-seed (paired by seed): **refuted** if the 95% CI of d lies below 0 (BN is *more* sensitive); if it lies above 0,
-**supported** when every BN run at every scale trains, else **mixed** (BN lowers the sensitivity but does not
-remove it: it still fails at some scales); **inconclusive** otherwise.
+Primary endpoint: per seed, the worst-case final test accuracy over the hidden-layer scales (a diverged run counts
+as chance), with BN minus without, paired by seed. A net that fails at every scale has a low worst case, so it can
+no longer score as "perfectly insensitive" (the old range-of-accuracy measure gave it 0). The 95% t-interval wholly
+above 0 -> supported, wholly below -> refuted, else inconclusive.
+Secondary: the fraction of scales at which each net trains -- reaches at least halfway from chance to the best
+accuracy any net reaches on that seed (a threshold tied to the best net, fixed by definition) -- and the worst case
+over output-layer scales.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from bnlab.config import from_mapping, to_mapping
-from bnlab.data import load_dataset
-from bnlab.errors import BnlabError
-from bnlab.experiments.base import SCALES, ClaimResult, Figure, KeyNumber, Plan, mean_ci, seeds_for, verdict_from_ci
+from bnlab.experiments import stats
+from bnlab.experiments.base import (
+    Decision,
+    Description,
+    Endpoint,
+    Figure,
+    Plan,
+    Protocol,
+    brief,
+    config_for,
+    decide_endpoint,
+    seeds_for,
+)
 from bnlab.sweeps.trial import Trial
-from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C10"
 TITLE = "BN makes training insensitive to initialisation"
-_MODULE = "bnlab.experiments.c10_initialisation"
-_NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
+_FN = "bnlab.workflows.init_scale:init_scale_run"
+NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
+SCALE_KEY = {"hidden": "init_scales", "output": "output_scales"}  # which layers are scaled -> the config's scales
 
 
 @dataclass(frozen=True)
@@ -37,133 +49,121 @@ class C10Config:
     dataset: str = "mnist5k"
     model: str = "mlp"
     init_scales: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+    output_scales: tuple[float, ...] = (1e-2, 1.0, 100.0)
     steps: int = 500
     batch_size: int = 60
     lr: float = 0.5
     momentum: float = 0.0
-    trained_acc: float = 0.5  # final test accuracy a run must reach to count as trained
 
 
 CONFIGS: dict[str, C10Config] = {
-    "smoke": C10Config(init_scales=(1e-3, 1.0, 100.0), steps=15, batch_size=32),
+    "smoke": C10Config(init_scales=(1e-3, 1.0, 100.0), output_scales=(100.0,), steps=15, batch_size=32),
     "default": C10Config(),
-    "paper": C10Config(init_scales=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0, 100.0), steps=10000,
-                       lr=0.5),
+    "paper": C10Config(init_scales=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0, 100.0), steps=10000),
 }
 
+PROTOCOL = Protocol(
+    endpoint=Endpoint(
+        name="worst-case test accuracy over hidden-layer init scales, BN − no BN",
+        measure="per seed: the minimum over init scales s ∈ {1e-3 … 1e2} of the hidden layers of the final test "
+                "accuracy (diverged = chance), with BN minus without",
+        unit="accuracy", test="t", threshold=0.0,
+        threshold_source="0 = BN's worst case no better than no BN's; the claim predicts a better worst case",
+        settings=("hidden layers",)),
+    cost="cheap",
+    secondary=("fraction of init scales at which each net trains (≥ halfway from chance to the best net's accuracy "
+               "on that seed)", "worst-case test accuracy over output-layer scales, BN − no BN"),
+    runs="Ioffe's 3 × 100 sigmoid MLP on mnist5k, hidden weights × {1e-3, 1e-2, 0.1, 1, 10, 100}, SGD lr 0.5, batch "
+         "60, 500 steps, 8 seeds; output weights × {1e-2, 1, 100} apart",
+    paper="No paper protocol: Ioffe & Szegedy state that BN lessens the dependence on the initial scale (Sec. 3.3). "
+          "The paper scale sweeps 11 scales for 10k steps.",
+    why="The range of accuracy over scales scored a net that fails at every scale as insensitive (why the smoke "
+        "scale said 'refuted'); the worst case does not. The output layer, which BN cannot normalise, was rescaled "
+        "with the others; it is now measured apart.")
 
-def init_scale_run(*, dataset: str, model: str, norm: str, init_scale: float, steps: int, batch_size: int,
-                   lr: float, momentum: float, seed: int) -> dict:
-    """Trial: train `model` with weights × `init_scale`; final accuracies, divergence and losses."""
-    data = load_dataset(dataset)
-    config = TrainConfig(model=model, norm=norm, dataset=dataset, init_scale=init_scale, steps=steps,
-                         batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, seed=seed, progress=False,
-                         device="auto")
-    result = train(config, dataset=data)
-    losses = result.history["train_loss"]
-    return {
-        "diverged": result.diverged_at_step is not None,
-        "diverged_at_step": result.diverged_at_step,
-        "test_acc": float(result.final.get("test_acc", math.nan)),
-        "train_acc": float(result.final.get("train_acc", math.nan)),
-        "initial_loss": float(losses[0]) if losses else math.nan,
-        "final_loss": float(result.final.get("train_eval_loss", math.nan)),
-        "chance": 1.0 / data.num_classes,
-    }
-
-
-def config_for(scale: str) -> C10Config:
-    if scale not in SCALES:
-        raise BnlabError(f"unknown scale '{scale}' (choose from {', '.join(SCALES)})")
-    return CONFIGS[scale]
+RULE = ("Per seed: effect = min over hidden-layer init scales of the final test accuracy with BN, minus the same "
+        "without BN (a diverged run counts as chance). The 95% t-interval of the mean effect wholly above 0 -> "
+        "supported, wholly below 0 -> refuted, otherwise inconclusive. The trained fraction and the output-layer "
+        "sweep are reported, never voted.")
 
 
-def _name(norm: str, init_scale: float, seed: int) -> str:
-    return f"{norm}/init={init_scale:g}/seed={seed}"
+def _name(norm: str, where: str, scale: float, seed: int) -> str:
+    return f"{norm}/{where}={scale:g}/seed={seed}"
 
 
-def plan(scale: str, seeds: int) -> Plan:
-    cfg = config_for(scale)
-    seed_list = seeds_for(seeds)
-    trials = tuple(
-        Trial(CLAIM_ID, _name(norm, s, seed), f"{_MODULE}:init_scale_run",
-              {"dataset": cfg.dataset, "model": cfg.model, "norm": norm, "init_scale": s, "steps": cfg.steps,
-               "batch_size": cfg.batch_size, "lr": cfg.lr, "momentum": cfg.momentum, "seed": seed},
-              cost=cfg.steps * (2.0 if norm == "bn" else 1.0) / 1000)
-        for norm, _ in _NORMS for s in cfg.init_scales for seed in seed_list)
-    return Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), trials)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+    cfg = config_for(CONFIGS, scale)
+    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+    run = {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
+           "lr": cfg.lr, "momentum": cfg.momentum}
+    trials = [Trial(CLAIM_ID, _name(norm, where, s, seed), _FN,
+                    {**run, "norm": norm, "init_scale": s, "where": where, "seed": seed},
+                    cost=cfg.steps * (2.0 if norm == "bn" else 1.0) / 1000)
+              for where, scales in (("hidden", cfg.init_scales), ("output", cfg.output_scales))
+              for norm, _ in NORMS for s in scales for seed in seed_list]
+    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def effective_accuracy(rec: Mapping) -> float:
+def accuracy(rec: Mapping[str, Any]) -> float:
     """Final test accuracy, or chance when the run diverged or ended with a non-finite accuracy."""
     acc = rec["test_acc"]
     return rec["chance"] if rec["diverged"] or not math.isfinite(acc) else acc
 
 
-def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    cfg = from_mapping(C10Config, plan.config)
-    seeds = plan.seeds
-    ranges: dict[str, list[float]] = {}
-    per_scale: dict[str, dict] = {}
-    series = []
-    trained_counts: dict[str, int] = {}
-    for norm, label in _NORMS:
-        ranges[norm] = []
-        for seed in seeds:
-            accs = [effective_accuracy(results[_name(norm, s, seed)]) for s in cfg.init_scales]
-            ranges[norm].append(max(accs) - min(accs))
-        ys, los, his = [], [], []
-        trained_counts[norm] = 0
-        for s in cfg.init_scales:
-            recs = [results[_name(norm, s, seed)] for seed in seeds]
-            m, lo, hi = mean_ci([effective_accuracy(r) for r in recs])
-            trained = sum(1 for r in recs if not r["diverged"] and effective_accuracy(r) >= cfg.trained_acc)
-            trained_counts[norm] += trained
-            per_scale[f"{norm}/init={s:g}"] = {"test_acc": m, "ci": [lo, hi], "trained": trained,
-                                               "diverged": sum(1 for r in recs if r["diverged"]), "runs": len(recs)}
-            ys.append(m)
-            los.append(math.nan if lo is None else lo)
-            his.append(math.nan if hi is None else hi)
-        series.append({"label": label, "x": list(cfg.init_scales), "y": ys, "lo": los, "hi": his})
+def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+    cfg = plan.config
+    acc = {(n, w): [[accuracy(results[_name(n, w, s, seed)]) for s in cfg[SCALE_KEY[w]]] for seed in plan.seeds]
+           for n, _ in NORMS for w in SCALE_KEY}  # (seeds, scales)
+    worst = {k: [min(row) for row in v] for k, v in acc.items()}
+    chance = results[_name("bn", "hidden", cfg["init_scales"][0], plan.seeds[0])]["chance"]
+    trained = {n: [] for n, _ in NORMS}
+    for i in range(len(plan.seeds)):
+        best = max(max(acc[n, "hidden"][i]) for n, _ in NORMS)
+        bar = chance + (best - chance) / 2
+        for n, _ in NORMS:
+            trained[n].append(sum(a >= bar for a in acc[n, "hidden"][i]) / len(acc[n, "hidden"][i]))
+    secondary = {f"fraction of init scales trained, {label}": {"values": trained[n], "unit": "fraction"}
+                 for n, label in NORMS}
+    secondary["worst-case test accuracy over output-layer scales, BN − no BN"] = {
+        "values": stats.paired_differences(worst["bn", "output"], worst["none", "output"]), "unit": "accuracy"}
+    return {"primary": {"hidden layers": stats.paired_differences(worst["bn", "hidden"], worst["none", "hidden"])},
+            "secondary": secondary, "accuracy": {f"{n}/{w}": v for (n, w), v in acc.items()}}
 
-    diffs = [a - b for a, b in zip(ranges["none"], ranges["bn"])]
-    d, lo, hi = mean_ci(diffs)
-    direction = verdict_from_ci(lo, hi, 0.0)
-    bn_all_train = trained_counts["bn"] == len(cfg.init_scales) * len(seeds)
-    if direction == "supported":
-        verdict = "supported" if bn_all_train else "mixed"
-    else:
-        verdict = direction
-    failing = [f"{s:g}" for s in cfg.init_scales if per_scale[f"bn/init={s:g}"]["trained"] < len(seeds)]
-    none_failing = [f"{s:g}" for s in cfg.init_scales if per_scale[f"none/init={s:g}"]["trained"] < len(seeds)]
-    summary = (f"Over init scales {cfg.init_scales[0]:g}…{cfg.init_scales[-1]:g}, the range of final test accuracy "
-               f"is {mean_ci(ranges['bn'])[0]:.3f} with BN and {mean_ci(ranges['none'])[0]:.3f} without "
-               f"(difference {d:.3f}). BN runs fail to train at scales [{', '.join(failing)}]; no-BN runs at "
-               f"[{', '.join(none_failing)}].")
-    caveats = [
-        f"One learning rate ({cfg.lr}) for every scale and both nets; {cfg.steps} steps on {cfg.dataset}. A net "
-        "that fails at some scale might train with a learning rate tuned for that scale.",
-        "With BN the hidden layers are scale invariant, but the output layer is not: a huge init scale gives huge "
-        "logits whatever BN does, and at tiny scales ε = 1e-5 stops the normalisation from undoing the scale "
-        "(σ² ≲ ε) and BN's 1/scale gradient makes the first updates very large relative to the weights.",
-    ]
-    if cfg.steps < 2000:
-        caveats.append("The default scale trains for a few hundred steps only; slow-but-eventual training at an "
-                       "extreme scale counts as a failure here.")
-    return ClaimResult(
-        id=CLAIM_ID, title=TITLE, verdict=verdict,
-        rule=("Per seed, range over init scales of final test accuracy (diverged = chance); d = range(no BN) − "
-              "range(BN). 95% CI of d < 0 → refuted; > 0 → supported if every BN run trains (test acc ≥ "
-              f"{cfg.trained_acc}), else mixed; otherwise inconclusive."),
-        summary=summary,
-        method=(f"{cfg.model} on {cfg.dataset}, weights × {list(cfg.init_scales)}, BN vs no BN, SGD lr {cfg.lr}, "
-                f"momentum {cfg.momentum}, batch {cfg.batch_size}, {cfg.steps} steps, {len(seeds)} seeds."),
-        key_number=KeyNumber("range of test accuracy over init scales, no BN − BN", d, lo, hi, "accuracy"),
-        metrics={"range_bn": ranges["bn"], "range_none": ranges["none"], "range_diff": diffs,
-                 "per_scale": per_scale, "bn_trains_everywhere": bn_all_train,
-                 "bn_failing_scales": failing, "no_bn_failing_scales": none_failing},
-        figures=[Figure("accuracy_vs_init", "lines", "Final test accuracy vs initialisation scale",
-                        f"Mean and 95% CI over {len(seeds)} seeds; diverged runs count as chance.",
-                        {"panels": [{"title": cfg.model, "xlabel": "init scale (× Glorot)", "ylabel": "test accuracy",
-                                     "xscale": "log", "series": series}]})],
-        caveats=caveats)
+
+def decide(metrics: Mapping[str, Any]) -> Decision:
+    return decide_endpoint(PROTOCOL.endpoint, metrics)
+
+
+def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+    panels = []
+    for where, key in SCALE_KEY.items():
+        series = []
+        for n, label in NORMS:
+            ests = [stats.mean_ci(col) for col in zip(*metrics["accuracy"][f"{n}/{where}"])]
+            series.append({"label": label, "x": list(plan.config[key]), "y": [e.effect for e in ests],
+                           "lo": [math.nan if e.ci_low is None else e.ci_low for e in ests],
+                           "hi": [math.nan if e.ci_high is None else e.ci_high for e in ests]})
+        panels.append({"title": f"{where} layers scaled", "xlabel": "init scale (× Glorot)",
+                       "ylabel": "test accuracy", "xscale": "log", "series": series})
+    return [Figure("accuracy_vs_init", "lines", "Final test accuracy vs initialisation scale",
+                   f"Mean and 95% CI over {len(plan.seeds)} seeds; diverged runs count as chance. Left: the hidden "
+                   "layers' initial weights scaled (the endpoint); right: the output layer's only.",
+                   {"panels": panels})]
+
+
+def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+    cfg = plan.config
+    trained = {r.name: r for r in decision.secondary}
+    summary = (f"Worst-case test accuracy over hidden-layer scales {cfg['init_scales'][0]:g}…{cfg['init_scales'][-1]:g}"
+               ", "
+               f"BN − no BN: {brief(decision.primary[0], 3)}. Scales trained: BN "
+               f"{brief(trained['fraction of init scales trained, BN'], 2)}, no BN "
+               f"{brief(trained['fraction of init scales trained, no BN'], 2)}. Verdict: {decision.verdict}.")
+    method = (f"{cfg['model']} on {cfg['dataset']}, hidden weights × {list(cfg['init_scales'])}, output weights × "
+              f"{list(cfg['output_scales'])}, BN vs no BN, SGD lr {cfg['lr']}, momentum {cfg['momentum']}, batch "
+              f"{cfg['batch_size']}, {cfg['steps']} steps, {len(plan.seeds)} seeds.")
+    caveats = [f"One learning rate ({cfg['lr']}) for every scale and both nets; a net that fails at some scale might "
+               "train with a learning rate tuned for that scale.",
+               "At tiny hidden scales ε = 1e-5 keeps BN from undoing the scale (σ² ≲ ε), and BN's 1/scale gradient "
+               "makes the first updates large relative to the weights."]
+    return Description(summary, method, caveats)
