@@ -122,7 +122,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     for n in ("l1", "l2", "linf"):
         secondary[f"log(loss variation no BN / {LABELS[n]}) [vgg]"] = {"values": effects(lv, "vgg", n),
                                                                         "unit": "log ratio"}
-    for family in NORMS:
+    for family, runs in ((f, runs_of(plan, results, f)) for f in NORMS):
+        for n in ("bn", "none"):
+            secondary[f"fraction of runs that diverged, {LABELS[n]} [{family}]"] = {
+                "values": [float(r["diverged_at_step"] is not None) for r in runs[n]], "unit": "fraction",
+                "note": "a run that diverges before a finite probe gives no loss variation: its seed is left out"}
         secondary[f"log(relative loss variation no BN / BN) [{family}]"] = {
             "values": effects(relative, family, "bn"), "unit": "log ratio",
             "note": "loss variation divided by the lowest loss along −g, so a lower loss level alone cannot shrink it"}
