@@ -45,6 +45,7 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
     ]
     for c in v["claims"]:
         key = escape(c["key_main"]) + (f" ({escape(c['key_ci'])})" if c["key_ci"] else "")
+        key += f"; votes: {escape(c['votes_brief'])}" if c["votes_brief"] else ""
         key += "".join(f"; finding: {escape(f)}" for f in c["findings"])
         out.append(f"| [{escape(c['id'])}](#{c['anchor']}) | {escape(c['title'])} | **{c['verdict_text']}** "
                    f"| {key} |")

@@ -126,6 +126,8 @@ def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str,
         "about": _about(claim),
         "caveats": [str(c) for c in claim.get("caveats") or []],
         "votes": _rows(claim.get("votes")),
+        "votes_brief": " · ".join(f"{v.get('setting')}: {v.get('vote')}" for v in claim.get("votes") or []
+                                  if isinstance(v, Mapping) and v.get("setting") and len(claim["votes"]) > 1),
         "secondary": _rows(claim.get("secondary")),
         "verifications": [{"name": str(v.get("name", "")), "passed": bool(v.get("passed")),
                            "worst": format_number(v.get("worst_ratio")), "cases": format_number(v.get("cases")),
