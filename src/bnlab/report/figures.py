@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -30,6 +32,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 
+from bnlab.atomic import write_bytes
 from bnlab.errors import BnlabError
 
 KINDS: tuple[str, ...] = ("lines", "bars", "contours", "surface", "heatmap")
@@ -159,7 +162,7 @@ def _grid(z: Any, ny: int, nx: int, what: str) -> list[list[float]]:
     return rows
 
 
-def _panels(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def panels_of(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     panels = data.get("panels") if isinstance(data, Mapping) else None
     if not isinstance(panels, Sequence) or not panels or not all(isinstance(p, Mapping) for p in panels):
         raise BnlabError("figure data needs 'panels': a non-empty list of tables")
@@ -173,18 +176,49 @@ def _layout(fig: Figure, n: int, **kw: Any) -> list[Any]:
     return [fig.add_subplot(rows, cols, i + 1, **kw) for i in range(n)]
 
 
-def _finite_range(grids: list[list[list[float]]]) -> tuple[float, float]:
-    vals = [v for g in grids for row in g for v in row if math.isfinite(v)]
-    if not vals:
-        return 0.0, 1.0
-    lo, hi = min(vals), max(vals)
-    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+def value_range(zs: Sequence[Any], zscale: str = "linear", zmax: float | None = None) -> tuple[float, float]:
+    """The one colour normalisation of every contour, surface and heatmap: the shared (lo, hi) of all finite values
+    of all panels (hi capped at `zmax`; only positive values on a log scale), so a BN and a no-BN landscape are
+    coloured on the same scale. A non-finite value (a diverged loss) is drawn at the top of that scale."""
+    vals = np.concatenate([np.asarray(z, dtype=float).ravel() for z in zs]) if zs else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if zscale == "log":
+        vals = vals[vals > 0]
+    if vals.size == 0:
+        return (1e-3, 1.0) if zscale == "log" else (0.0, 1.0)
+    lo, hi = float(vals.min()), float(vals.max())
+    if zmax is not None and zmax > lo:
+        hi = min(hi, float(zmax))
+    if hi <= lo:
+        hi = lo * 1.01 + 1e-12 if zscale == "log" else lo + 1.0
+    return lo, hi
+
+
+def shared_levels(lo: float, hi: float, levels: int | Sequence[float] = 20, zscale: str = "linear") -> list[float]:
+    """Contour levels from lo to hi: `levels` equal steps (geometric on a log scale), or the given list."""
+    if isinstance(levels, Sequence) and not isinstance(levels, str):
+        out = _floats(levels, "levels")
+        if len(out) < 2 or any(not b > a for a, b in zip(out, out[1:])):
+            raise BnlabError("contour levels must be an increasing list of at least 2 values")
+        return out
+    n = int(levels)
+    if n < 2:
+        raise BnlabError(f"contour levels must be >= 2, got {n}")
+    if zscale == "log":
+        return [lo * (hi / lo) ** (i / n) for i in range(n + 1)]
+    return [lo + (hi - lo) * i / n for i in range(n + 1)]
 
 
 def _norm(lo: float, hi: float, zscale: str) -> Normalize:
-    if zscale == "log" and lo > 0:
-        return LogNorm(vmin=lo, vmax=hi)
-    return Normalize(vmin=lo, vmax=hi)
+    if zscale not in ("linear", "log"):
+        raise BnlabError(f"zscale must be linear or log, got {zscale!r}")
+    return LogNorm(vmin=lo, vmax=hi) if zscale == "log" else Normalize(vmin=lo, vmax=hi)
+
+
+def on_scale(z: Any, lo: float, hi: float) -> np.ndarray:
+    """z clipped to [lo, hi]; a non-finite value (a diverged loss) sits at the top of the scale, like a cliff."""
+    z = np.asarray(z, dtype=float)
+    return np.where(np.isfinite(z), np.clip(z, lo, hi), hi)
 
 
 def _colorbar(fig: Figure, mappable: Any, ax: Any, **kw: Any) -> None:
@@ -214,8 +248,9 @@ def _scale(ax: Any, panel: Mapping[str, Any]) -> None:
 
 
 def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
-    """Curves per panel, optional lo/hi bands; ``sharex``/``sharey`` in data share the axes."""
-    panels = _panels(data)
+    """Curves per panel, optional lo/hi bands; ``sharex``/``sharey`` in data share the axes, ``xscale``/``yscale``
+    in data apply to every panel that does not set its own."""
+    panels = panels_of(data)
     axes = _layout(fig, len(panels))
     if data.get("sharey"):
         for ax in axes[1:]:
@@ -246,7 +281,7 @@ def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
                     raise BnlabError(f"figure series {label!r}: lo/hi must have len(x) values")
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.18, linewidth=0)
         _labels(ax, panel)
-        _scale(ax, panel)
+        _scale(ax, {**{k: data[k] for k in ("xscale", "yscale") if k in data}, **panel})  # data-level default
         if any(s.get("label") for s in series):
             ax.legend(frameon=False)
 
@@ -259,7 +294,7 @@ def _horizontal(categories: Sequence[str]) -> bool:
 def draw_bars(fig: Figure, data: Mapping[str, Any]) -> None:
     """Grouped bars per panel: one bar per (category, group), error bars from lo/hi. Panels with many or long
     category names are drawn as horizontal bars (categories top to bottom, values along x)."""
-    panels = _panels(data)
+    panels = panels_of(data)
     axes = _layout(fig, len(panels))
     tallest = 0.0
     for ax, panel in zip(axes, panels):
@@ -313,60 +348,79 @@ def draw_bars(fig: Figure, data: Mapping[str, Any]) -> None:
         fig.set_size_inches(width_in + 1.6 * cols, max(height_in, tallest * rows + 0.4))
 
 
-def draw_contours(fig: Figure, data: Mapping[str, Any]) -> None:
-    """Filled contours per panel; one colour scale (and colour bar) for all panels unless same_scale is false.
-
-    Optional: ``levels`` (a count or a list), ``zscale`` ("linear" | "log"). Non-finite z (a diverged loss) is
-    left blank.
-    """
-    panels = _panels(data)
-    axes = _layout(fig, len(panels))
-    grids = []
+def panel_grids(panels: Sequence[Mapping[str, Any]]) -> list[tuple[list[float], list[float], list[list[float]]]]:
+    out = []
     for p in panels:
         x, y = _floats(p.get("x", []), "x"), _floats(p.get("y", []), "y")
-        grids.append((x, y, _grid(p.get("z", []), len(y), len(x), "z")))
-    same = bool(data.get("same_scale", True))
-    zscale = str(data.get("zscale", "linear"))
-    levels = data.get("levels", 20)
-    shared = _finite_range([g for _, _, g in grids])
-    mappable = None
+        out.append((x, y, _grid(p.get("z", []), len(y), len(x), "z")))
+    return out
+
+
+def draw_contours(fig: Figure, data: Mapping[str, Any]) -> None:
+    """Contours per panel with identical axes, levels and one colour scale (`value_range`) unless ``same_scale``
+    is false. Options: ``levels`` (a count or a list), ``zscale`` ("linear" | "log"), ``zmax`` (cap), ``style``
+    ("filled": filled contours with thin lines on top, or "lines"), ``zlabel``; per panel an optional ``path``
+    ([[x, y], ...], e.g. a training trajectory on PCA directions). The centre (0, 0) is marked."""
+    panels = panels_of(data)
+    axes = _layout(fig, len(panels))
+    grids = panel_grids(panels)
+    same, zscale, zmax = bool(data.get("same_scale", True)), str(data.get("zscale", "linear")), data.get("zmax")
+    style = str(data.get("style", "filled"))
+    if style not in ("filled", "lines"):
+        raise BnlabError(f"contour style must be filled or lines, got {style!r}")
+    shared = value_range([g for _, _, g in grids], zscale, zmax)
+    xlim = (min(min(x) for x, _, _ in grids), max(max(x) for x, _, _ in grids))
+    ylim = (min(min(y) for _, y, _ in grids), max(max(y) for _, y, _ in grids))
+    mappable, levels = None, []
     for ax, panel, (x, y, z) in zip(axes, panels, grids):
-        lo, hi = shared if same else _finite_range([z])
+        lo, hi = shared if same else value_range([z], zscale, zmax)
         norm = _norm(lo, hi, zscale)
-        if isinstance(levels, Sequence):
-            lv = _floats(levels, "levels")
-        elif isinstance(norm, LogNorm):
-            lv = [lo * (hi / lo) ** (i / int(levels)) for i in range(int(levels) + 1)]
+        levels = shared_levels(lo, hi, data.get("levels", 20), zscale)
+        zc = on_scale(z, lo, hi)
+        if style == "filled":
+            mappable = ax.contourf(x, y, zc, levels=levels, norm=norm, cmap=_CMAP)
+            ax.contour(x, y, zc, levels=levels[::3], colors="white", linewidths=0.4, alpha=0.7)
         else:
-            lv = [lo + (hi - lo) * i / int(levels) for i in range(int(levels) + 1)]
-        mappable = ax.contourf(x, y, z, levels=lv, norm=norm, cmap=_CMAP, extend="both")
-        ax.contour(x, y, z, levels=lv[::4] or lv, colors="white", linewidths=0.4, alpha=0.6)
+            mappable = ax.contour(x, y, zc, levels=levels, norm=norm, cmap=_CMAP, linewidths=0.8)
+        path = panel.get("path")
+        if path is not None and len(path):
+            pts = np.asarray(path, dtype=float)
+            ax.plot(pts[:, 0], pts[:, 1], "-o", color=NORM_COLOURS["none"], markersize=2, linewidth=1)
+        if xlim[0] <= 0 <= xlim[1] and ylim[0] <= 0 <= ylim[1]:
+            ax.plot([0], [0], marker="+", color="black", markersize=8)
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         ax.grid(False)
-        _labels(ax, panel)
+        _labels(ax, {"xlabel": "direction 1", "ylabel": "direction 2", **panel})
         if not same:
-            _colorbar(fig, mappable, ax)
+            _colorbar(fig, mappable, ax, label=str(data.get("zlabel", "")))
     if same and mappable is not None:
-        _colorbar(fig, mappable, axes, shrink=0.9)
+        _colorbar(fig, mappable, axes, shrink=0.9, label=str(data.get("zlabel", "")))
 
 
 def draw_surface(fig: Figure, data: Mapping[str, Any]) -> None:
-    """3-D surfaces per panel with one colour scale and one z range for all panels."""
-    panels = _panels(data)
+    """3-D surfaces per panel with one z range and one colour scale (`value_range`); on a log ``zscale`` the
+    height drawn is log10 of the value."""
+    panels = panels_of(data)
     axes = _layout(fig, len(panels), projection="3d")
-
-    grids = []
-    for p in panels:
-        x, y = _floats(p.get("x", []), "x"), _floats(p.get("y", []), "y")
-        grids.append((x, y, _grid(p.get("z", []), len(y), len(x), "z")))
-    lo, hi = _finite_range([g for _, _, g in grids])
-    norm = _norm(lo, hi, str(data.get("zscale", "linear")))
+    grids = panel_grids(panels)
+    zscale = str(data.get("zscale", "linear"))
+    lo, hi = value_range([g for _, _, g in grids], zscale, data.get("zmax"))
+    _norm(lo, hi, zscale)  # validates zscale
+    zlo, zhi = (math.log10(lo), math.log10(hi)) if zscale == "log" else (lo, hi)
+    norm = Normalize(vmin=zlo, vmax=zhi)  # one colour scale for every panel, on the height drawn
+    zlabel = ("log10 " if zscale == "log" else "") + str(data.get("zlabel", ""))
     mappable = None
     for ax, panel, (x, y, z) in zip(axes, panels, grids):
         xx, yy = np.meshgrid(x, y)
-        zz = np.clip(np.asarray(z, dtype=float), lo, hi)  # keeps a diverged cliff on the shared scale
+        zz = on_scale(z, lo, hi)
+        if zscale == "log":
+            zz = np.log10(zz)
         mappable = ax.plot_surface(xx, yy, zz, cmap=_CMAP, norm=norm, linewidth=0, antialiased=True)
-        ax.set_zlim(lo, hi)
-        _labels(ax, panel)
+        ax.set_zlim(zlo, zhi)
+        _labels(ax, {"xlabel": "direction 1", "ylabel": "direction 2", **panel})
+        if zlabel:
+            ax.set_zlabel(zlabel)
     if mappable is not None:
         _colorbar(fig, mappable, axes, shrink=0.7)
 
@@ -376,7 +430,7 @@ def draw_heatmap(fig: Figure, data: Mapping[str, Any]) -> None:
 
     ``same_scale`` (default false) shares one colour scale across panels.
     """
-    panels = _panels(data)
+    panels = panels_of(data)
     axes = _layout(fig, len(panels))
     grids = []
     for p in panels:
@@ -384,11 +438,12 @@ def draw_heatmap(fig: Figure, data: Mapping[str, Any]) -> None:
         y, yticks = _axis(p.get("y", []), "y")
         grids.append((x, xticks, y, yticks, _grid(p.get("z", []), len(y), len(x), "z")))
     same = bool(data.get("same_scale", False))
-    shared = _finite_range([g[4] for g in grids])
+    zscale = str(data.get("zscale", "linear"))
+    shared = value_range([g[4] for g in grids], zscale)
     mappable = None
     for ax, panel, (x, xticks, y, yticks, z) in zip(axes, panels, grids):
-        lo, hi = shared if same else _finite_range([z])
-        norm = _norm(lo, hi, str(data.get("zscale", "linear")))
+        lo, hi = shared if same else value_range([z], zscale)
+        norm = _norm(lo, hi, zscale)
         mappable = ax.pcolormesh(x, y, z, shading="nearest", cmap=_CMAP, norm=norm)
         if xticks is not None:
             ax.set_xticks(x, xticks, rotation=20 if len(x) > 4 else 0)
@@ -411,12 +466,15 @@ _DRAW = {"lines": draw_lines, "bars": draw_bars, "contours": draw_contours, "sur
          "heatmap": draw_heatmap}
 
 
-def render_figure(spec: Mapping[str, Any]) -> bytes:
-    """Draw `spec` and return the SVG or PNG bytes (`figure_format(spec)`); BnlabError for a malformed spec."""
+def render_figure(spec: Mapping[str, Any], fmt: str | None = None) -> bytes:
+    """Draw `spec` and return SVG or PNG bytes (`fmt`, default `figure_format(spec)`); BnlabError for a malformed
+    spec. Every figure bnlab makes -- the audit's, the landscape and hessian commands' -- is drawn here."""
     kind = spec.get("kind")
     if kind not in _DRAW:
         raise BnlabError(f"unknown figure kind {kind!r} (known: {', '.join(KINDS)})")
-    fmt = figure_format(spec)
+    fmt = figure_format(spec) if fmt is None else fmt
+    if fmt not in ("png", "svg"):
+        raise BnlabError(f"figure format must be png or svg, got {fmt!r}")
     with matplotlib.rc_context(_RC):
         fig = Figure(layout="constrained", dpi=_DPI)
         _DRAW[kind](fig, spec.get("data", {}))
@@ -428,3 +486,8 @@ def render_figure(spec: Mapping[str, Any]) -> bytes:
         else:
             FigureCanvasAgg(fig).print_png(buffer, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def save_figure(spec: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Render `spec` and write it atomically; the format comes from the suffix (.png or .svg)."""
+    return write_bytes(path, render_figure(spec, fmt=Path(path).suffix.lower().lstrip(".")))

@@ -8,7 +8,6 @@ For each requested BN mode: the top-k eigenvalues (Lanczos), the trace ± SE (Hu
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
 from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
+from bnlab.report.figures import render_figure
 from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config, default_loss, load_for_config
@@ -95,24 +95,12 @@ def _build(cfg: HessianConfig) -> tuple[torch.nn.Module, Any, Any]:
 
 
 def _plot(densities: dict[str, dict[str, Any]], title: str, fmt: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(densities), figsize=(5 * len(densities), 3.6), squeeze=False)
-    for ax, (mode, d) in zip(axes[0], densities.items()):
-        ax.semilogy(d["grid"], [max(v, 1e-8) for v in d["density"]], color="C0")
-        ax.set_title(f"BN mode {mode}")
-        ax.set_xlabel("eigenvalue")
-        ax.set_ylabel("density")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    """The spectral density per BN mode, log density floored at 1e-8 (the report's plotting stack)."""
+    panels = [{"title": f"BN mode {mode}", "xlabel": "eigenvalue", "ylabel": "density", "yscale": "log",
+               "series": [{"label": "density", "x": list(d["grid"]), "y": [max(v, 1e-8) for v in d["density"]]}]}
+              for mode, d in densities.items()]
+    return render_figure({"id": "density", "kind": "lines", "title": title, "caption": "",
+                          "data": {"panels": panels}}, fmt=fmt)
 
 
 def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from bnlab.landscape.interpolate import interpolate
 from bnlab.landscape.plane import random_line, random_plane
 from bnlab.landscape.roughness import roughness
 from bnlab.landscape.surface import Curve, Surface
-from bnlab.report import landscape_plots as plots
+from bnlab.report.figures import save_figure
+from bnlab.report.interactive import plotly_html
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config
@@ -140,6 +141,20 @@ def _load_nets(cfg: LandscapeConfig, dataset: Any) -> list[_Net]:
     return nets
 
 
+def _spec(kind: str, title: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A figure spec of the report's one plotting stack (`bnlab.report.figures`)."""
+    return {"id": kind, "kind": kind, "title": title, "caption": "", "data": data}
+
+
+def _surface_panel(surface: Surface, title: str) -> dict[str, Any]:
+    """A contour / surface panel of a `Surface`'s loss grid, with its PCA path when it has one."""
+    panel: dict[str, Any] = {"title": title, "x": surface.x.tolist(), "y": surface.y.tolist(),
+                             "z": surface.loss.tolist()}
+    if getattr(surface, "path", None) is not None:
+        panel["path"] = [[float(a), float(b)] for a, b in surface.path]
+    return panel
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
@@ -204,12 +219,12 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
     panels = []
     for (label, mode), plane in planes.items():
         with_bn = sum(1 for key in planes if key[0] == label) > 1 or len(cfg.bn_modes) == 1
-        panels.extend(plots.surface_panels([plane], [f"{label}, {mode} mode" if with_bn else label]))
-    data = {"panels": panels, "levels": 30, "zscale": cfg.zscale}
-    figures = [plots.save("contours", data, out / f"contours.{cfg.fmt}", title="2-D loss landscapes"),
-               plots.save("contours", {**data, "style": "lines"}, out / f"contour_lines.{cfg.fmt}",
-                          title="2-D loss landscapes"),
-               plots.save("surface", data, out / "surface.png", title="2-D loss landscapes")]
+        panels.append(_surface_panel(plane, f"{label}, {mode} mode" if with_bn else label))
+    data = {"panels": panels, "levels": 30, "zscale": cfg.zscale, "zlabel": "loss"}
+    title = "2-D loss landscapes"
+    figures = [save_figure(_spec("contours", title, data), out / f"contours.{cfg.fmt}"),
+               save_figure(_spec("contours", title, {**data, "style": "lines"}), out / f"contour_lines.{cfg.fmt}"),
+               save_figure(_spec("surface", title, data), out / "surface.png")]
     def single_mode(label: str) -> bool:  # a net without BN: its one curve goes in every panel
         return sum(1 for key in lines if key[0] == label) == 1
 
@@ -217,17 +232,18 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
                      "series": [{"label": label, "x": c.t.tolist(), "y": c.loss.tolist()}
                                 for (label, m), c in lines.items() if m == mode or single_mode(label)]}
                     for mode in cfg.bn_modes]
-    figures.append(plots.save("curves", {"panels": curve_panels, "yscale": cfg.zscale}, out / f"lines.{cfg.fmt}",
-                              title="1-D loss landscapes"))
+    figures.append(save_figure(_spec("lines", "1-D loss landscapes",
+                                     {"panels": curve_panels, "yscale": cfg.zscale, "sharey": True}),
+                               out / f"lines.{cfg.fmt}"))
     if interps:
         series = [{"label": label, "x": c.t.tolist(), "y": c.loss.tolist()} for label, c in interps.items()]
         mode = next(iter(interps.values())).bn_mode
-        figures.append(plots.save("curves", {"panels": [{"title": f"init (t=0) -> final (t=1), BN {mode} mode",
-                                                         "xlabel": "t", "ylabel": "loss", "series": series}],
-                                             "yscale": cfg.zscale}, out / f"interpolation.{cfg.fmt}",
-                                  title="Linear interpolation"))
+        figures.append(save_figure(_spec("lines", "Linear interpolation",
+                                         {"panels": [{"title": f"init (t=0) -> final (t=1), BN {mode} mode",
+                                                      "xlabel": "t", "ylabel": "loss", "series": series}],
+                                          "yscale": cfg.zscale}), out / f"interpolation.{cfg.fmt}"))
     if cfg.html:
-        figures.append(plots.plotly_html({"panels": panels}, out / "surface.html", title="2-D loss landscapes"))
+        figures.append(plotly_html({"panels": panels}, out / "surface.html", title=title))
     summary["figures"] = [str(p) for p in figures]
     write_json(out / "summary.json", summary)
     return summary
