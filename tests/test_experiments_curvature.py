@@ -11,8 +11,10 @@ import torch
 from bnlab.errors import BnlabError
 from bnlab.experiments.curvature import (
     CONFIGS,
+    curvature_caveats,
     curvature_trials,
-    summarise_curvature,
+    sharpness_effects,
+    sharpness_figures,
     trial_name,
 )
 from bnlab.sweeps.trial import execute_trial
@@ -62,16 +64,16 @@ def test_smoke_trials_and_summaries(smoke_results: dict[str, dict]) -> None:
         area = torch.trapezoid(torch.tensor(dens, dtype=torch.float64), torch.tensor(grid, dtype=torch.float64))
         assert float(area) == pytest.approx(1.0, abs=1e-9)
     json.dumps(smoke_results)
-    for claim in ("C06", "C14"):
-        s = summarise_curvature(claim, "smoke", (0, 1), smoke_results)
-        assert len(s.verdicts) == 3 and set(s.verdicts.values()) <= {"supported", "refuted", "inconclusive"}
-        assert s.key_number is not None and math.isfinite(s.key_number.value)
-        assert s.figures and all(f.kind in ("lines", "bars") for f in s.figures)
-        json.dumps([f.data for f in s.figures])
-        json.dumps(s.metrics)
-        assert any("scale invariance" in c for c in s.caveats)
-    ids = [f.id for f in summarise_curvature("C14", "smoke", (0, 1), smoke_results).figures]
-    assert ids == ["sharpness_end", "spectral_density"]
+    for at_end in (False, True):
+        effects = sharpness_effects(smoke_results, (0, 1), at_end)
+        assert len(effects) == 5
+        for name, values in effects.items():  # a trace can be negative: no log ratio for that seed
+            assert all(math.isfinite(x) for x in values) and (len(values) == 2 or name.startswith("log(trace"))
+        figs = sharpness_figures(smoke_results, (0, 1), at_end)
+        assert figs and all(f.kind in ("lines", "bars") for f in figs)
+        json.dumps([f.data for f in figs])
+    assert [f.id for f in sharpness_figures(smoke_results, (0, 1), True)] == ["sharpness_end", "spectral_density"]
+    assert any("scale invariance" in c for c in curvature_caveats("smoke"))
 
 
 def _fake(norm: str, seed: int, top: list[float], eval_top: list[float] | None = None) -> dict:
@@ -88,26 +90,21 @@ def _fake(norm: str, seed: int, top: list[float], eval_top: list[float] | None =
             "density": {}, "hessian_samples": 8}
 
 
-def test_rule_supported_refuted_inconclusive() -> None:
+def test_effects_on_hand_made_runs() -> None:
+    """Per seed log(no BN / BN), positive when the no-BN net is the sharper; averaged over probe times or taken at
+    the end; a diverged pair has no end-of-training value and is skipped, not guessed."""
     seeds = (0, 1, 2)
-    # the no-BN net is 10x sharper in every seed and mode: supported
     res = {}
     for s in seeds:
-        res[trial_name("bn", s)] = _fake("bn", s, [1.0, 1.1 + s * 0.01], [2.0, 2.0])
-        res[trial_name("none", s)] = _fake("none", s, [10.0, 11.0 + s * 0.1])
-    for claim in ("C06", "C14"):
-        v = summarise_curvature(claim, "default", seeds, res).verdicts
-        assert set(v.values()) == {"supported"}, v
-    # the BN net is the sharper one: refuted
-    swapped = {}
-    for s in seeds:
-        swapped[trial_name("bn", s)] = _fake("bn", s, [10.0, 11.0 + s], [30.0, 31.0 + s])
-        swapped[trial_name("none", s)] = _fake("none", s, [1.0, 1.0 + 0.01 * s])
-    s06 = summarise_curvature("C06", "default", seeds, swapped)
-    assert s06.verdicts["hessian_top/train"] == "refuted" and s06.key_number.value < 0
-    assert s06.metrics["votes"]["sharpness_top/train"]["ratio_none_over_bn"] < 1
-    # one seed: no CI, inconclusive; a missing trial is skipped, not guessed
-    one = {k: v for k, v in res.items() if k.endswith("seed=0")}
-    assert set(summarise_curvature("C14", "default", seeds, one).verdicts.values()) == {"inconclusive"}
-    with pytest.raises(BnlabError):
-        summarise_curvature("C05", "default", seeds, res)
+        res[trial_name("bn", s)] = _fake("bn", s, [1.0, 2.0], [4.0, 4.0])
+        res[trial_name("none", s)] = _fake("none", s, [10.0, 20.0])
+    over = sharpness_effects(res, seeds, at_end=False)
+    assert over["log(λ_max no BN / BN), BN mode train"] == pytest.approx([math.log(10)] * 3)
+    assert over["log(λ_max no BN / BN), BN mode eval"] == pytest.approx([(math.log(2.5) + math.log(5)) / 2] * 3)
+    end = sharpness_effects(res, seeds, at_end=True)
+    assert end["log(λ_max no BN / BN), BN mode eval"] == pytest.approx([math.log(5)] * 3)
+    res[trial_name("bn", 1)]["diverged_at_step"] = 5
+    assert len(sharpness_effects(res, seeds, at_end=True)["log(λ_max no BN / BN), BN mode train"]) == 2
+    assert len(sharpness_effects(res, seeds, at_end=False)["log(λ_max no BN / BN), BN mode train"]) == 3
+    missing = {k: v for k, v in res.items() if k.endswith("seed=0")}
+    assert len(sharpness_effects(missing, seeds, at_end=True)["log(λ_max no BN / BN), BN mode train"]) == 1

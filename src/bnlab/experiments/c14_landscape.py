@@ -1,68 +1,48 @@
-"""C14: without BN the loss landscape is rugged; with BN it is flat and smooth (the visualisation the explanation
-offers).
+"""C14 — "Without BN the landscape is rugged (cliffs, ravines); with BN it is flat and smooth" (Li et al. 2018,
+Sec. 4; Santurkar et al. 2018, Sec. 3). The visualisation the explanation offers.
 
-References: Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets" (filter-normalised random directions,
-Sec. 4); Santurkar et al. 2018, Sec. 3 (BN makes the landscape smoother).
+What is measured (`bnlab.workflows.roughness`). A BN net and a no-BN net of the same architecture (bnlab's narrow
+VGG on sklearn digits; VGG-11 on CIFAR-10 at paper scale) trained with the same data, optimiser, learning rate,
+steps and seed. Around each trained net, the 2-D training-loss landscape on two filter-normalised random directions
+and a 1-D landscape along a third, on a fixed training subset, with BN in mode ``train`` (batch statistics: the
+function SGD optimises) and ``eval`` (running statistics). Roughness R = mean |second difference| / h² over the
+interior grid points within ``rough_radius`` of the centre (nats per squared filter-normalised unit); the
+filter-normalised coordinates make the BN net's surface independent of how large its scale-invariant filters grew.
+On the curvature runs shared with C06 (`bnlab.experiments.curvature`): the Hessian λ_max, trace and spectral
+density at the end of training.
 
-Protocol (sizes in `CONFIGS`): a BN net and a no-BN net of the same architecture (bnlab's narrow VGG) trained on
-the same data with the same optimiser, learning rate, steps and seed. Around each trained net: a 2-D landscape on
-two seeded filter-normalised Gaussian directions (1-D parameters get 0, Li's ``biasbn``) over
-``[-radius, radius]^2`` and a 1-D landscape along a third direction, both of the training loss on a fixed subset of
-the training data, in BN mode ``train`` (batch statistics of that subset) and ``eval`` (the trained running
-statistics). A no-BN net has no BN layer (and no Dropout), so its two modes are the same function: it is evaluated
-once and that surface serves both modes.
-
-Roughness (`bnlab.landscape.roughness`): the mean |second difference| / h^2 along both grid axes over the interior
-grid points within ``rough_radius`` of the centre -- loss (nats) per squared direction unit. Scale invariance: the
-filter-normalised coordinates move every filter by its own norm, so the BN net's surface does not depend on how
-large its (scale-invariant) filters grew, and both nets are measured in the same units of loss on the same data.
-
-Rule (written before the run): for each BN mode m in (train, eval), the per-seed effect is
-``log(R(no BN) / R(BN, m))``, paired by seed; `verdict_from_ci` of its 95% CI against 0 (supported: the no-BN
-landscape is rougher). Overall: `combine_verdicts` over the modes. Key number: the train-mode effect (the papers'
-choice). 1-D roughness and the fraction of non-convex stencils are reported beside it, not voted.
-
-Extending (e.g. sharpness from the Hessian): add an entry to `EFFECTS` -- a function (results per seed) -> list of
-per-seed values, each positive when the no-BN net is the rougher/sharper -- and, to let it vote, its name to
-`VOTING`; trials may return extra keys for it.
+Primary endpoint: per seed, log(R(no BN) / R(BN, train mode)) of the 2-D landscapes; the 95% t-interval wholly
+above 0 -> supported (no BN rougher), wholly below -> refuted, else inconclusive.
+Secondary, never voting: the same in eval mode, reported as a finding in its own right (PyHessian and the
+loss-landscape tool evaluate BN this way); 1-D roughness per mode; the fraction of non-convex stencils; the
+Hessian λ_max, λ_max·‖W‖² and trace at the end per mode.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
-from bnlab.config import from_mapping, to_mapping
-from bnlab.data import load_dataset
-from bnlab.errors import BnlabError
+from bnlab.experiments import stats
 from bnlab.experiments.base import (
-    SCALES,
-    ClaimResult,
+    Decision,
+    Description,
+    Endpoint,
     Figure,
-    KeyNumber,
     Plan,
-    combine_verdicts,
-    mean_ci,
-    seeds_for,
-    verdict_from_ci,
+    Protocol,
+    brief,
+    config_for,
+    decide_endpoint,
 )
-from bnlab.experiments.curvature import curvature_trials, summarise_curvature
-from bnlab.landscape import random_directions, random_line, random_plane, roughness
-from bnlab.landscape.directions import model_origin
-from bnlab.landscape.roughness import negative_curvature_fraction
-from bnlab.models import build_model
-from bnlab.state import batchnorm_layers
+from bnlab.experiments.curvature import curvature_caveats, curvature_trials, sharpness_effects, sharpness_figures
+from bnlab.experiments.probed_training import family_seeds
 from bnlab.sweeps.trial import Trial
-from bnlab.train import TrainConfig, train
 
 CLAIM_ID = "C14"
 TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
-_MODULE = "bnlab.experiments.c14_landscape"
+_MODULE = "bnlab.workflows.roughness"
 MODES: tuple[str, ...] = ("train", "eval")
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
 
@@ -93,123 +73,92 @@ CONFIGS: dict[str, C14Config] = {
 }
 
 
-def config_for(scale: str) -> C14Config:
-    if scale not in SCALES:
-        raise BnlabError(f"unknown scale '{scale}' (choose from {', '.join(SCALES)})")
-    return CONFIGS[scale]
 
 
-def landscape_run(*, dataset: str, model: str, model_config: str, width: float, norm: str, steps: int,
-                  batch_size: int, lr: float, momentum: float, eval_samples: int, grid: int, line: int,
-                  radius: float, rough_radius: float, direction_seed: int, seed: int) -> dict[str, Any]:
-    """Trial: train one net, then its 2-D and 1-D landscapes in each BN mode; returns grids and roughness."""
-    data = load_dataset(dataset)
-    config = TrainConfig(model=model, norm=norm, dataset=dataset, model_kwargs={"config": model_config,
-                                                                                "width": width},
-                         steps=steps, batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0,
-                         eval_train_size=min(eval_samples, len(data.train_x)), seed=seed, progress=False,
-                         device="cpu", trackers=())
-    torch.manual_seed(seed)
-    net = build_model(model, norm=norm, in_shape=data.in_shape, num_classes=data.num_classes,
-                      config=model_config, width=width)
-    result = train(config, model=net, dataset=data)
-    net = result.model
-    batch = (data.train_x[:eval_samples], data.train_y[:eval_samples])
-    loss_fn = nn.CrossEntropyLoss()
-    origin = model_origin(net)
-    dirs = random_directions(origin, 3, direction_seed)  # two for the plane, one for the line
-    has_bn = bool(batchnorm_layers(net))
-    out: dict[str, Any] = {"norm": norm, "diverged": result.diverged_at_step is not None,
-                           "final_train_loss": float(result.final.get("train_eval_loss", math.nan)),
-                           "final_test_acc": float(result.final.get("test_acc", math.nan)),
-                           "modes": {}}
-    for mode in MODES if has_bn else MODES[:1]:
-        plane = random_plane(net, loss_fn, batch, radius=radius, steps=grid, bn_mode=mode, directions=dirs[:2],
-                             seed=direction_seed)
-        curve = random_line(net, loss_fn, batch, radius=radius, steps=line, bn_mode=mode, direction=dirs[2],
-                            seed=direction_seed)
-        out["modes"][mode] = {
-            "x": plane.x.tolist(), "y": plane.y.tolist(), "loss": plane.loss.tolist(), "acc": plane.acc.tolist(),
-            "t": curve.t.tolist(), "line_loss": curve.loss.tolist(),
-            "centre_loss": float(plane.loss[grid // 2, grid // 2]),
-            "roughness_2d": roughness(plane.loss, plane.x, plane.y, rough_radius),
-            "roughness_1d": roughness(curve.loss, curve.t, None, rough_radius),
-            "negative_curvature": negative_curvature_fraction(plane.loss, plane.x, plane.y, rough_radius),
-        }
-    if not has_bn:  # no BN layer and no Dropout: eval mode is the same function
-        out["modes"]["eval"] = out["modes"]["train"]
-    return out
+PROTOCOL = Protocol(
+    endpoint=Endpoint(
+        name="log(2-D landscape roughness without BN / with BN), BN mode train",
+        measure="per seed: log R(no BN) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
+                "(filter-normalised directions, R = mean |Δ²L|/h² within r of the centre), BN with batch statistics",
+        unit="log ratio", test="t", threshold=0.0,
+        threshold_source="0 = equally rough; the claim predicts a rougher landscape without BN",
+        settings=("train",)),
+    cost="costly",
+    secondary=("the same in BN eval mode (running statistics): a finding reported with its CI",
+               "1-D roughness per BN mode", "fraction of non-convex stencils, no BN − BN",
+               "Hessian λ_max, λ_max·‖W‖² and trace at the end of training, per BN mode (log ratio no BN / BN)"),
+    runs="narrow VGG with and without BN on sklearn digits, SGD lr 0.05, momentum 0.9, 300 steps, 5 seeds; "
+         "21 × 21 grid and 41-point line over ±1 filter-normalised units on 256 training examples",
+    paper="Li et al. draw VGG/ResNet landscapes on CIFAR-10 (their BN runs in eval mode); Santurkar's Sec. 3 "
+          "measures along the gradient. The paper scale trains VGG-11 on CIFAR-10 (needs --data-dir) for 20k steps.",
+    why="The old rule required both BN modes to agree and buried a consistent eval-mode reversal as "
+        "'inconclusive'. Train mode is the function SGD optimises and Santurkar's setting; the eval-mode result is a "
+        "finding of its own, reported with its CI.")
+
+RULE = ("Per seed: effect = log R(no BN) − log R(BN) of the 2-D landscapes, BN in train mode (batch statistics). "
+        "The 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, otherwise "
+        "inconclusive. Eval mode, 1-D roughness, non-convexity and the Hessian are reported, never voted.")
 
 
-def plan(scale: str, seeds: int) -> Plan:
-    cfg = config_for(scale)
-    seed_list = seeds_for(seeds)
-    trials = []
-    for label, norm in NORMS.items():
-        for s in seed_list:
-            trials.append(Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:landscape_run",
-                                {"dataset": cfg.dataset, "model": cfg.model, "model_config": cfg.model_config,
-                                 "width": cfg.width, "norm": norm, "steps": cfg.steps, "batch_size": cfg.batch_size,
-                                 "lr": cfg.lr, "momentum": cfg.momentum, "eval_samples": cfg.eval_samples,
-                                 "grid": cfg.grid, "line": cfg.line, "radius": cfg.radius,
-                                 "rough_radius": cfg.rough_radius,
-                                 "direction_seed": s + cfg.direction_seed_offset, "seed": s},
-                                cost=(cfg.steps / 300 + cfg.grid**2 / 441) * (2.0 if norm == "bn" else 1.0)))
-    # Hessian sharpness and spectral densities (bnlab.experiments.curvature; the same trials as C06's)
-
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+    cfg = config_for(CONFIGS, scale)
+    seed_list = family_seeds("vgg", scale, seeds, first_seed)  # the curvature runs' seeds: shared with C06
+    trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:landscape_run",
+                    {"dataset": cfg.dataset, "model": cfg.model, "model_config": cfg.model_config,
+                     "width": cfg.width, "norm": norm, "steps": cfg.steps, "batch_size": cfg.batch_size,
+                     "lr": cfg.lr, "momentum": cfg.momentum, "eval_samples": cfg.eval_samples, "grid": cfg.grid,
+                     "line": cfg.line, "radius": cfg.radius, "rough_radius": cfg.rough_radius,
+                     "direction_seed": s + cfg.direction_seed_offset, "seed": s},
+                    cost=(cfg.steps / 300 + cfg.grid**2 / 441) * (2.0 if norm == "bn" else 1.0))
+              for label, norm in NORMS.items() for s in seed_list]
     trials += curvature_trials(CLAIM_ID, scale, seed_list)
-    return Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), tuple(trials))
+    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def _log_ratio(a: float, b: float) -> float:
-    return math.log(a / b) if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b) else math.nan
+def _runs(plan: Plan, results: Mapping[str, dict]) -> dict[str, list[dict]]:
+    return {label: [results[f"{label}/seed={s}"] for s in plan.seeds] for label in NORMS}
 
 
-def _effect(key: str, mode: str) -> Callable[[Sequence[dict], Sequence[dict]], list[float]]:
-    def per_seed(bn: Sequence[dict], plain: Sequence[dict]) -> list[float]:
-        return [_log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
-    return per_seed
+def log_roughness_ratios(bn: Sequence[dict], plain: Sequence[dict], key: str, mode: str) -> list[float]:
+    """Per seed: log(no BN / BN) of `key` in BN mode `mode` (positive: no BN rougher); NaN where either is not
+    a positive finite number (a diverged run)."""
+    return [stats.log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
 
 
-# name -> (per-seed values from (BN runs, no-BN runs), description); positive = no BN rougher
-EFFECTS: dict[str, tuple[Callable[[Sequence[dict], Sequence[dict]], list[float]], str]] = {
-    "roughness_2d_train": (_effect("roughness_2d", "train"), "log R2d(no BN) / R2d(BN), BN train mode"),
-    "roughness_2d_eval": (_effect("roughness_2d", "eval"), "log R2d(no BN) / R2d(BN), BN eval mode"),
-    "roughness_1d_train": (_effect("roughness_1d", "train"), "log R1d(no BN) / R1d(BN), BN train mode"),
-    "roughness_1d_eval": (_effect("roughness_1d", "eval"), "log R1d(no BN) / R1d(BN), BN eval mode"),
-}
-VOTING: list[str] = ["roughness_2d_train", "roughness_2d_eval"]
+def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+    runs = _runs(plan, results)
+    bn, plain = runs["BN"], runs["no BN"]
+    secondary: dict[str, dict[str, Any]] = {
+        "log(2-D roughness no BN / BN), BN mode eval": {
+            "values": log_roughness_ratios(bn, plain, "roughness_2d", "eval"), "unit": "log ratio",
+            "note": "finding: the landscape with BN's running statistics (how PyHessian and loss-landscape "
+                    "evaluate BN nets); negative = BN rougher in eval mode"},
+    }
+    for mode in MODES:
+        secondary[f"log(1-D roughness no BN / BN), BN mode {mode}"] = {
+            "values": log_roughness_ratios(bn, plain, "roughness_1d", mode), "unit": "log ratio"}
+        secondary[f"non-convex stencil fraction, no BN − BN, BN mode {mode}"] = {
+            "values": stats.paired_differences([p["modes"][mode]["negative_curvature"] for p in plain],
+                                               [b["modes"][mode]["negative_curvature"] for b in bn]),
+            "unit": "fraction"}
+    for name, values in sharpness_effects(results, plan.seeds, at_end=True).items():
+        secondary[f"{name}, end of training"] = {"values": values, "unit": "log ratio"}
+    per_net = {label: {"diverged": sum(bool(r["diverged"]) for r in rs),
+                       "final_test_acc": stats.mean_ci([r["final_test_acc"] for r in rs]).effect,
+                       **{f"{key}_{mode}": stats.mean_ci([r["modes"][mode][key] for r in rs]).to_dict()
+                          for mode in MODES for key in ("roughness_2d", "roughness_1d", "negative_curvature")}}
+               for label, rs in runs.items()}
+    return {"primary": {"train": log_roughness_ratios(bn, plain, "roughness_2d", "train")},
+            "secondary": secondary, "per_net": per_net}
 
 
-def _ci(values: list[float]) -> tuple[float, float | None, float | None]:
-    vals = [v for v in values if math.isfinite(v)]
-    return mean_ci(vals) if vals else (math.nan, None, None)
+def decide(metrics: Mapping[str, Any]) -> Decision:
+    return decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def _nan(v: float | None) -> float:
-    return math.nan if v is None else v
-
-
-def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    cfg = from_mapping(C14Config, plan.config)
-    seeds = plan.seeds
-    runs = {label: [results[f"{label}/seed={s}"] for s in seeds] for label in NORMS}
-    effects: dict[str, dict[str, Any]] = {}
-    for name, (fn, description) in EFFECTS.items():
-        values = fn(runs["BN"], runs["no BN"])
-        m, lo, hi = _ci(values)
-        effects[name] = {"description": description, "values": values, "mean": m, "ci": [lo, hi],
-                         "verdict": verdict_from_ci(lo, hi, 0.0)}
-    verdict = combine_verdicts([effects[k]["verdict"] for k in VOTING])
-    per_net: dict[str, Any] = {}
-    for label in NORMS:
-        per_net[label] = {"diverged": sum(bool(r["diverged"]) for r in runs[label]),
-                          # no CPU time here: results.json "claims" must be bit-identical across reruns
-                          "final_test_acc": _ci([r["final_test_acc"] for r in runs[label]])[0]}
-        for mode in MODES:
-            for key in ("roughness_2d", "roughness_1d", "negative_curvature", "centre_loss"):
-                per_net[label][f"{key}_{mode}"] = _ci([r["modes"][mode][key] for r in runs[label]])
-    key = effects["roughness_2d_train"]
+def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+    cfg = plan.config
+    runs = _runs(plan, results)
     first = {label: runs[label][0]["modes"] for label in NORMS}
     panels_2d = [{"title": f"{label}, BN {mode} mode" if label == "BN" else label, "x": first[label][mode]["x"],
                   "y": first[label][mode]["y"], "z": first[label][mode]["loss"]}
@@ -218,75 +167,60 @@ def summarize(plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
                     "yscale": "log",
                     "series": [{"label": label, "x": first[label][mode]["t"], "y": first[label][mode]["line_loss"]}
                                for label in NORMS]} for mode in MODES]
+    pn = metrics["per_net"]
     bar_panels = [{"title": f"2-D roughness, BN {mode} mode", "ylabel": "mean |Δ²L| / h² (nats)",
                    "categories": list(NORMS),
-                   "groups": [{"label": "roughness", "values": [per_net[lab][f"roughness_2d_{mode}"][0]
-                                                                for lab in NORMS],
-                               "lo": [_nan(per_net[lab][f"roughness_2d_{mode}"][1]) for lab in NORMS],
-                               "hi": [_nan(per_net[lab][f"roughness_2d_{mode}"][2]) for lab in NORMS]}]}
+                   "groups": [{"label": "roughness",
+                               "values": [pn[lab][f"roughness_2d_{mode}"]["effect"] for lab in NORMS],
+                               "lo": [pn[lab][f"roughness_2d_{mode}"]["ci_low"] for lab in NORMS],
+                               "hi": [pn[lab][f"roughness_2d_{mode}"]["ci_high"] for lab in NORMS]}]}
                   for mode in MODES]
+    return [
+        Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels and colour scale",
+               "Training loss around each trained net on two filter-normalised random directions; identical axes, "
+               "levels and log colour scale in every panel.",
+               {"panels": panels_2d, "levels": 30, "zscale": "log", "same_scale": True}),
+        Figure("landscape_3d", "surface", "The same landscapes as 3-D surfaces",
+               "First seed; one z range and colour scale for all panels.", {"panels": panels_2d}),
+        Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
+               "Training loss along a third filter-normalised random direction.", {"panels": line_panels}),
+        Figure("roughness", "bars", "Roughness of the 2-D landscapes",
+               f"Mean |Δ²L|/h² within r = {cfg['rough_radius']}; mean and 95% CI over {len(plan.seeds)} seeds.",
+               {"panels": bar_panels}),
+        *sharpness_figures(results, plan.seeds, at_end=True),
+    ]
+
+
+def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+    cfg = plan.config
+    pn = metrics["per_net"]
+    ev = decision.secondary[0]
+    lam = next((s for s in decision.secondary if s.name.startswith("log(λ_max no BN / BN), BN mode train")), None)
+    summary = (f"2-D roughness within r = {cfg['rough_radius']}: BN (train mode) "
+               f"{pn['BN']['roughness_2d_train']['effect']:.3g}, BN (eval mode) "
+               f"{pn['BN']['roughness_2d_eval']['effect']:.3g}, no BN {pn['no BN']['roughness_2d_train']['effect']:.3g}"
+               f". Primary, log(no BN / BN) in train mode: {brief(decision.primary[0])}. Finding, the same with BN's "
+               f"running statistics (eval mode): {brief(ev)}"
+               + (f"; Hessian λ_max at the end, log(no BN / BN), train mode: {brief(lam)}" if lam else "")
+               + f". Verdict: {decision.verdict}.")
+    method = (f"{cfg['model']} ({cfg['model_config']}, width {cfg['width']}) with and without BN on {cfg['dataset']}, "
+              f"SGD lr {cfg['lr']}, momentum {cfg['momentum']}, batch {cfg['batch_size']}, {cfg['steps']} steps, "
+              f"{len(plan.seeds)} seeds; landscapes on {cfg['eval_samples']} training examples, {cfg['grid']}×"
+              f"{cfg['grid']} grid and {cfg['line']}-point line over ±{cfg['radius']} (filter-normalised Gaussian "
+              "directions, 1-D parameters 0), BN in train and eval mode; Hessian on the C06 curvature runs.")
     caveats = [
-        f"Small scale: narrow VGG on {cfg.dataset}, {cfg.steps} steps, landscapes on {cfg.eval_samples} training "
-        f"examples over a {cfg.grid}×{cfg.grid} grid; Li et al. and Santurkar et al. used VGG/ResNets on CIFAR-10 "
-        "(the `paper` scale).",
-        "Roughness as defined here grows with sharpness (a steep bowl) as well as with bumps and cliffs; the "
-        "fraction of non-convex stencils (metrics) separates ruggedness from curvature.",
+        "Roughness grows with sharpness (a steep bowl) as well as with bumps and cliffs; the fraction of "
+        "non-convex stencils (secondary) separates ruggedness from curvature.",
         "Both nets get the same learning rate and steps; a no-BN net trained with a smaller rate may sit in a "
         "different region of its landscape.",
         "Random 2-D slices show a tiny part of a high-dimensional landscape; seeds vary both the init and the "
         "directions.",
-    ]
-    untrained = [lab for lab in NORMS if not per_net[lab]["final_test_acc"] >= 0.5]
+        "The Hessian is measured on the C05/C06 VGG runs (same architecture and data, that claim's learning rate), "
+        "not on these landscape runs.", *curvature_caveats(plan.scale)]
+    untrained = [lab for lab in NORMS if not (pn[lab]["final_test_acc"] or 0) >= 0.5]
     if untrained:
         caveats.append(f"{' and '.join(untrained)} reached under 50% test accuracy: an untrained net sits on a "
-                       "plateau that is flat for reasons unrelated to BN, so the comparison says little at this "
-                       "budget.")
-    if any(per_net[lab]["diverged"] for lab in NORMS):
-        caveats.append("Some training runs diverged (per_net.diverged); their landscapes are around a diverged "
-                       "point.")
-    ev = effects["roughness_2d_eval"]
-    summary = (f"2-D roughness (mean |Δ²L|/h² within r = {cfg.rough_radius}): BN train mode "
-               f"{per_net['BN']['roughness_2d_train'][0]:.3g}, BN eval mode "
-               f"{per_net['BN']['roughness_2d_eval'][0]:.3g}, no BN {per_net['no BN']['roughness_2d_train'][0]:.3g}; "
-               f"log ratio no BN / BN {key['mean']:+.2f} (train mode) → {key['verdict']}, "
-               f"{ev['mean']:+.2f} (eval mode) → {ev['verdict']}.")
-    # sharpness beside the roughness: reported (with the votes its own rule would give), not voted here
-
-    sharp = summarise_curvature(CLAIM_ID, plan.scale, seeds, results)
-    summary += f" {sharp.summary} (Hessian sharpness: reported beside the roughness, not voted.)"
-    caveats += sharp.caveats + [
-        "The Hessian sharpness is measured on the C05/C06 VGG runs (bnlab.experiments.curvature: same "
-        "architecture and data, that claim's learning rate and no momentum), not on these landscape runs."]
-    return ClaimResult(
-        id=CLAIM_ID, title=TITLE, verdict=verdict,
-        rule=("Per BN mode m in (train, eval): per-seed effect log(R(no BN) / R(BN, m)) with R = mean |second "
-              "difference| / h² of the 2-D training-loss landscape over interior grid points within r of the "
-              "centre (filter-normalised directions, biasbn = 0); verdict_from_ci of its 95% CI vs 0 (supported = "
-              "no BN rougher); overall = combine_verdicts over the two modes."),
-        summary=summary,
-        method=(f"{cfg.model} ({cfg.model_config}, width {cfg.width}) with and without BN on {cfg.dataset}, SGD lr "
-                f"{cfg.lr}, momentum {cfg.momentum}, batch {cfg.batch_size}, {cfg.steps} steps, {len(seeds)} seeds; "
-                f"landscapes on {cfg.eval_samples} training examples, {cfg.grid}×{cfg.grid} grid and {cfg.line}-"
-                f"point line over ±{cfg.radius} (filter-normalised Gaussian directions, 1-D parameters 0), BN in "
-                "train and eval mode."),
-        key_number=KeyNumber("log roughness ratio no BN / BN (train mode)", key["mean"], key["ci"][0], key["ci"][1],
-                             "log ratio"),
-        metrics={"effects": effects, "per_net": per_net, "voting": list(VOTING),
-                 "sharpness": {"rule": sharp.rule, "verdicts": sharp.verdicts, **sharp.metrics}},
-        figures=[
-            Figure("landscape_2d", "contours", "2-D loss landscapes (seed 0), shared levels and colour scale",
-                   "Training loss around each trained net on two filter-normalised random directions; identical "
-                   "axes, levels and log colour scale in every panel.",
-                   {"panels": panels_2d, "levels": 30, "zscale": "log", "same_scale": True}),
-            Figure("landscape_3d", "surface", "The same landscapes as 3-D surfaces",
-                   "Seed 0; one z range and colour scale for all panels.",
-                   {"panels": panels_2d}),
-            Figure("landscape_1d", "lines", "1-D loss landscapes (seed 0)",
-                   "Training loss along a third filter-normalised random direction.",
-                   {"panels": line_panels}),
-            Figure("roughness", "bars", "Roughness of the 2-D landscapes",
-                   f"Mean |Δ²L|/h² within r = {cfg.rough_radius}; mean and 95% CI over {len(seeds)} seeds.",
-                   {"panels": bar_panels}),
-            *sharp.figures,
-        ],
-        caveats=caveats)
+                       "plateau that is flat for reasons unrelated to BN.")
+    if any(pn[lab]["diverged"] for lab in NORMS):
+        caveats.append("Some training runs diverged; their seeds have no roughness ratio.")
+    return Description(summary, method, caveats)

@@ -17,11 +17,8 @@ fixed prefix of the training set (`hessian_samples` examples):
   invariant to the rescaling symmetry (αW_l, W_{l+1}/α) — so the two are compared in the same units.
 * at the end: the spectral density by stochastic Lanczos quadrature, per mode.
 
-Rules (written before the run; per seed, paired BN vs no BN, `verdict_from_ci` of the 95% CI against 0):
-* C06 ("BN lowers the curvature the gradient sees"): effect = mean over probe times of log(λ_max(no BN) /
-  λ_max(BN, m)), one vote per mode m, plus one vote for the normalised sharpness (train mode).
-* C14 ("with BN the landscape is flatter"): effect = log(λ_max(no BN) / λ_max(BN, m)) at the end of training, one
-  vote per mode, plus the normalised sharpness at the end. The trace is reported, not voted (it can be negative).
+No rule here: C06 reports the over-training effects and C14 the end-of-training ones as secondary results (per
+seed, paired, log(no BN / BN)); neither votes with them. The trial function is `bnlab.workflows.sharpness`.
 """
 
 from __future__ import annotations
@@ -33,22 +30,14 @@ from typing import Any
 
 import torch
 
-from bnlab.config import from_mapping
 from bnlab.errors import BnlabError
 from bnlab.experiments import stats
 from bnlab.experiments.base import SCALES, Figure
 from bnlab.experiments.probed_training import run_settings
-from bnlab.models import layers_in_order
-from bnlab.probes.hessian import density
 from bnlab.probes.hessian.density import smoothed_density
-from bnlab.probes.hessian.scale import scale_invariant_weights
-from bnlab.probes.hessian.sharpness import SharpnessProbe
-from bnlab.state import batchnorm_layers
 from bnlab.sweeps.trial import Trial
-from bnlab.train import TrainConfig, train
-from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
-_MODULE = "bnlab.experiments.curvature"
+_MODULE = "bnlab.workflows.sharpness"
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
 MODES: tuple[str, ...] = ("train", "eval")
 
@@ -93,67 +82,6 @@ def curvature_trials(claim: str, scale: str, seeds: Sequence[int]) -> list[Trial
                   params={"config": {**settings["config"], "norm": norm, "seed": int(s)}, **cc},
                   cost=5.0 if norm != "none" else 3.0)
             for norm in NORMS.values() for s in seeds]
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_every: int, tol: float,
-                  max_steps: int, trace_samples: int, sketch: int, density_runs: int, density_steps: int,
-                  grid_points: int) -> dict[str, Any]:
-    """Trial: train one net with the sharpness probe; measure the end point and its spectral densities."""
-    cfg = from_mapping(TrainConfig, {**config, "progress": False, "trackers": ()})
-    data = load_for_config(cfg)
-    torch.manual_seed(cfg.seed)
-    net = build_for_config(cfg, data)
-    batch = (data.train_x[:hessian_samples], data.train_y[:hessian_samples])
-    has_bn = bool(batchnorm_layers(net))
-    modes = MODES if has_bn else MODES[:1]
-    # the conv/linear weights before the classifier: scale-invariant with BN, rescaling-symmetric without
-    weights = scale_invariant_weights(net, batch[0]) if has_bn else \
-        [f"{n}.weight" for n, _ in layers_in_order(net)[:-1]]
-    probe = SharpnessProbe(every=probe_every, bn_modes=modes, batch=batch, tol=tol, max_steps=max_steps,
-                           trace_samples=trace_samples, sketch=sketch, invariant=("train",),
-                           invariant_weights=weights, seed=cfg.seed)
-    loss_fn = default_loss(cfg, data)
-    result = train(cfg, probes=[probe], model=net, dataset=data, loss_fn=loss_fn)
-    records = list(result.probes.get(probe.name, []))
-    diverged = result.diverged_at_step
-    final_step = int(result.final.get("steps_done", cfg.steps))
-    net = result.model
-    device = next(net.parameters()).device
-    batch = (batch[0].to(device), batch[1].to(device))  # stays on the run's device (a GPU at paper scale)
-    finite = all(torch.isfinite(p).all() for p in net.parameters())
-    densities: dict[str, Any] = {}
-    if diverged is None and finite:
-        end = probe.measure(net, loss_fn, batch, step=final_step)
-        records.append({**end, "step": final_step})
-        for mode in modes:
-            d = density(net, loss_fn, batch, runs=density_runs, steps=density_steps, grid_points=grid_points,
-                        bn_mode=mode, seed=cfg.seed)
-            densities[mode] = {"grid": d.grid, "density": d.density, "sigma": d.sigma, "products": d.products,
-                               "nodes": d.nodes, "weights": d.weights}
-    series: dict[str, dict[str, list]] = {m: {"top": [], "trace": [], "trace_se": [], "products": []}
-                                           for m in modes}
-    normalised: list[float | None] = []
-    weight_norm_sq: list[float | None] = []
-    for rec in records:
-        for m in modes:
-            e = rec[m]
-            series[m]["top"].append(_finite(e["top_eigenvalue"]))
-            series[m]["trace"].append(_finite(e.get("trace", math.nan)))
-            series[m]["trace_se"].append(_finite(e.get("trace_se", math.nan)))
-            series[m]["products"].append(int(e["products"]))
-        inv = rec["train"].get("invariant", [])
-        normalised.append(_finite(max((w["invariant"] for w in inv), default=math.nan)))
-        weight_norm_sq.append(_finite(sum(w["weight_norm_sq"] for w in inv)) if inv else None)
-    return {
-        "norm": cfg.norm, "has_bn": has_bn, "seed": cfg.seed, "modes": list(modes), "weights": weights,
-        "diverged_at_step": diverged, "final_test_acc": _finite(result.final.get("test_acc", math.nan)),
-        "steps": [int(r["step"]) for r in records], "series": series, "normalised": normalised,
-        "weight_norm_sq": weight_norm_sq, "density": densities, "hessian_samples": hessian_samples,
-    }  # no timings: trial results are compared bit for bit across executors (the record keeps duration_s)
 
 
 # ----------------------------------------------------------------------------------------------- summaries
@@ -227,7 +155,8 @@ def _band(runs: list[dict], mode: str, key: str, label: str) -> dict[str, Any] |
     return {"label": label, "x": steps, "y": ys, "lo": lo, "hi": hi}
 
 
-def _caveats(scale: str) -> list[str]:
+def curvature_caveats(scale: str) -> list[str]:
+    """What a reader of the curvature results should know (scale invariance, BN modes, the fixed batch)."""
     out = [
         "BN's scale invariance makes raw sharpness depend on the weight norm: with L(αW) = L(W) the Hessian block "
         "of W scales as 1/‖W‖², and SGD grows ‖W‖ (the gradient is orthogonal to W), so a BN net's raw λ_max "

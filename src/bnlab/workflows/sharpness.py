@@ -1,0 +1,88 @@
+"""Train one net with the Hessian sharpness probe every few steps, then its end point and spectral densities
+(the curvature runs of C06 and C14, `bnlab.experiments.curvature`).
+
+At each probe time, on a fixed prefix of the training set: λ_max (Lanczos) and tr H ± SE (Hutch++) in each BN mode
+(train: batch statistics, eval: running statistics; a no-BN net is one function and is measured once), and the
+normalised sharpness max_l λ_max(H_{W_l W_l})·‖W_l‖² over the weights before the classifier. At the end: the
+spectral density by stochastic Lanczos quadrature per mode. A trial function: plain data in, plain data out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from bnlab.config import from_mapping
+from bnlab.models import layers_in_order
+from bnlab.probes.hessian import density
+from bnlab.probes.hessian.scale import scale_invariant_weights
+from bnlab.probes.hessian.sharpness import SharpnessProbe
+from bnlab.state import batchnorm_layers
+from bnlab.train import TrainConfig, train
+from bnlab.train.loop import build_for_config, default_loss, load_for_config
+
+MODES: tuple[str, ...] = ("train", "eval")
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_every: int, tol: float,
+                  max_steps: int, trace_samples: int, sketch: int, density_runs: int, density_steps: int,
+                  grid_points: int) -> dict[str, Any]:
+    """Trial: train one net with the sharpness probe; measure the end point and its spectral densities."""
+    cfg = from_mapping(TrainConfig, {**config, "progress": False, "trackers": ()})
+    data = load_for_config(cfg)
+    torch.manual_seed(cfg.seed)
+    net = build_for_config(cfg, data)
+    batch = (data.train_x[:hessian_samples], data.train_y[:hessian_samples])
+    has_bn = bool(batchnorm_layers(net))
+    modes = MODES if has_bn else MODES[:1]
+    # the conv/linear weights before the classifier: scale-invariant with BN, rescaling-symmetric without
+    weights = scale_invariant_weights(net, batch[0]) if has_bn else \
+        [f"{n}.weight" for n, _ in layers_in_order(net)[:-1]]
+    probe = SharpnessProbe(every=probe_every, bn_modes=modes, batch=batch, tol=tol, max_steps=max_steps,
+                           trace_samples=trace_samples, sketch=sketch, invariant=("train",),
+                           invariant_weights=weights, seed=cfg.seed)
+    loss_fn = default_loss(cfg, data)
+    result = train(cfg, probes=[probe], model=net, dataset=data, loss_fn=loss_fn)
+    records = list(result.probes.get(probe.name, []))
+    diverged = result.diverged_at_step
+    final_step = int(result.final.get("steps_done", cfg.steps))
+    net = result.model
+    device = next(net.parameters()).device
+    batch = (batch[0].to(device), batch[1].to(device))  # stays on the run's device (a GPU at paper scale)
+    finite = all(torch.isfinite(p).all() for p in net.parameters())
+    densities: dict[str, Any] = {}
+    if diverged is None and finite:
+        end = probe.measure(net, loss_fn, batch, step=final_step)
+        records.append({**end, "step": final_step})
+        for mode in modes:
+            d = density(net, loss_fn, batch, runs=density_runs, steps=density_steps, grid_points=grid_points,
+                        bn_mode=mode, seed=cfg.seed)
+            densities[mode] = {"grid": d.grid, "density": d.density, "sigma": d.sigma, "products": d.products,
+                               "nodes": d.nodes, "weights": d.weights}
+    series: dict[str, dict[str, list]] = {m: {"top": [], "trace": [], "trace_se": [], "products": []}
+                                           for m in modes}
+    normalised: list[float | None] = []
+    weight_norm_sq: list[float | None] = []
+    for rec in records:
+        for m in modes:
+            e = rec[m]
+            series[m]["top"].append(_finite(e["top_eigenvalue"]))
+            series[m]["trace"].append(_finite(e.get("trace", math.nan)))
+            series[m]["trace_se"].append(_finite(e.get("trace_se", math.nan)))
+            series[m]["products"].append(int(e["products"]))
+        inv = rec["train"].get("invariant", [])
+        normalised.append(_finite(max((w["invariant"] for w in inv), default=math.nan)))
+        weight_norm_sq.append(_finite(sum(w["weight_norm_sq"] for w in inv)) if inv else None)
+    return {
+        "norm": cfg.norm, "has_bn": has_bn, "seed": cfg.seed, "modes": list(modes), "weights": weights,
+        "diverged_at_step": diverged, "final_test_acc": _finite(result.final.get("test_acc", math.nan)),
+        "steps": [int(r["step"]) for r in records], "series": series, "normalised": normalised,
+        "weight_norm_sq": weight_norm_sq, "density": densities, "hessian_samples": hessian_samples,
+    }  # no timings: trial results are compared bit for bit across executors (the record keeps duration_s)
