@@ -103,7 +103,8 @@ def check_reproducibility_fields(results: dict[str, Any], out: Path) -> None:
     versions = results["versions"]
     assert {"python", "torch", "numpy", "bnlab", "platform"} <= set(versions)
     assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"] == torch.__version__
-    assert isinstance(results["seeds"], int) and results["seeds"] >= 1
+    assert results["seeds"] == "default" or (isinstance(results["seeds"], int) and results["seeds"] >= 1)
+    assert all(c["seeds"] for c in results["claims"] if c["verdict"] != "not_measured")  # the seeds each claim ran
     assert re.fullmatch(r"[0-9a-f]{40}", results["git_commit"] or ""), results["git_commit"]  # tests run in git
     assert isinstance(results["git_dirty"], bool)
     assert re.fullmatch(r"[0-9a-f]{16}|pinned", results["code_fingerprint"])
