@@ -8,6 +8,7 @@ import pytest
 from bnlab.errors import BnlabError
 from bnlab.experiments import c11_gradient_flow as c11
 from bnlab.experiments.base import DEFAULT_SEEDS
+from bnlab.probes import gradflow as gradflow_probe
 from bnlab.workflows import gradflow
 from experiments_smoke import run_and_check
 
@@ -34,16 +35,16 @@ def test_uniform_vanishing_without_bn_is_seen():
     rec = gradflow.gradient_profile(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False,
                                     norm="none", batch_size=64, jacobian_probes=1, seed=0)
     assert rec["growth_factor"] == pytest.approx(1.0, abs=0.05)  # flat gradients ...
-    assert c11.gradient_spread(rec["weight_grad_sq"]) < 0.5
-    assert c11.jacobian_gain(rec["layer_jac_msv"]) < -4  # ... while 20 layers shrink signals by 2^-20 ≈ 1e-6
+    assert gradflow_probe.gradient_spread(rec["weight_grad_sq"]) < 0.5
+    assert gradflow_probe.jacobian_gain(rec["layer_jac_msv"]) < -4  # ... while 20 layers shrink signals by 2^-20 ≈ 1e-6
 
 
 def test_measures_against_hand_numbers():
-    assert c11.jacobian_gain([5.0, 10.0, 0.1, 100.0, 7.0]) == pytest.approx(2.0)  # stem and head left out
-    assert math.isnan(c11.jacobian_gain([1.0, 0.0, 1.0]))
-    assert c11.gradient_spread([9.0, 1e-3, 5.0, 10.0, 3.0]) == pytest.approx(4.0)  # |log10(1e-3 / 10)|
-    assert c11.gradient_spread([9.0, 10.0, 5.0, 1e-3, 3.0]) == pytest.approx(4.0)  # exploding counts the same
-    assert math.isnan(c11.gradient_spread([1.0, 2.0]))
+    assert gradflow_probe.jacobian_gain([5.0, 10.0, 0.1, 100.0, 7.0]) == pytest.approx(2.0)  # stem and head left out
+    assert math.isnan(gradflow_probe.jacobian_gain([1.0, 0.0, 1.0]))
+    assert gradflow_probe.gradient_spread([9.0, 1e-3, 5.0, 10.0, 3.0]) == pytest.approx(4.0)  # |log10(1e-3 / 10)|
+    assert gradflow_probe.gradient_spread([9.0, 10.0, 5.0, 1e-3, 3.0]) == pytest.approx(4.0)  # exploding alike
+    assert math.isnan(gradflow_probe.gradient_spread([1.0, 2.0]))
 
 
 def _metrics(plain_jac, res_jac, plain_grad, res_grad):
@@ -77,8 +78,8 @@ def test_bad_scale_and_batch():
     with pytest.raises(BnlabError, match="unknown scale"):
         c11.plan("huge")
     with pytest.raises(BnlabError, match="batch size"):
-        c11.yang_linear(3)
-    assert c11.yang_linear(64) == pytest.approx(62 / 61)
+        gradflow_probe.yang_linear(3)
+    assert gradflow_probe.yang_linear(64) == pytest.approx(62 / 61)
 
 
 @pytest.mark.parametrize("scale", ["default", "paper"])

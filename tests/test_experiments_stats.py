@@ -352,3 +352,18 @@ def test_tost_calibration() -> None:
 def test_sign_calibration() -> None:
     null = np.random.default_rng(14).normal(0.0, 1.0, (N_SIM, N_SEEDS))
     assert _rate([directional_verdict(sign_test(x)) for x in null], {"supported", "refuted"}) <= ALPHA
+
+
+def test_fast_t_pvalues_equal_scipy_ttest():
+    """The cached / ufunc path the power simulations use gives scipy.stats.ttest_1samp's p-values."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from bnlab.experiments.stats import _t_pvalue
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 8, 30):
+        v = [float(x) for x in rng.normal(0.3, 1.0, n)]
+        for alt in ("two-sided", "greater", "less"):
+            want = float(sps.ttest_1samp(v, 0.1, alternative=alt).pvalue)
+            assert abs(_t_pvalue(v, 0.1, alt) - want) < 1e-12 * max(1.0, want)

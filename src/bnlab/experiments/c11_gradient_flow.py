@@ -1,26 +1,18 @@
 """C11 — "BN prevents vanishing / exploding gradients: layer Jacobian eigenvalues stay near 1 in deep nets".
 
-Reference: Yang et al. (2019, "A mean field theory of batch normalization", Thm 3.10): in a deep *plain* BN network
-at initialisation the gradients explode going backwards, ‖∂L/∂W_l‖² growing by λ ≈ π/(π−1) ≈ 1.467 per ReLU layer
-(B → ∞, infinite width) and by (B−2)/(B−3) per layer for linear activations; such nets of ≳ 50 layers are not
-trainable. Residual connections tame this.
+Yang et al. (2019, Thm 3.10): at initialisation a deep *plain* BN net's gradients explode going backwards,
+‖∂L/∂W_l‖² growing by π/(π−1) ≈ 1.467 per ReLU layer ((B−2)/(B−3) for linear ones); residual connections tame it.
 
-What is measured (`bnlab.workflows.gradflow`). `deep_mlp` nets (stem → depth × [Linear → norm → act] (plain) or
-h + act(norm(W h)) (residual) → head, Glorot init) on mnist5k, ReLU / tanh / linear, with and without BN, at
-initialisation on one training batch of B examples with BN in training mode (Yang's setting): ‖∂L/∂W_l‖² of every
-weight layer and each layer's batch-Jacobian mean squared singular value msv_l = ‖J_l‖²_F / n (Hutchinson).
+Measured (`bnlab.workflows.gradflow`): `deep_mlp` nets (plain or residual, ReLU / tanh / linear, with and without
+BN) at initialisation on one batch of B examples, BN with batch statistics: ‖∂L/∂W_l‖² per weight layer and each
+layer's batch-Jacobian mean squared singular value msv_l (Hutchinson). Trainability by SGD at several depths.
 
-Primary endpoint, two measures × two architectures (ReLU nets; the four settings vote, `stats.combine`):
-* ``plain/jacobian``, ``residual/jacobian`` — "stay near 1": per seed, the end-to-end squared gain of the BN net's
-  hidden blocks, G = Σ_l log10 msv_l (decades; 0 = the layers preserve norms on average). Equivalence by TOST
-  within ±1 decade (the product of the layer Jacobians neither grows nor shrinks signals by more than 10× over the
-  whole depth): supported inside, refuted when the 95% interval lies wholly outside.
-* ``plain/gradient``, ``residual/gradient`` — "prevents", against no BN: per seed, D = |log10(‖∂L/∂W_first‖² /
-  ‖∂L/∂W_last‖²)| of the first over the last hidden layer (vanishing and exploding both count), no BN minus BN
-  (decades). 95% t-interval wholly above 0 -> supported, wholly below -> refuted.
-So a plain BN net that explodes as Yang predicts, beside residual BN nets that stay near 1, gives "mixed".
-Secondary: the same for tanh and linear nets, the fitted per-layer growth factor against Yang's rates, the no-BN
-nets' Jacobian gains, trainability after SGD at several depths.
+Primary endpoint (ReLU nets; four settings vote, `stats.combine`):
+* ``plain/jacobian``, ``residual/jacobian`` ("stay near 1"): per seed the BN net's end-to-end squared gain
+  Σ_l log10 msv_l over the hidden blocks; TOST equivalence within ±1 decade.
+* ``plain/gradient``, ``residual/gradient`` ("prevents", vs no BN): per seed |log10 ‖∂L/∂W_first‖²/‖∂L/∂W_last‖²|
+  without BN minus with BN, so vanishing and exploding both count; 95% t-interval against 0.
+Plain BN nets exploding as Yang predicts next to residual BN nets near 1 gives "mixed".
 """
 
 from __future__ import annotations
@@ -44,7 +36,7 @@ from bnlab.experiments.base import (
     decide_endpoint,
     seeds_for,
 )
-from bnlab.probes.gradflow import YANG_RELU
+from bnlab.probes.gradflow import YANG_RELU, gradient_spread, jacobian_gain, yang_linear
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C11"
@@ -52,13 +44,6 @@ TITLE = "BN prevents vanishing/exploding gradients (layer Jacobians near 1)"
 _MODULE = "bnlab.workflows.gradflow"
 ARCHS: tuple[str, ...] = ("plain", "residual")
 GAIN_MARGIN = 1.0  # decades of end-to-end squared gain: the equivalence margin of the Jacobian settings
-
-
-def yang_linear(batch_size: int) -> float:
-    """Yang et al.'s per-layer gradient explosion rate for a deep linear BN net with batch size B: (B−2)/(B−3)."""
-    if batch_size <= 3:
-        raise BnlabError(f"Yang's linear rate needs batch size > 3, got {batch_size}")
-    return (batch_size - 2) / (batch_size - 3)
 
 
 @dataclass(frozen=True)
@@ -147,28 +132,6 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                      cost=depth * cfg.train_steps * cfg.train_width / 1000)
                for depth in cfg.train_depths for label, norm, residual in TRAIN_VARIANTS for s in seed_list]
     return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
-
-
-# ----------------------------------------------------------------------------------------------- measures
-
-
-def jacobian_gain(msv: list[float]) -> float:
-    """End-to-end squared gain of the hidden blocks, Σ_l log10 msv_l (stem and head excluded); NaN when a layer's
-    msv is not a positive finite number."""
-    bulk = msv[1:-1]
-    if not bulk or any(not (math.isfinite(v) and v > 0) for v in bulk):
-        return math.nan
-    return sum(math.log10(v) for v in bulk)
-
-
-def gradient_spread(weight_grad_sq: list[float]) -> float:
-    """|log10(‖∂L/∂W_first‖² / ‖∂L/∂W_last‖²)| of the first and last hidden layer (vanishing and exploding alike)."""
-    if len(weight_grad_sq) < 3:
-        return math.nan
-    first, last = weight_grad_sq[1], weight_grad_sq[-2]
-    if not (math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0):
-        return math.nan
-    return abs(math.log10(first / last))
 
 
 def _profiles(plan: Plan, results: Mapping[str, dict], act: str, arch: str, norm: str) -> list[dict]:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 ALPHA: float = 0.05  # two-sided test level of every directional rule
 POWER: float = 0.80  # the power an MDE is computed for
@@ -109,9 +109,44 @@ def _spread(v: list[float]) -> float | None:
     return 0.0 if max(v) == min(v) else float(np.std(v, ddof=1))
 
 
+# The simulated audits of `bnlab.experiments.power` call these thousands of times: the quantiles and binomial tails
+# depend only on small integers and are cached; tail probabilities of t use scipy's Student t cdf ufunc
+# (`scipy.special.stdtr`, the function `scipy.stats.t` itself evaluates) without the per-call argument checks.
+@lru_cache(maxsize=4096)
+def _t_quantile(q: float, df: int) -> float:
+    return float(stats.t.ppf(q, df))
+
+
+def _t_upper(x: float, df: int) -> float:
+    """P(T > x) for T ~ Student t with df degrees of freedom."""
+    return float(special.stdtr(df, -x))
+
+
+def _t_pvalue(v: list[float], threshold: float, alternative: str = "two-sided") -> float:
+    """p of the one-sample t test of H0 mean == threshold (as `scipy.stats.ttest_1samp`); needs sd > 0."""
+    n = len(v)
+    t = (float(np.mean(v)) - threshold) / (float(np.std(v, ddof=1)) / math.sqrt(n))
+    if alternative == "greater":
+        return _t_upper(t, n - 1)
+    if alternative == "less":
+        return _t_upper(-t, n - 1)
+    return min(1.0, 2 * _t_upper(abs(t), n - 1))
+
+
+@lru_cache(maxsize=4096)
+def _binom_two_sided(k: int, n: int) -> float:
+    return float(stats.binomtest(k, n, 0.5).pvalue)
+
+
+@lru_cache(maxsize=1024)
+def _median_rank(n: int, level: float) -> int:
+    tails = stats.binom.cdf(np.arange(n), n, 0.5)  # P(B <= j), j = 0..n-1
+    return int(np.sum(tails <= (1 - level) / 2))  # = largest j + 1 with P(B <= j) <= (1 - level)/2
+
+
 def _t_interval(effect: float, sd: float, n: int, level: float) -> tuple[float, float]:
     """mean ± t_{(1+level)/2, n-1} · sd/√n."""
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile((1 + level) / 2, n - 1) * sd / math.sqrt(n)
     return effect - half, effect + half
 
 
@@ -183,7 +218,7 @@ def mean_ci(values: Iterable[float | None], threshold: float = 0.0, level: float
     if sd is not None:
         effect = v[0] if sd == 0 else effect
         ci_low, ci_high = _t_interval(effect, sd, n, level)
-        p = None if sd == 0 else float(stats.ttest_1samp(v, threshold).pvalue)
+        p = None if sd == 0 else _t_pvalue(v, float(threshold))
     return Estimate("t", effect, ci_low, ci_high, n, sd, p, minimum_detectable_effect(sd, n), float(threshold), level)
 
 
@@ -195,8 +230,7 @@ def _median_ci(v: list[float], level: float = 0.95) -> tuple[float | None, float
     n = len(v)
     if n == 0:
         return None, None
-    tails = stats.binom.cdf(np.arange(n), n, 0.5)  # P(B <= j), j = 0..n-1
-    k = int(np.sum(tails <= (1 - level) / 2))  # = largest j + 1 with P(B <= j) <= (1 - level)/2
+    k = _median_rank(n, float(level))
     if k == 0:
         return None, None
     x = sorted(v)
@@ -214,7 +248,7 @@ def sign_test(values: Iterable[float | None], threshold: float = 0.0) -> Estimat
     v = finite(values)
     untied = [x for x in v if x != threshold]
     above = sum(x > threshold for x in untied)
-    p = float(stats.binomtest(above, len(untied), 0.5).pvalue) if untied else None
+    p = _binom_two_sided(above, len(untied)) if untied else None
     effect = float(np.median(v)) if v else math.nan
     ci_low, ci_high = _median_ci(v)
     sd = _spread(v)
@@ -266,12 +300,10 @@ def tost(values: Iterable[float | None], margin: float, level: float = 0.95) -> 
     if sd is not None:
         effect = v[0] if sd == 0 else effect
         ci_low, ci_high = _t_interval(effect, sd, n, 1 - 2 * alpha)
-        tq = stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(1 - (1 - POWER) / 2, n - 1)
+        tq = _t_quantile(1 - alpha, n - 1) + _t_quantile(1 - (1 - POWER) / 2, n - 1)
         mde = float(tq * sd / math.sqrt(n))
         if sd > 0:
-            p_lower = stats.ttest_1samp(v, -margin, alternative="greater").pvalue
-            p_upper = stats.ttest_1samp(v, margin, alternative="less").pvalue
-            p = float(max(p_lower, p_upper))
+            p = max(_t_pvalue(v, -margin, "greater"), _t_pvalue(v, margin, "less"))
     return Estimate("tost", effect, ci_low, ci_high, n, sd, p, mde, float(margin), 1 - 2 * alpha)
 
 

@@ -208,6 +208,34 @@ class JacobianMap:
         return math.prod(self.out_shape)
 
 
+def yang_linear(batch_size: int) -> float:
+    """Yang et al.'s per-layer gradient explosion rate for a deep linear BN net with batch size B: (B−2)/(B−3)."""
+    if batch_size <= 3:
+        raise BnlabError(f"Yang's linear rate needs batch size > 3, got {batch_size}")
+    return (batch_size - 2) / (batch_size - 3)
+
+
+def jacobian_gain(msv: Sequence[float]) -> float:
+    """End-to-end squared gain of the hidden blocks, Σ_l log10 msv_l of their layer Jacobians (the first and last
+    entries, stem and head, excluded): 0 = norms preserved on average. NaN when a layer's msv is not a positive
+    finite number."""
+    bulk = list(msv)[1:-1]
+    if not bulk or any(not (math.isfinite(v) and v > 0) for v in bulk):
+        return math.nan
+    return sum(math.log10(v) for v in bulk)
+
+
+def gradient_spread(weight_grad_sq: Sequence[float]) -> float:
+    """|log10(‖∂L/∂W_first‖² / ‖∂L/∂W_last‖²)| of the first and last hidden layer (entries 1 and −2; vanishing and
+    exploding count alike). NaN with fewer than 3 layers or a non-positive / non-finite norm."""
+    if len(weight_grad_sq) < 3:
+        return math.nan
+    first, last = weight_grad_sq[1], weight_grad_sq[-2]
+    if not (math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0):
+        return math.nan
+    return abs(math.log10(first / last))
+
+
 JACOBIAN_METHODS: tuple[str, ...] = ("func", "autograd")
 
 
