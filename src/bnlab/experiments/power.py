@@ -114,6 +114,35 @@ def seeds_needed(module: ModuleType, measured: Mapping[str, Any], sims: int = 50
     return None
 
 
+def setting_power(module: ModuleType, measured: Mapping[str, Any], setting: str, n: int | None = None,
+                  sims: int = SIMS) -> tuple[str, float]:
+    """(the vote the measured effect points to, the fraction of simulated audits casting it) for one setting of the
+    primary endpoint alone: how a claim whose settings point to opposite verdicts (mixed) is powered per setting."""
+    from bnlab.experiments.base import setting_result  # base imports stats only; deferred to keep power light
+
+    endpoint = module.PROTOCOL.endpoint
+    m = measured["settings"][setting]
+    effect, sd, k = float(m["effect"]), _sd(m), n or int(m["n_seeds"])
+    rng = np.random.default_rng(0)
+    tiny = [effect + v for v in rng.normal(0.0, 1e-9 * (abs(effect) + 1.0), 256)]
+    expected = setting_result(endpoint, setting, tiny).vote or "inconclusive"
+    hits = sum(setting_result(endpoint, setting, [float(v) for v in rng.normal(effect, sd, k)]).vote == expected
+               for _ in range(sims))
+    return expected, hits / sims
+
+
+def setting_seeds_needed(module: ModuleType, measured: Mapping[str, Any], setting: str, sims: int = 500) -> int | None:
+    """The smallest seed count at which one setting reaches its expected vote with POWER_GOAL; None beyond
+    MAX_SEEDS (or when its expected vote is inconclusive: an effect exactly at the threshold)."""
+    for n in range(2, MAX_SEEDS + 1):
+        expected, achieved = setting_power(module, measured, setting, n, sims)
+        if expected == "inconclusive":
+            return None
+        if achieved >= POWER_GOAL:
+            return n
+    return None
+
+
 def measured_from_results(results: Mapping[str, Any]) -> dict[str, Any]:
     """Per claim with a statistical endpoint: each primary setting's effect, per-seed sd and seed count."""
     out: dict[str, Any] = {}

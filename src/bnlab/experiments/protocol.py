@@ -81,8 +81,18 @@ def _power_lines(claim: str, module: ModuleType, measured: dict) -> list[str]:
     lines.append(f"- False decisions under the null (simulated): {power.false_decisions(module, entry):.1%}.")
     expected = power.expected_verdict(module, entry)
     if expected == "mixed":
-        lines.append("- Power: the measured effects point to opposite verdicts in different settings (mixed); "
-                     "each setting's own power follows from its MDE in the report.")
+        lines.append("- Power: the measured effects point to opposite verdicts in different settings (mixed), so "
+                     "each setting is powered on its own (simulated, default seeds):")
+        for setting in entry["settings"]:
+            vote, achieved = power.setting_power(module, entry, setting)
+            if achieved >= power.POWER_GOAL:
+                lines.append(f"  - {setting}: {achieved:.0%} (reaching '{vote}').")
+                continue
+            needed = power.setting_seeds_needed(module, entry, setting)
+            more = f"about {needed} seeds would reach 80%" if needed else \
+                f"more than {power.MAX_SEEDS} seeds would be needed for 80%"
+            lines.append(f"  - {setting}: **underpowered at the default scale**, {achieved:.0%} (reaching "
+                         f"'{vote}'); {more}.")
         return lines
     achieved = power.power(module, entry)
     if achieved >= power.POWER_GOAL:
