@@ -161,24 +161,22 @@ class Scheduler:
         if self.retry:
             return self.retry.popleft()
         while self.queue:
-            trial = self.queue.popleft()
-            lock = self.store.claim(trial.key())
-            if lock is None:
-                self.deferred.append(trial)
-                continue
-            job = self._claim(trial, lock)
+            job = self._try(self.queue.popleft())
             if job is not None:
                 return job
         for _ in range(len(self.deferred)):  # a deferred trial whose holder has finished or died
-            trial = self.deferred.popleft()
-            lock = self.store.claim(trial.key())
-            if lock is None:
-                self.deferred.append(trial)
-                continue
-            job = self._claim(trial, lock)
+            job = self._try(self.deferred.popleft())
             if job is not None:
                 return job
         return None
+
+    def _try(self, trial: Any) -> Any:
+        """Claim `trial`'s lock and its job; defer it when another process holds the lock."""
+        lock = self.store.claim(trial.key())
+        if lock is None:
+            self.deferred.append(trial)
+            return None
+        return self._claim(trial, lock)
 
     def take_waiting(self) -> Job | None:
         """Like `take`, but when only trials held by other processes remain, wait for them; None when all done."""
