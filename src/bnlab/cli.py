@@ -27,8 +27,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"bnlab {version('bnlab')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            from bnlab import __version__
+
+            typer.echo(f"bnlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="print bnlab's version and exit")) -> None:
     """bnlab: test, by experiment, why Batch Normalization helps deep networks train."""
 
 
@@ -114,18 +128,24 @@ def audit(
                               "cheap runs and 5 for the VGG runs at the default scale; see docs/protocol.md)"),
     first_seed: int = typer.Option(0, "--first-seed", help="run seeds N, N+1, ... (a replication on other seeds)"),
     claims: str = typer.Option(None, help="comma-separated claim ids to run, e.g. C07,C13 (default: all)"),
-    executor: str = typer.Option("local", help="local | process | ray"),
+    executor: str = typer.Option("process", help="process (one worker per core) | local (one process, for "
+                                 "debugging) | ray"),
     workers: int = typer.Option(None, help="parallel trials (process/ray; default: all cores)"),
     address: str = typer.Option(None, help="Ray cluster address (ray executor only), e.g. auto"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data sets (e.g. CIFAR-10)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per finished trial"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
-    """Run the claims audit: a measured verdict for every claim C01–C14, and one self-contained HTML report."""
+    """Run the claims audit: a measured verdict for every claim C01–C14, and one self-contained HTML report.
+
+    On a terminal a progress bar shows the trials done, the elapsed time and an estimate of the time left; when
+    the output is not a terminal (a log file, CI) one plain line is printed per finished trial."""
     from bnlab.experiments.audit import run_audit
     from bnlab.report.terminal import verdict_table
+    from bnlab.sweeps.progress import ProgressBar
 
+    bar = ProgressBar() if not quiet and sys.stderr.isatty() else None
     result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
-                       first_seed=first_seed, log=None if quiet else typer.echo)
+                       first_seed=first_seed, log=None if quiet else typer.echo, progress=bar)
     typer.echo("")
     typer.echo(verdict_table(result.results))
     typer.echo(f"\nreport: {result.report_html}")

@@ -330,10 +330,12 @@ def _progress_printer(log: Log | None, cached: set[str]) -> Callable[[Any], None
 def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Sequence[str] | None = None,
               out: str | os.PathLike = "runs/audit", executor: str = "process", *, workers: int | None = None,
               address: str | None = None, data_dir: str | os.PathLike | None = None, first_seed: int = 0,
-              retries: int = 1, log: Log | None = print) -> AuditResult:
+              retries: int = 1, log: Log | None = print, progress: Any = None) -> AuditResult:
     """Run the claims audit and write OUT/results.json and the report; see the module docstring.
 
     log: called with one line per event (start, each finished trial, figure errors); None for silence.
+    progress: a `bnlab.sweeps.progress.ProgressBar` (or anything with ``expect(trials, cached)`` and ``__call__``)
+    that replaces the line per finished trial, e.g. on a terminal.
     A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
     """
     request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir, first_seed)
@@ -377,7 +379,11 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
         log(f"bnlab audit: {len(request.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
             f"scale {request.scale}, {request.seeds or 'default'} seed(s) from {request.first_seed}, "
             f"executor {request.executor} -> {request.out}")
-    records = runner.run(trials, store, progress=_progress_printer(log, cached)) if trials else {}
+    if progress is not None:
+        progress.expect(list(unique.values()), cached)
+    records = runner.run(trials, store, progress=progress or _progress_printer(log, cached)) if trials else {}
+    if progress is not None and hasattr(progress, "close"):
+        progress.close()
 
     for st in states:
         if st.entry is not None or st.plan is None:
