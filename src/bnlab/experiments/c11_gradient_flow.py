@@ -193,56 +193,40 @@ def decide(metrics: Mapping[str, Any]) -> Decision:
     return decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-# ----------------------------------------------------------------------------------------------- figures
+def _curve_panels(plan: Plan, results: Mapping[str, dict], key: str, ylabel: str) -> list[dict]:
+    """One panel per activation: mean over seeds of log10 `key` per layer, for each (norm, architecture)."""
+    def mean_log10(curves: list[list[float]]) -> list[float | None]:
+        logs = [[math.log10(v) for v in vals if math.isfinite(v) and v > 0] for vals in zip(*curves)]
+        return [sum(v) / len(v) if v else None for v in logs]
 
-
-def _mean_log10(curves: list[list[float]]) -> list[float | None]:
-    """Per layer, the mean over seeds of log10 of the positive finite values."""
-    out: list[float | None] = []
-    for vals in zip(*curves):
-        logs = [math.log10(v) for v in vals if math.isfinite(v) and v > 0]
-        out.append(sum(logs) / len(logs) if logs else None)
-    return out
+    return [{"title": act, "xlabel": "weight layer l (0 = stem)", "ylabel": ylabel,
+             "series": [{"label": f"{'BN' if norm == 'bn' else 'no BN'} {arch}", "x": list(range(len(c))), "y": c}
+                        for arch in ARCHS for norm in ("bn", "none")
+                        for c in [mean_log10([r[key] for r in _profiles(plan, results, act, arch, norm)])]]}
+            for act in plan.config["activations"]]
 
 
 def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
-    cfg = plan.config
-    label = {"bn": "BN", "none": "no BN"}
-    profile_panels, jac_panels = [], []
-    for act in cfg["activations"]:
-        series, jseries = [], []
-        for arch in ARCHS:
-            for norm in ("bn", "none"):
-                recs = _profiles(plan, results, act, arch, norm)
-                curve = _mean_log10([r["weight_grad_sq"] for r in recs])
-                series.append({"label": f"{label[norm]} {arch}", "x": list(range(len(curve))), "y": curve})
-                jcurve = _mean_log10([r["layer_jac_msv"] for r in recs])
-                jseries.append({"label": f"{label[norm]} {arch}", "x": list(range(len(jcurve))), "y": jcurve})
-        profile_panels.append({"title": act, "xlabel": "weight layer l (0 = stem)", "ylabel": "log10 ‖∂L/∂W_l‖²",
-                               "series": series})
-        jac_panels.append({"title": act, "xlabel": "weight layer l (0 = stem)", "ylabel": "log10 msv(J_l)",
-                           "series": jseries})
-    train = metrics["trainability"]
-    acc_series = [{"label": name, "x": list(cfg["train_depths"]),
-                   "y": [train[f"{name}/depth={d}"]["effect"] for d in cfg["train_depths"]],
-                   "lo": [train[f"{name}/depth={d}"]["ci_low"] for d in cfg["train_depths"]],
-                   "hi": [train[f"{name}/depth={d}"]["ci_high"] for d in cfg["train_depths"]]}
-                  for name, _, _ in TRAIN_VARIANTS]
+    cfg, train = plan.config, metrics["trainability"]
+    cells = {name: [train[f"{name}/depth={d}"] for d in cfg["train_depths"]] for name, _, _ in TRAIN_VARIANTS}
+    acc = [{"label": name, "x": list(cfg["train_depths"]), "y": [c["effect"] for c in cs],
+            "lo": [c["ci_low"] for c in cs], "hi": [c["ci_high"] for c in cs]} for name, cs in cells.items()]
     return [
         Figure("grad_profile", "lines", "Gradient norm per layer at initialisation",
                f"log10 ‖∂L/∂W_l‖² vs layer (depth {cfg['depth']}, width {cfg['width']}, batch {cfg['batch_size']}, "
                f"BN in training mode), mean over {len(plan.seeds)} seeds. A straight line falling with l is "
                f"geometric explosion towards the input (Yang et al.: ×{YANG_RELU:.3f} per plain ReLU BN layer).",
-               {"panels": profile_panels}),
+               {"panels": _curve_panels(plan, results, "weight_grad_sq", "log10 ‖∂L/∂W_l‖²")}),
         Figure("layer_jacobian", "lines", "Layer Jacobians at initialisation",
                "Mean squared singular value of each layer's batch Jacobian (Hutchinson estimate, BN in training "
-               "mode), mean of log10 over seeds; 0 = the layer preserves norms.", {"panels": jac_panels}),
+               "mode), mean of log10 over seeds; 0 = the layer preserves norms.",
+               {"panels": _curve_panels(plan, results, "layer_jac_msv", "log10 msv(J_l)")}),
         Figure("trainability", "lines", "Trainability vs depth",
                f"Train accuracy after {cfg['train_steps']} SGD steps (lr {cfg['train_lr']}, momentum "
                f"{cfg['train_momentum']}, batch {cfg['train_batch_size']}) of ReLU nets of width {cfg['train_width']}; "
                "a diverged run counts as 0. Mean and 95% CI over seeds.",
                {"panels": [{"title": "train accuracy", "xlabel": "depth (hidden blocks)", "ylabel": "accuracy",
-                            "series": acc_series}]}),
+                            "series": acc}]}),
     ]
 
 
