@@ -39,6 +39,7 @@ from bnlab.probes.hessian.dense import dense_hessian, finite_difference_hessian
 from bnlab.probes.hessian.density import DensityResult, slq_density
 from bnlab.probes.hessian.lanczos import EIGEN_METHODS, WHICH, EigenResult, lanczos_eigenpairs, power_eigenpairs
 from bnlab.probes.hessian.operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
+from bnlab.probes.hessian.spectra import BlockOperator, block_eigenpairs, blocks, extremes, scipy_operator
 from bnlab.probes.hessian.trace import (
     TRACE_METHODS,
     TraceResult,
@@ -48,6 +49,7 @@ from bnlab.probes.hessian.trace import (
 )
 
 __all__ = [
+    "BlockOperator", "block_eigenpairs", "blocks", "extremes", "scipy_operator",
     "EIGEN_METHODS", "TRACE_METHODS", "WHICH", "DensityResult", "EigenResult", "HessianOperator",
     "MatrixOperator", "TraceResult", "dense_hessian", "density", "eigenpairs", "estimate_trace",
     "finite_difference_hessian", "hessian_operator", "hutchinson_trace", "hutchpp_trace", "krylov_hutchpp_trace",
@@ -88,11 +90,16 @@ def estimate_trace(op: Any, *, method: str = "krylov-hutch++", target_se: float 
 def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data: Any, *, k: int = 1, which: str = "largest",
                     method: str = "lanczos", tol: float = 1e-4, max_steps: int | None = None, seed: int = 0,
                     params: Sequence[str] | None = None, bn_mode: str = "train",
-                    backend: str = "autograd", start: str = "auto", criterion: str = "residual") -> EigenResult:
+                    backend: str = "autograd", start: str = "auto", criterion: str = "residual",
+                    per_block: bool = False) -> EigenResult | dict[str, EigenResult]:
     """Top-k Hessian eigenvalues (and eigenvectors) of the loss of `model` on `data`; see the module doc.
     Lanczos starts from the seeded random vector plus the loss gradient (``start="auto"``) and stops on the
-    Ritz residual (``criterion="residual"``; ``"eigenvalue"`` stops on the estimated eigenvalue error)."""
+    Ritz residual (``criterion="residual"``; ``"eigenvalue"`` stops on the estimated eigenvalue error).
+    ``which="smallest"`` gives λ_min. ``per_block=True``: {layer: its diagonal block's top-k}, all from one
+    gradient graph (`bnlab.probes.hessian.spectra`)."""
     with hessian_operator(model, loss_fn, data, params=params, bn_mode=bn_mode, backend=backend) as op:
+        if per_block:
+            return block_eigenpairs(op, k=k, which=which, tol=tol, seed=seed)
         return eigenpairs(op, k=k, which=which, method=method, tol=tol, max_steps=max_steps, seed=seed,
                           start=start, criterion=criterion)
 

@@ -19,7 +19,8 @@ orthogonal to those found (deflation by projection). It converges as (λ₂/λ�
 (≈ exp(−2t√gap)) — and finds the largest *magnitude* eigenvalue; for the algebraically largest it iterates on
 H + sI with s = 1.1·|μ|, μ the dominant-magnitude eigenvalue, which makes the spectrum non-negative.
 
-Orderings: ``which="largest"`` (algebraic: the most positive first) or ``"magnitude"`` (largest |λ| first).
+Orderings: ``which="largest"`` (algebraic: the most positive first), ``"magnitude"`` (largest |λ| first) or
+``"smallest"`` (algebraic: the most negative first; power iteration runs "largest" on −H).
 
 Start vector (``start``): Lanczos converges in fewer steps the larger the start vector's component along the
 wanted eigenvectors (the error shrinks like tan²∠(q₁, v₁) times a Chebyshev factor). A random vector in P
@@ -39,6 +40,7 @@ Ritz values have not yet settled (it is never used before 3 steps).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,7 +49,7 @@ import torch
 
 from bnlab.errors import BnlabError
 
-WHICH: tuple[str, ...] = ("largest", "magnitude")
+WHICH: tuple[str, ...] = ("largest", "magnitude", "smallest")
 EIGEN_METHODS: tuple[str, ...] = ("lanczos", "power")
 STARTS: tuple[str, ...] = ("auto", "gradient", "random")
 CRITERIA: tuple[str, ...] = ("residual", "eigenvalue")
@@ -89,7 +91,7 @@ class EigenResult:
 
 def _order(values: torch.Tensor, which: str) -> torch.Tensor:
     """Indices of `values` best first under ordering `which`."""
-    key = values if which == "largest" else values.abs()
+    key = values if which == "largest" else -values if which == "smallest" else values.abs()
     return torch.argsort(key, descending=True)
 
 
@@ -234,10 +236,31 @@ def lanczos_eigenpairs(op: Operator, *, k: int = 1, which: str = "largest", tol:
         info={**op.describe(), "start": start_used, "criterion": criterion})
 
 
+class _Negated:
+    """−H behind the operator interface (its products are counted on the wrapped operator)."""
+
+    def __init__(self, op: Operator) -> None:
+        self.op, self.dim, self.dtype, self.device = op, op.dim, op.dtype, op.device
+
+    @property
+    def products(self) -> int:
+        return self.op.products
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return -self.op.matvec(v)
+
+    def describe(self) -> dict[str, Any]:
+        return self.op.describe()
+
+
 def power_eigenpairs(op: Operator, *, k: int = 1, which: str = "magnitude", tol: float = 1e-4,
                      max_iter: int = 1000, seed: int = 0) -> EigenResult:
     """Top-k eigenpairs by power iteration with deflation (each pair stops when ‖Hv − θv‖ ≤ tol·|θ|)."""
     _check(op, k, which, tol)
+    if which == "smallest":  # the largest of −H, negated back
+        res = power_eigenpairs(_Negated(op), k=k, which="largest", tol=tol, max_iter=max_iter, seed=seed)
+        return dataclasses.replace(res, eigenvalues=[-v for v in res.eigenvalues], which="smallest",
+                                   info=op.describe())
     gen = torch.Generator().manual_seed(seed)
     start_products = op.products
     found: list[torch.Tensor] = []

@@ -231,6 +231,12 @@ class HessianOperator:
 
     __matmul__ = matvec
 
+    def to_scipy(self) -> Any:
+        """This operator as a `scipy.sparse.linalg.LinearOperator` (`bnlab.probes.hessian.spectra.scipy_operator`)."""
+        from bnlab.probes.hessian.spectra import scipy_operator
+
+        return scipy_operator(self)
+
     def describe(self) -> dict[str, Any]:
         """Plain data recorded in every result: what the Hessian was taken of."""
         return {"bn_mode": self.bn_mode, "dim": self.dim, "params": list(self.names), "backend": self.backend,
@@ -272,6 +278,12 @@ class MatrixOperator:
         return self.matrix @ v.to(self.dtype)  # (P,) or (P, b)
 
     __matmul__ = matvec
+
+    def to_scipy(self) -> Any:
+        """This operator as a `scipy.sparse.linalg.LinearOperator` (`bnlab.probes.hessian.spectra.scipy_operator`)."""
+        from bnlab.probes.hessian.spectra import scipy_operator
+
+        return scipy_operator(self)
 
     def describe(self) -> dict[str, Any]:
         return {"bn_mode": self.bn_mode, "dim": self.dim, "params": [], "backend": "dense",
