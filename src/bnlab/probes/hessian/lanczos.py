@@ -173,9 +173,31 @@ def _random_start(dim: int, generator: torch.Generator, dtype: torch.dtype, devi
     return v / v.norm()
 
 
-def _start_vector(op: Operator, start: str, generator: torch.Generator) -> tuple[torch.Tensor, str]:
-    """(start vector, the kind used): seeded Gaussian, or Gaussian + the normalised loss gradient."""
+WARM_MIX = 0.1  # weight of the gradient and of the random part beside the previous eigenvectors in a warm start
+
+
+def _warm_start(op: Operator, previous: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Σ of the previous unit eigenvectors, plus WARM_MIX × (the unit loss gradient and a seeded random vector):
+    the random part keeps a cold start's guarantee of overlap with every eigenvector (only weaker by WARM_MIX)."""
+    prev = previous.to(dtype=op.dtype, device=op.device).reshape(-1, op.dim)  # (k, P)
+    if not bool(torch.isfinite(prev).all()) or float(prev.norm()) == 0.0:
+        return r, "random"
+    q = (prev / prev.norm(dim=1, keepdim=True)).sum(0) + WARM_MIX * r  # (P,)
+    if callable(getattr(op, "loss_gradient", None)):
+        g = op.loss_gradient().to(dtype=op.dtype, device=op.device)  # type: ignore[attr-defined]
+        if math.isfinite(float(g.norm())) and float(g.norm()) > 0:
+            q = q + WARM_MIX * g / g.norm()
+    return q, "warm"
+
+
+def _start_vector(op: Operator, start: str | torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, str]:
+    """(start vector, the kind used): seeded Gaussian, Gaussian + the normalised loss gradient, or a warm start
+    from a tensor of previous eigenvectors, (P,) or (k, P)."""
     r = _random_start(op.dim, generator, op.dtype, op.device)  # (P,) unit
+    if torch.is_tensor(start):
+        if start.shape[-1] != op.dim:
+            raise BnlabError(f"a warm start needs vectors of length {op.dim}, got shape {tuple(start.shape)}")
+        return _warm_start(op, start, r)
     if start not in STARTS:
         raise BnlabError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
     has_gradient = callable(getattr(op, "loss_gradient", None))
@@ -201,10 +223,12 @@ def _check(op: Operator, k: int, which: str, tol: float) -> None:
 
 
 def lanczos_eigenpairs(op: Operator, *, k: int = 1, which: str = "largest", tol: float = 1e-4,
-                       max_steps: int | None = None, seed: int = 0, start: str = "auto",
+                       max_steps: int | None = None, seed: int = 0, start: str | torch.Tensor = "auto",
                        criterion: str = "residual") -> EigenResult:
     """Top-k eigenpairs of `op` by Lanczos with full reorthogonalisation, stopping when all k have converged
-    under `criterion` (module doc: ``"residual"`` or ``"eigenvalue"``); `start` picks the start vector."""
+    under `criterion` (module doc: ``"residual"`` or ``"eigenvalue"``); `start` picks the start vector: "auto",
+    "gradient", "random", or a tensor of eigenvectors from a nearby point (a warm start, e.g. the previous probe of
+    a training run: same stopping rule, usually far fewer products)."""
     _check(op, k, which, tol)
     if criterion not in CRITERIA:
         raise BnlabError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
