@@ -98,3 +98,10 @@ def test_matrix_operator_smallest_and_scipy():
         [-2.0, vals[1].item()], rel=1e-8)
     x = np.random.default_rng(0).normal(size=30)
     assert np.allclose(op.to_scipy() @ x, (op.matrix @ torch.as_tensor(x)).numpy())
+
+
+def test_non_finite_hessian_is_a_clear_error():
+    """A diverged point used to end in torch's LinAlgError from the tridiagonal eigensolver."""
+    op = MatrixOperator(torch.full((6, 6), float("nan"), dtype=DT))
+    with pytest.raises(BnlabError, match="not finite"):
+        eigenpairs(op, tol=1e-6)

@@ -157,6 +157,9 @@ def lanczos(op: Operator, start: torch.Tensor, max_steps: int, *, reorthogonalis
                 w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)  # (P,)
         beta[j] = float(w.norm())
         m = j + 1
+        if not (math.isfinite(float(alpha[j])) and math.isfinite(float(beta[j]))):
+            raise BnlabError("the Hessian-vector product is not finite (the loss or its gradient overflowed: a "
+                             "diverged point?); no eigenvalue can be computed there")
         scale = max(float(alpha[: j + 1].abs().max()), float(beta[:j].abs().max()) if j else 0.0)  # ≈ ‖T_j‖
         if beta[j] <= 10 * torch.finfo(op.dtype).eps * max(scale, 1e-300) * math.sqrt(dim):
             breakdown = True
