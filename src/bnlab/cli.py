@@ -285,6 +285,46 @@ def gradflow(
                f"(Yang et al., plain ReLU BN: {YANG_RELU:.4f})")
 
 
+# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.workflows.sharpness) ----------------------
+@app.command()
+def sharpness(
+    out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
+    model: str = typer.Option("mlp", help="mlp | deep_mlp | vgg (built-in model)"),
+    activation: str = typer.Option("tanh", help="activation of the built-in model"),
+    dataset: str = typer.Option("digits", help="digits | mnist5k | mnist1d | synthetic"),
+    train_size: int = typer.Option(500, "--train-size", help="training examples (the full batch of GD)"),
+    norm: str = typer.Option("none,bn", help="comma-separated norms to compare"),
+    lr: str = typer.Option("0.02,0.03,0.04", help="comma-separated learning rates η (2/η is drawn for each)"),
+    optimizer: str = typer.Option("gd", help="gd (full batch, Cohen et al.) | sgd (mini-batches of --batch-size)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="mini-batch size for --optimizer sgd"),
+    loss: str = typer.Option("mse", help="mse (½‖f − onehot‖², Cohen et al.) | cross_entropy"),
+    steps: int = typer.Option(3000, help="training steps per (norm, lr)"),
+    every: int = typer.Option(100, help="measure λ_max every this many steps"),
+    bn_mode: str = typer.Option("train,eval", "--bn-mode", help="BN modes of the Hessian (comma-separated)"),
+    tol: float = typer.Option(1e-3, help="Lanczos relative residual tolerance"),
+    seed: int = typer.Option(0, help="seed of the init and of every estimator"),
+    fmt: str = typer.Option("png", "--format", help="figure format: png | svg"),
+    threads: int = typer.Option(None, help="CPU threads for torch"),
+) -> None:
+    """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
+    from bnlab.workflows.sharpness import SharpnessConfig, run_sharpness
+
+    def floats(text: str, name: str) -> tuple[float, ...]:
+        try:
+            return tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise BnlabError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+    cfg = SharpnessConfig(model=model, activation=activation, dataset=dataset, train_size=train_size,
+                          norms=tuple(n.strip() for n in norm.split(",") if n.strip()), lrs=floats(lr, "--lr"),
+                          optimizer=optimizer, batch_size=batch_size, loss=loss, steps=steps, every=every,
+                          bn_modes=tuple(m.strip() for m in bn_mode.split(",") if m.strip()), tol=tol, seed=seed,
+                          fmt=fmt)
+    _use_threads(threads)
+    run_sharpness(cfg, out, log=typer.echo)
+    typer.echo(f"sharpness: {out}/sharpness.json, {out}/sharpness.{fmt}")
+
+
 # --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
 @app.command()
 def sweep(

@@ -249,7 +249,8 @@ def _scale(ax: Any, panel: Mapping[str, Any]) -> None:
 
 def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
     """Curves per panel, optional lo/hi bands; ``sharex``/``sharey`` in data share the axes, ``xscale``/``yscale``
-    in data apply to every panel that does not set its own."""
+    in data apply to every panel that does not set its own. A series with ``colour_of`` takes that label's colour
+    (and the next line style), e.g. a reference line drawn beside its curve."""
     panels = panels_of(data)
     axes = _layout(fig, len(panels))
     if data.get("sharey"):
@@ -269,7 +270,7 @@ def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
             y = _floats(s.get("y", []), "y")
             if len(x) != len(y):
                 raise BnlabError(f"figure series {label!r}: x and y lengths differ ({len(x)} vs {len(y)})")
-            colour = colour_of_label(label)
+            colour = colour_of_label(str(s.get("colour_of", label)))  # a series may share another label's colour
             style = LINESTYLES[used.get(colour, 0) % len(LINESTYLES)]
             used[colour] = used.get(colour, 0) + 1
             marker = "o" if len(x) <= 12 else None
