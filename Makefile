@@ -8,7 +8,7 @@ SCALE  ?= default
 OUT    ?= runs/audit
 EXECUTOR ?= process
 
-.PHONY: install install-dev audit test test-fast lint bench check clean protocol
+.PHONY: install install-dev audit test test-fast lint bench check clean protocol docs
 
 $(VENV)/.installed: requirements/base.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,8 @@ bench: install-dev
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# the documentation site (mkdocs-material, API reference from the docstrings) into site/; strict: a broken link or
+# reference fails the build (tests/test_docs.py runs the same build in make test)
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
