@@ -325,6 +325,38 @@ def sharpness(
     typer.echo(f"sharpness: {out}/sharpness.json, {out}/sharpness.{fmt}")
 
 
+# --- study (the model-agnostic claims on a user's own model; engine in bnlab.workflows.study) ----------------------
+@app.command()
+def study(
+    model: str = typer.Option(..., help="FILE.py:FACTORY returning your nn.Module with BN (imported from that path)"),
+    data: str = typer.Option(..., help="FILE.py:FACTORY returning (train_x, train_y, test_x, test_y) tensors"),
+    twin: str = typer.Option("remove-bn", help="remove-bn (every BatchNorm -> identity) | FILE.py:FACTORY"),
+    out: str = typer.Option("runs/study", help="output folder: study.json and report.md"),
+    seeds: int = typer.Option(3, help="seeds (each trains both nets with the same init stream and batches)"),
+    steps: int = typer.Option(300, help="training steps per net"),
+    lr: float = typer.Option(0.05, help="learning rate"),
+    optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9) | adam"),
+    batch_size: int = typer.Option(64, "--batch-size", help="training batch size"),
+    threads: int = typer.Option(None, help="CPU threads for torch"),
+) -> None:
+    """Measure C05, C06, C11 and C14 (and the Hessian) on your own model against its twin without BN."""
+    from bnlab.workflows.study import StudyConfig, load_factory, run_study
+
+    cfg = StudyConfig(steps=steps, lr=lr, optimizer=optimizer, batch_size=batch_size, seeds=seeds,
+                      probe_every=max(steps // 5, 1))
+    model_fn, data_fn = load_factory(model), load_factory(data)
+    twin_fn = twin if twin == "remove-bn" else load_factory(twin)
+    try:
+        tensors = data_fn()
+    except Exception as exc:  # noqa: BLE001 - the user's own error, in one line
+        raise BnlabError(f"the data factory raised {type(exc).__name__}: {exc}") from None
+    _use_threads(threads)
+    result = run_study(model_fn, tensors, twin=twin_fn, config=cfg, out=out)
+    for claim, c in result["claims"].items():
+        typer.echo(f"{claim}  {c['vote']:<13} {c['name']}: {c['effect']}")
+    typer.echo(f"study: {out}/report.md, {out}/study.json")
+
+
 # --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
 @app.command()
 def sweep(
