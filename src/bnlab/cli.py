@@ -307,7 +307,7 @@ def sharpness(
     threads: int = typer.Option(None, help="CPU threads for torch"),
 ) -> None:
     """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
-    from bnlab.workflows.sharpness import SharpnessConfig, run_sharpness
+    from bnlab.workflows.edge_of_stability import SharpnessConfig, run_sharpness
 
     def floats(text: str, name: str) -> tuple[float, ...]:
         try:
