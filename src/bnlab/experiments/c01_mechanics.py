@@ -24,18 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.checks import TOLERANCES
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    config_for,
-    decide_verifications,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C01"
@@ -60,8 +49,8 @@ CONFIGS: dict[str, C01Config] = {
     "paper": C01Config(dataset="mnist5k", steps=50000, precise_batches=100),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every verification row and seed of its error divided by "
         "its tolerance (bnlab.checks.TOLERANCES)", unit="ratio (< 1 passes)", test="verification", threshold=1.0,
         threshold_source="tolerances set by the precision of the arithmetic before any run: 1e-10 in float64, "
@@ -82,16 +71,16 @@ RULE = ("Verification: supported when every check of every seed is within its to
         "refuted when any check exceeds its tolerance, inconclusive when a check produced no number.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:mechanics", {"seed": s}, cost=0.05) for s in seed_list]
     trials += [Trial(CLAIM_ID, f"population/seed={s}", f"{_MODULE}:population", {**asdict(cfg), "seed": s},
                      cost=cfg.steps / 2000) for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     checks: dict[str, list[float]] = {}
     errors: dict[str, list[float]] = {}
     for s in plan.seeds:
@@ -112,16 +101,16 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     return {"checks": checks, "max_errors": {k: max(v) for k, v in errors.items()}, "secondary": secondary}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_verifications(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_verifications(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     worst = metrics["max_errors"]
     names = sorted(worst)
     tol = {n: TOLERANCES[n][1] if n in TOLERANCES else ALG2_TOL for n in names}
     floor = 1e-18
-    return [Figure(
+    return [base.Figure(
         "errors", "bars", "Max error of each verification vs its tolerance",
         f"log10 of the worst error over {len(plan.seeds)} seeds (errors of exactly 0 drawn at {floor:g}) and of its "
         "tolerance; every bar of 'max error' below its 'tolerance' bar is a pass.",
@@ -130,7 +119,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                                 {"label": "tolerance", "values": [math.log10(max(tol[n], floor)) for n in names]}]}]})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     failed = [v.name for v in decision.verifications if not v.passed]
     cfg = plan.config
     summary = (f"{len(decision.verifications)} verifications over {len(plan.seeds)} seeds: "
@@ -142,7 +131,7 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
               f"backward, {len(plan.seeds)} seeds; Alg. 2 precise statistics ({cfg['precise_batches']} batches) on "
               f"{cfg['model']} with BN trained {cfg['steps']} SGD steps (lr {cfg['lr']}, batch {cfg['batch_size']}) "
               f"on {cfg['dataset']}.")
-    return Description(summary, method, [
+    return base.Description(summary, method, [
         "Tolerances are set for float64 (1e-10) and float32 (1e-5) round-off; they test the formulas, not "
         "bit-equality with torch's fused kernels.",
         "Test accuracy with EMA vs precise statistics is reported, not judged: after a short training run the EMA "

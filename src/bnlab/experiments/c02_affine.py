@@ -21,20 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-    verification,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C02"
@@ -65,8 +52,8 @@ CONFIGS: dict[str, C02Config] = {
     "paper": C02Config(steps=50000, probe_every=500, probe_examples=1000),  # Ioffe Fig. 1: 50k steps, batch 60
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="test accuracy: BN with γ, β − BN without", measure="per seed: final test accuracy of Ioffe's sigmoid "
         "MLP with learnable γ, β minus the same net with BN's affine parameters removed (same init and batches)",
         unit="accuracy", test="t", threshold=0.0,
@@ -86,19 +73,19 @@ RULE = ("Per seed: effect = final test accuracy with γ, β minus without. The 9
         "a verification, reported apart; the near-linear fraction is reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     trials = [Trial(CLAIM_ID, f"identity/seed={s}", f"{_MODULE}:identity_recovery",
                     {"batch": cfg.identity_batch, "seed": s}, cost=0.01) for s in seed_list]
     run = {k: v for k, v in asdict(cfg).items() if k != "identity_batch"}
     trials += [Trial(CLAIM_ID, f"train/{label}/seed={s}", f"{_MODULE}:affine_run",
                      {**run, "norm": norm, "affine": affine, "seed": s}, cost=cfg.steps / 1000)
                for label, norm, affine in VARIANTS for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = {label: [results[f"train/{label}/seed={s}"] for s in plan.seeds] for label, _, _ in VARIANTS}
     with_ab, without_ab = runs["BN with γ, β"], runs["BN without γ, β"]
     checks: dict[str, list[float]] = {"float64": [], "float32": []}
@@ -120,12 +107,12 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     }
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    checks = [verification(name, ratios) for name, ratios in (metrics.get("checks") or {}).items()]
-    return decide_endpoint(PROTOCOL.endpoint, metrics, checks)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    checks = [base.verification(name, ratios) for name, ratios in (metrics.get("checks") or {}).items()]
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics, checks)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     cfg = plan.config
     series, groups = [], []
     for label, _, _ in VARIANTS:
@@ -138,23 +125,23 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                        "lo": [math.nan if est.ci_low is None else est.ci_low],
                        "hi": [math.nan if est.ci_high is None else est.ci_high]})
     return [
-        Figure("band_fraction", "lines", "Sigmoid inputs in the near-linear band over training",
+        base.Figure("band_fraction", "lines", "Sigmoid inputs in the near-linear band over training",
                f"Fraction of sigmoid inputs with |x| < {cfg['band']:g} (mean over the 3 hidden layers and "
                f"{len(plan.seeds)} seeds) on {cfg['probe_examples']} held-out examples. N(0,1) inputs give 0.683.",
                {"panels": [{"title": "near-linear fraction", "xlabel": "step", "ylabel": "fraction |x| < 1",
                             "series": series}]}),
-        Figure("accuracy", "bars", "Final test accuracy",
+        base.Figure("accuracy", "bars", "Final test accuracy",
                f"Mean and 95% CI over {len(plan.seeds)} seeds after {cfg['steps']} steps.",
                {"panels": [{"title": "test accuracy", "ylabel": "accuracy", "categories": [cfg["model"]],
                             "groups": groups}]}),
     ]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
     band = decision.secondary[0]
-    summary = (f"Test accuracy with − without γ, β: {brief(decision.primary[0], 4)}. Sigmoid inputs in the "
-               f"near-linear band, without − with γ, β: {brief(band, 3)}. Identity recovery: "
+    summary = (f"Test accuracy with − without γ, β: {base.brief(decision.primary[0], 4)}. Sigmoid inputs in the "
+               f"near-linear band, without − with γ, β: {base.brief(band, 3)}. Identity recovery: "
                + ("verified." if all(v.passed for v in decision.verifications) else "FAILED."))
     method = (f"{cfg['model']} (3×100 sigmoid, BN before the sigmoid) on {cfg['dataset']}, SGD lr {cfg['lr']}, batch "
               f"{cfg['batch_size']}, {cfg['steps']} steps, {len(plan.seeds)} seeds; band fraction on "
@@ -164,4 +151,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     if cfg["steps"] < 10000:
         caveats.append(f"{cfg['steps']} SGD steps instead of Ioffe's 50k: γ and β may not have moved far from 1 and "
                        "0 yet, so the difference between the two BN nets is likely smaller than at convergence.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

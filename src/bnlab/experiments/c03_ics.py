@@ -21,17 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    decide_each,
-)
+from bnlab.experiments import base, stats
 from bnlab.experiments.probed_training import (
     family_seeds,
     ics_layer_means,
@@ -48,8 +38,8 @@ NORMS: tuple[str, ...] = ("bn", "none")
 FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 LABELS = {"bn": "BN", "none": "no BN"}
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="ICS reduced by BN",
         measure="per seed, in each VGG conv layer after the first: cos(G, G′) with BN − without (Santurkar Def. 2.1, "
                 "mean over probe times); and for Ioffe's MLP: log(percentile drift without BN / with BN)",
@@ -76,19 +66,19 @@ RULE = ("One vote per setting: each VGG conv layer after the first (per seed: co
         "reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     fam_seeds = {f: family_seeds(f, scale, seeds, first_seed) for f in FAMILIES}
     trials = [run_trial(CLAIM_ID, f, scale, n, s) for f in FAMILIES for n in NORMS for s in fam_seeds[f]]
     config = {"runs": {f: run_settings(f, scale) for f in FAMILIES}, "norms": list(NORMS),
               "seeds": {f: list(v) for f, v in fam_seeds.items()}}
-    return Plan(CLAIM_ID, scale, fam_seeds["mlp"], config, tuple(trials))
+    return base.Plan(CLAIM_ID, scale, fam_seeds["mlp"], config, tuple(trials))
 
 
-def _runs(plan: Plan, results: Mapping[str, dict], family: str) -> dict[str, list[dict[str, Any]]]:
+def _runs(plan: base.Plan, results: Mapping[str, dict], family: str) -> dict[str, list[dict[str, Any]]]:
     return {n: [results[f"{family}/{n}/seed={s}"] for s in plan.config["seeds"][family]] for n in NORMS}
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     vgg, mlp, dln = (_runs(plan, results, f) for f in ("vgg", "mlp", "dln"))
     cos = {n: [ics_layer_means(r["ics"], "cosine") for r in vgg[n]] for n in NORMS}
     rel = {n: [ics_layer_means(r["ics"], "relative_distance") for r in vgg[n]] for n in NORMS}
@@ -119,15 +109,15 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "vgg_cosine": {n: [[c[layer] for layer in layers] for c in cos[n]] for n in NORMS}, "vgg_layers": layers}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """One vote per key of metrics["primary"] (every measured conv layer, and "ioffe"), combined by stats.combine."""
-    decision = decide_each(PROTOCOL.endpoint, metrics)
+    decision = base.decide_each(PROTOCOL.endpoint, metrics)
     for v in decision.primary:
         v.unit = "log ratio" if v.setting == "ioffe" else "cosine difference"
     return decision
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     mlp = _runs(plan, results, "mlp")
     acc_panel = {"title": "Ioffe MLP: test accuracy", "xlabel": "step", "ylabel": "test accuracy",
                  "series": [seed_band([r["curves"]["eval_step"] for r in mlp[n]],
@@ -140,9 +130,9 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
             "xlabel": "step", "ylabel": "percentile of the sigmoid input",
             "series": [{"label": f"{p:g}th", "x": act["step"], "y": [q[0][j] for q in act["unit_percentiles"]]}
                        for j, p in enumerate(act["percentiles"])]})
-    figs = [Figure("ioffe_fig1a", "lines", "Ioffe Fig. 1a: test accuracy, MLP with and without BN",
+    figs = [base.Figure("ioffe_fig1a", "lines", "Ioffe Fig. 1a: test accuracy, MLP with and without BN",
                    "Test accuracy over training (mean over seeds, band min–max).", {"panels": [acc_panel]}),
-            Figure("ioffe_fig1bc", "lines", "Ioffe Fig. 1b, c: a sigmoid input's percentiles over training",
+            base.Figure("ioffe_fig1bc", "lines", "Ioffe Fig. 1b, c: a sigmoid input's percentiles over training",
                    "15/50/85th percentiles of one last-hidden-layer sigmoid input on held-out examples (first seed); "
                    "same y scale in both panels.", {"panels": pct_panels, "sharey": True})]
     for family, name in (("vgg", "VGG"), ("dln", "deep linear net")):
@@ -154,7 +144,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                                   for row in r["ics"][key]] for r in runs[n]], LABELS[n]) for n in NORMS]
             panels.append({"title": f"{name}: {key}", "xlabel": "step", "ylabel": ylabel, "series": series,
                            **({"yscale": "log"} if key == "distance" else {})})
-        figs.append(Figure(f"santurkar_fig3_{family}", "lines", f"Santurkar Fig. 3: ICS over training, {name}",
+        figs.append(base.Figure(f"santurkar_fig3_{family}", "lines", f"Santurkar Fig. 3: ICS over training, {name}",
                            "G: a layer's gradient; G′: the same layer's gradient on the same batch after the earlier "
                            "layers took the run's optimizer step. Layers 2..L; band: min–max over seeds.",
                            {"panels": panels}))
@@ -163,7 +153,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
             "categories": layers,
             "groups": [{"label": LABELS[n], "values": [_mean([c[j] for c in metrics["vgg_cosine"][n]])
                                                        for j in range(len(layers))]} for n in NORMS]}
-    figs.append(Figure("ics_layers_vgg", "bars", "ICS per layer, VGG",
+    figs.append(base.Figure("ics_layers_vgg", "bars", "ICS per layer, VGG",
                        "cos(G, G′) per weight layer (layer 1 left out: G′ = G), averaged over probe times and seeds; "
                        "the conv layers vote, the head is reported apart. Higher = less internal covariate shift.",
                        {"panels": [bars]}))
@@ -175,8 +165,8 @@ def _mean(values: list) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
-    parts = "; ".join(f"{r.setting.removeprefix('conv:')} {brief(r, 3)}" for r in decision.primary)
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
+    parts = "; ".join(f"{r.setting.removeprefix('conv:')} {base.brief(r, 3)}" for r in decision.primary)
     summary = (f"Per setting (cos(G, G′) BN − none for the VGG conv layers; log drift ratio for Ioffe's MLP): {parts}."
                f" Verdict: {decision.verdict}.")
     runs = plan.config["runs"]
@@ -193,4 +183,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     if plan.scale != "paper":
         caveats.append(f"Scale '{plan.scale}' is far below the papers' (Ioffe: 50k steps on MNIST; Santurkar: VGG on "
                        "CIFAR-10 for 15k steps): short CPU runs can show effects of different size, or none.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

@@ -22,18 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    endpoint_results,
-    secondary_results,
-)
+from bnlab.experiments import base, stats
 from bnlab.experiments.probed_training import (
     family_seeds,
     finite_mean,
@@ -50,8 +39,8 @@ LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
 MARGIN = 0.015  # half of Santurkar's BN advantage on VGG/CIFAR-10: 83% vs 80% test accuracy (App. A)
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="noisy BN: better than no BN, as good as BN",
         measure="per seed, A = mean test accuracy over all evaluations: A(noisy BN) − A(no BN); A(noisy BN) − A(BN); "
                 "log(activation drift noisy BN / no BN); A(no BN) − A(noise on no BN)",
@@ -82,18 +71,18 @@ RULE = ("Per seed, A = mean test accuracy over all evaluations. Four components,
         "supported and others refuted, inconclusive otherwise. The ℓp nets are reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     seed_list = family_seeds("vgg", scale, seeds, first_seed)
     trials = [run_trial(CLAIM_ID, "vgg", scale, norm, seed) for norm in NORMS for seed in seed_list]
     config = {"runs": {"vgg": run_settings("vgg", scale)}, "norms": list(NORMS), "margin": MARGIN}
-    return Plan(CLAIM_ID, scale, seed_list, config, tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, config, tuple(trials))
 
 
-def _runs(plan: Plan, results: Mapping[str, dict]) -> dict[str, list[dict[str, Any]]]:
+def _runs(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, list[dict[str, Any]]]:
     return {n: [results[f"vgg/{n}/seed={s}"] for s in plan.seeds] for n in NORMS}
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = _runs(plan, results)
     auc = {n: [finite_mean(r["curves"]["test_acc"]) for r in runs[n]] for n in NORMS}
     final = {n: [r["final"].get("test_acc") for r in runs[n]] for n in NORMS}
@@ -113,10 +102,10 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "activation_drift": drift}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """Manipulation check first (not supported -> inconclusive); then superiority, equivalence and control combined
     by stats.combine (see RULE)."""
-    results = endpoint_results(PROTOCOL.endpoint, metrics["primary"])
+    results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"])
     for r in results:
         r.unit = "log ratio" if r.setting == "manipulation" else "accuracy"
     votes = {r.setting: r.vote for r in results}
@@ -124,10 +113,10 @@ def decide(metrics: Mapping[str, Any]) -> Decision:
         verdict = "inconclusive"
     else:
         verdict = stats.combine([votes["noisy_vs_none"], votes["noisy_vs_bn"], votes["control"]])
-    return Decision(verdict, results, secondary_results(metrics))
+    return base.Decision(verdict, results, base.secondary_results(metrics))
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     runs = _runs(plan, results)
     drift = metrics["activation_drift"]
     acc = {"title": "test accuracy", "xlabel": "step", "ylabel": "test accuracy",
@@ -150,21 +139,21 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                         "lo": [min(stats.finite(drift[n]), default=None) for n in NORMS],
                         "hi": [max(stats.finite(drift[n]), default=None) for n in NORMS]}]}
     return [
-        Figure("santurkar_fig2_curves", "lines", "Santurkar Fig. 2: training with injected distribution shift",
+        base.Figure("santurkar_fig2_curves", "lines", "Santurkar Fig. 2: training with injected distribution shift",
                "Test accuracy and training loss; mean over seeds, band min–max.", {"panels": [acc, loss]}),
-        Figure("santurkar_fig2_activations", "lines", "Activation distributions over training (first seed)",
+        base.Figure("santurkar_fig2_activations", "lines", "Activation distributions over training (first seed)",
                "Mean ± std of one unit's pre-activation on the training batch as training sees it: noisy BN moves "
                "it at every step while BN keeps it at (β, γ).", {"panels": act_panels}),
-        Figure("activation_drift", "bars", "Activation drift per net",
+        base.Figure("activation_drift", "bars", "Activation drift per net",
                "Mean over units and consecutive probe times of |Δ mean| + |Δ std| of the pre-activation.",
                {"panels": [bars]}),
     ]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     names = {"noisy_vs_none": "noisy BN − no BN", "noisy_vs_bn": "noisy BN − BN (equivalence)",
              "manipulation": "manipulation check", "control": "no BN − noise on no BN"}
-    parts = "; ".join(f"{names[r.setting]} {brief(r, 3)}" for r in decision.primary)
+    parts = "; ".join(f"{names[r.setting]} {base.brief(r, 3)}" for r in decision.primary)
     summary = f"Mean test accuracy over training and activation drift, per seed: {parts}. Verdict: {decision.verdict}."
     c = plan.config["runs"]["vgg"]["config"]
     method = (f"VGG ({c['model_kwargs']['config']}) on {c['dataset']}, SGD lr {c['lr']}, batch {c['batch_size']}, "
@@ -177,4 +166,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     if plan.scale != "paper":
         caveats.append(f"Scale '{plan.scale}': a narrow VGG on a small data set for {c['steps']} steps, not VGG on "
                        "CIFAR-10 for 15k steps; on an easy data set all nets can end close together.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

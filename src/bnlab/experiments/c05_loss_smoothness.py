@@ -20,17 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    decide_endpoint,
-)
+from bnlab.experiments import base, stats
 from bnlab.experiments.probed_training import (
     ETA_RANGES,
     family_seeds,
@@ -45,8 +35,8 @@ NORMS: dict[str, tuple[str, ...]] = {"vgg": ("bn", "none", "l1", "l2", "linf"), 
 FAMILY_NAMES: dict[str, str] = {"vgg": "VGG", "dln": "deep linear net"}
 LABELS: dict[str, str] = {"bn": "BN", "none": "no BN", "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="log(loss variation without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η L(w − ηg) − min_η L(w − ηg)) without BN, minus the "
                 "same with BN (same batch, BN with batch statistics)",
@@ -85,20 +75,20 @@ def plan_config(scale: str, seeds: int | None, first_seed: int) -> dict[str, Any
             "seeds": {f: list(family_seeds(f, scale, seeds, first_seed)) for f in NORMS}}
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     config = plan_config(scale, seeds, first_seed)
-    return Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config,
+    return base.Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config,
                 tuple(shared_trials(CLAIM_ID, scale, seeds, first_seed)))
 
 
 # ----------------------------------------------------------------------------- measure
 
 
-def runs_of(plan: Plan, results: Mapping[str, dict], family: str) -> dict[str, list[dict[str, Any]]]:
+def runs_of(plan: base.Plan, results: Mapping[str, dict], family: str) -> dict[str, list[dict[str, Any]]]:
     return {n: [results[f"{family}/{n}/seed={s}"] for s in plan.config["seeds"][family]] for n in NORMS[family]}
 
 
-def log_means(plan: Plan, results: Mapping[str, dict], key: str) -> dict[str, dict[str, list[float]]]:
+def log_means(plan: base.Plan, results: Mapping[str, dict], key: str) -> dict[str, dict[str, list[float]]]:
     """Per net and norm, per seed: the mean over probe times of log(`key`) (an along-gradient series)."""
     return {family: {n: [stats.log_mean(r["along_gradient"][key]) for r in runs]
                      for n, runs in runs_of(plan, results, family).items()}
@@ -110,7 +100,7 @@ def effects(logs: Mapping[str, Mapping[str, list[float]]], family: str, norm: st
     return stats.paired_differences(logs[family]["none"], logs[family][norm])
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     lv = log_means(plan, results, "loss_variation")
     relative = {family: {n: [stats.log_mean(v / m if v is not None and m else None
                                             for v, m in zip(r["along_gradient"]["loss_variation"],
@@ -137,15 +127,15 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- decide
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 # ----------------------------------------------------------------------------- figures and words
 
 
-def band_figure(fig_id: str, title: str, caption: str, plan: Plan, results: Mapping[str, dict], low: str,
-                high: str, scalar: str, band_label: str, scalar_label: str) -> Figure:
+def band_figure(fig_id: str, title: str, caption: str, plan: base.Plan, results: Mapping[str, dict], low: str,
+                high: str, scalar: str, band_label: str, scalar_label: str) -> base.Figure:
     """Santurkar Fig. 4 style: per net, the min–max band over step sizes (first seed) and the band width over
     training (mean over seeds with the min–max band)."""
     panels = []
@@ -163,17 +153,17 @@ def band_figure(fig_id: str, title: str, caption: str, plan: Plan, results: Mapp
                        "series": [seed_band([r["along_gradient"]["step"] for r in runs[n]],
                                             [r["along_gradient"][scalar] for r in runs[n]], LABELS[n])
                                   for n in NORMS[family]]})
-    return Figure(fig_id, "lines", title, caption, {"panels": panels})
+    return base.Figure(fig_id, "lines", title, caption, {"panels": panels})
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     return [band_figure("santurkar_fig4a", "Santurkar Fig. 4a: loss along the gradient",
                         "Left of each pair: min–max over the step sizes of L(w − ηg) on the step's batch (first "
                         "seed); right: its width (loss variation), mean over seeds with min–max band.",
                         plan, results, "loss_min", "loss_max", "loss_variation", "loss along −g", "loss variation")]
 
 
-def method_text(plan: Plan) -> str:
+def method_text(plan: base.Plan) -> str:
     vgg, dln = plan.config["runs"]["vgg"], plan.config["runs"]["dln"]
     v, d = vgg["config"], dln["config"]
     return (f"VGG ({v['model_kwargs']['config']}) on {v['dataset']}, SGD lr {v['lr']}, batch {v['batch_size']}, "
@@ -185,7 +175,7 @@ def method_text(plan: Plan) -> str:
             "η ∈ [½, 4]×lr (VGG) and [1/100, 30]×lr (DLN), BN with batch statistics.")
 
 
-def scale_caveats(plan: Plan) -> list[str]:
+def scale_caveats(plan: base.Plan) -> list[str]:
     if plan.scale == "paper":
         return []
     return [f"Scale '{plan.scale}': a narrow VGG on 8x8 digits for {plan.config['runs']['vgg']['config']['steps']} "
@@ -194,12 +184,12 @@ def scale_caveats(plan: Plan) -> list[str]:
             "magnitude early in training) need not appear at this size."]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
-    parts = [f"{FAMILY_NAMES[f]} {brief(r)}" for f, r in zip(NORMS, decision.primary)]
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
+    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)}" for f, r in zip(NORMS, decision.primary)]
     summary = (f"Mean log(loss variation without BN / with BN): {'; '.join(parts)}. Positive means the loss varies "
                f"less along the gradient with BN. Verdict: {decision.verdict}.")
     caveats = ["Loss variation also scales with the loss level (a net that has trained further has smaller losses "
                "to vary); the variation relative to the loss at w is reported as a secondary check.",
                "A probe time whose band is not finite (a diverged step size) is left out of that run's mean of logs, "
                "which biases the effect towards zero, never away from it.", *scale_caveats(plan)]
-    return Description(summary, method_text(plan), caveats)
+    return base.Description(summary, method_text(plan), caveats)

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from bnlab.experiments import base
 from bnlab.experiments import c05_loss_smoothness as c05
-from bnlab.experiments.base import Decision, Description, Endpoint, Figure, Plan, Protocol, brief, decide_endpoint
 from bnlab.experiments.curvature import config_for as curvature_config
 from bnlab.experiments.curvature import curvature_trials, sharpness_effects, sharpness_figures
 from bnlab.experiments.probed_training import family_seeds
@@ -29,8 +29,8 @@ from bnlab.experiments.probed_training import family_seeds
 CLAIM_ID = "C06"
 TITLE = "BN makes the gradient more predictive (β-smoothness)"
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="log(gradient predictiveness without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "
                 "same with BN (same batch, BN with batch statistics)",
@@ -54,15 +54,15 @@ RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times
         "reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     vgg_seeds = family_seeds("vgg", scale, seeds, first_seed)
     trials = [*c05.shared_trials(CLAIM_ID, scale, seeds, first_seed),
               *curvature_trials(CLAIM_ID, scale, vgg_seeds)]
     config = {**c05.plan_config(scale, seeds, first_seed), "curvature": asdict(curvature_config(scale))}
-    return Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config, tuple(trials))
+    return base.Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config, tuple(trials))
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     gp = c05.log_means(plan, results, "gradient_predictiveness")
     beta = c05.log_means(plan, results, "beta_smoothness")
     secondary = {f"log(β-smoothness no BN / BN) [{f}]": {"values": c05.effects(beta, f, "bn"), "unit": "log ratio"}
@@ -73,11 +73,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     fig4b = c05.band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
                             "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
                             "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
@@ -90,8 +90,8 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
     return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False)]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
-    parts = [f"{c05.FAMILY_NAMES[f]} {brief(r)}" for f, r in zip(c05.NORMS, decision.primary)]
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
+    parts = [f"{c05.FAMILY_NAMES[f]} {base.brief(r)}" for f, r in zip(c05.NORMS, decision.primary)]
     summary = (f"Mean log(gradient predictiveness without BN / with BN): {'; '.join(parts)}. Positive means the "
                f"gradient changes less along −g with BN. Verdict: {decision.verdict}.")
     caveats = ["Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
@@ -99,4 +99,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
                "BN's scale invariance makes the raw Hessian λ_max fall as SGD grows the weight norm, with no change "
                "in the function; λ_max·‖W‖² is reported beside it as the invariant form.",
                *c05.scale_caveats(plan)]
-    return Description(summary, c05.method_text(plan), caveats)
+    return base.Description(summary, c05.method_text(plan), caveats)

@@ -23,19 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnlab.config import from_mapping, to_mapping
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_each,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
@@ -85,8 +73,8 @@ CONFIGS: dict[str, C07Config] = {
     )),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="log10(largest stable lr with BN / without)",
         measure="per seed: log10 of the largest learning rate whose run does not diverge (grid, then two bisection "
                 "steps), with BN minus without; divergence = non-finite loss, ≥ 1000× the first loss, or a final "
@@ -131,10 +119,10 @@ def lr_trials(claim: str, settings: tuple[LrSetting, ...], seeds: tuple[int, ...
                  for s in settings for norm, _ in NORMS for seed in seeds)
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    return Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), lr_trials(CLAIM_ID, cfg.settings, seed_list))
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+    return base.Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), lr_trials(CLAIM_ID, cfg.settings, seed_list))
 
 
 def settings_of(config: Mapping[str, Any]) -> tuple[LrSetting, ...]:
@@ -147,7 +135,7 @@ def accuracy(rec: Mapping[str, Any], chance: float = 0.1) -> float:
     return chance if rec["divergence"] is not None or not math.isfinite(acc) else acc
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     primary, secondary, per_setting = {}, {}, {}
     for s in settings_of(plan.config):
         search = {n: [results[trial_name(s, n, seed)] for seed in plan.seeds] for n, _ in NORMS}
@@ -170,12 +158,12 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     return {"primary": primary, "secondary": secondary, "per_setting": per_setting}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """One vote per lr setting (the default scale has one; the paper scale adds VGG-11 / CIFAR-10)."""
-    return decide_each(PROTOCOL.endpoint, metrics)
+    return base.decide_each(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     acc_panels, loss_panels = [], []
     for s in settings_of(plan.config):
         series = []
@@ -194,17 +182,17 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                                 "series": [{"label": label, "x": first[n][i]["loss_step"],
                                             "y": [v if math.isfinite(v) else None for v in first[n][i]["train_loss"]]}
                                            for n, label in NORMS]})
-    return [Figure("accuracy_vs_lr", "lines", "Final test accuracy vs learning rate",
+    return [base.Figure("accuracy_vs_lr", "lines", "Final test accuracy vs learning rate",
                    f"Mean and 95% CI over {len(plan.seeds)} seeds; diverged runs count as chance (0.1).",
                    {"panels": acc_panels}),
-            Figure("loss_curves", "lines", "Training loss at small, middle and large learning rates",
+            base.Figure("loss_curves", "lines", "Training loss at small, middle and large learning rates",
                    "Window-averaged training loss of the first seed; a curve stops where the run diverged.",
                    {"panels": loss_panels})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     settings = settings_of(plan.config)
-    parts = "; ".join(f"{r.setting.removeprefix('setting:')}: d = {brief(r)} decades" for r in decision.primary)
+    parts = "; ".join(f"{r.setting.removeprefix('setting:')}: d = {base.brief(r)} decades" for r in decision.primary)
     summary = (f"log10(largest stable lr with BN / without), median over seeds with the sign test: {parts}. "
                f"Verdict: {decision.verdict}.")
     method = "; ".join(f"{s.label}: {s.model} on {s.dataset}, lr grid {list(s.lrs)} + {s.bisect} bisection runs, SGD "
@@ -216,4 +204,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
                "number of steps; at the smallest lr a no-BN sigmoid net may simply not have finished training."]
     if plan.scale != "paper":
         caveats.append("Santurkar et al.'s VGG / CIFAR-10 sweep (Fig. 1) runs only at paper scale.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

@@ -21,17 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.checks import TOLERANCES
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    config_for,
-    decide_verifications,
-    seeds_for,
-)
+from bnlab.experiments import base
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
@@ -56,8 +46,8 @@ CONFIGS: dict[str, C08Config] = {
     "paper": C08Config(dataset="mnist5k", steps=5000),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every Jacobian and Thm 4.1 check and seed of its error "
         "divided by its tolerance (synthetic and real layers)", unit="ratio (< 1 passes)", test="verification",
         threshold=1.0, threshold_source="float64 round-off: 1e-10 for exact formulas, 1e-8 for the identity and "
@@ -77,18 +67,18 @@ RULE = ("Verification: supported when every check of every seed (explicit Jacobi
         "its tolerance, refuted when any exceeds it; the printed 1/√m constant is reported, not judged.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:jacobian", {"m": cfg.jacobian_m, "seed": s},
                     cost=0.02) for s in seed_list]
     trials += [Trial(CLAIM_ID, f"real_layer/seed={s}", f"{_MODULE}:real_layer",
                      {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
                       "lr": cfg.lr, "seed": s}, cost=cfg.steps / 2000) for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     checks: dict[str, list[float]] = {}
     violations: list[float] = []
     for s in plan.seeds:
@@ -110,15 +100,15 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
                 "values": per_seed_violations, "unit": "fraction"}}}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_verifications(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_verifications(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     real = results[f"real_layer/seed={plan.seeds[0]}"]
     feat, first_layer = real["feature"], real["layers"][0]
     channels = list(range(len(first_layer["lhs"])))
-    return [Figure(
+    return [base.Figure(
         "jacobian", "lines", "BN Jacobian spectrum and Thm 4.1 on a real layer",
         f"Left: eigenvalues of ∂x̂/∂x for channel 0 of the first BN layer (m = {real['m']}, s = {feat['s']:.3g}), "
         "measured vs predicted (two ≈0 along 1 and x̂, the rest 1/s). Right: per channel, ‖∂L/∂x_j‖² measured, the "
@@ -135,7 +125,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                          "y": [max(v, 1e-30) for v in first_layer["published"]]}]}]})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     checks = metrics["checks"]
     worst = {k: max(v) for k, v in checks.items()}
     rate = decision.secondary[0].effect if decision.secondary else math.nan
@@ -147,7 +137,7 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     method = (f"float64; one feature of m = {cfg['jacobian_m']} values; Thm 4.1 on every BN layer of {cfg['model']} "
               f"with BN trained {cfg['steps']} SGD steps (lr {cfg['lr']}) on {cfg['dataset']}, batch "
               f"{cfg['batch_size']}, {len(plan.seeds)} seeds.")
-    return Description(summary, method, [
+    return base.Description(summary, method, [
         "With ε > 0 the exact identity's third coefficient is (2 − σ²/s²)/m and σ_j becomes s = √(σ²+ε); the "
         "c = 1/m form is exact only as ε → 0.",
         "The printed bound can be negative (its right side drops below zero), drawn at 1e-30 on the log axis."])

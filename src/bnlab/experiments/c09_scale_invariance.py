@@ -23,20 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.checks import TOLERANCES
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-    verification,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
@@ -65,8 +52,8 @@ CONFIGS: dict[str, C09Config] = {
     "paper": C09Config(dataset="mnist5k", steps=20000, lr=0.1, dynamics_lr=0.1, weight_decay=5e-4, record_every=1000),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="log(output distance of the (αW₀, α²lr) twin: without BN / with BN)",
         measure="per seed: mean over record times of log ‖f(W₀, lr) − f(αW₀, α²lr)‖/‖f(W₀, lr)‖ on held-out inputs, "
                 "without BN minus with BN (α = 3, plain SGD, same init and batches)",
@@ -91,9 +78,9 @@ RULE = ("Per seed: effect = mean over record times of log(relative output distan
         "apart; momentum, weight-norm growth and weight decay are reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     twin = {k: getattr(cfg, k) for k in ("dataset", "model", "steps", "batch_size", "lr", "alpha", "record_every",
                                          "eval_examples")}
     trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:verify", {"seed": s}, cost=0.02) for s in seed_list]
@@ -105,7 +92,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                       "lr": cfg.dynamics_lr, "weight_decay": wd, "record_every": cfg.record_every // 5 or 1,
                       "seed": s}, cost=cfg.steps / 1000)
                for wd in (0.0, cfg.weight_decay) for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
 def twin_distance(results: Mapping[str, dict], norm: str, momentum: float, seeds: tuple[int, ...]) -> list[float]:
@@ -114,7 +101,7 @@ def twin_distance(results: Mapping[str, dict], norm: str, momentum: float, seeds
             for s in seeds]
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     seeds = plan.seeds
     logd = {(n, m): twin_distance(results, n, m, seeds) for n in ("bn", "none") for m in (0.0, 0.9)}
     checks: dict[str, list[float]] = {}
@@ -141,13 +128,13 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "secondary": secondary, "checks": checks}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """The behavioural endpoint votes; the identities and the norm recursion are reported as verifications."""
-    checks = [verification(name, ratios) for name, ratios in (metrics.get("checks") or {}).items()]
-    return decide_endpoint(PROTOCOL.endpoint, metrics, checks)
+    checks = [base.verification(name, ratios) for name, ratios in (metrics.get("checks") or {}).items()]
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics, checks)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     series = []
     for norm, label in (("bn", "BN"), ("none", "no BN")):
         for m in (0.0, 0.9):
@@ -161,7 +148,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
     eff = [{"label": "BN, SGD, no weight decay", "x": plain[0]["steps"][:n],
             "y": [sum(r["lr"] / w**2 for r in plain for w in r["norms"][i]) / sum(len(r["norms"][i]) for r in plain)
                   for i in range(n)]}]
-    return [Figure("twin_runs", "lines", "Does (α·W₀, α²·lr) follow the same function as (W₀, lr)?",
+    return [base.Figure("twin_runs", "lines", "Does (α·W₀, α²·lr) follow the same function as (W₀, lr)?",
                    f"Relative distance of the two runs' outputs on held-out inputs (geometric mean over "
                    f"{len(plan.seeds)} seeds), α = {plan.config['alpha']:g}; and the effective learning rate "
                    "η/‖W‖² of the pre-BN weights under plain SGD.",
@@ -171,17 +158,17 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                                 "yscale": "log", "series": eff}]})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     failed = [v.name for v in decision.verifications if not v.passed]
     summary = (f"Rescaling the pre-norm weights by α = {plan.config['alpha']:g} with lr·α²: log(distance without BN "
-               f"/ with BN) = {brief(decision.primary[0])}. Identities and the norm recursion: "
+               f"/ with BN) = {base.brief(decision.primary[0])}. Identities and the norm recursion: "
                + ("all within tolerance." if not failed else f"failed: {', '.join(failed)}."))
     cfg = plan.config
     method = (f"{cfg['model']} with and without BN on {cfg['dataset']}, float64, SGD lr {cfg['lr']} (momentum 0 and "
               f"0.9), batch {cfg['batch_size']}, {cfg['steps']} steps, α = {cfg['alpha']:g}, distances on "
               f"{cfg['eval_examples']} held-out inputs every {cfg['record_every']} steps, {len(plan.seeds)} seeds; "
               f"norm dynamics at lr {cfg['dynamics_lr']}, weight decay 0 and {cfg['weight_decay']:g}.")
-    return Description(summary, method, [
+    return base.Description(summary, method, [
         "Only the weights feeding a normalisation are scale invariant; biases and the output layer keep lr. With "
         "weight decay the equivalence breaks (the decay term scales with α, the gradient with 1/α).",
         "With the default ε = 1e-5 the cancellation is approximate; the BN twins' distance (secondary) shows its "

@@ -22,19 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
@@ -62,8 +50,8 @@ CONFIGS: dict[str, C10Config] = {
     "paper": C10Config(init_scales=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0, 100.0), steps=10000),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="worst-case test accuracy over hidden-layer init scales, BN − no BN",
         measure="per seed: the minimum over init scales s ∈ {1e-3 … 1e2} of the hidden layers of the final test "
                 "accuracy (diverged = chance), with BN minus without",
@@ -91,9 +79,9 @@ def _name(norm: str, where: str, scale: float, seed: int) -> str:
     return f"{norm}/{where}={scale:g}/seed={seed}"
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     run = {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
            "lr": cfg.lr, "momentum": cfg.momentum}
     trials = [Trial(CLAIM_ID, _name(norm, where, s, seed), _FN,
@@ -101,7 +89,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                     cost=cfg.steps * (2.0 if norm == "bn" else 1.0) / 1000)
               for where, scales in (("hidden", cfg.init_scales), ("output", cfg.output_scales))
               for norm, _ in NORMS for s in scales for seed in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
 def accuracy(rec: Mapping[str, Any]) -> float:
@@ -110,7 +98,7 @@ def accuracy(rec: Mapping[str, Any]) -> float:
     return rec["chance"] if rec["diverged"] or not math.isfinite(acc) else acc
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     cfg = plan.config
     acc = {(n, w): [[accuracy(results[_name(n, w, s, seed)]) for s in cfg[SCALE_KEY[w]]] for seed in plan.seeds]
            for n, _ in NORMS for w in SCALE_KEY}  # (seeds, scales)
@@ -130,11 +118,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "secondary": secondary, "accuracy": {f"{n}/{w}": v for (n, w), v in acc.items()}}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     panels = []
     for where, key in SCALE_KEY.items():
         series = []
@@ -145,20 +133,20 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                            "hi": [math.nan if e.ci_high is None else e.ci_high for e in ests]})
         panels.append({"title": f"{where} layers scaled", "xlabel": "init scale (× Glorot)",
                        "ylabel": "test accuracy", "xscale": "log", "series": series})
-    return [Figure("accuracy_vs_init", "lines", "Final test accuracy vs initialisation scale",
+    return [base.Figure("accuracy_vs_init", "lines", "Final test accuracy vs initialisation scale",
                    f"Mean and 95% CI over {len(plan.seeds)} seeds; diverged runs count as chance. Left: the hidden "
                    "layers' initial weights scaled (the endpoint); right: the output layer's only.",
                    {"panels": panels})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
     trained = {r.name: r for r in decision.secondary}
     summary = (f"Worst-case test accuracy over hidden-layer scales {cfg['init_scales'][0]:g}…{cfg['init_scales'][-1]:g}"
                ", "
-               f"BN − no BN: {brief(decision.primary[0], 3)}. Scales trained: BN "
-               f"{brief(trained['fraction of init scales trained, BN'], 2)}, no BN "
-               f"{brief(trained['fraction of init scales trained, no BN'], 2)}. Verdict: {decision.verdict}.")
+               f"BN − no BN: {base.brief(decision.primary[0], 3)}. Scales trained: BN "
+               f"{base.brief(trained['fraction of init scales trained, BN'], 2)}, no BN "
+               f"{base.brief(trained['fraction of init scales trained, no BN'], 2)}. Verdict: {decision.verdict}.")
     method = (f"{cfg['model']} on {cfg['dataset']}, hidden weights × {list(cfg['init_scales'])}, output weights × "
               f"{list(cfg['output_scales'])}, BN vs no BN, SGD lr {cfg['lr']}, momentum {cfg['momentum']}, batch "
               f"{cfg['batch_size']}, {cfg['steps']} steps, {len(plan.seeds)} seeds.")
@@ -166,4 +154,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
                "train with a learning rate tuned for that scale.",
                "At tiny hidden scales ε = 1e-5 keeps BN from undoing the scale (σ² ≲ ε), and BN's 1/scale gradient "
                "makes the first updates large relative to the weights."]
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

@@ -23,19 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.probes.gradflow import YANG_RELU, gradient_spread, jacobian_gain, yang_linear
 from bnlab.sweeps.trial import Trial
 
@@ -75,8 +63,8 @@ TRAIN_VARIANTS: tuple[tuple[str, str, bool], ...] = (
     ("BN plain", "bn", False), ("no BN plain", "none", False), ("BN residual", "bn", True),
     ("no BN residual", "none", True))
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="gradient flow near 1",
         measure="jacobian settings: per seed, Σ over hidden blocks of log10 msv(J_l) of the BN net (end-to-end "
                 "squared gain, decades); gradient settings: per seed, |log10 ‖∂L/∂W_first‖²/‖∂L/∂W_last‖²| without "
@@ -116,9 +104,9 @@ def _check(cfg: C11Config) -> C11Config:
     return cfg
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = _check(config_for(CONFIGS, scale))
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = _check(base.config_for(CONFIGS, scale))
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     trials = [Trial(CLAIM_ID, f"grad/{act}/{arch}/{norm}/seed={s}", f"{_MODULE}:gradient_profile",
                     {"dataset": cfg.dataset, "depth": cfg.depth, "width": cfg.width, "activation": act,
                      "residual": arch == "residual", "norm": norm, "batch_size": cfg.batch_size,
@@ -131,14 +119,14 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                       "jacobian_probes": cfg.jacobian_probes, "seed": s},
                      cost=depth * cfg.train_steps * cfg.train_width / 1000)
                for depth in cfg.train_depths for label, norm, residual in TRAIN_VARIANTS for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def _profiles(plan: Plan, results: Mapping[str, dict], act: str, arch: str, norm: str) -> list[dict]:
+def _profiles(plan: base.Plan, results: Mapping[str, dict], act: str, arch: str, norm: str) -> list[dict]:
     return [results[f"grad/{act}/{arch}/{norm}/seed={s}"] for s in plan.seeds]
 
 
-def setting_values(plan: Plan, results: Mapping[str, dict], act: str) -> dict[str, list[float]]:
+def setting_values(plan: base.Plan, results: Mapping[str, dict], act: str) -> dict[str, list[float]]:
     """The four endpoint values per seed for one activation, keyed like the endpoint's settings."""
     out: dict[str, list[float]] = {}
     for arch in ARCHS:
@@ -149,13 +137,13 @@ def setting_values(plan: Plan, results: Mapping[str, dict], act: str) -> dict[st
     return out
 
 
-def _train_acc(plan: Plan, results: Mapping[str, dict], label: str, depth: int) -> list[float]:
+def _train_acc(plan: base.Plan, results: Mapping[str, dict], label: str, depth: int) -> list[float]:
     """Per seed, the final train accuracy; a diverged run scores chance-free 0 (it learned nothing usable)."""
     recs = [results[f"train/{label}/depth={depth}/seed={s}"] for s in plan.seeds]
     return [0.0 if r["diverged"] or not math.isfinite(r["train_acc"]) else r["train_acc"] for r in recs]
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     cfg = plan.config
     acts = list(cfg["activations"])
     primary = setting_values(plan, results, acts[0])
@@ -189,11 +177,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "yang_relu": YANG_RELU, "yang_linear": yang_linear(cfg["batch_size"])}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def _curve_panels(plan: Plan, results: Mapping[str, dict], key: str, ylabel: str) -> list[dict]:
+def _curve_panels(plan: base.Plan, results: Mapping[str, dict], key: str, ylabel: str) -> list[dict]:
     """One panel per activation: mean over seeds of log10 `key` per layer, for each (norm, architecture)."""
     def mean_log10(curves: list[list[float]]) -> list[float | None]:
         logs = [[math.log10(v) for v in vals if math.isfinite(v) and v > 0] for vals in zip(*curves)]
@@ -206,22 +194,22 @@ def _curve_panels(plan: Plan, results: Mapping[str, dict], key: str, ylabel: str
             for act in plan.config["activations"]]
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     cfg, train = plan.config, metrics["trainability"]
     cells = {name: [train[f"{name}/depth={d}"] for d in cfg["train_depths"]] for name, _, _ in TRAIN_VARIANTS}
     acc = [{"label": name, "x": list(cfg["train_depths"]), "y": [c["effect"] for c in cs],
             "lo": [c["ci_low"] for c in cs], "hi": [c["ci_high"] for c in cs]} for name, cs in cells.items()]
     return [
-        Figure("grad_profile", "lines", "Gradient norm per layer at initialisation",
+        base.Figure("grad_profile", "lines", "Gradient norm per layer at initialisation",
                f"log10 ‖∂L/∂W_l‖² vs layer (depth {cfg['depth']}, width {cfg['width']}, batch {cfg['batch_size']}, "
                f"BN in training mode), mean over {len(plan.seeds)} seeds. A straight line falling with l is "
                f"geometric explosion towards the input (Yang et al.: ×{YANG_RELU:.3f} per plain ReLU BN layer).",
                {"panels": _curve_panels(plan, results, "weight_grad_sq", "log10 ‖∂L/∂W_l‖²")}),
-        Figure("layer_jacobian", "lines", "Layer Jacobians at initialisation",
+        base.Figure("layer_jacobian", "lines", "Layer Jacobians at initialisation",
                "Mean squared singular value of each layer's batch Jacobian (Hutchinson estimate, BN in training "
                "mode), mean of log10 over seeds; 0 = the layer preserves norms.",
                {"panels": _curve_panels(plan, results, "layer_jac_msv", "log10 msv(J_l)")}),
-        Figure("trainability", "lines", "Trainability vs depth",
+        base.Figure("trainability", "lines", "Trainability vs depth",
                f"Train accuracy after {cfg['train_steps']} SGD steps (lr {cfg['train_lr']}, momentum "
                f"{cfg['train_momentum']}, batch {cfg['train_batch_size']}) of ReLU nets of width {cfg['train_width']}; "
                "a diverged run counts as 0. Mean and 95% CI over seeds.",
@@ -230,9 +218,9 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
     ]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
-    parts = [f"{r.setting}: {brief(r)}" for r in decision.primary]
+    parts = [f"{r.setting}: {base.brief(r)}" for r in decision.primary]
     yang = next((s for s in decision.secondary if s.name.endswith("plain BN [relu]")), None)
     rate = f" The fitted per-layer growth of ‖∂L/∂W_l‖² in the plain ReLU BN net is ×{math.exp(yang.effect):.3f} " \
            f"(Yang et al.: ×{YANG_RELU:.3f})." if yang and yang.effect is not None else ""
@@ -243,7 +231,7 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
               f"activations {', '.join(cfg['activations'])}, plain and residual, {len(plan.seeds)} seeds; "
               f"trainability at depths {list(cfg['train_depths'])} (width {cfg['train_width']}, "
               f"{cfg['train_steps']} SGD steps).")
-    return Description(summary, method, [
+    return base.Description(summary, method, [
         f"Finite width ({cfg['width']}) and batch ({cfg['batch_size']}) instead of Yang's infinite-width, large-B "
         "limit; BN uses ε = 1e-5 and γ = 1, β = 0 at initialisation.",
         "‖∂L/∂W_l‖² = ‖δ_l‖²·‖h_{l−1}‖² mixes the backward signal with the activations' size: a Glorot ReLU net "

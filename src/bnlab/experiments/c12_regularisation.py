@@ -26,19 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
@@ -67,8 +55,8 @@ CONFIGS: dict[str, C12Config] = {
     "paper": C12Config(train_size=1000, steps=20000, batch_size=100, ghost_sizes=(4, 8, 16, 32, 64)),
 }
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="train–test gap difference",
         measure="per seed: final (train accuracy − test accuracy) of the comparison net minus BN's (regularisation: "
                 "no BN; batch noise: BN normalised by a reference batch), precise BN statistics at evaluation",
@@ -120,9 +108,9 @@ def variants(cfg: C12Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = _check(config_for(CONFIGS, scale))
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = _check(base.config_for(CONFIGS, scale))
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     cost = {"none": 1.0, "bn": 2.0}
     trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:regularisation_run",
                     {"dataset": cfg.dataset, "model": cfg.model, "activation": cfg.activation,
@@ -131,7 +119,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                     cost=cfg.steps / 1000 * cost[v["norm"]] * (1 + v["reference_batch"] * cfg.train_size
                                                                 / cfg.batch_size))
               for label, v in variants(cfg).items() for s in seed_list]
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
 def ghost_slope(sizes: list[int], gaps: list[float]) -> float:
@@ -144,7 +132,7 @@ def ghost_slope(sizes: list[int], gaps: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     cfg = plan.config
     labels = list(variants(C12Config(**{**cfg, "ghost_sizes": tuple(cfg["ghost_sizes"])})))
     runs = {label: [results[f"{label}/seed={s}"] for s in plan.seeds] for label in labels}
@@ -173,11 +161,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "n_test": runs["BN"][0].get("n_test", 0) if runs["BN"] else 0}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     cfg = plan.config
     pv = metrics["per_variant"]
     labels = list(pv)
@@ -193,7 +181,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
              "hi": [pv[lab]["gap"]["ci_high"] for lab in ghost_labels]}
     refs = [{"label": lab, "x": sizes, "y": [pv[lab]["gap"]["effect"]] * len(sizes)} for lab in ("no BN", REFERENCE)]
     return [
-        Figure("gap_by_variant", "bars", "Overfitting per variant",
+        base.Figure("gap_by_variant", "bars", "Overfitting per variant",
                f"Final train accuracy (whole subset) minus test accuracy, and test − train loss; precise BN "
                f"statistics; mean and 95% CI over {len(plan.seeds)} seeds.",
                {"panels": [{"title": "train − test accuracy", "ylabel": "gap", "categories": labels,
@@ -202,7 +190,7 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                             "groups": [group("loss_gap", "loss gap")]},
                            {"title": "test accuracy", "ylabel": "accuracy", "categories": labels,
                             "groups": [group("test_acc", "test accuracy")]}]}),
-        Figure("gap_vs_ghost", "lines", "Gap vs normalisation batch size",
+        base.Figure("gap_vs_ghost", "lines", "Gap vs normalisation batch size",
                f"BN normalising ghost batches of g examples inside batches of {cfg['batch_size']} (g = "
                f"{cfg['batch_size']}: plain BN); no BN and the noise-free reference-batch BN as flat references.",
                {"panels": [{"title": "train − test accuracy", "xlabel": "normalisation batch size", "ylabel": "gap",
@@ -210,11 +198,11 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
     ]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
     pv = metrics["per_variant"]
     gaps = ", ".join(f"{lab} {pv[lab]['gap']['effect']:.3f}" for lab in pv if pv[lab]["gap"]["effect"] is not None)
-    parts = [f"{r.setting}: {brief(r, 3)}" for r in decision.primary]
+    parts = [f"{r.setting}: {base.brief(r, 3)}" for r in decision.primary]
     summary = (f"Train–test accuracy gap: {gaps}. Paired effects: {'; '.join(parts)}. Verdict: {decision.verdict}.")
     method = (f"{cfg['model']} ({cfg['activation']}) on {cfg['train_size']} {cfg['dataset']} training examples, SGD "
               f"lr {cfg['lr']}, momentum {cfg['momentum']}, batch {cfg['batch_size']}, {cfg['steps']} steps, "
@@ -235,4 +223,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     if n_test:
         caveats.append(f"One test accuracy over {n_test} examples has a binomial standard error of up to "
                        f"{0.5 / math.sqrt(n_test):.3f}; the paired seeds share the test set.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

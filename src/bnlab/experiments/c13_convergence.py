@@ -22,19 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bnlab.config import to_mapping
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-    seeds_for,
-)
+from bnlab.experiments import base, stats
 from bnlab.experiments.c07_learning_rate import CONFIGS as C07_CONFIGS
 from bnlab.experiments.c07_learning_rate import NORMS, LrSetting, lr_trials, settings_of, trial_name
 
@@ -44,8 +32,8 @@ SELECT = 3  # held-out seeds that choose the target and each net's best lr
 MARGIN = 0.015  # non-inferiority margin in accuracy: C04's, half of Santurkar's BN advantage (83% vs 80%)
 CONFIGS = {scale: C07_CONFIGS[scale] for scale in C07_CONFIGS}
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="BN reaches the no-BN net's best accuracy in fewer steps, and ends no worse",
         measure="per scored seed, each net at its best lr chosen on held-out seeds: log(steps to target without BN / "
                 "with BN), and final test accuracy with BN − without; the target is the no-BN net's best accuracy "
@@ -73,11 +61,11 @@ RULE = (f"The first {SELECT} seeds choose: the target (the no-BN net's best test
         f"−{MARGIN} -> refuted. The claim: stats.combine of the two (supported only when both are).")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
-    seed_list = seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
+    seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     select = min(SELECT, max(1, len(seed_list) // 2))  # a smoke run of 2 seeds: one chooses, one is scored
-    return Plan(CLAIM_ID, scale, seed_list, {**to_mapping(cfg), "select": select},
+    return base.Plan(CLAIM_ID, scale, seed_list, {**to_mapping(cfg), "select": select},
                 lr_trials(CLAIM_ID, cfg.settings, seed_list))
 
 
@@ -109,7 +97,7 @@ def choose(s: LrSetting, held_out: Sequence[Mapping[str, Any]], held_out_bn: Seq
     return {"target": target, "best": best, "censor": censor}
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     select = plan.config["select"]
     held, scored = plan.seeds[:select], plan.seeds[select:]
     out: dict[str, Any] = {"primary": {}, "secondary": {}, "choice": {}}
@@ -137,13 +125,13 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     return out
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    decision = decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
     decision.primary[0].unit, decision.primary[1].unit = "log ratio", "accuracy"
     return decision
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     panels = []
     for s in settings_of(plan.config):
         if s.label not in metrics["choice"]:
@@ -158,18 +146,18 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                            "y": [stats.mean_ci([r["test_acc_curve"][j] for r in recs]).effect for j in range(k)]})
         series.append({"label": f"target {c['target']:.3f}", "x": [0, s.steps], "y": [c["target"], c["target"]]})
         panels.append({"title": s.label, "xlabel": "step", "ylabel": "test accuracy", "series": series})
-    return [Figure("accuracy_at_best_lr", "lines", "Test accuracy over training at each net's best learning rate",
+    return [base.Figure("accuracy_at_best_lr", "lines", "Test accuracy over training at each net's best learning rate",
                    "Mean over the scored seeds; the best lrs and the target (the no-BN net's best accuracy) were "
                    "chosen on the held-out seeds.", {"panels": panels})]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     label, c = next(iter(metrics["choice"].items()))
     speed, good = decision.primary
     summary = (f"{label}: target {c['target']:.3f} test accuracy (the no-BN net's best, held-out seeds), best lr "
                f"{c['best_lr_bn']:g} with BN and {c['best_lr_none']:g} without. log(steps without / with BN) = "
-               f"{brief(speed)} (×{math.exp(speed.effect):.2f} fewer steps with BN); final accuracy BN − no BN = "
-               f"{brief(good, 3)}. Verdict: {decision.verdict}." if speed.effect is not None else
+               f"{base.brief(speed)} (×{math.exp(speed.effect):.2f} fewer steps with BN); final accuracy BN − no BN = "
+               f"{base.brief(good, 3)}. Verdict: {decision.verdict}." if speed.effect is not None else
                f"{label}: no finite speed ratio. Verdict: {decision.verdict}.")
     method = (f"C07's searches; held-out seeds {c['held_out_seeds']} choose, seeds {c['scored_seeds']} are scored; "
               "steps read at evaluations; unreached runs count as steps + eval_every.")
@@ -177,4 +165,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
                "no-BN runs miss it and an upper bound when the BN runs do.",
                "Ioffe & Szegedy's 14× is for BN-Inception on ImageNet with a tuned schedule; a smaller factor is "
                "expected on a small MLP."]
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)

@@ -24,18 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments import stats
-from bnlab.experiments.base import (
-    Decision,
-    Description,
-    Endpoint,
-    Figure,
-    Plan,
-    Protocol,
-    brief,
-    config_for,
-    decide_endpoint,
-)
+from bnlab.experiments import base, stats
 from bnlab.experiments.curvature import curvature_caveats, curvature_trials, sharpness_effects, sharpness_figures
 from bnlab.experiments.probed_training import family_seeds
 from bnlab.sweeps.trial import Trial
@@ -75,8 +64,8 @@ CONFIGS: dict[str, C14Config] = {
 
 
 
-PROTOCOL = Protocol(
-    endpoint=Endpoint(
+PROTOCOL = base.Protocol(
+    endpoint=base.Endpoint(
         name="log(2-D landscape roughness without BN / with BN), BN mode train",
         measure="per seed: log R(no BN) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
                 "(filter-normalised directions, R = mean |Δ²L|/h² within r of the centre), BN with batch statistics",
@@ -100,8 +89,8 @@ RULE = ("Per seed: effect = log R(no BN) − log R(BN) of the 2-D landscapes, BN
         "inconclusive. Eval mode, 1-D roughness, non-convexity and the Hessian are reported, never voted.")
 
 
-def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
-    cfg = config_for(CONFIGS, scale)
+def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
+    cfg = base.config_for(CONFIGS, scale)
     seed_list = family_seeds("vgg", scale, seeds, first_seed)  # the curvature runs' seeds: shared with C06
     trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:landscape_run",
                     {"dataset": cfg.dataset, "model": cfg.model, "model_config": cfg.model_config,
@@ -112,10 +101,10 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> Plan:
                     cost=(cfg.steps / 300 + cfg.grid**2 / 441) * (2.0 if norm == "bn" else 1.0))
               for label, norm in NORMS.items() for s in seed_list]
     trials += curvature_trials(CLAIM_ID, scale, seed_list)
-    return Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+    return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 
 
-def _runs(plan: Plan, results: Mapping[str, dict]) -> dict[str, list[dict]]:
+def _runs(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, list[dict]]:
     return {label: [results[f"{label}/seed={s}"] for s in plan.seeds] for label in NORMS}
 
 
@@ -125,7 +114,7 @@ def log_roughness_ratios(bn: Sequence[dict], plain: Sequence[dict], key: str, mo
     return [stats.log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
 
 
-def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
+def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = _runs(plan, results)
     bn, plain = runs["BN"], runs["no BN"]
     secondary: dict[str, dict[str, Any]] = {
@@ -152,11 +141,11 @@ def measure(plan: Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "secondary": secondary, "per_net": per_net}
 
 
-def decide(metrics: Mapping[str, Any]) -> Decision:
-    return decide_endpoint(PROTOCOL.endpoint, metrics)
+def decide(metrics: Mapping[str, Any]) -> base.Decision:
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
-def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[Figure]:
+def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     cfg = plan.config
     runs = _runs(plan, results)
     first = {label: runs[label][0]["modes"] for label in NORMS}
@@ -176,22 +165,22 @@ def figures(plan: Plan, results: Mapping[str, dict], metrics: Mapping[str, Any])
                                "hi": [pn[lab][f"roughness_2d_{mode}"]["ci_high"] for lab in NORMS]}]}
                   for mode in MODES]
     return [
-        Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels and colour scale",
+        base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels and colour scale",
                "Training loss around each trained net on two filter-normalised random directions; identical axes, "
                "levels and log colour scale in every panel.",
                {"panels": panels_2d, "levels": 30, "zscale": "log", "same_scale": True}),
-        Figure("landscape_3d", "surface", "The same landscapes as 3-D surfaces",
+        base.Figure("landscape_3d", "surface", "The same landscapes as 3-D surfaces",
                "First seed; one z range and colour scale for all panels.", {"panels": panels_2d}),
-        Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
+        base.Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
                "Training loss along a third filter-normalised random direction.", {"panels": line_panels}),
-        Figure("roughness", "bars", "Roughness of the 2-D landscapes",
+        base.Figure("roughness", "bars", "Roughness of the 2-D landscapes",
                f"Mean |Δ²L|/h² within r = {cfg['rough_radius']}; mean and 95% CI over {len(plan.seeds)} seeds.",
                {"panels": bar_panels}),
         *sharpness_figures(results, plan.seeds, at_end=True),
     ]
 
 
-def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Description:
+def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
     pn = metrics["per_net"]
     ev = decision.secondary[0]
@@ -199,9 +188,9 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
     summary = (f"2-D roughness within r = {cfg['rough_radius']}: BN (train mode) "
                f"{pn['BN']['roughness_2d_train']['effect']:.3g}, BN (eval mode) "
                f"{pn['BN']['roughness_2d_eval']['effect']:.3g}, no BN {pn['no BN']['roughness_2d_train']['effect']:.3g}"
-               f". Primary, log(no BN / BN) in train mode: {brief(decision.primary[0])}. Finding, the same with BN's "
-               f"running statistics (eval mode): {brief(ev)}"
-               + (f"; Hessian λ_max at the end, log(no BN / BN), train mode: {brief(lam)}" if lam else "")
+               f". Primary, log(no BN / BN) in train mode: {base.brief(decision.primary[0])}. Finding, the same "
+               f"with BN's running statistics (eval mode): {base.brief(ev)}"
+               + (f"; Hessian λ_max at the end, log(no BN / BN), train mode: {base.brief(lam)}" if lam else "")
                + f". Verdict: {decision.verdict}.")
     method = (f"{cfg['model']} ({cfg['model_config']}, width {cfg['width']}) with and without BN on {cfg['dataset']}, "
               f"SGD lr {cfg['lr']}, momentum {cfg['momentum']}, batch {cfg['batch_size']}, {cfg['steps']} steps, "
@@ -223,4 +212,4 @@ def describe(plan: Plan, metrics: Mapping[str, Any], decision: Decision) -> Desc
                        "plateau that is flat for reasons unrelated to BN.")
     if any(pn[lab]["diverged"] for lab in NORMS):
         caveats.append("Some training runs diverged; their seeds have no roughness ratio.")
-    return Description(summary, method, caveats)
+    return base.Description(summary, method, caveats)
