@@ -77,3 +77,12 @@ def test_check_data_names_the_problem() -> None:
         check_data((x, torch.zeros(5, dtype=torch.long), x, torch.zeros(6, dtype=torch.long)))
     with pytest.raises(Exception, match="integer class labels"):
         check_data((x, torch.zeros(6), x, torch.zeros(6)))
+
+
+def test_a_user_file_with_a_dataclass_imports(tmp_path: Path) -> None:
+    """dataclasses look the defining module up in sys.modules while the file runs."""
+    from bnlab.workflows.study import load_factory
+
+    path = _write(tmp_path, "from dataclasses import dataclass\n\n@dataclass\nclass Size:\n    width: int = 4\n\n"
+                            "def model():\n    return Size()\n")
+    assert load_factory(f"{path}:model")().width == 4

@@ -27,12 +27,13 @@ from typing import Any
 from bnlab.experiments import base, stats
 from bnlab.experiments.curvature import curvature_caveats, curvature_trials, sharpness_effects, sharpness_figures
 from bnlab.experiments.probed_training import family_seeds
+from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
 TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
 _MODULE = "bnlab.workflows.roughness"
-MODES: tuple[str, ...] = ("train", "eval")
+MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
 
 

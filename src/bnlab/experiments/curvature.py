@@ -35,11 +35,12 @@ from bnlab.experiments import stats
 from bnlab.experiments.base import SCALES, Figure
 from bnlab.experiments.probed_training import run_settings
 from bnlab.probes.hessian.density import smoothed_density
+from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
 _MODULE = "bnlab.workflows.sharpness"
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
-MODES: tuple[str, ...] = ("train", "eval")
+MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
 
 @dataclass(frozen=True)

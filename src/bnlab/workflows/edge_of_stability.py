@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
+from bnlab.state import BN_MODES
 
-MODES: tuple[str, ...] = ("train", "eval")
+MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
 # ----------------------------------------------------------------------------- `bnlab sharpness`: the edge of stability
 #

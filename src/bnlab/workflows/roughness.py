@@ -21,10 +21,10 @@ from bnlab.landscape import random_directions, random_line, random_plane, roughn
 from bnlab.landscape.directions import model_origin
 from bnlab.landscape.roughness import negative_curvature_fraction
 from bnlab.models import build_model
-from bnlab.state import batchnorm_layers
+from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
 
-MODES: tuple[str, ...] = ("train", "eval")
+MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
 
 def landscape_run(*, dataset: str, model: str, model_config: str, width: float, norm: str, steps: int,

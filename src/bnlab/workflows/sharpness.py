@@ -20,11 +20,11 @@ from bnlab.models import layers_in_order
 from bnlab.probes.hessian import density
 from bnlab.probes.hessian.scale import scale_invariant_weights
 from bnlab.probes.hessian.sharpness import SharpnessProbe
-from bnlab.state import batchnorm_layers
+from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
-MODES: tuple[str, ...] = ("train", "eval")
+MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
 
 def _finite(x: float) -> float | None:

@@ -57,14 +57,15 @@ def load_factory(spec: str) -> Callable[..., Any]:
     if loader is None or loader.loader is None:
         raise BnlabError(f"cannot import {path} as a Python file")
     module = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = module  # registered while it runs: dataclasses and pickling look a module up there
     try:
         loader.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's own error, in one line
+        sys.modules.pop(module_name, None)
         raise BnlabError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise BnlabError(f"{path} has no function {name!r}")
-    sys.modules.pop(module_name, None)
     return factory
 
 
@@ -81,8 +82,9 @@ def remove_bn(model: nn.Module) -> tuple[nn.Module, list[dict[str, Any]]]:
     the weight layer just before it (in registration order) has a bias."""
     replaced: list[dict[str, Any]] = []
     previous: nn.Module | None = None
+    bn_names = {n for n, _ in batchnorm_layers(model)}
     for name, module in list(model.named_modules()):
-        if name and any(name == n for n, _ in batchnorm_layers(model)):
+        if name in bn_names:
             bias = getattr(previous, "bias", None) is not None if previous is not None else None
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
