@@ -8,7 +8,9 @@ command, not at the top: importing torch costs about a second, and `bnlab --help
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -34,7 +36,7 @@ def _print_version(value: bool) -> None:
         try:
             typer.echo(f"bnlab {version('bnlab')}")
         except PackageNotFoundError:  # run from a source tree that was never installed
-            from bnlab import __version__
+            from bnlab.version import __version__
 
             typer.echo(f"bnlab {__version__}")
         raise typer.Exit()
@@ -329,32 +331,42 @@ def sharpness(
 @app.command()
 def study(
     model: str = typer.Option(..., help="FILE.py:FACTORY returning your nn.Module with BN (imported from that path)"),
-    data: str = typer.Option(..., help="FILE.py:FACTORY returning (train_x, train_y, test_x, test_y) tensors"),
+    data: str = typer.Option(..., help="FILE.py:FACTORY returning (train_x, train_y, test_x, test_y) tensors, a "
+                                       "(train, test) pair of torch Datasets, or of DataLoaders"),
     twin: str = typer.Option("remove-bn", help="remove-bn (every BatchNorm -> identity) | FILE.py:FACTORY"),
-    out: str = typer.Option("runs/study", help="output folder: study.json and report.md"),
+    loss: str = typer.Option("cross_entropy", help="cross_entropy | mse | FILE.py:FN (called as FN(output, y))"),
+    out: str = typer.Option("runs/study", help="output folder: results.json, report.html, report.md, figures/"),
     seeds: int = typer.Option(3, help="seeds (each trains both nets with the same init stream and batches)"),
     steps: int = typer.Option(300, help="training steps per net"),
     lr: float = typer.Option(0.05, help="learning rate"),
     optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9) | adam"),
     batch_size: int = typer.Option(64, "--batch-size", help="training batch size"),
+    probe_every: int = typer.Option(None, "--probe-every", help="probe every k steps (default steps / 5)"),
+    target_acc: float = typer.Option(None, "--target-acc", help="C13: steps until the test accuracy reaches A"),
+    samples: int = typer.Option(256, help="training examples the landscapes and the Hessian are measured on"),
+    grid: int = typer.Option(11, help="landscape points per axis (a grid × grid plane, a (2 grid − 1)-point line)"),
+    checkpoint: list[str] = typer.Option(None, help="BN.pt then TWIN.pt (state dicts, read weights_only): measure "
+                                                    "these weights instead of training; give it twice"),
+    executor: str = typer.Option("local", help="local | process | ray (each net a cached trial in OUT/trials)"),
+    workers: int = typer.Option(None, help="parallel nets (process, ray)"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
 ) -> None:
-    """Measure C05, C06, C11 and C14 (and the Hessian) on your own model against its twin without BN."""
-    from bnlab.workflows.study import StudyConfig, load_factory, run_study
+    """Measure C03, C05, C06, C11, C13 and C14 (and the Hessian) on your own model against its twin without BN."""
+    from bnlab.workflows.study import StudyConfig
+    from bnlab.workflows.study import study as run_study
 
     cfg = StudyConfig(steps=steps, lr=lr, optimizer=optimizer, batch_size=batch_size, seeds=seeds,
-                      probe_every=max(steps // 5, 1))
-    model_fn, data_fn = load_factory(model), load_factory(data)
-    twin_fn = twin if twin == "remove-bn" else load_factory(twin)
-    try:
-        tensors = data_fn()
-    except Exception as exc:  # noqa: BLE001 - the user's own error, in one line
-        raise BnlabError(f"the data factory raised {type(exc).__name__}: {exc}") from None
+                      probe_every=probe_every or max(steps // 5, 1), eval_every=max(min(25, steps // 10), 1),
+                      target_acc=target_acc, samples=samples, landscape_points=grid, device=device)
+    if os.path.exists(out) and any(Path(out).iterdir()) and not (Path(out) / "trials").is_dir():
+        raise BnlabError(f"output folder {out} is not empty and holds no study; choose another folder")
     _use_threads(threads)
-    result = run_study(model_fn, tensors, twin=twin_fn, config=cfg, out=out)
-    for claim, c in result["claims"].items():
-        typer.echo(f"{claim}  {c['vote']:<13} {c['name']}: {c['effect']}")
-    typer.echo(f"study: {out}/report.md, {out}/study.json")
+    result = run_study(model, data, twin=twin, loss=loss, config=cfg, checkpoints=checkpoint or None,
+                       executor=executor, workers=workers, out=out, log=typer.echo)
+    for c in result.results["claims"]:
+        typer.echo(f"{c['id']}  {c['verdict']:<13} {c['primary']['name']}: {c['primary']['effect']}")
+    typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
 
 
 # --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------

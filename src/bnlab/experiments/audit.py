@@ -45,7 +45,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import bnlab
 from bnlab.atomic import write_json
 from bnlab.config import config_hash, plain
 from bnlab.data.registry import STAND_INS, datasets_of
@@ -59,6 +58,7 @@ from bnlab.report.figures import figure_filename
 from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
 from bnlab.sweeps.executors.base import describe_error
 from bnlab.sweeps.trial import Trial, bind_data
+from bnlab.version import __version__
 
 RESULTS_FILE = "results.json"
 TRIALS_DIR = "trials"
@@ -295,13 +295,13 @@ def versions() -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
-    found.update({"bnlab": bnlab.__version__, "platform": platform.platform()})
+    found.update({"bnlab": __version__, "platform": platform.platform()})
     return found
 
 
 def git_state() -> tuple[str | None, bool | None]:
     """(HEAD commit, has uncommitted changes) of the checkout bnlab runs from; (None, None) outside git."""
-    where = Path(bnlab.__file__).resolve().parent
+    where = Path(__file__).resolve().parents[1]  # the bnlab package folder
     try:
         tracked = subprocess.run(["git", "-C", str(where), "ls-files", "--error-unmatch", "__init__.py"],
                                  capture_output=True, text=True, timeout=10)

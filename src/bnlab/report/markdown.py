@@ -33,9 +33,10 @@ def _code(text: Any) -> str:
 def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> str:
     """report.md for `results`; `images` as for `bnlab.report.html.render_html` (only errors are used)."""
     v = report_view(results, images)
-    out: list[str] = [
-        "# Why does Batch Normalization help? — the claims audit",
-        "",
+    out: list[str] = [f"# {escape(v['title'])}", ""]
+    for line in v["header"]:
+        out += [escape(line), ""]
+    out += [
         f"Scale **{escape(v['scale'])}**, {escape(v['seeds_text'])}, duration {escape(v['duration'])}. "
         "Each verdict was decided by a rule written before the run, on one pre-registered primary endpoint; "
         "secondary results never vote, and identities are verified apart.",

@@ -159,7 +159,11 @@ def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[s
     counts = {v: sum(1 for c in views if c["verdict"] == v) for v in VERDICT_TEXT}
     versions = results.get("versions") if isinstance(results.get("versions"), Mapping) else {}
     trials = results.get("trials") if isinstance(results.get("trials"), Mapping) else {}
+    header = results.get("header")
     return {
+        "title": str(results.get("title") or "Why does Batch Normalization help? — the claims audit"),
+        "header": [str(line) for line in header] if isinstance(header, list) else [],
+        "study": results.get("kind") == "study",
         "claims": views,
         "counts": [(VERDICT_TEXT[v], v, n) for v, n in counts.items() if n],
         "legend": [(VERDICT_TEXT[v], v, VERDICT_MEANING[v]) for v in VERDICT_TEXT],

@@ -46,7 +46,7 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _along_gradient_series(records: list[dict[str, Any]]) -> dict[str, list]:
+def along_gradient_series(records: list[dict[str, Any]]) -> dict[str, list]:
     return {
         "step": [r["step"] for r in records],
         "loss_min": [_finite(min(r["losses"])) for r in records],
@@ -61,7 +61,7 @@ def _along_gradient_series(records: list[dict[str, Any]]) -> dict[str, list]:
     }
 
 
-def _ics_series(records: list[dict[str, Any]]) -> dict[str, list]:
+def ics_series(records: list[dict[str, Any]]) -> dict[str, list]:
     return {
         "step": [r["step"] for r in records],
         "layers": records[0]["layers"] if records else [],
@@ -129,9 +129,9 @@ def probed_run(
     }
     recs = result.probes
     if "along_gradient" in probes:
-        out["along_gradient"] = _along_gradient_series(_subsample(recs["along_gradient"], curve_points))
+        out["along_gradient"] = along_gradient_series(_subsample(recs["along_gradient"], curve_points))
     if "ics" in probes:
-        out["ics"] = _ics_series(_subsample(recs["ics"], curve_points))
+        out["ics"] = ics_series(_subsample(recs["ics"], curve_points))
     if "activations" in probes:
         out["activations"] = _activation_series(_subsample(recs["activations"], curve_points), activation_module)
     return out

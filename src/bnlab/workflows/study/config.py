@@ -1,0 +1,53 @@
+"""The settings of a study (plain data, validated at the edge: unknown keys and bad values named)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bnlab.errors import BnlabError
+
+EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Both nets of every seed train with these settings, through `bnlab.train`, with the same batches."""
+
+    steps: int = 300  # training steps per net
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"  # sgd (with `momentum`) | adam
+    momentum: float = 0.9  # SGD only
+    seeds: int = 3  # seeds 0..seeds-1: each trains both nets from the same init stream and batch order
+    probe_every: int = 50  # Santurkar's probes (ICS, along-gradient) at step 0 and every k steps
+    eta_factors: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # step sizes along −g, × lr (Santurkar Fig. 4)
+    eval_every: int = 25  # test accuracy every k steps (steps to --target-acc, C13)
+    target_acc: float | None = None  # C13 is measured only when a target accuracy is given
+    samples: int = 256  # training examples the landscapes and the Hessian are measured on
+    landscape_points: int = 11  # a points × points 2-D grid and a (2 points − 1)-point line, over ±radius
+    landscape_radius: float = 1.0  # in filter-normalised units (Li et al.)
+    rough_radius: float = 1.0  # roughness over the interior points within this distance of the centre (C14's)
+    hessian_tol: float = 1e-3  # relative accuracy of λ_max (Lanczos, Ritz residual)
+    trace_rtol: float = 0.05  # relative standard error of the Hutch++ trace
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "seeds", "probe_every", "eval_every", "samples"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BnlabError(f"{key} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.landscape_points, int) or self.landscape_points < 5:
+            raise BnlabError(f"landscape_points must be an integer >= 5, got {self.landscape_points!r}")
+        for key in ("lr", "landscape_radius", "rough_radius", "hessian_tol", "trace_rtol"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise BnlabError(f"{key} must be a finite number > 0, got {value!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise BnlabError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            raise BnlabError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not self.eta_factors or not all(math.isfinite(f) and f > 0 for f in self.eta_factors):
+            raise BnlabError(f"eta_factors must be positive numbers, got {self.eta_factors!r}")
+        if self.target_acc is not None and not (0 < self.target_acc <= 1):
+            raise BnlabError(f"target_acc must be in (0, 1], got {self.target_acc!r}")

@@ -1,0 +1,244 @@
+"""The claims a study decides, each as the audit decides it: a pre-registered endpoint, per-seed values paired by
+seed (BN and its twin share the seed: init stream and batch order), the house rule (`experiments.base`) -- 95%
+t-interval against the threshold, settings combined by `stats.combine` -- and secondary results that never vote.
+
+| claim | per-seed value (positive = the claim's direction) | settings |
+|---|---|---|
+| C03 | cos(G, G′) BN − twin, mean over probe times (Santurkar Def. 2.1) | each weight layer after the first ¹ |
+| C05 | log(loss variation twin / BN), mean of log over probe times (Santurkar Fig. 4a) | one |
+| C06 | log(gradient predictiveness twin / BN), the same (Fig. 4b) | one |
+| C11 | gradient spread at init twin − BN, decades (the audit's C11 measure) | one |
+| C13 | log(steps to --target-acc twin / BN); final accuracy BN − twin, non-inferior (C13's margin) | speed, final |
+| C14 | log(2-D roughness twin / BN), BN mode train (the audit's C14 endpoint) | one |
+
+¹ the last weight layer (the head) is reported apart when two or more follow the first, as the audit's C03 does.
+
+The functions take the runs `{"bn": [record per seed], "twin": [...]}` of `bnlab.workflows.study.net.measure_net`
+and return results.json entries in the audit's schema, so `bnlab.report` renders a study like an audit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bnlab.config import plain
+from bnlab.experiments import base, stats
+from bnlab.experiments.c13_convergence import MARGIN, steps_to_target
+from bnlab.experiments.claims import CLAIMS
+from bnlab.experiments.probed_training import ics_layer_means, seed_band
+from bnlab.landscape.evaluate import BN_MODES
+from bnlab.workflows.study.config import StudyConfig
+
+Runs = Mapping[str, Sequence[Mapping[str, Any]]]
+ARMS = {"bn": "BN", "twin": "twin"}
+RUNS_TEXT = ("your model (BN) and its twin, trained with the same seeds, batches, optimizer and budget through "
+             "bnlab.train")
+
+
+def _endpoint(name: str, measure: str, unit: str, threshold_source: str, **kw: Any) -> base.Endpoint:
+    return base.Endpoint(name=name, measure=measure, unit=unit, test="t", threshold=0.0,
+                         threshold_source=threshold_source, **kw)
+
+
+ENDPOINTS: dict[str, base.Endpoint] = {
+    "C03": _endpoint("ICS reduced by BN: cos(G, G′) BN − twin",
+                     "per seed, in each weight layer after the first: cos(G, G′) with BN − twin (Santurkar Def. "
+                     "2.1, the run's own optimizer, mean over probe times)", "cosine difference",
+                     "0 = as much internal covariate shift with BN as without", settings=("layer:*",)),
+    "C05": _endpoint("log(loss variation twin / BN)", "per seed: mean over probe times of log(loss variation "
+                     "along −g) of the twin minus BN's (Santurkar Fig. 4a)", "log ratio", "0 = equally smooth"),
+    "C06": _endpoint("log(gradient predictiveness twin / BN)", "per seed: mean over probe times of log(max ‖∇L(w − "
+                     "ηg) − g‖) of the twin minus BN's (Santurkar Fig. 4b)", "log ratio",
+                     "0 = equally predictive gradients"),
+    "C11": _endpoint("gradient spread at init, twin − BN", "per seed: |log10 ‖∂L/∂W‖² first hidden / last hidden "
+                     "layer| at initialisation, twin minus BN (BN in train mode)", "decades",
+                     "0 = the same spread of gradient norms over depth"),
+    "C13": _endpoint("BN reaches the target accuracy in fewer steps, and ends no worse",
+                     "per seed: log(steps to --target-acc twin / BN) (unreached: steps + eval_every), and final "
+                     "test accuracy BN − twin", "log ratio; accuracy",
+                     f"0 = equally fast; −{MARGIN} for non-inferiority of the final accuracy (C13's margin)",
+                     settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)}),
+    "C14": _endpoint("log(2-D landscape roughness twin / BN), BN mode train",
+                     "per seed: log R(twin) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
+                     "(filter-normalised directions, R = mean |Δ²L|/h² within rough_radius of the centre)",
+                     "log ratio", "0 = equally rough", settings=("train",)),
+}
+RULE = ("Per seed, the value above (BN and twin paired by seed). In each setting: the 95% t-interval of the mean "
+        "wholly above the threshold -> supported, wholly below -> refuted, otherwise inconclusive (one seed: no "
+        "interval, inconclusive). Settings combined by stats.combine (supported or refuted only where every "
+        "setting agrees). Secondary results are reported and never vote.")
+
+
+def _series_log_mean(runs: Runs, arm: str, key: str) -> list[float]:
+    return [stats.log_mean(r["along_gradient"].get(key, [])) for r in runs[arm]]
+
+
+def _mode_value(rec: Mapping[str, Any], group: str, mode: str, key: str) -> float:
+    value = (rec.get(group) or {}).get(mode, {}).get(key)
+    return math.nan if value is None else float(value)
+
+
+def _log_ratios(runs: Runs, group: str, mode: str, key: str) -> list[float]:
+    return [stats.log_ratio(_mode_value(t, group, mode, key), _mode_value(b, group, mode, key))
+            for b, t in zip(runs["bn"], runs["twin"])]
+
+
+def _curve_figure(fig_id: str, title: str, runs: Runs, key: str, ylabel: str) -> base.Figure:
+    series = [seed_band([r["along_gradient"]["step"] for r in runs[a]], [r["along_gradient"][key] for r in runs[a]],
+                        label) for a, label in ARMS.items()]
+    return base.Figure(fig_id, "lines", title, "Mean over seeds with the min–max band; probes before each probed "
+                       "step's update, on that step's batch.",
+                       {"panels": [{"title": title, "xlabel": "step", "ylabel": ylabel, "yscale": "log",
+                                    "series": series}]})
+
+
+def c03(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
+    means = {a: [ics_layer_means(r["ics"]) for r in runs[a]] for a in ARMS}
+    layers = [layer for layer in (runs["bn"][0]["ics"].get("layers") or [])[1:]
+              if all(layer in m for arm in means.values() for m in arm)]
+    voting, head = (layers[:-1], layers[-1:]) if len(layers) >= 2 else (layers, [])
+
+    def diff(layer: str) -> list[float]:
+        return stats.paired_differences([m[layer] for m in means["bn"]], [m[layer] for m in means["twin"]])
+
+    secondary = {f"cos(G, G′) BN − twin, the head [{layer}]": {"values": diff(layer), "unit": "cosine difference"}
+                 for layer in head}
+    bars = {"title": "cos(G, G′) per weight layer (mean over seeds)", "ylabel": "cos(G, G′)",
+            "categories": layers,
+            "groups": [{"label": label, "values": [stats.mean_ci([m[layer] for m in means[a]]).effect
+                                                   for layer in layers]} for a, label in ARMS.items()]}
+    fig = base.Figure("ics_cosine", "bars", "ICS per layer: cos(G, G′)", "G: the layer's gradient; G′: the same after "
+                      "the earlier layers took the optimizer's step (Santurkar Def. 2.1). Higher = less shift.",
+                      {"panels": [bars]})
+    return {"primary": {f"layer:{layer}": diff(layer) for layer in voting}, "secondary": secondary}, [fig]
+
+
+def c05(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
+    values = stats.paired_differences(_series_log_mean(runs, "twin", "loss_variation"),
+                                      _series_log_mean(runs, "bn", "loss_variation"))
+    return ({"primary": {"all": values}, "secondary": {}},
+            [_curve_figure("loss_variation", "Loss variation along −g", runs, "loss_variation", "max − min loss")])
+
+
+def c06(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
+    values = stats.paired_differences(_series_log_mean(runs, "twin", "gradient_predictiveness"),
+                                      _series_log_mean(runs, "bn", "gradient_predictiveness"))
+    secondary = {f"log(Hessian {key} twin / BN) at initialisation, BN mode {mode}": {
+        "values": _log_ratios(runs, "hessian_start", mode, key), "unit": "log ratio"}
+        for key in ("lambda_max", "trace") for mode in ("train", "eval")}
+    return ({"primary": {"all": values}, "secondary": secondary},
+            [_curve_figure("gradient_predictiveness", "Gradient predictiveness along −g", runs,
+                           "gradient_predictiveness", "max ‖∇L(w − ηg) − g‖")])
+
+
+def c11(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
+    values = stats.paired_differences([r["gradient_spread"] for r in runs["twin"]],
+                                      [r["gradient_spread"] for r in runs["bn"]])
+    series = [seed_band([list(range(len(r["layers"]))) for r in runs[a]], [r["weight_grad_sq_init"] for r in runs[a]],
+                        label) for a, label in ARMS.items()]
+    fig = base.Figure("gradient_norms_init", "lines", "‖∂L/∂W‖² per weight layer at initialisation",
+                      "Layers in forward order (" + ", ".join(runs["bn"][0]["layers"]) + "); mean over seeds.",
+                      {"panels": [{"title": "gradient norms at init", "xlabel": "weight layer (forward order)",
+                                   "ylabel": "‖∂L/∂W‖²", "yscale": "log", "series": series}]})
+    return {"primary": {"all": values}, "secondary": {}}, [fig]
+
+
+def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], list[base.Figure]]:
+    target, censor = float(cfg.target_acc or 1.0), cfg.steps + cfg.eval_every
+
+    def steps(rec: Mapping[str, Any]) -> int:
+        h = rec.get("history") or {}
+        return steps_to_target({"stopped_at_step": rec["diverged_at_step"], "eval_step": h.get("eval_step", []),
+                                "test_acc_curve": [math.nan if a is None else a for a in h.get("test_acc", [])]},
+                               target, censor)[0]
+
+    def final(rec: Mapping[str, Any]) -> float:
+        return chance if rec["test_acc"] is None else float(rec["test_acc"])
+
+    speed = stats.paired_log_ratios([steps(r) for r in runs["twin"]], [steps(r) for r in runs["bn"]])
+    good = stats.paired_differences([final(r) for r in runs["bn"]], [final(r) for r in runs["twin"]])
+    secondary = {f"steps to {target:g} test accuracy, {label}": {"values": [float(steps(r)) for r in runs[a]],
+                                                                 "unit": "steps"} for a, label in ARMS.items()}
+    series = [seed_band([r["history"]["eval_step"] for r in runs[a]], [r["history"]["test_acc"] for r in runs[a]],
+                        label) for a, label in ARMS.items()]
+    series.append({"label": f"target {target:g}", "x": [0, cfg.steps], "y": [target, target]})
+    fig = base.Figure("test_accuracy", "lines", "Test accuracy over training", "Mean over seeds with the min–max "
+                      "band; the horizontal line is --target-acc.",
+                      {"panels": [{"title": "test accuracy", "xlabel": "step", "ylabel": "accuracy",
+                                   "series": series}]})
+    return {"primary": {"speed": speed, "good_minimum": good}, "secondary": secondary}, [fig]
+
+
+def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]]:
+    secondary: dict[str, dict[str, Any]] = {}
+    for mode in BN_MODES[1:]:
+        secondary[f"log(2-D roughness twin / BN), BN mode {mode}"] = {
+            "values": _log_ratios(runs, "landscape", mode, "roughness_2d"), "unit": "log ratio"}
+    for mode in BN_MODES:
+        secondary[f"log(1-D roughness twin / BN), BN mode {mode}"] = {
+            "values": _log_ratios(runs, "landscape", mode, "roughness_1d"), "unit": "log ratio"}
+    for key in ("lambda_max", "trace"):
+        for mode in ("train", "eval"):
+            secondary[f"log(Hessian {key} twin / BN) at the end, BN mode {mode}"] = {
+                "values": _log_ratios(runs, "hessian_end", mode, key), "unit": "log ratio"}
+    figures: list[base.Figure] = []
+    bn, twin = runs["bn"][0].get("landscape") or {}, runs["twin"][0].get("landscape") or {}
+    if bn and twin:
+        panels = [{"title": f"BN, {mode} mode", "x": bn[mode]["x"], "y": bn[mode]["y"], "z": bn[mode]["loss"]}
+                  for mode in BN_MODES] + [{"title": "twin", "x": twin["train"]["x"], "y": twin["train"]["y"],
+                                            "z": twin["train"]["loss"]}]
+        figures.append(base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels",
+                                   "Training loss on two filter-normalised random directions (the same in every "
+                                   "mode); identical axes, levels and log colour scale.",
+                                   {"panels": panels, "levels": 30, "zscale": "log", "same_scale": True}))
+        lines = [{"title": f"BN {mode} mode", "xlabel": "filter-normalised step", "ylabel": "training loss",
+                  "yscale": "log", "series": [{"label": "BN", "x": bn[mode]["t"], "y": bn[mode]["line_loss"]},
+                                              {"label": "twin", "x": twin[mode]["t"], "y": twin[mode]["line_loss"]}]}
+                 for mode in BN_MODES]
+        figures.append(base.Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
+                                   "Training loss along a third filter-normalised random direction.",
+                                   {"panels": lines}))
+    return {"primary": {"train": _log_ratios(runs, "landscape", "train", "roughness_2d")},
+            "secondary": secondary}, figures
+
+
+def _summary(claim: str, decision: base.Decision) -> str:
+    votes = "; ".join(f"{r.setting}: {base.brief(r)}" if r.setting != "all" else base.brief(r)
+                      for r in decision.primary)
+    return f"On your model, {ENDPOINTS[claim].name}: {votes}. Verdict: {decision.verdict}."
+
+
+def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str, Any]]:
+    """results.json's claim entries of a study (the claims of the module doc; C13 only with a target)."""
+    measured: dict[str, tuple[dict[str, Any], list[base.Figure]]] = {
+        "C03": c03(runs), "C05": c05(runs), "C06": c06(runs), "C11": c11(runs), "C14": c14(runs, cfg)}
+    if cfg.target_acc is not None and all(r["trained"] for arm in runs.values() for r in arm):
+        measured["C13"] = c13(runs, cfg, chance)
+    entries = []
+    for claim in sorted(measured):
+        metrics, figures = measured[claim]
+        endpoint = ENDPOINTS[claim]
+        if not metrics["primary"]:
+            raise ValueError(f"{claim}: no setting to vote in")  # C03 on a net with a single weight layer
+        decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
+                                                                                                    metrics)
+        protocol = base.Protocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
+                                 secondary=tuple(metrics["secondary"]))
+        head = decision.primary[0]
+        entries.append(plain({
+            "id": claim, "title": CLAIMS[claim].title, "verdict": decision.verdict, "rule": RULE,
+            "summary": _summary(claim, decision), "method": "",
+            "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low,
+                           "ci_high": head.ci_high, "unit": head.unit},
+            "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
+            "secondary": [r.to_dict() for r in decision.secondary], "verifications": [],
+            "protocol": dataclasses.asdict(protocol), "seeds": [r["seed"] for r in runs["bn"]],
+            "metrics": {"per_seed": {k: v for k, v in metrics["primary"].items()}},
+            "figures": [{"id": f.id, "kind": f.kind, "title": f.title, "caption": f.caption, "data": f.data}
+                        for f in figures],
+            "caveats": [], "config_hash": None, "n_trials": 2 * len(runs["bn"]),
+            "about": {**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."}}))
+    return entries
