@@ -12,8 +12,12 @@ from experiments_smoke import check_result, run_smoke
 def test_smoke_end_to_end():
     plan, result = run_smoke(c07)
     check_result(c07, plan, result)
-    assert all(t.fn == c07.TRIAL_FN for t in plan.trials) and len(plan.trials) == 2 * 2
+    searches = [t for t in plan.trials if t.fn == c07.TRIAL_FN]
+    assert len(searches) == 2 * 2 and all(t.name.startswith("curvature/") for t in plan.trials if t not in searches)
     assert result.decision.primary[0].test == "sign"
+    edge = [r for r in result.decision.secondary if r.name.startswith("log(λ_max / (2/η))")]
+    assert {r.name.split(", ")[1] for r in edge} == {"BN", "no BN"} and len(edge) == 3  # BN: train, eval modes
+    assert all(r.vote is None for r in edge)  # reported, never voting
     assert any("Bjorck" in r.name and r.test == "tost" for r in result.decision.secondary)
 
 

@@ -23,7 +23,13 @@ from typing import Any
 from bnlab.experiments import base
 from bnlab.experiments import c05_loss_smoothness as c05
 from bnlab.experiments.curvature import config_for as curvature_config
-from bnlab.experiments.curvature import curvature_trials, sharpness_effects, sharpness_figures
+from bnlab.experiments.curvature import (
+    curvature_trials,
+    edge_of_stability,
+    sharpness_effects,
+    sharpness_figures,
+    stability_threshold,
+)
 from bnlab.experiments.probed_training import family_seeds
 
 CLAIM_ID = "C06"
@@ -40,7 +46,8 @@ PROTOCOL = base.Protocol(
     cost="costly",
     secondary=("effective β-smoothness max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖, per net",
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
-               "Hessian trace over training, per BN mode (VGG)"),
+               "Hessian trace over training, per BN mode (VGG)",
+               "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode (VGG)"),
     runs=c05.PROTOCOL.runs + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
     paper=c05.PROTOCOL.paper + " Santurkar reports about two orders of magnitude early in training.",
     why="One primary measure instead of seven votes that all had to agree (each added measure made a decision "
@@ -69,6 +76,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
                  for f in c05.NORMS}
     for name, values in sharpness_effects(results, plan.config["seeds"]["vgg"], at_end=False).items():
         secondary[f"{name}, mean over training [vgg]"] = {"values": values, "unit": "log ratio"}
+    secondary.update(edge_of_stability(results, plan.config["seeds"]["vgg"], plan.scale))
     return {"primary": {f: c05.effects(gp, f, "bn") for f in c05.NORMS}, "secondary": secondary,
             "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
@@ -87,7 +95,8 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                             results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
                             "effective β-smoothness")
     fig4c.data["panels"] = [p for i, p in enumerate(fig4c.data["panels"]) if i % 2 == 1]  # bands are in Fig. 4b
-    return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False)]
+    return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False,
+                                                  threshold=stability_threshold(plan.scale))]
 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:

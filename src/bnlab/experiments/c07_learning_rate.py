@@ -24,6 +24,8 @@ from typing import Any
 
 from bnlab.config import from_mapping, to_mapping
 from bnlab.experiments import base, stats
+from bnlab.experiments.curvature import curvature_trials, edge_of_stability, sharpness_figures, stability_threshold
+from bnlab.experiments.probed_training import family_seeds
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
@@ -85,7 +87,8 @@ PROTOCOL = base.Protocol(
     cost="cheap",
     secondary=("fraction of runs that are finite but slow (test accuracy below trained_acc), per net",
                f"test accuracy BN − no BN at the smallest grid lr, TOST within ±{COINCIDE_MARGIN} (Bjorck et al.)",
-               "the largest stable lr per net (decades)"),
+               "the largest stable lr per net (decades)",
+               "edge of stability (C06's VGG curvature runs): log(λ_max late in training / 2/η) per net and BN mode"),
     runs="Ioffe's 3 × 100 sigmoid MLP on mnist5k, SGD, batch 60, 800 steps per run, lr grid 0.01 … 100 (half "
          "decades) plus two bisection runs, 8 seeds",
     paper="Santurkar Fig. 1: VGG on CIFAR-10 at lr 0.1 and 0.5; Ioffe: Inception at 5× and 30× the lr; Bjorck et "
@@ -122,7 +125,9 @@ def lr_trials(claim: str, settings: tuple[LrSetting, ...], seeds: tuple[int, ...
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    return base.Plan(CLAIM_ID, scale, seed_list, to_mapping(cfg), lr_trials(CLAIM_ID, cfg.settings, seed_list))
+    vgg_seeds = family_seeds("vgg", scale, seeds, first_seed)  # C06's curvature runs, shared (run once)
+    return base.Plan(CLAIM_ID, scale, seed_list, {**to_mapping(cfg), "curvature_seeds": list(vgg_seeds)},
+                     (*lr_trials(CLAIM_ID, cfg.settings, seed_list), *curvature_trials(CLAIM_ID, scale, vgg_seeds)))
 
 
 def settings_of(config: Mapping[str, Any]) -> tuple[LrSetting, ...]:
@@ -155,6 +160,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             n: {"accuracy_per_lr": [[accuracy(g) for g in r["grid"]] for r in search[n]],
                 "diverged_per_lr": [[g["divergence"] for g in r["grid"]] for r in search[n]],
                 "censored": [r["censored"] for r in search[n]]} for n, _ in NORMS}
+    secondary.update(edge_of_stability(results, plan.config["curvature_seeds"], plan.scale))
     return {"primary": primary, "secondary": secondary, "per_setting": per_setting}
 
 
@@ -187,7 +193,9 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                    {"panels": acc_panels}),
             base.Figure("loss_curves", "lines", "Training loss at small, middle and large learning rates",
                    "Window-averaged training loss of the first seed; a curve stops where the run diverged.",
-                   {"panels": loss_panels})]
+                   {"panels": loss_panels}),
+            *sharpness_figures(results, plan.config["curvature_seeds"], at_end=False,
+                               threshold=stability_threshold(plan.scale))]
 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
@@ -202,6 +210,9 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
                "Stability is not monotone in the lr for every run; the first unstable grid lr bounds the search.",
                f"Bjorck's 'coincide at small lr' is judged by TOST within ±{COINCIDE_MARGIN} accuracy after the same "
                "number of steps; at the smallest lr a no-BN sigmoid net may simply not have finished training."]
+    caveats.append("The edge-of-stability results come from C06's VGG curvature runs (mini-batch SGD at one lr, "
+                   "λ_max on a fixed batch), not from the MLP whose largest stable lr votes; Cohen et al.'s picture "
+                   "is for full-batch GD (`bnlab sharpness` runs that protocol).")
     if plan.scale != "paper":
         caveats.append("Santurkar et al.'s VGG / CIFAR-10 sweep (Fig. 1) runs only at paper scale.")
     return base.Description(summary, method, caveats)

@@ -136,9 +136,42 @@ def sharpness_effects(results: Mapping[str, dict], seeds: Sequence[int], at_end:
     return out
 
 
-def sharpness_figures(results: Mapping[str, dict], seeds: Sequence[int], at_end: bool) -> list[Figure]:
+def stability_threshold(scale: str) -> float | None:
+    """2(1 + β)/η of the curvature runs' optimizer at `scale`: SGD with heavy-ball momentum β at lr η is unstable
+    along a Hessian direction of curvature λ above it (2/η without momentum: Cohen et al. 2021, "Gradient Descent
+    on Neural Networks Typically Occurs at the Edge of Stability"). None for Adam (preconditioned: no such line)."""
+    config = run_settings("vgg", scale)["config"]
+    if config.get("optimizer", "sgd") != "sgd":
+        return None
+    return 2.0 * (1.0 + float(config.get("momentum", 0.0))) / float(config["lr"])
+
+
+def edge_of_stability(results: Mapping[str, dict], seeds: Sequence[int], scale: str) -> dict[str, dict[str, Any]]:
+    """Secondary results "where do BN and no-BN nets sit relative to 2/η?": per net and BN mode, per seed, log(mean
+    λ_max over the last third of the probe times / 2(1 + β)/η) (0 = at the edge of stability, < 0 below it)."""
+    threshold = stability_threshold(scale)
+    if threshold is None:
+        return {}
     runs = _runs(results, seeds)
-    return _end_figures(runs) if at_end else _over_training_figure(runs)
+    out: dict[str, dict[str, Any]] = {}
+    for label, norm in NORMS.items():
+        for mode in MODES if norm != "none" else MODES[:1]:
+            values = []
+            for run in runs[norm]:
+                curve = [v for v in _series(run, mode, "top") if v is not None]
+                late = curve[len(curve) - max(1, len(curve) // 3):]
+                values.append(math.log(sum(late) / len(late) / threshold) if late else math.nan)
+            where = f", BN mode {mode}" if norm != "none" else ""
+            out[f"log(λ_max / (2/η)), {label}{where}, last third of training"] = {
+                "values": values, "unit": "log ratio",
+                "note": f"edge of stability: 2/η = {threshold:g} for the runs' SGD; < 0 = the net trains below it"}
+    return out
+
+
+def sharpness_figures(results: Mapping[str, dict], seeds: Sequence[int], at_end: bool,
+                      threshold: float | None = None) -> list[Figure]:
+    runs = _runs(results, seeds)
+    return _end_figures(runs) if at_end else _over_training_figure(runs, threshold)
 
 
 def _band(runs: list[dict], mode: str, key: str, label: str) -> dict[str, Any] | None:
@@ -176,18 +209,22 @@ def curvature_caveats(scale: str) -> list[str]:
     return out
 
 
-def _over_training_figure(runs: dict[str, list[dict]]) -> list[Figure]:
+def _over_training_figure(runs: dict[str, list[dict]], threshold: float | None = None) -> list[Figure]:
     panels = []
     for title, mode, key, ylabel in (("λ_max, BN mode train", "train", "top", "λ_max"),
                                      ("λ_max, BN mode eval", "eval", "top", "λ_max"),
                                      ("normalised: max_l λ_max(H_ll)·‖W_l‖²", "train", "normalised",
                                       "λ_max·‖W‖²")):
         series = [s for s in (_band(runs["bn"], mode, key, "BN"), _band(runs["none"], mode, key, "no BN")) if s]
+        if threshold is not None and key == "top" and series:
+            steps = series[0]["x"]
+            series.append({"label": f"2/η = {threshold:g}", "x": [steps[0], steps[-1]], "y": [threshold] * 2})
         panels.append({"title": title, "xlabel": "step", "ylabel": ylabel, "yscale": "log", "series": series})
     return [Figure(id="hessian_top_eigenvalue", kind="lines", title="Hessian top eigenvalue over training",
                    caption="Largest Hessian eigenvalue of the training loss on a fixed batch, mean over seeds with "
                            "min–max band, BN vs no BN, with batch (train) and running (eval) statistics; right: "
-                           "the weight-norm-invariant form λ_max(H_WW)·‖W‖² (max over conv layers).",
+                           "the weight-norm-invariant form λ_max(H_WW)·‖W‖² (max over conv layers). The flat "
+                           "line is the SGD stability threshold 2/η (Cohen et al. 2021).",
                    data={"panels": panels})]
 
 
