@@ -51,3 +51,20 @@ def test_audit_uses_the_process_executor_by_default(tmp_path: Path):
     assert main(["audit", "--scale", "smoke", "--claims", "C08", "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["executor"] == "process"
+
+
+def test_sweep_drives_the_bar_with_the_cost_left(tmp_path: Path):
+    from bnlab.sweeps.run import run_sweep
+    from bnlab.sweeps.spec import load_sweep
+
+    path = tmp_path / "tiny.toml"
+    path.write_text('name = "tiny"\nseeds = 2\n[base]\nmodel = "mlp"\ndataset = "digits"\nsteps = 4\nbatch_size = 16\n'
+                    'eval_every = 0\nmodel_kwargs = { hidden = [8] }\n[axes]\nnorm = ["none", "bn"]\n')
+    out = io.StringIO()
+    run_sweep(load_sweep(path), out=tmp_path / "s", executor="local", progress=ProgressBar(out, width=4))
+    lines = out.getvalue().split("\r")
+    assert lines[-1].startswith("[####] 4/4 trials") and out.getvalue().endswith("\n")
+    again = io.StringIO()
+    bar = ProgressBar(again, width=4)
+    run_sweep(load_sweep(path), out=tmp_path / "s", executor="local", progress=bar)
+    assert bar.total_cost == 0  # every trial came from the store: nothing to estimate

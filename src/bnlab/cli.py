@@ -379,16 +379,26 @@ def sweep(
     workers: int = typer.Option(None, help="parallel trials (process/ray; default: all cores)"),
     retries: int = typer.Option(1, help="extra attempts of a failing trial before it is recorded as failed"),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs each Ray task reserves (ray only)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per finished trial"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
-    """Run a sweep file: a base training config x axes x seeds, one trial each, results table at the end."""
+    """Run a sweep file: a base training config x axes x seeds, one trial each, results table at the end.
+
+    On a terminal a progress bar shows the trials done, the elapsed time and an estimate of the time left; when
+    the output is not a terminal (a log file, CI) one plain line is printed per finished trial."""
+    from bnlab.sweeps.progress import ProgressBar
     from bnlab.sweeps.run import ProgressPrinter, format_table, run_sweep
     from bnlab.sweeps.spec import load_sweep
 
     spec = load_sweep(path)
-    printer = ProgressPrinter(header=f"sweep {spec.name}: {len(spec)} trials, executor {executor}")
+    if quiet:
+        progress = None
+    elif sys.stderr.isatty():
+        typer.echo(f"sweep {spec.name}: {len(spec)} trials, executor {executor}", err=True)
+        progress = ProgressBar()
+    else:
+        progress = ProgressPrinter(header=f"sweep {spec.name}: {len(spec)} trials, executor {executor}")
     result = run_sweep(spec, out=out, executor=executor, workers=workers, address=address, retries=retries,
-                       gpus_per_trial=gpus_per_trial, progress=None if quiet else printer)
+                       gpus_per_trial=gpus_per_trial, progress=progress)
     typer.echo(format_table(spec, result.rows))
     typer.echo(f"\nresults: {result.out / 'results.json'}")
 

@@ -205,7 +205,12 @@ def run_sweep(sweep: Sweep, *, out: str | Path | None = None, executor: str = "l
         "axes": {k: list(v) for k, v in sweep.axes}, "seeds": list(sweep.seeds),
         "curve_points": sweep.curve_points, "target_acc": sweep.target_acc, "best_over": sweep.best_over,
         "trials": {t.name: t.key() for t in trials}})
+    if progress is not None and hasattr(progress, "expect"):  # a ProgressBar: the cost still to run, for its estimate
+        unique = {t.key(): t for t in trials}
+        progress.expect(list(unique.values()), {k for k in unique if store.done(k)})
     records = runner.run(trials, store, progress=progress)
+    if progress is not None and hasattr(progress, "close"):
+        progress.close()
     rows = summarize(sweep, trials, records)
     write_json(folder / "results.json", {
         "name": sweep.name, "claim": sweep.claim, "executor": executor, "rows": rows,
