@@ -40,7 +40,7 @@ protocol: install
 	$(PY) -m bnlab.experiments.protocol docs/protocol.md
 
 lint: install-dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
 
 bench: install-dev
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

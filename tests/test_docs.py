@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(site: Path) -> None:
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "BNLAB_TUTORIAL_STEPS": "30"}  # the tutorials run in the build
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -26,6 +26,11 @@ def test_site_builds_strictly_with_the_api_reference(tmp_path: Path) -> None:
     build(site)
     pages = {p.name for p in site.glob("*.html")}
     assert {"index.html", "audit.html", "protocol.html", "commands.html", "api.html"} <= pages
+    for name in ("bn_from_scratch", "curvature_and_bn_mode", "landscape_with_and_without_bn",
+                 "santurkar_probes_on_your_model"):  # executed in the build: the pages carry the cells' outputs
+        html = (site / "tutorials" / f"{name}.html").read_text()
+        assert html.count("jp-OutputArea-output") >= 2, name
+    assert "data:image/png;base64" in (site / "tutorials" / "landscape_with_and_without_bn.html").read_text()
     api = (site / "api.html").read_text()
     assert "reference_normalise" in api and "minimum_detectable_effect" in api  # mkdocstrings rendered the code
     for page in site.glob("*.html"):
@@ -39,8 +44,9 @@ def test_pages_open_offline_without_console_errors(tmp_path: Path) -> None:
 
     site = tmp_path / "site"
     build(site)
-    for name in ("index.html", "audit.html", "api.html"):
-        netlog = tmp_path / f"{name}.netlog.json"
+    for name in ("index.html", "audit.html", "api.html", "claims/smoothness.html",
+                 "tutorials/landscape_with_and_without_bn.html"):
+        netlog = tmp_path / f"{name.replace('/', '_')}.netlog.json"
         proc = chromium(tmp_path, (site / name).as_uri(), f"--log-net-log={netlog}", "--enable-logging=stderr",
                         "--v=0", "--virtual-time-budget=3000", "--dump-dom")
         assert "<h1" in proc.stdout, name
@@ -60,3 +66,36 @@ def test_console_check_detects_an_error(tmp_path: Path) -> None:
     proc = chromium(tmp_path, page.as_uri(), "--enable-logging=stderr", "--v=0", "--virtual-time-budget=1000",
                     "--dump-dom")
     assert any("CONSOLE" in ln and "Uncaught" in ln for ln in proc.stderr.splitlines())
+
+
+def test_claim_pages_cover_every_claim_from_the_audit_in_measured_json() -> None:
+    """docs/claims/*.md are written by docs/claims/generate.py from the same default audit that wrote
+    measured.json: a newer audit without regenerated pages (or a page pointing at a missing figure) fails here."""
+    import re
+
+    from bnlab.experiments.base import CLAIM_IDS
+
+    measured = json.loads((ROOT / "src" / "bnlab" / "experiments" / "measured.json").read_text())
+    commits = {entry["audit"]["git_commit"][:7] for entry in measured.values()}
+    assert len(commits) == 1
+    pages = sorted((ROOT / "docs" / "claims").glob("*.md"))
+    seen: list[str] = []
+    for page in pages:
+        text = page.read_text()
+        assert f"at commit {next(iter(commits))}" in text, page.name
+        seen += re.findall(r"^## (C\d\d) · ", text, re.M)
+        for image in re.findall(r"\]\((img/[^)]+)\)", text):
+            assert (page.parent / image).is_file(), f"{page.name}: {image}"
+        for reading in re.findall(r'--8<-- "([^"]+)"', text):
+            assert (ROOT / reading).is_file(), f"{page.name}: {reading}"
+    assert sorted(seen) == sorted(CLAIM_IDS)
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert all(f"claims/{p.name}" in nav for p in pages)
+
+
+def test_the_readme_and_the_audit_page_show_the_same_verdict_table() -> None:
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("| C")]
+
+    readme, audit = (ROOT / "README.md").read_text(), (ROOT / "docs" / "audit.md").read_text()
+    assert len(rows(readme)) == 14 and rows(readme) == rows(audit)

@@ -1,25 +1,17 @@
-"""Every tutorial under docs/tutorials runs to the end (each asserts what its text claims), at a small budget."""
+"""The tutorials under docs/tutorials: each is a page of the documentation site, and the site's build executes it
+as a notebook (mkdocs-jupyter, an error in any cell fails the build: tests/test_docs.py, at a small training
+budget), so each runs once per `make test`. Here: every tutorial is a page of the site."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "docs" / "tutorials").glob("*.py"))
-
-
-def test_there_are_tutorials() -> None:
-    assert len(TUTORIALS) >= 2
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.py"))
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs(path: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "BNLAB_TUTORIAL_STEPS": "30"}
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.strip()
+def test_every_tutorial_is_a_page_of_the_site() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert len(TUTORIALS) >= 4
+    assert all(f"tutorials/{p.name}" in nav for p in TUTORIALS)
+

@@ -8,6 +8,8 @@
 
 # %%
 import os
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -63,9 +65,15 @@ for label, net in nets.items():
 figure = {"id": "landscapes", "kind": "contours", "title": "2-D loss landscapes", "caption": "",
           "data": {"panels": [{"title": name, "x": s.x.tolist(), "y": s.y.tolist(), "z": s.loss.tolist()}
                               for name, s in surfaces.items()], "levels": 20, "zscale": "log", "same_scale": True}}
-path = save_figure(figure, "landscapes.png")
+path = save_figure(figure, Path(tempfile.mkdtemp(prefix="bnlab-tutorial-")) / "landscapes.png")
 print("figure written to", path)
 assert path.stat().st_size > 0
+try:  # in a notebook (the documentation site runs this file as one): show it inline
+    from IPython.display import Image, display
+
+    display(Image(filename=str(path)))
+except ImportError:  # run as a plain script: the file is the output
+    pass
 
 # %% [markdown]
 # ## How to read them
