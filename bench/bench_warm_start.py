@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--criterion", default="residual", choices=("residual", "eigenvalue"),
+                    help="stopping rule of both runs: Ritz residual ≤ tol·|λ|, or the estimated eigenvalue error")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -43,9 +45,10 @@ def main() -> None:
             for mode in ("train", "eval"):
                 with hessian_operator(model, F.cross_entropy, batch, bn_mode=mode) as op:
                     ref = lanczos_eigenpairs(op, tol=1e-9, max_steps=400, seed=99).eigenvalues[0]
-                    cold = lanczos_eigenpairs(op, tol=args.tol, max_steps=200, seed=step)
+                    cold = lanczos_eigenpairs(op, tol=args.tol, max_steps=200, seed=step, criterion=args.criterion)
                     start = previous.get(mode, "auto")
-                    warm = lanczos_eigenpairs(op, tol=args.tol, max_steps=200, seed=step, start=start)
+                    warm = lanczos_eigenpairs(op, tol=args.tol, max_steps=200, seed=step, start=start,
+                                              criterion=args.criterion)
                 previous[mode] = warm.eigenvectors
                 errs = [abs(r.eigenvalues[0] - ref) / abs(ref) for r in (cold, warm)]
                 worst = max(worst, *errs)

@@ -7,7 +7,9 @@ __all__ = ["StudyConfig", "StudyResult", "__version__", "study"]
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: `import bnlab` stays light (no torch until asked)
     if name in ("study", "StudyConfig", "StudyResult"):
-        from bnlab.workflows import study as _study
+        # imported by name at attribute access: every module imports the root package, and a static import here
+        # would put the whole study workflow into each audit trial's code fingerprint (bnlab.sweeps.trial)
+        import importlib
 
-        return getattr(_study, name)
+        return getattr(importlib.import_module("bnlab.workflows.study"), name)
     raise AttributeError(f"module 'bnlab' has no attribute {name!r}")
