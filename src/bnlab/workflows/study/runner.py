@@ -70,17 +70,17 @@ class StudyResult:
         return write_report(folder, self.results).html
 
 
-def _twin_factory(model_fn: Factory, twin: str | Factory) -> tuple[Factory, bool]:
+def _twin_factory(model_fn: Factory, twin: str | Factory) -> Factory:
     if twin == "remove-bn":
         def twin_fn() -> nn.Module:
             return remove_bn(model_fn())[0]
-        return twin_fn, True
+        return twin_fn
     if callable(twin):
-        return twin, False
+        return twin
     raise BnlabError(f"twin must be 'remove-bn' or a factory, got {twin!r}")
 
 
-def _factory(spec: str | Factory, what: str) -> Factory:
+def _factory(spec: str | Factory) -> Factory:
     return load_factory(spec) if isinstance(spec, str) else spec
 
 
@@ -98,7 +98,7 @@ def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: 
     cfg = from_mapping(StudyConfig, dict(config), where="study config: ")
     model_fn = load_factory(model)
     build = model_fn if arm == "bn" else _twin_factory(model_fn, twin if twin == "remove-bn"
-                                                        else load_factory(twin))[0]
+                                                        else load_factory(twin))
     dataset = load_data(_data(data))
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
     rec, state = measure_net(build, dataset, loss_fn, cfg, seed, checkpoint=checkpoint)
@@ -154,7 +154,7 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
         if not Path(path).is_file():
             raise BnlabError(f"no such checkpoint file: {path}")
     # --- validate everything before anything is written
-    model_fn = _factory(model, "model")
+    model_fn = _factory(model)
     dataset = load_data(_data(data))
     probe_model = call_factory(model_fn, "model")
     check_model(probe_model, dataset)
@@ -163,7 +163,7 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
         if not batchnorm_layers(probe_model):
             raise BnlabError("--twin remove-bn needs a model with BatchNorm layers; this one has none")
         replaced = remove_bn(call_factory(model_fn, "model"))[1]
-    twin_fn, _ = _twin_factory(model_fn, twin if twin == "remove-bn" else _factory(twin, "twin"))
+    twin_fn = _twin_factory(model_fn, twin if twin == "remove-bn" else _factory(twin))
     twin_model = call_factory(twin_fn, "twin")
     check_model(twin_model, dataset)
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)

@@ -236,7 +236,7 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
             "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
             "secondary": [r.to_dict() for r in decision.secondary], "verifications": [],
             "protocol": dataclasses.asdict(protocol), "seeds": [r["seed"] for r in runs["bn"]],
-            "metrics": {"per_seed": {k: v for k, v in metrics["primary"].items()}},
+            "metrics": {"per_seed": dict(metrics["primary"])},
             "figures": [{"id": f.id, "kind": f.kind, "title": f.title, "caption": f.caption, "data": f.data}
                         for f in figures],
             "caveats": [], "config_hash": None, "n_trials": 2 * len(runs["bn"]),
