@@ -21,9 +21,15 @@ def build(site: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_site_builds_strictly_with_the_api_reference(tmp_path: Path) -> None:
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One strict build (≈ 20 s: the tutorials execute in it) for every test of the site."""
+    site = tmp_path_factory.mktemp("docs") / "site"
     build(site)
+    return site
+
+
+def test_site_builds_strictly_with_the_api_reference(site: Path) -> None:
     pages = {p.name for p in site.glob("*.html")}
     assert {"index.html", "audit.html", "protocol.html", "commands.html", "api.html"} <= pages
     for name in ("bn_from_scratch", "curvature_and_bn_mode", "landscape_with_and_without_bn",
@@ -39,11 +45,9 @@ def test_site_builds_strictly_with_the_api_reference(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pages_open_offline_without_console_errors(tmp_path: Path) -> None:
+def test_pages_open_offline_without_console_errors(site: Path, tmp_path: Path) -> None:
     from test_report_browser import chromium, page_requests
 
-    site = tmp_path / "site"
-    build(site)
     for name in ("index.html", "audit.html", "api.html", "claims/smoothness.html",
                  "tutorials/landscape_with_and_without_bn.html"):
         netlog = tmp_path / f"{name.replace('/', '_')}.netlog.json"

@@ -3,17 +3,25 @@
 * ```python blocks run, top to bottom, one namespace per page (a later block may use an earlier one's names), in a
   temporary folder, with the names the API sketches assume (`model`, `x`, `y`, `loss_fn`, ...: `_names`) bound to
   a small BN net. A block that only includes a tutorial (``--8<--``) is the tutorial: tests/test_tutorials.py runs it.
-* ```bash blocks: every `bnlab ...` command is parsed by the real command line (the subcommand exists, every option
-  exists and takes its value: click's own parser, nothing invoked); `make X` names a Makefile target; `pip install
-  "bnlab[extras]"` names extras of pyproject.toml. Running them all would be the audit itself (13 minutes) -- the
-  CLI's behaviour is tested command by command elsewhere.
+* ```bash blocks run, top to bottom, one temporary folder per page (holding `examples/` and `sweeps/`, with HOME
+  there and an empty `~/data`), so a command may use what an earlier one on the page wrote (`--run runs/vgg-bn`).
+  Every `bnlab ...` command runs as written through `bnlab.cli.main`, with the budget options of `SMOKE` appended
+  (click keeps an option's last value): the same subcommand, files, modes, formats and executors, at a few seconds
+  each instead of the audit's 13 minutes -- as the tutorials run at a smoke budget. `make X` is run as `make -n X`
+  (the target and its prerequisites resolve; running it would be the audit or this suite); `pip install
+  "bnlab[extras]"` names extras of pyproject.toml (tests/test_wheel.py installs the wheel); `python F.py` names a
+  file.
+* Before anything runs, every command of every block is also parsed by the real command line (click's own parser:
+  the subcommand exists, every option exists and takes its value), the illustrative ones included.
 * A block right after ``<!-- illustrative: why -->`` is not run (GPU, cluster); its bnlab commands are still parsed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -140,3 +148,68 @@ def test_shell_blocks_name_real_commands_options_targets_and_extras() -> None:
 def test_every_illustrative_block_says_why() -> None:
     marked = [(p.name, line, why) for p in PAGES for _, _, line, why in blocks(p) if why is not None]
     assert all(len(why) > 10 for _, _, why in marked) and len(marked) <= 3, marked
+
+
+# The budget each documented command runs with here: ALWAYS appended; IF_GIVEN replaces a value the command sets
+# (appending --train-steps to `bnlab hessian` would turn a measurement at initialisation into one after training).
+SMOKE: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "train": ({"--steps": "20", "--eval-every": "10"}, {}),
+    "landscape": ({"--train-steps": "10", "--grid": "5", "--line": "9", "--samples": "64"}, {}),
+    "hessian": ({"--samples": "64", "--density-runs": "1", "--density-steps": "10", "--trace-rtol": "0.25"},
+                {"--train-steps": "10"}),
+    "sharpness": ({"--steps": "20", "--every": "10", "--train-size": "100"}, {}),
+    "study": ({"--seeds": "2", "--steps": "30", "--samples": "64", "--grid": "5"}, {}),
+    "audit": ({"--scale": "smoke"}, {"--seeds": "2"}),
+    "sweep": ({}, {}),
+    "gradflow": ({}, {}),
+    "report": ({}, {}),
+}
+SWEEP_SMOKE = ["--set", "base.steps=20", "--set", "base.eval_every=10", "--set", "seeds=1"]
+
+
+def smoke(words: list[str]) -> list[str]:
+    """The argv (after `bnlab`) a documented command runs with in this test: as written, plus SMOKE's budget."""
+    always, if_given = SMOKE[words[1]]
+    extra = [w for option, value in always.items() for w in (option, value)]
+    extra += [w for option, value in if_given.items() if option in words for w in (option, value)]
+    if words[1] == "sweep":
+        extra += SWEEP_SMOKE
+    return words[1:] + extra
+
+
+def _runnable_shell_pages() -> list[Path]:
+    return [p for p in PAGES if any(lang == "bash" and why is None for lang, _, _, why in blocks(p))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", _runnable_shell_pages(), ids=lambda p: p.name)
+def test_shell_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capfd: pytest.CaptureFixture[str]) -> None:
+    from bnlab.cli import main
+
+    for folder in ("examples", "sweeps"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    threads, ran = torch.get_num_threads(), 0
+    try:
+        for lang, code, line, why in blocks(page):
+            if lang != "bash" or why is not None:
+                continue
+            for words in _commands(code):
+                where = f"{page.name}:{line}: {' '.join(words)}"
+                words = [os.path.expanduser(w) for w in words]
+                if words[0] == "bnlab":
+                    code_ = main(smoke(words))
+                    err = capfd.readouterr().err
+                    assert code_ == 0, f"{where} exited {code_}: {err[-2000:]}"
+                elif words[0] == "make":
+                    proc = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True)
+                    assert proc.returncode == 0, f"{where}: {proc.stderr}"
+                else:
+                    continue  # pip / python / jupytext: checked by the parse test above
+                ran += 1
+    finally:
+        torch.set_num_threads(threads)
+    assert ran >= 2, page.name

@@ -145,3 +145,47 @@ def test_markdown_escape() -> None:
     assert escape("12. not a list") == "12\\. not a list"
     assert escape("- not a bullet, 1.5 stays") == "\\- not a bullet, 1.5 stays"
     assert escape("two\nlines") == "two lines"
+
+
+def test_a_figure_is_redrawn_only_when_its_spec_code_or_file_changed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from bnlab.report import build
+
+    drawn: list[str] = []
+    real = build.render_figure
+
+    def counting(spec, fmt=None):
+        drawn.append(spec["id"])
+        return real(spec, fmt)
+
+    monkeypatch.setattr(build, "render_figure", counting)
+    results = results_with("plain title")
+    first = write_report(tmp_path, results)
+    assert drawn == ["lr", "broken"] and len(first.figures) == 1 and len(first.figure_errors) == 1
+    svg = (tmp_path / "figures" / "C07-lr.svg").read_bytes()
+    html = first.html.read_text()
+    drawn.clear()
+    write_report(tmp_path, results)  # unchanged: nothing drawn (the broken spec is retried), same report
+    assert drawn == ["broken"] and first.html.read_text() == html
+    assert (tmp_path / "figures" / "C07-lr.svg").read_bytes() == svg
+    changed = copy.deepcopy(results)
+    changed["claims"][6]["figures"][0]["data"]["panels"][0]["series"][0]["y"] = [0.9, 0.7]  # other data
+    drawn.clear()
+    write_report(tmp_path, changed)
+    assert drawn == ["lr", "broken"] and (tmp_path / "figures" / "C07-lr.svg").read_bytes() != svg
+    drawn.clear()
+    (tmp_path / "figures" / "C07-lr.svg").write_bytes(b"<svg>tampered</svg>")  # an edited file is redrawn
+    write_report(tmp_path, changed)
+    assert drawn == ["lr", "broken"] and b"tampered" not in (tmp_path / "figures" / "C07-lr.svg").read_bytes()
+    drawn.clear()
+    (tmp_path / "figures" / "C07-lr.svg").unlink()  # so is a deleted one
+    write_report(tmp_path, changed)
+    assert drawn == ["lr", "broken"] and (tmp_path / "figures" / "C07-lr.svg").is_file()
+    drawn.clear()
+    monkeypatch.setattr(build, "_CODE_HASH", "other drawing code")  # and every figure after a code change
+    write_report(tmp_path, changed)
+    assert drawn == ["lr", "broken"]
+    (tmp_path / "figures" / "drawn.json").write_text("{not json")  # a broken record: everything drawn
+    drawn.clear()
+    write_report(tmp_path, changed)
+    assert drawn == ["lr", "broken"]

@@ -95,6 +95,41 @@ def test_load_sweep_file_errors(tmp_path):
     assert sweep.name == "named-by-file" and len(sweep) == 1
 
 
+def test_set_overrides_values_of_the_file_and_is_validated_like_it(tmp_path):
+    path = ROOT / "sweeps" / "c07_learning_rate.toml"
+    full = load_sweep(path)
+    short = load_sweep(path, ["base.steps=20", "seeds=1", "axes.lr=[0.1, 1.0]", "base.dataset=digits",
+                              "base.model_kwargs.hidden=[8, 8]", "name=c07-short"])
+    assert (len(full), len(short)) == (42, 4) and short.name == "c07-short" and short.seeds == (0,)
+    assert short.base["steps"] == 20 and short.base["dataset"] == "digits"
+    assert short.base["model_kwargs"] == {"hidden": [8, 8]} and dict(short.axes)["lr"] == (0.1, 1.0)
+    assert dict(short.axes)["norm"] == ("none", "bn") and short.base["batch_size"] == 60  # the rest as in the file
+    trial = expand(short)[0]
+    assert trial.params["config"]["steps"] == 20 and trial.params["config"]["model_kwargs"] == {"hidden": [8, 8]}
+    tiny = _toml(tmp_path, '[base]\nmodel = "mlp"\n[axes]\nlr = [0.1]\n')
+    assert dict(load_sweep(tiny, ["axes.model_kwargs.depth=[1, 2]"]).axes)["model_kwargs.depth"] == (1, 2)
+    assert load_sweep(tiny, ["base.steps=5", "base.steps=7"]).base["steps"] == 7  # the last one wins
+    for override, message in [("steps=20", "unknown sweep key 'steps'"), ("base.stepz=20", "sweep.base.stepz"),
+                              ("base.steps=-1", "steps"), ("base.steps", "takes KEY=VALUE"), ("=1", "KEY=VALUE"),
+                              ("axes.lr=[]", "sweep.axes.lr"), ("base=1", "name a field"), ("seeds=0", "seeds"),
+                              ("seeds.x=1", "not a table"), ("base.steps.x=1", "not a table")]:
+        with pytest.raises(BnlabError, match=message):
+            load_sweep(path, [override])
+    assert full == load_sweep(path)  # the file itself is untouched
+
+
+def test_sweep_set_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sweep", str(ROOT / "sweeps" / "c07_learning_rate.toml"), "--executor", "local", "--out", str(out),
+                 "--quiet", "--set", "base.steps=4", "--set", "base.eval_every=2", "--set", "seeds=1",
+                 "--set", "axes.lr=[0.1]", "--set", "base.dataset=digits"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(list((out / "trials").glob("*.json"))) == 2 and len(results["rows"]) == 2
+    assert main(["sweep", str(ROOT / "sweeps" / "c07_learning_rate.toml"), "--set", "base.lr=fast",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "sweep.base.lr" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_sweep_files_are_valid(path):
     sweep = load_sweep(path)

@@ -380,6 +380,8 @@ def sweep(
     retries: int = typer.Option(1, help="extra attempts of a failing trial before it is recorded as failed"),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs each Ray task reserves (ray only)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    set_: list[str] = typer.Option(None, "--set", help="override a value of the file, KEY=VALUE (repeatable): "
+                                   "base.steps=200, seeds=1, axes.lr=[0.1,1.0]"),
 ) -> None:
     """Run a sweep file: a base training config x axes x seeds, one trial each, results table at the end.
 
@@ -389,7 +391,7 @@ def sweep(
     from bnlab.sweeps.run import ProgressPrinter, format_table, run_sweep
     from bnlab.sweeps.spec import load_sweep
 
-    spec = load_sweep(path)
+    spec = load_sweep(path, set_ or ())
     if quiet:
         progress = None
     elif sys.stderr.isatty():

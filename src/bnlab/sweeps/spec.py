@@ -166,8 +166,58 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None) -> Sweep:
     return sweep
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file (TOML); the file's stem is the default name."""
+def _toml_value(text: str) -> Any:
+    """A `--set` value read as a TOML value (``20``, ``0.5``, ``true``, ``[0.1, 1.0]``, ``"x"``); anything that
+    is not one (``mnist5k``) is the string as written."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of a parsed sweep file with each ``KEY=VALUE`` of `overrides` set, in order (the last one wins).
+
+    KEY is a top-level key (``seeds=1``, ``target_acc=0.8``), ``base.FIELD`` (``base.steps=200``; ``base.a.b``
+    sets entry ``b`` of the table field ``a``) or ``axes.KEY`` (``axes.lr=[0.1, 1.0]`` replaces or adds an axis;
+    the axis key may itself be dotted, as in the file). What a file may hold is what an override may set, and the
+    result is validated by `parse_sweep` like a file, so a bad key or value is refused naming it. This is how a
+    shipped sweep runs shortened (``--set base.steps=200 --set seeds=1``) without editing or copying it."""
+    top = {f.name for f in dataclasses.fields(SweepFile)}
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise BnlabError(f"--set takes KEY=VALUE (e.g. base.steps=200), got {item!r}")
+        head, dot, rest = key.partition(".")
+        if head not in top:
+            raise BnlabError(f"--set {key}: unknown sweep key '{head}' (known: {', '.join(sorted(top))})")
+        value = _toml_value(text.strip())
+        if not dot:
+            if head in ("base", "axes"):
+                raise BnlabError(f"--set {key}: name a field, e.g. {head}.{'steps' if head == 'base' else 'lr'}=...")
+            out[head] = value
+        elif head == "axes":
+            out["axes"] = {**out.get("axes", {}), rest: value}
+        elif head == "base":
+            table = out.setdefault("base", {})
+            *tables, last = rest.split(".")
+            for name in tables:
+                inner = table.get(name, {})
+                if not isinstance(inner, Mapping):
+                    raise BnlabError(f"--set {key}: base.{name} is not a table")
+                table[name] = dict(inner)
+                table = table[name]
+            table[last] = value
+        else:
+            raise BnlabError(f"--set {key}: '{head}' is not a table (use {head}=VALUE)")
+    return out
+
+
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """Read and validate a sweep file (TOML), with `overrides` (``KEY=VALUE``, see `apply_overrides`) applied
+    first; the file's stem is the default name."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -179,7 +229,7 @@ def load_sweep(path: str | Path) -> Sweep:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BnlabError(f"malformed sweep file {str(path)!r}: {exc}") from None
-    return parse_sweep(data, name=path.stem)
+    return parse_sweep(apply_overrides(data, overrides), name=path.stem)
 
 
 def point_label(point: Mapping[str, Any]) -> str:
