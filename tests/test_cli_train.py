@@ -52,7 +52,7 @@ def test_huge_lr_without_bn_diverges_and_exits_0(capsys: pytest.CaptureFixture) 
     (["--lr", "0"], "lr must be"),
     (["--lr", "-1"], "lr must be"),
     (["--steps", "0"], "steps must be"),
-    (["--batch-size", "0"], "batch_size must be"),
+    (["--batch-size", "0"], "--batch-size must be"),
     (["--batch-size", "1", "--norm", "bn"], "batch_size 1 with norm 'bn'"),
     (["--optimizer", "lbfgs"], "optimizer"),
     (["--model-opt", "depth"], "--model-opt expects KEY=VALUE"),

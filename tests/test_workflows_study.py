@@ -187,7 +187,10 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--checkpoint", "{p}"], "give two checkpoints"),
     ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--loss", "hinge"], "loss must be one of"),
     ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--executor", "threads"], "unknown executor"),
-    ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--lr", "-1"], "lr must be"),
+    ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--lr", "-1"], "--lr must be"),
+    ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--probe-every", "0"], "--probe-every must be an integer >= 1"),
+    # StudyConfig.landscape_points, named by its option
+    ("", f"{EXAMPLE}:model", f"{EXAMPLE}:data", ["--grid", "3"], "--grid must be an integer >= 5"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], code,
                                                       model, data, extra, msg) -> None:

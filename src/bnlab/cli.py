@@ -9,6 +9,7 @@ command, not at the top: importing torch costs about a second, and `bnlab --help
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -357,8 +358,9 @@ def study(
     from bnlab.workflows.study import study as run_study
 
     cfg = StudyConfig(steps=steps, lr=lr, optimizer=optimizer, batch_size=batch_size, seeds=seeds,
-                      probe_every=probe_every or max(steps // 5, 1), eval_every=max(min(25, steps // 10), 1),
-                      target_acc=target_acc, samples=samples, landscape_points=grid, device=device)
+                      probe_every=max(steps // 5, 1) if probe_every is None else probe_every,  # 0 is refused
+                      eval_every=max(min(25, steps // 10), 1), target_acc=target_acc, samples=samples,
+                      landscape_points=grid, device=device)
     if os.path.exists(out) and any(Path(out).iterdir()) and not (Path(out) / "trials").is_dir():
         raise BnlabError(f"output folder {out} is not empty and holds no study; choose another folder")
     _use_threads(threads)
@@ -405,6 +407,28 @@ def sweep(
     typer.echo(f"\nresults: {result.out / 'results.json'}")
 
 
+# config fields a command fills from an option of another name (the study's `--grid` is StudyConfig.landscape_points)
+_FIELD_OPTION = {"study": {"landscape_points": "grid"}}
+_FIELD_MESSAGE = re.compile(r"^(?P<field>[a-z][a-z0-9_]*) (?P<rest>(must|should) .*)$", re.S)
+
+
+def _as_option(message: str, argv: list[str]) -> str:
+    """A config's "batch_size must be ..." as "--batch-size must be ..." when the command has that option: the
+    configs name their fields (they are also built from Python and sweep files), the command line its options."""
+    match = _FIELD_MESSAGE.match(message)
+    command_name = next((a for a in argv if not a.startswith("-")), None)
+    if match is None or command_name is None:
+        return message
+    command = getattr(typer.main.get_command(app), "commands", {}).get(command_name)
+    if command is None:
+        return message
+    field = _FIELD_OPTION.get(command_name, {}).get(match["field"], match["field"])
+    for param in command.params:
+        if param.name in (field, f"{field}_") and param.param_type_name == "option":
+            return f"{max(param.opts, key=len)} {match['rest']}"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the typer app with one-line errors and exit 2 for bad input."""
     try:
@@ -421,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except BnlabError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_as_option(str(exc), argv if argv is not None else sys.argv[1:])}", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("error: interrupted; rerun the same command to resume", err=True)
