@@ -1,6 +1,7 @@
 """The package as a user installs it: build the sdist and the wheel, install the wheel into a fresh virtual
-environment, and from a folder outside the source tree run `bnlab --version`, `bnlab check` and a smoke audit of
-two claims, checking that the report's templates, the measured effects and the figures come with the wheel.
+environment, and from a folder outside the source tree run `bnlab --version`, `bnlab check`, a smoke audit of two
+claims and a short `bnlab study` of a model file in that folder, checking that the report's templates, the measured
+effects and the figures come with the wheel.
 
 The fresh environment sees the dependencies already installed here (torch, numpy, ...) through a .pth file, so the
 test exercises what the wheel packages, not pip's resolver or a 700 MB torch download.
@@ -35,7 +36,8 @@ def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
     assert len(wheels) == 1 and list(dist.glob("bnlab-*.tar.gz"))
     names = zipfile.ZipFile(wheels[0]).namelist()
     for needed in ("bnlab/report/templates/", "bnlab/experiments/measured.json", "bnlab/py.typed",
-                   "bnlab/workflows/regularisation.py", "bnlab/layers/reference.py"):
+                   "bnlab/workflows/regularisation.py", "bnlab/layers/reference.py", "bnlab/workflows/study/runner.py",
+                   "bnlab/version.py"):
         assert any(n.startswith(needed) for n in names), needed
     assert not any(n.startswith("tests/") for n in names)
 
@@ -60,3 +62,8 @@ def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
     report = (elsewhere / "audit" / "report.html").read_text()
     assert "C01" in report and "supported" in report
     assert list((elsewhere / "audit" / "figures").glob("*"))
+    # a user's own model file, next to them: `bnlab study` imports it from the path given, not from the tree
+    (elsewhere / "mynet.py").write_text((ROOT / "examples" / "residual_cnn_digits.py").read_text())
+    _run([bnlab, "study", "--model", "mynet.py:model", "--data", "mynet.py:data", "--seeds", "2", "--steps", "20",
+          "--samples", "64", "--grid", "5", "--out", "study"], cwd=elsewhere, env=env)
+    assert "C14" in (elsewhere / "study" / "report.html").read_text()
