@@ -162,6 +162,7 @@ SMOKE: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "sweep": ({}, {}),
     "gradflow": ({}, {}),
     "report": ({}, {}),
+    "check": ({}, {}),
 }
 SWEEP_SMOKE = ["--set", "base.steps=20", "--set", "base.eval_every=10", "--set", "seeds=1"]
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.layers.factory import NORM_KINDS
-from bnlab.models import MODELS, build_model, layers_in_order, normalised_blocks
+from bnlab.models import MODELS, build_model, check_model_options, layers_in_order, model_options, normalised_blocks
 
 SMALL = {
     "mlp": ({"hidden": (8, 8)}, (1, 6, 6)),
@@ -68,6 +68,23 @@ def test_bad_options_are_bnlab_errors() -> None:
         build_model("mlp", dropout=1.5)
     with pytest.raises(BnlabError, match="unknown vgg config"):
         build_model("vgg", config="vgg99")
+
+
+def test_model_options_are_checked_by_name_before_anything_is_built() -> None:
+    from bnlab.train import TrainConfig
+
+    assert model_options("mlp") == ("dropout", "hidden", "activation")
+    assert set(model_options("deep_mlp")) == {"dropout", "depth", "width", "activation", "residual"}
+    for name in MODELS:  # every option a model's constructor takes, nothing build_model sets itself
+        check_model_options(name, dict.fromkeys(model_options(name)))
+        build_model(name, **({"config": "narrow"} if name == "vgg" else {}))
+    with pytest.raises(BnlabError, match=r"model 'mlp' has no option 'depth' \(its options: dropout, hidden, act"):
+        check_model_options("mlp", {"depth": 10})
+    with pytest.raises(BnlabError, match="'norm' is a config key of its own"):
+        check_model_options("vgg", {"norm": "bn"})
+    with pytest.raises(BnlabError, match="model 'dln' has no option 'hidden'"):
+        TrainConfig(model="dln", model_kwargs={"hidden": [4]})  # refused at the config, not at build time
+    assert TrainConfig(model="dln", model_kwargs={"depth": 3}).model_kwargs == {"depth": 3}
 
 
 def test_ioffe_mlp_structure() -> None:

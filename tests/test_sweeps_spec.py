@@ -65,6 +65,7 @@ def test_dotted_axis_sets_one_entry_of_a_dict_field():
     ({"axes": {"batch_size": [1, 8]}, "best_over": None}, "batch_size 1"),  # invalid only combined with bn
     ({"axes": {"seed": [1, 2]}, "best_over": None}, "sweep.axes.seed"),
     ({"axes": {"model_kwargs.a.b": [1]}, "best_over": None}, "dotted key"),
+    ({"axes": {"model_kwargs.depth": [10, 50]}, "best_over": None}, "model 'mlp' has no option 'depth'"),
     ({"seeds": 0}, "sweep.seeds must be >= 1"),
     ({"seeds": [1, 1]}, "sweep.seeds must be distinct"),
     ({"seeds": "three"}, "config key 'sweep.seeds'"),
@@ -106,7 +107,7 @@ def test_set_overrides_values_of_the_file_and_is_validated_like_it(tmp_path):
     assert dict(short.axes)["norm"] == ("none", "bn") and short.base["batch_size"] == 60  # the rest as in the file
     trial = expand(short)[0]
     assert trial.params["config"]["steps"] == 20 and trial.params["config"]["model_kwargs"] == {"hidden": [8, 8]}
-    tiny = _toml(tmp_path, '[base]\nmodel = "mlp"\n[axes]\nlr = [0.1]\n')
+    tiny = _toml(tmp_path, '[base]\nmodel = "deep_mlp"\n[axes]\nlr = [0.1]\n')
     assert dict(load_sweep(tiny, ["axes.model_kwargs.depth=[1, 2]"]).axes)["model_kwargs.depth"] == (1, 2)
     assert load_sweep(tiny, ["base.steps=5", "base.steps=7"]).base["steps"] == 7  # the last one wins
     for override, message in [("steps=20", "unknown sweep key 'steps'"), ("base.stepz=20", "sweep.base.stepz"),

@@ -13,7 +13,8 @@ correct whenever modules are registered in the order they are applied (as in ``n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -38,6 +39,29 @@ DEFAULT_IN_SHAPES: dict[str, tuple[int, ...]] = {
     "dln": (10,),
     "deep_mlp": (1, 28, 28),
 }
+
+
+# what build_model passes itself: given as model options they would collide with the config's own keys
+_SET_BY_BUILD = ("in_shape", "num_classes", "norm", "norm_kwargs", "init_scale")
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The options (``model_kwargs`` / ``--model-opt`` keys) the built-in model `name` takes."""
+    params = inspect.signature(MODELS[name]).parameters
+    return tuple(p for p in params if p not in _SET_BY_BUILD)
+
+
+def check_model_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option `name` does not take, by name, before anything runs (a sweep of 36 trials must not fail
+    36 times at build time). Values are checked by the model when it is built."""
+    if name not in MODELS:
+        raise BnlabError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
+    known = model_options(name)
+    for key in options:
+        if key in _SET_BY_BUILD:
+            raise BnlabError(f"'{key}' is a config key of its own, not a model option of '{name}'")
+        if key not in known:
+            raise BnlabError(f"model '{name}' has no option '{key}' (its options: {', '.join(known)})")
 
 
 def build_model(name: str, *, norm: str = "none", init_scale: float = 1.0, in_shape: Sequence[int] | None = None,

@@ -17,7 +17,8 @@
     [axes]                              # one trial per element of the product, per seed
     norm = ["none", "bn"]
     lr = [0.01, 0.1, 1.0]
-    "model_kwargs.depth" = [10, 50]     # a dotted key sets one entry of a dict field
+    "model_kwargs.hidden" = [[100], [100, 100]]   # a dotted key sets one entry of a dict field (checked by name
+                                        # against the model's options: `bnlab.models.model_options`)
 
 Validation (`load_sweep` / `parse_sweep`) happens before anything runs: unknown keys and values of the wrong type
 raise `BnlabError` naming the key (``sweep.base.lr``, ``sweep.axes.norm``), and so does every config of the

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from bnlab.data import DATASETS
 from bnlab.errors import BnlabError
 from bnlab.layers.factory import norm_kind
-from bnlab.models import MODELS
+from bnlab.models import MODELS, check_model_options
 from bnlab.tracking.base import TRACKERS
 
 LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse", "sum_squared")
@@ -66,6 +66,7 @@ class TrainConfig:
         kind = norm_kind(self.norm)  # unknown norms are refused by name
         if self.model not in MODELS:
             raise BnlabError(f"unknown model '{self.model}' (choose from {', '.join(MODELS)})")
+        check_model_options(self.model, self.model_kwargs)  # names only; the model checks the values
         if self.dataset not in DATASETS:
             raise BnlabError(f"unknown dataset '{self.dataset}' (choose from {', '.join(DATASETS)})")
         if self.optimizer not in ("sgd", "adam"):

@@ -22,9 +22,9 @@ To share one operator between estimators (the gradient graph is built once):
         top = lanczos_eigenpairs(op, k=1); tr = estimate_trace(op, target_se=0.1)
 
 The model is left as it was (parameters, buffers, ``.grad``, modes: `bnlab.state`). The pieces live in
-``hessian_operator`` (H v), ``hessian_lanczos`` (eigenpairs), ``hessian_trace``, ``hessian_density``,
-``hessian_dense`` (the oracles), ``hessian_scale`` (scale-invariant sharpness) and ``hessian_sharpness`` (the
-training probe).
+``operator`` (H v), ``lanczos`` (eigenpairs), ``trace``, ``density``, ``dense`` (the oracles), ``composite_bn``
+(BN's double backward as one op), ``scale`` (scale-invariant sharpness) and ``sharpness`` (the training probe),
+all under ``bnlab.probes.hessian``.
 """
 
 from __future__ import annotations
