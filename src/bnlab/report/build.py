@@ -15,6 +15,7 @@ figure, or another audit's results can never show a stale picture.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -109,18 +110,13 @@ def write_report(out: str | os.PathLike, results: Mapping[str, Any] | None = Non
     return ReportFiles(html=html, markdown=markdown, figures=tuple(written), figure_errors=tuple(errors))
 
 
+@functools.cache
 def _code_hash() -> str:
-    """The figure code's own hash: editing figures.py (a colour, a label) redraws every figure."""
-    global _CODE_HASH
-    if _CODE_HASH is None:
-        import matplotlib
+    """The figure code's own hash (figures.py imports no other bnlab module) with matplotlib's version: editing
+    figures.py (a colour, a label) or upgrading matplotlib redraws every figure."""
+    import matplotlib
 
-        source = Path(_figures.__file__).read_bytes()
-        _CODE_HASH = hashlib.sha256(source + matplotlib.__version__.encode()).hexdigest()
-    return _CODE_HASH
-
-
-_CODE_HASH: str | None = None
+    return hashlib.sha256(Path(_figures.__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()
 
 
 def _drawing_key(figure: Mapping[str, Any]) -> str:
