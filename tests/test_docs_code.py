@@ -149,32 +149,29 @@ def test_every_illustrative_block_says_why() -> None:
     assert all(len(why) > 10 for _, _, why in marked) and len(marked) <= 3, marked
 
 
-# The budget each documented command runs with here: ALWAYS appended; IF_GIVEN replaces a value the command sets
-# (appending --train-steps to `bnlab hessian` would turn a measurement at initialisation into one after training).
-SMOKE: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "train": ({"--steps": "20", "--eval-every": "10"}, {}),
-    "landscape": ({"--train-steps": "10", "--grid": "5", "--line": "9", "--samples": "64"}, {}),
-    "hessian": ({"--samples": "64", "--density-runs": "1", "--density-steps": "10", "--trace-rtol": "0.25"},
+# The budget each documented command runs with here: ALWAYS (argv words) appended; IF_GIVEN replaces a value the
+# command sets (appending --train-steps to `bnlab hessian` would turn a measurement at initialisation into one after
+# training). A list, not a dict, for ALWAYS: `bnlab sweep --set` is repeated.
+SMOKE: dict[str, tuple[list[str], dict[str, str]]] = {
+    "train": (["--steps", "20", "--eval-every", "10"], {}),
+    "landscape": (["--train-steps", "10", "--grid", "5", "--line", "9", "--samples", "64"], {}),
+    "hessian": (["--samples", "64", "--density-runs", "1", "--density-steps", "10", "--trace-rtol", "0.25"],
                 {"--train-steps": "10"}),
-    "sharpness": ({"--steps": "20", "--every": "10", "--train-size": "100"}, {}),
-    "study": ({"--seeds": "2", "--steps": "30", "--samples": "64", "--grid": "5"}, {}),
-    "audit": ({"--scale": "smoke"}, {"--seeds": "2"}),
-    "sweep": ({}, {}),
-    "gradflow": ({}, {}),
-    "report": ({}, {}),
-    "check": ({}, {}),
+    "sharpness": (["--steps", "20", "--every", "10", "--train-size", "100"], {}),
+    "study": (["--seeds", "2", "--steps", "30", "--samples", "64", "--grid", "5"], {}),
+    "audit": (["--scale", "smoke"], {"--seeds": "2"}),
+    "sweep": (["--set", "base.steps=20", "--set", "base.eval_every=10", "--set", "seeds=1"], {}),
+    "gradflow": ([], {}),
+    "report": ([], {}),
+    "check": ([], {}),
 }
-SWEEP_SMOKE = ["--set", "base.steps=20", "--set", "base.eval_every=10", "--set", "seeds=1"]
 
 
 def smoke(words: list[str]) -> list[str]:
     """The argv (after `bnlab`) a documented command runs with in this test: as written, plus SMOKE's budget."""
     always, if_given = SMOKE[words[1]]
-    extra = [w for option, value in always.items() for w in (option, value)]
-    extra += [w for option, value in if_given.items() if option in words for w in (option, value)]
-    if words[1] == "sweep":
-        extra += SWEEP_SMOKE
-    return words[1:] + extra
+    given = [w for option, value in if_given.items() if option in words for w in (option, value)]
+    return words[1:] + always + given
 
 
 def _runnable_shell_pages() -> list[Path]:

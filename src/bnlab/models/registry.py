@@ -67,8 +67,7 @@ def check_model_options(name: str, options: Mapping[str, Any]) -> None:
 def build_model(name: str, *, norm: str = "none", init_scale: float = 1.0, in_shape: Sequence[int] | None = None,
                 num_classes: int = 10, norm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """The built-in model `name`; unknown names and bad options raise BnlabError with a one-line message."""
-    if name not in MODELS:
-        raise BnlabError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
+    check_model_options(name, kwargs)  # an option the model does not take, named, with the ones it does
     if not isinstance(num_classes, int) or num_classes < 1:
         raise BnlabError(f"num_classes (output size) must be an integer >= 1, got {num_classes!r}")
     check_init_scale(init_scale)
@@ -76,7 +75,7 @@ def build_model(name: str, *, norm: str = "none", init_scale: float = 1.0, in_sh
     try:
         return MODELS[name](in_shape=shape, num_classes=num_classes, norm=norm, norm_kwargs=norm_kwargs,
                             init_scale=init_scale, **kwargs)
-    except TypeError as exc:  # an option the model does not take
+    except TypeError as exc:  # a value of the wrong kind the model's code trips on
         raise BnlabError(f"model '{name}': {exc}") from None
 
 
