@@ -3,7 +3,7 @@
 import json
 
 from bnlab.experiments import c02_affine as c02
-from bnlab.workflows.affine import identity_recovery
+from bnlab.trials.affine import identity_recovery
 from experiments_smoke import run_and_check
 
 

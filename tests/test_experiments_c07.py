@@ -5,14 +5,14 @@ import math
 import pytest
 
 from bnlab.experiments import c07_learning_rate as c07
-from bnlab.workflows.lr_sweep import divergence, largest_stable, lr_search
+from bnlab.trials.lr_search import divergence, largest_stable, lr_search
 from experiments_smoke import check_result, run_smoke
 
 
 def test_smoke_end_to_end():
     plan, result = run_smoke(c07)
     check_result(c07, plan, result)
-    searches = [t for t in plan.trials if t.fn == c07.TRIAL_FN]
+    searches = [t for t in plan.trials if t.fn == f"{c07.TRIALS}:lr_search"]
     assert len(searches) == 2 * 2 and all(t.name.startswith("curvature/") for t in plan.trials if t not in searches)
     assert result.decision.primary[0].test == "sign"
     edge = [r for r in result.decision.secondary if r.name.startswith("log(λ_max / (2/η))")]
@@ -41,7 +41,7 @@ def test_largest_stable_bracket(stable, want):
 def test_bisection_locates_the_edge_to_a_quarter_grid_step(monkeypatch):
     """A fake run diverges above lr 5: the grid brackets [1, 10]; two bisections give 10**0.5 ≈ 3.16 (stable),
     then 10**0.75 ≈ 5.62 (unstable): the answer is log10 = 0.5, known to 0.25 decade."""
-    import bnlab.workflows.lr_sweep as sweep
+    import bnlab.trials.lr_search as sweep
 
     monkeypatch.setattr(sweep, "lr_run", lambda *, lr, **kw: {"lr": lr, "divergence": None if lr <= 5 else "x"})
     out = lr_search(lrs=[0.1, 1.0, 10.0, 100.0], bisect=2)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bnlab.experiments import c09_scale_invariance as exp
-from bnlab.workflows.scale_invariance import trajectory
+from bnlab.trials.scale_invariance import trajectory
 from experiments_smoke import run_and_check
 
 

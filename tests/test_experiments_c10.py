@@ -5,7 +5,7 @@ import torch
 
 from bnlab.experiments import c10_initialisation as c10
 from bnlab.models import build_model, layers_in_order
-from bnlab.workflows.init_scale import scale_initial_weights
+from bnlab.trials.init_scale import scale_initial_weights
 from experiments_smoke import check_result, run_smoke
 
 

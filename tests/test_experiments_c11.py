@@ -9,7 +9,7 @@ from bnlab.errors import BnlabError
 from bnlab.experiments import c11_gradient_flow as c11
 from bnlab.experiments.base import DEFAULT_SEEDS
 from bnlab.probes import gradflow as gradflow_probe
-from bnlab.workflows import gradflow
+from bnlab.trials import gradient_flow as gradflow
 from experiments_smoke import run_and_check
 
 

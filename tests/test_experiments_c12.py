@@ -7,7 +7,7 @@ import pytest
 
 from bnlab.errors import BnlabError
 from bnlab.experiments import c12_regularisation as c12
-from bnlab.workflows.regularisation import regularisation_run
+from bnlab.trials.regularisation import regularisation_run
 from experiments_smoke import run_and_check
 
 

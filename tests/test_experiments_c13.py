@@ -10,7 +10,7 @@ from experiments_smoke import check_result, run_smoke
 def test_smoke_end_to_end_shares_c07s_trials():
     plan, result = run_smoke(c13)
     check_result(c13, plan, result)
-    searches = {t.key() for t in c07.plan("smoke", 2).trials if t.fn == c07.TRIAL_FN}
+    searches = {t.key() for t in c07.plan("smoke", 2).trials if t.fn == f"{c07.TRIALS}:lr_search"}
     assert {t.key() for t in plan.trials} == searches  # C07's lr searches (its curvature runs are C06's)
     choice = next(iter(result.metrics["choice"].values()))
     assert set(choice["held_out_seeds"]).isdisjoint(choice["scored_seeds"]) and choice["scored_seeds"]

@@ -16,7 +16,7 @@ def test_plan_pairs_bn_and_no_bn_and_shares_the_curvature_runs() -> None:
     plan = c14.plan("default", 3)
     landscape = [t for t in plan.trials if not t.name.startswith("curvature/")]
     assert len(landscape) == 6 and len({t.key() for t in landscape}) == 6
-    assert all(t.fn == "bnlab.workflows.roughness:landscape_run" for t in landscape)
+    assert all(t.fn == "bnlab.trials.surface_roughness:roughness_run" for t in landscape)
     c06_keys = {t.key() for t in c06.plan("default", 3).trials}
     assert {t.key() for t in plan.trials if t.name.startswith("curvature/")} <= c06_keys
     assert list(c14.plan("default").seeds) == c06.plan("default").config["seeds"]["vgg"]  # defaults share them too

@@ -9,7 +9,7 @@ from bnlab.config import config_hash
 from bnlab.errors import BnlabError
 from bnlab.sweeps.spec import TRIAL_FN, expand, load_sweep, parse_sweep
 from bnlab.sweeps.trial import code_fingerprint
-from bnlab.workflows.train_trial import steps_to_target, subsample_indices
+from bnlab.trials.train_trial import steps_to_target, subsample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "tiny", "seeds": 2, "curve_points": 4, "target_acc": 0.2, "best_over": "lr",

@@ -71,18 +71,18 @@ def test_data_folder_contents_are_part_of_the_key(tmp_path: Path) -> None:
     for folder, content in ((a, b"one"), (b, b"one")):
         folder.mkdir()
         (folder / "test_batch").write_bytes(content)
-    t = Trial("C00", "t", "bnlab.workflows.train_trial:train_trial", {"config": {"dataset": "cifar10"}})
+    t = Trial("C00", "t", "bnlab.trials.train_trial:train_trial", {"config": {"dataset": "cifar10"}})
     ka, kb = bind_data(t, a).key(), bind_data(t, b).key()
     assert ka != kb  # another folder
     assert bind_data(t, a).data["fingerprint"] == bind_data(t, b).data["fingerprint"]  # same contents
     (b / "test_batch").write_bytes(b"two")
     assert bind_data(t, b).data["fingerprint"] != bind_data(t, a).data["fingerprint"]
-    plain = Trial("C00", "t", "bnlab.workflows.train_trial:train_trial", {"config": {"dataset": "digits"}})
+    plain = Trial("C00", "t", "bnlab.trials.train_trial:train_trial", {"config": {"dataset": "digits"}})
     assert bind_data(plain, a) is plain  # reads no folder: unchanged key
 
 
 def test_code_fingerprint_of_a_real_trial_is_stable() -> None:
-    fn = "bnlab.workflows.train_trial:train_trial"
+    fn = "bnlab.trials.train_trial:train_trial"
     assert code_fingerprint(fn) == code_fingerprint(fn) and len(code_fingerprint(fn)) == 16
-    names = {name for name, _ in trial_module._closure("bnlab.workflows.train_trial")}
+    names = {name for name, _ in trial_module._closure("bnlab.trials.train_trial")}
     assert {"bnlab.train.loop", "bnlab.layers.batchnorm"} <= names  # what it trains with is covered

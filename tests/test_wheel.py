@@ -36,7 +36,7 @@ def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
     assert len(wheels) == 1 and list(dist.glob("bnlab-*.tar.gz"))
     names = zipfile.ZipFile(wheels[0]).namelist()
     for needed in ("bnlab/report/templates/", "bnlab/experiments/measured.json", "bnlab/py.typed",
-                   "bnlab/workflows/regularisation.py", "bnlab/layers/reference.py", "bnlab/workflows/study/runner.py",
+                   "bnlab/trials/regularisation.py", "bnlab/layers/reference.py", "bnlab/workflows/study/runner.py",
                    "bnlab/version.py"):
         assert any(n.startswith(needed) for n in names), needed
     assert not any(n.startswith("tests/") for n in names)

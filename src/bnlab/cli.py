@@ -277,7 +277,7 @@ def gradflow(
     seed: int = typer.Option(0, help="seed of the init and the batch"),
 ) -> None:
     """Per-layer ‖∂L/∂W_l‖² and layer-Jacobian mean σ² of a deep_mlp at initialisation, and the fitted growth."""
-    from bnlab.workflows.gradflow import YANG_RELU, gradient_profile
+    from bnlab.trials.gradient_flow import YANG_RELU, gradient_profile
 
     rec = gradient_profile(dataset=dataset, depth=depth, width=width, activation=activation, residual=residual,
                            norm=norm, batch_size=batch_size, jacobian_probes=probes, seed=seed)
@@ -288,7 +288,7 @@ def gradflow(
                f"(Yang et al., plain ReLU BN: {YANG_RELU:.4f})")
 
 
-# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.workflows.sharpness) ----------------------
+# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.trials.sharpness_trajectory) ----------------------
 @app.command()
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),

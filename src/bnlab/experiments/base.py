@@ -15,7 +15,7 @@ preregistration -- what is measured, the primary endpoint, the rule, then the co
 
 `plan` turns a scale (`smoke` | `default` | `paper`) and a seed count (None: the claim's default for the scale,
 `seeds_for`) into a frozen config (plain data) and a list of independent `Trial`s (`bnlab.sweeps.trial`). A trial
-names a module-level function outside the claim modules (in `bnlab.workflows`, so its cache key does not depend on
+names a module-level function on the floor below the claims (`bnlab.trials`, so its cache key does not depend on
 report prose) and plain-data keyword arguments; the executors run trials anywhere, cache each result by
 `Trial.key()` and hand all results, keyed by `Trial.name`, to `summarize(module, plan, results)` =
 `measure` + `decide` + `figures` + `describe`. None of these train; all are deterministic.

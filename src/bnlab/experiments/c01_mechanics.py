@@ -1,7 +1,7 @@
 """C01 — BN's computation (Ioffe & Szegedy 2015, Alg. 1 and 2): batch mean and *biased* variance, normalise with ε,
 then γ and β; population statistics at inference.
 
-What is measured (a verification, not a statistical vote). Per seed (`bnlab.workflows.verification`):
+What is measured (a verification, not a statistical vote). Per seed (`bnlab.trials.verification`):
 * `mechanics`: every C01 row of `bnlab.checks` -- bnlab's `BatchNorm` against torch's BatchNorm1d/2d/3d (outputs,
   input and parameter gradients, running statistics over 3 steps with momentum 0.1 and None, eval outputs; float64
   and float32), against a literal NumPy transcription of Alg. 1, its analytic backward against central finite
@@ -29,7 +29,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C01"
 TITLE = "BN normalises with batch mean and biased variance, then γ, β; population statistics at inference"
-_MODULE = "bnlab.workflows.verification"
+TRIALS = "bnlab.trials.verification"
 ALG2_TOL = 1e-6  # relative: float32 running buffers against a float64 NumPy Alg. 2 (float32 round-off, ~1e-7)
 
 
@@ -74,8 +74,8 @@ RULE = ("Verification: supported when every check of every seed is within its to
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:mechanics", {"seed": s}, cost=0.05) for s in seed_list]
-    trials += [Trial(CLAIM_ID, f"population/seed={s}", f"{_MODULE}:population", {**asdict(cfg), "seed": s},
+    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{TRIALS}:mechanics", {"seed": s}, cost=0.05) for s in seed_list]
+    trials += [Trial(CLAIM_ID, f"population/seed={s}", f"{TRIALS}:population", {**asdict(cfg), "seed": s},
                      cost=cfg.steps / 2000) for s in seed_list]
     return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
 

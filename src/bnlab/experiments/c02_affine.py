@@ -2,7 +2,7 @@
 without them activations are forced into N(0, 1), where a sigmoid is nearly linear; with them BN can recover the
 identity, so no representational power is lost.
 
-What is measured (`bnlab.workflows.affine`). Ioffe's MNIST net (3 × 100 sigmoid, BN before each sigmoid) trained
+What is measured (`bnlab.trials.affine`). Ioffe's MNIST net (3 × 100 sigmoid, BN before each sigmoid) trained
 with BN with and without learnable γ, β (same init and batches per seed), and a no-BN net as a reference: the
 final test accuracy, and over training the fraction of sigmoid inputs with |x| < 1 on held-out inputs (BN with
 their batch statistics). Identity recovery -- with γ = √(σ²_B + ε), β = μ_B, BN returns its input -- is verified in
@@ -26,7 +26,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C02"
 TITLE = "γ and β restore representational power"
-_MODULE = "bnlab.workflows.affine"
+TRIALS = "bnlab.trials.affine"
 VARIANTS: tuple[tuple[str, str, bool], ...] = (("BN with γ, β", "bn", True), ("BN without γ, β", "bn", False),
                                                ("no BN", "none", True))  # (label, norm, affine)
 TOLERANCES = {"float64": 1e-12, "float32": 1e-5}  # relative round-off of one normalise-and-undo pass
@@ -76,10 +76,10 @@ RULE = ("Per seed: effect = final test accuracy with γ, β minus without. The 9
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    trials = [Trial(CLAIM_ID, f"identity/seed={s}", f"{_MODULE}:identity_recovery",
+    trials = [Trial(CLAIM_ID, f"identity/seed={s}", f"{TRIALS}:identity_recovery",
                     {"batch": cfg.identity_batch, "seed": s}, cost=0.01) for s in seed_list]
     run = {k: v for k, v in asdict(cfg).items() if k != "identity_batch"}
-    trials += [Trial(CLAIM_ID, f"train/{label}/seed={s}", f"{_MODULE}:affine_run",
+    trials += [Trial(CLAIM_ID, f"train/{label}/seed={s}", f"{TRIALS}:affine_run",
                      {**run, "norm": norm, "affine": affine, "seed": s}, cost=cfg.steps / 1000)
                for label, norm, affine in VARIANTS for s in seed_list]
     return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))

@@ -1,7 +1,7 @@
 """C07 — "BN allows much larger learning rates without divergence" (Santurkar et al. Fig. 1; Ioffe & Szegedy BN-x5,
 BN-x30; Bjorck et al. 2018).
 
-What is measured (`bnlab.workflows.lr_sweep.lr_search`, one trial per net and seed): an SGD run at every lr of a
+What is measured (`bnlab.trials.lr_search.lr_search`, one trial per net and seed): an SGD run at every lr of a
 grid over four decades, with and without BN, same init and batches; then two bisection runs between the last
 stable and the first unstable grid lr, so the largest stable lr is known to a quarter of a grid step. Divergence
 comes from the training loss alone: non-finite, ≥ 1000× its first value, or a final loss (last 10% of steps) ≥
@@ -30,7 +30,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
 TITLE = "BN allows much larger learning rates without divergence"
-TRIAL_FN = "bnlab.workflows.lr_sweep:lr_search"
+TRIALS = "bnlab.trials.lr_search"
 NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
 COINCIDE_MARGIN = 0.015  # the C04 margin: half of Santurkar's BN advantage (83% vs 80%)
 
@@ -117,7 +117,7 @@ def run_params(s: LrSetting, norm: str, seed: int) -> dict[str, Any]:
 
 
 def lr_trials(claim: str, settings: tuple[LrSetting, ...], seeds: tuple[int, ...]) -> tuple[Trial, ...]:
-    return tuple(Trial(claim, trial_name(s, norm, seed), TRIAL_FN, run_params(s, norm, seed),
+    return tuple(Trial(claim, trial_name(s, norm, seed), f"{TRIALS}:lr_search", run_params(s, norm, seed),
                        cost=(len(s.lrs) + s.bisect) * s.steps * (1.5 if norm == "bn" else 1.0) / 1000)
                  for s in settings for norm, _ in NORMS for seed in seeds)
 

@@ -1,7 +1,7 @@
 """C08 — the BN Jacobian ∂x̂/∂x = (1/σ)(I − 11ᵀ/m − x̂x̂ᵀ/m) (Santurkar et al. 2018, Sec. 4.1 and Thm 4.1):
 gradients through BN are rescaled by 1/σ and projected off the directions **1** and x̂.
 
-What is measured (a verification). Per seed (`bnlab.workflows.verification`; formulas in `bnlab.layers.jacobian`):
+What is measured (a verification). Per seed (`bnlab.trials.verification`; formulas in `bnlab.layers.jacobian`):
 * `jacobian`: the explicit Jacobian of one feature over a batch of m = 16 vs autograd through torch's batch_norm
   and vs central finite differences; its eigenvalues vs {0, ε/s³, 1/s (m − 2 times)}; span{1, x̂} as the
   eigenvectors of the two smallest; Thm 4.1's identity on a small float64 BN net (the `bnlab.checks` C08 rows);
@@ -26,7 +26,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
 TITLE = "The BN Jacobian rescales gradients by 1/σ and projects them off 1 and x̂"
-_MODULE = "bnlab.workflows.verification"
+TRIALS = "bnlab.trials.verification"
 REAL_TOL = {"jacobian.vs_autograd": 1e-10, "jacobian.eigenvalues": 1e-10, "thm41.identity": 1e-8}
 
 
@@ -70,9 +70,9 @@ RULE = ("Verification: supported when every check of every seed (explicit Jacobi
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:jacobian", {"m": cfg.jacobian_m, "seed": s},
+    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{TRIALS}:jacobian", {"m": cfg.jacobian_m, "seed": s},
                     cost=0.02) for s in seed_list]
-    trials += [Trial(CLAIM_ID, f"real_layer/seed={s}", f"{_MODULE}:real_layer",
+    trials += [Trial(CLAIM_ID, f"real_layer/seed={s}", f"{TRIALS}:real_layer",
                      {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
                       "lr": cfg.lr, "seed": s}, cost=cfg.steps / 2000) for s in seed_list]
     return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))

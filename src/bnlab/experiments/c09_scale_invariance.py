@@ -1,7 +1,7 @@
 """C09 — scale invariance: BN(αWx) = BN(Wx), ∂L/∂(αW) = (1/α)∂L/∂W, "which acts like an adaptive learning rate"
 (Ioffe & Szegedy 2015, Sec. 3.3; Li & Arora 2019; Arora, Li & Lyu 2019).
 
-What is measured (`bnlab.workflows.scale_invariance`).
+What is measured (`bnlab.trials.scale_invariance`).
 * The behaviour (primary): two SGD runs from the same init and batches, (W₀, lr) and (α·W₀, lr·α²) on the weights
   feeding the normalisation (every other parameter at lr), α = 3; the relative distance of their outputs on 256
   held-out inputs (BN with batch statistics) at every record time. If scale invariance acts as an adaptive learning
@@ -28,7 +28,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
 TITLE = "Scale invariance: BN(αWx) = BN(Wx), gradients scale by 1/α, an adaptive learning rate"
-_MODULE = "bnlab.workflows.scale_invariance"
+TRIALS = "bnlab.trials.scale_invariance"
 RECURSION_TOL = 0.05  # relative; fixed in v1 of this check: ε = 1e-5 makes ∇W ⊥ W inexact, and that accumulates
 
 
@@ -83,11 +83,11 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     twin = {k: getattr(cfg, k) for k in ("dataset", "model", "steps", "batch_size", "lr", "alpha", "record_every",
                                          "eval_examples")}
-    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{_MODULE}:verify", {"seed": s}, cost=0.02) for s in seed_list]
-    trials += [Trial(CLAIM_ID, f"twin/{norm}/momentum={m:g}/seed={s}", f"{_MODULE}:trajectory",
+    trials = [Trial(CLAIM_ID, f"verify/seed={s}", f"{TRIALS}:verify", {"seed": s}, cost=0.02) for s in seed_list]
+    trials += [Trial(CLAIM_ID, f"twin/{norm}/momentum={m:g}/seed={s}", f"{TRIALS}:trajectory",
                      {**twin, "norm": norm, "momentum": m, "seed": s}, cost=cfg.steps / 400)
                for norm in ("bn", "none") for m in (0.0, 0.9) for s in seed_list]
-    trials += [Trial(CLAIM_ID, f"dynamics/wd={wd:g}/seed={s}", f"{_MODULE}:dynamics",
+    trials += [Trial(CLAIM_ID, f"dynamics/wd={wd:g}/seed={s}", f"{TRIALS}:dynamics",
                      {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
                       "lr": cfg.dynamics_lr, "weight_decay": wd, "record_every": cfg.record_every // 5 or 1,
                       "seed": s}, cost=cfg.steps / 1000)

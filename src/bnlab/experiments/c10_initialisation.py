@@ -1,6 +1,6 @@
 """C10 — "BN makes training insensitive to initialisation".
 
-What is measured (`bnlab.workflows.init_scale`): Ioffe's MNIST net (3 × 100 sigmoid, BN before the nonlinearity)
+What is measured (`bnlab.trials.init_scale`): Ioffe's MNIST net (3 × 100 sigmoid, BN before the nonlinearity)
 on mnist5k, with the Glorot-uniform initial weights of the *hidden* layers multiplied by s ∈ {10⁻³ … 10²}, with
 and without BN, trained by SGD with one learning rate for every run. The same sweep of the *output* layer's scale
 is run apart (a secondary result): BN cannot normalise the logits, so mixing the two, as the first version did,
@@ -27,7 +27,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
 TITLE = "BN makes training insensitive to initialisation"
-_FN = "bnlab.workflows.init_scale:init_scale_run"
+TRIALS = "bnlab.trials.init_scale"
 NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
 SCALE_KEY = {"hidden": "init_scales", "output": "output_scales"}  # which layers are scaled -> the config's scales
 
@@ -84,7 +84,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     run = {"dataset": cfg.dataset, "model": cfg.model, "steps": cfg.steps, "batch_size": cfg.batch_size,
            "lr": cfg.lr, "momentum": cfg.momentum}
-    trials = [Trial(CLAIM_ID, _name(norm, where, s, seed), _FN,
+    trials = [Trial(CLAIM_ID, _name(norm, where, s, seed), f"{TRIALS}:init_scale_run",
                     {**run, "norm": norm, "init_scale": s, "where": where, "seed": seed},
                     cost=cfg.steps * (2.0 if norm == "bn" else 1.0) / 1000)
               for where, scales in (("hidden", cfg.init_scales), ("output", cfg.output_scales))

@@ -3,7 +3,7 @@
 Yang et al. (2019, Thm 3.10): at initialisation a deep *plain* BN net's gradients explode going backwards,
 ‖∂L/∂W_l‖² growing by π/(π−1) ≈ 1.467 per ReLU layer ((B−2)/(B−3) for linear ones); residual connections tame it.
 
-Measured (`bnlab.workflows.gradflow`): `deep_mlp` nets (plain or residual, ReLU / tanh / linear, with and without
+Measured (`bnlab.trials.gradient_flow`): `deep_mlp` nets (plain or residual, ReLU / tanh / linear, with and without
 BN) at initialisation on one batch of B examples, BN with batch statistics: ‖∂L/∂W_l‖² per weight layer and each
 layer's batch-Jacobian mean squared singular value msv_l (Hutchinson). Trainability by SGD at several depths.
 
@@ -29,7 +29,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C11"
 TITLE = "BN prevents vanishing/exploding gradients (layer Jacobians near 1)"
-_MODULE = "bnlab.workflows.gradflow"
+TRIALS = "bnlab.trials.gradient_flow"
 ARCHS: tuple[str, ...] = ("plain", "residual")
 GAIN_MARGIN = 1.0  # decades of end-to-end squared gain: the equivalence margin of the Jacobian settings
 
@@ -107,12 +107,12 @@ def _check(cfg: C11Config) -> C11Config:
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = _check(base.config_for(CONFIGS, scale))
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
-    trials = [Trial(CLAIM_ID, f"grad/{act}/{arch}/{norm}/seed={s}", f"{_MODULE}:gradient_profile",
+    trials = [Trial(CLAIM_ID, f"grad/{act}/{arch}/{norm}/seed={s}", f"{TRIALS}:gradient_profile",
                     {"dataset": cfg.dataset, "depth": cfg.depth, "width": cfg.width, "activation": act,
                      "residual": arch == "residual", "norm": norm, "batch_size": cfg.batch_size,
                      "jacobian_probes": cfg.jacobian_probes, "seed": s}, cost=cfg.depth * cfg.width / 1000)
               for act in cfg.activations for arch in ARCHS for norm in ("bn", "none") for s in seed_list]
-    trials += [Trial(CLAIM_ID, f"train/{label}/depth={depth}/seed={s}", f"{_MODULE}:trainability",
+    trials += [Trial(CLAIM_ID, f"train/{label}/depth={depth}/seed={s}", f"{TRIALS}:trainability",
                      {"dataset": cfg.dataset, "depth": depth, "width": cfg.train_width, "norm": norm,
                       "residual": residual, "steps": cfg.train_steps, "lr": cfg.train_lr,
                       "momentum": cfg.train_momentum, "batch_size": cfg.train_batch_size,

@@ -1,7 +1,7 @@
 """C12 — "BN regularises, like a weak Dropout, through the noise of mini-batch statistics" (Ioffe & Szegedy 2015,
 Sec. 3.4; Luo et al. 2019; Hoffer et al. 2017; Wu & Johnson 2021).
 
-What is measured (`bnlab.workflows.regularisation`). Ioffe's MLP shape (3 × 100, ReLU, norm before the
+What is measured (`bnlab.trials.regularisation`). Ioffe's MLP shape (3 × 100, ReLU, norm before the
 nonlinearity) trained by SGD with momentum on a 500-example subset of mnist5k, so that every net overfits. Variants:
 no BN; BN; Dropout; BN + Dropout; BN on ghost batches of g < B examples (more noise); and the noise-free control,
 BN normalised by a reference batch (the whole training subset at the current weights, differentiated through:
@@ -31,7 +31,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
 TITLE = "BN regularises like a weak Dropout, through batch noise"
-_MODULE = "bnlab.workflows.regularisation"
+TRIALS = "bnlab.trials.regularisation"
 REFERENCE = "BN, reference batch (no noise)"
 
 
@@ -112,7 +112,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
     cfg = _check(base.config_for(CONFIGS, scale))
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     cost = {"none": 1.0, "bn": 2.0}
-    trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:regularisation_run",
+    trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{TRIALS}:regularisation_run",
                     {"dataset": cfg.dataset, "model": cfg.model, "activation": cfg.activation,
                      "train_size": cfg.train_size, **v, "steps": cfg.steps, "batch_size": cfg.batch_size,
                      "lr": cfg.lr, "momentum": cfg.momentum, "seed": s},

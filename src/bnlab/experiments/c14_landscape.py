@@ -1,7 +1,7 @@
 """C14 — "Without BN the landscape is rugged (cliffs, ravines); with BN it is flat and smooth" (Li et al. 2018,
 Sec. 4; Santurkar et al. 2018, Sec. 3). The visualisation the explanation offers.
 
-What is measured (`bnlab.workflows.roughness`). A BN net and a no-BN net of the same architecture (bnlab's narrow
+What is measured (`bnlab.trials.surface_roughness`). A BN net and a no-BN net of the same architecture (bnlab's narrow
 VGG on sklearn digits; VGG-11 on CIFAR-10 at paper scale) trained with the same data, optimiser, learning rate,
 steps and seed. Around each trained net, the 2-D training-loss landscape on two filter-normalised random directions
 and a 1-D landscape along a third, on a fixed training subset, with BN in mode ``train`` (batch statistics: the
@@ -32,7 +32,7 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
 TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
-_MODULE = "bnlab.workflows.roughness"
+TRIALS = "bnlab.trials.surface_roughness"
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
 
@@ -93,7 +93,7 @@ RULE = ("Per seed: effect = log R(no BN) − log R(BN) of the 2-D landscapes, BN
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = family_seeds("vgg", scale, seeds, first_seed)  # the curvature runs' seeds: shared with C06
-    trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{_MODULE}:landscape_run",
+    trials = [Trial(CLAIM_ID, f"{label}/seed={s}", f"{TRIALS}:roughness_run",
                     {"dataset": cfg.dataset, "model": cfg.model, "model_config": cfg.model_config,
                      "width": cfg.width, "norm": norm, "steps": cfg.steps, "batch_size": cfg.batch_size,
                      "lr": cfg.lr, "momentum": cfg.momentum, "eval_samples": cfg.eval_samples, "grid": cfg.grid,

@@ -18,7 +18,7 @@ fixed prefix of the training set (`hessian_samples` examples):
 * at the end: the spectral density by stochastic Lanczos quadrature, per mode.
 
 No rule here: C06 reports the over-training effects and C14 the end-of-training ones as secondary results (per
-seed, paired, log(no BN / BN)); neither votes with them. The trial function is `bnlab.workflows.sharpness`.
+seed, paired, log(no BN / BN)); neither votes with them. The trial function is `bnlab.trials.sharpness_trajectory`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bnlab.probes.hessian.density import smoothed_density
 from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
-_MODULE = "bnlab.workflows.sharpness"
+TRIALS = "bnlab.trials.sharpness_trajectory"
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
@@ -79,7 +79,7 @@ def curvature_trials(claim: str, scale: str, seeds: Sequence[int]) -> list[Trial
     """The shared curvature trials: one (norm, seed) VGG run each; identical for every claim that plans them."""
     settings = run_settings("vgg", scale)
     cc = asdict(config_for(scale))
-    return [Trial(claim=claim, name=trial_name(norm, s), fn=f"{_MODULE}:sharpness_run",
+    return [Trial(claim=claim, name=trial_name(norm, s), fn=f"{TRIALS}:sharpness_trajectory",
                   params={"config": {**settings["config"], "norm": norm, "seed": int(s)}, **cc},
                   cost=5.0 if norm != "none" else 3.0)
             for norm in NORMS.values() for s in seeds]

@@ -2,7 +2,7 @@
 summaries the claims compute from them.
 
 `run_trial(claim, family, scale, norm, seed)` is the `Trial` of one run; its function is
-`bnlab.workflows.probed_training.probed_run` (the run with Santurkar's and Ioffe's probes attached). Claims that
+`bnlab.trials.probed_run.probed_run` (the run with Santurkar's and Ioffe's probes attached). Claims that
 plan the same (family, norm, seed) get byte-identical parameters, so the audit runs each once.
 """
 
@@ -127,6 +127,8 @@ _RUNS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 ETA_RANGES: dict[str, tuple[float, float]] = {"vgg": (0.5, 4.0), "dln": (0.01, 30.0)}
+TRIALS = "bnlab.trials.probed_run"  # the trial function this plan names
+
 _COSTS = {"mlp": 2.0, "vgg": 4.0, "dln": 1.5}
 # which default seed count a family's runs get (experiments.base.DEFAULT_SEEDS): the VGG runs are the costly ones
 FAMILY_COST: dict[str, str] = {"mlp": "cheap", "vgg": "costly", "dln": "cheap"}
@@ -182,7 +184,7 @@ def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
                       activation_module=_last_activation(config), activation_units=[0, 1, 2, 3],
                       activation_inputs=0)
     return Trial(claim=claim, name=f"{family}/{norm}/seed={seed}",
-                 fn="bnlab.workflows.probed_training:probed_run", params=params, cost=_COSTS[family])
+                 fn=f"{TRIALS}:probed_run", params=params, cost=_COSTS[family])
 
 
 def seed_band(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float | None]], label: str) -> dict[str, Any]:

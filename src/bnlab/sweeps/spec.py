@@ -52,7 +52,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-TRIAL_FN = "bnlab.workflows.train_trial:train_trial"
+TRIAL_FN = "bnlab.trials.train_trial:train_trial"
 
 
 @dataclass(frozen=True)

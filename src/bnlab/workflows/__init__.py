@@ -1,2 +1,2 @@
-"""Train-then-measure jobs: the trial functions of the audit and the engines behind `bnlab landscape`, `hessian`,
-`gradflow` (and the sweep files' training trial). Each takes plain data and returns plain data or writes files."""
+"""The command engines behind `bnlab landscape`, `hessian`, `sharpness` and `study`: each parses nothing, takes a
+frozen config, runs probes and trials from the floors below and writes one output folder."""

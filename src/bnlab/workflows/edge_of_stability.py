@@ -1,6 +1,6 @@
 """`bnlab sharpness`: λ_max over training against 2/η, BN vs no BN (the edge of stability).
 
-Kept apart from `bnlab.workflows.sharpness` (the audit's curvature trial): this job draws figures, and an audit
+Kept apart from `bnlab.trials.sharpness_trajectory` (the audit's curvature trial): this job draws figures, and an audit
 trial's code fingerprint must not depend on the report's plotting code.
 """
 

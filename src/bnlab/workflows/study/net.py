@@ -39,7 +39,7 @@ from bnlab.probes.ics import ICSProbe
 from bnlab.state import BN_MODES as HESSIAN_MODES
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
-from bnlab.workflows.probed_training import along_gradient_series, ics_series
+from bnlab.trials.probed_run import along_gradient_series, ics_series
 from bnlab.workflows.study.config import StudyConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -27,7 +27,7 @@ from bnlab.train import TrainConfig, train
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 
 
-def landscape_run(*, dataset: str, model: str, model_config: str, width: float, norm: str, steps: int,
+def roughness_run(*, dataset: str, model: str, model_config: str, width: float, norm: str, steps: int,
                   batch_size: int, lr: float, momentum: float, eval_samples: int, grid: int, line: int,
                   radius: float, rough_radius: float, direction_seed: int, seed: int) -> dict[str, Any]:
     """Trial: train one net, then its 2-D and 1-D landscapes in each BN mode; returns grids and roughness."""

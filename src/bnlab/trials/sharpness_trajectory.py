@@ -31,7 +31,7 @@ def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def sharpness_run(*, config: Mapping[str, Any], hessian_samples: int, probe_every: int, tol: float,
+def sharpness_trajectory(*, config: Mapping[str, Any], hessian_samples: int, probe_every: int, tol: float,
                   max_steps: int, trace_samples: int, sketch: int, density_runs: int, density_steps: int,
                   grid_points: int) -> dict[str, Any]:
     """Trial: train one net with the sharpness probe; measure the end point and its spectral densities."""

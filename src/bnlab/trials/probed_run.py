@@ -32,7 +32,7 @@ from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.ics import ICSProbe
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import load_for_config
-from bnlab.workflows.train_trial import subsample, subsample_indices
+from bnlab.trials.train_trial import subsample, subsample_indices
 
 PROBE_NAMES: tuple[str, ...] = ("along_gradient", "ics", "activations")
 
