@@ -151,8 +151,8 @@ def test_datasets_and_dataloaders_give_the_same_data_as_tensors() -> None:
 def test_remove_bn_replaces_torch_and_bnlab_bn_and_reports_the_bias() -> None:
     net = nn.Sequential(nn.Linear(3, 4), BatchNorm(4), nn.ReLU(), nn.Linear(4, 4, bias=False), nn.BatchNorm1d(4))
     twin, replaced = remove_bn(net)
-    assert replaced == [{"layer": "1", "kind": "BatchNorm", "bias_before": True},
-                        {"layer": "4", "kind": "BatchNorm1d", "bias_before": False}]
+    assert [(r["layer"], r["kind"], r["by"], r["bias_before"], r["kept"]) for r in replaced] == [
+        ("1", "BatchNorm", "Identity", True, []), ("4", "BatchNorm1d", "Identity", False, [])]
     assert isinstance(twin[1], nn.Identity) and isinstance(twin[4], nn.Identity)
     x = torch.randn(5, 3)
     torch.testing.assert_close(twin(x), twin[3](torch.relu(twin[0](x))))

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from bnlab.errors import BnlabError
 
 EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
+# what `probes` may select: C11's gradients at init, C03's ICS, C05/C06's along-gradient probes, the Hessian (start
+# and end), C14's landscapes, and the landscapes/Hessian in BN's eval and recalibrated modes besides train mode
+PROBES: tuple[str, ...] = ("gradient_flow", "ics", "along_gradient", "hessian", "landscape", "eval_modes")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class StudyConfig:
     hessian_tol: float = 1e-3  # relative accuracy of λ_max (Lanczos, Ritz residual)
     trace_rtol: float = 0.05  # relative standard error of the Hutch++ trace
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    probes: tuple[str, ...] = PROBES  # what is measured (a claim whose probe is left out is not measured)
+    match_init: bool = False  # the twin starts its branches off where the BN net's γ = 0 does (twin.py)
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "seeds", "probe_every", "eval_every", "samples"):
@@ -49,5 +54,8 @@ class StudyConfig:
             raise BnlabError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not self.eta_factors or not all(math.isfinite(f) and f > 0 for f in self.eta_factors):
             raise BnlabError(f"eta_factors must be positive numbers, got {self.eta_factors!r}")
+        unknown = [p for p in self.probes if p not in PROBES]
+        if unknown or not isinstance(self.probes, tuple):
+            raise BnlabError(f"probes must be among {', '.join(PROBES)}, got {', '.join(map(str, unknown))}")
         if self.target_acc is not None and not (0 < self.target_acc <= 1):
             raise BnlabError(f"target_acc must be in (0, 1], got {self.target_acc!r}")

@@ -31,10 +31,10 @@ from bnlab.workflows.study.inputs import (
     file_digest,
     load_data,
     load_factory,
-    remove_bn,
     resolve_loss,
 )
 from bnlab.workflows.study.net import measure_net
+from bnlab.workflows.study.twin import TWINS, init_confounds, make_twin
 from bnlab.workflows.study.verdicts import claim_entries
 
 ARMS: tuple[str, ...] = ("bn", "twin")
@@ -70,14 +70,15 @@ class StudyResult:
         return write_report(folder, self.results).html
 
 
-def _twin_factory(model_fn: Factory, twin: str | Factory) -> Factory:
-    if twin == "remove-bn":
+def _twin_factory(model_fn: Factory, twin: str | Factory, match_init: bool = False) -> Factory:
+    """The twin's factory: one of `TWINS` applied to a fresh model, or the user's own factory."""
+    if isinstance(twin, str) and twin in TWINS:
         def twin_fn() -> nn.Module:
-            return remove_bn(model_fn())[0]
+            return make_twin(model_fn(), twin, match_init=match_init)[0]
         return twin_fn
     if callable(twin):
         return twin
-    raise BnlabError(f"twin must be 'remove-bn' or a factory, got {twin!r}")
+    raise BnlabError(f"twin must be one of {', '.join(TWINS)} or FILE.py:FACTORY, got {twin!r}")
 
 
 def _factory(spec: str | Factory) -> Factory:
@@ -97,8 +98,8 @@ def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: 
     del digests
     cfg = from_mapping(StudyConfig, dict(config), where="study config: ")
     model_fn = load_factory(model)
-    build = model_fn if arm == "bn" else _twin_factory(model_fn, twin if twin == "remove-bn"
-                                                        else load_factory(twin))
+    build = model_fn if arm == "bn" else _twin_factory(model_fn, twin if twin in TWINS else load_factory(twin),
+                                                        cfg.match_init)
     dataset = load_data(_data(data))
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
     rec, state = measure_net(build, dataset, loss_fn, cfg, seed, checkpoint=checkpoint)
@@ -125,11 +126,27 @@ def _header(study: Mapping[str, Any]) -> list[str]:
              f"{cfg['batch_size']}; probes every {cfg['probe_every']} steps; landscapes and Hessian on "
              f"{cfg['samples']} training examples" + ("; nets loaded from checkpoints (not trained)"
                                                       if study["checkpoints"] else "") + "."]
+    return lines + _twin_lines(study)
+
+
+def _twin_lines(study: Mapping[str, Any]) -> list[str]:
+    """What the twin replaced and kept, and the init confound (γ = 0 in the BN net), in words."""
+    lines = []
     if study["replaced"]:
-        lines.append("Replaced by an identity in the twin: " + "; ".join(
-            f"{r['layer']} ({r['kind']}; the layer before it has a bias: "
-            f"{'yes' if r['bias_before'] else 'no' if r['bias_before'] is False else 'no layer before'})"
-            for r in study["replaced"]) + ".")
+        def one(r: Mapping[str, Any]) -> str:
+            bias = {True: "yes", False: "no"}.get(r["bias_before"], "no layer before")
+            kept = f", kept {', '.join(r['kept'])}" if r.get("kept") else ""
+            return f"{r['layer']} ({r['kind']} -> {r.get('by', 'Identity')}{kept}; bias before: {bias})"
+        kept = sum(len(r.get("kept") or []) for r in study["replaced"])
+        lines.append(f"Twin: {len(study['replaced'])} BN layers replaced, {kept} activation/dropout parts of fused "
+                     "layers kept: " + "; ".join(one(r) for r in study["replaced"]) + ".")
+    zero = study.get("zero_gamma") or []
+    if zero:
+        matched = any(r.get("matched") for r in study["replaced"])
+        lines.append(f"Init confound: {len(zero)} BN layers start with γ = 0 ({', '.join(zero[:6])}"
+                     f"{', ...' if len(zero) > 6 else ''}): the BN net starts with those branches off, "
+                     + ("and the twin too (--match-init)." if matched else
+                        "the twin with them on; --match-init starts the twin's off as well."))
     return lines
 
 
@@ -159,11 +176,12 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     probe_model = call_factory(model_fn, "model")
     check_model(probe_model, dataset)
     replaced: list[dict[str, Any]] = []
-    if twin == "remove-bn":
+    named_twin = isinstance(twin, str) and twin in TWINS
+    if named_twin:
         if not batchnorm_layers(probe_model):
-            raise BnlabError("--twin remove-bn needs a model with BatchNorm layers; this one has none")
-        replaced = remove_bn(call_factory(model_fn, "model"))[1]
-    twin_fn = _twin_factory(model_fn, twin if twin == "remove-bn" else _factory(twin))
+            raise BnlabError(f"--twin {twin} needs a model with BatchNorm layers; this one has none")
+        replaced = make_twin(call_factory(model_fn, "model"), twin, match_init=cfg.match_init)[1]
+    twin_fn = _twin_factory(model_fn, twin if named_twin else _factory(twin), cfg.match_init)
     twin_model = call_factory(twin_fn, "twin")
     check_model(twin_model, dataset)
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
@@ -194,6 +212,7 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
         "data_spec": data if isinstance(data, str) else "(given in Python)",
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "loss"),
         "model": _model_facts(probe_model), "twin_model": _model_facts(twin_model), "replaced": replaced,
+        "zero_gamma": init_confounds(probe_model),
         "data": {"train_x": list(dataset.train_x.shape), "test_x": list(dataset.test_x.shape),
                  "task": dataset.task, "classes": dataset.num_classes},
         "config": to_mapping(cfg), "checkpoints": list(checkpoints or []),
