@@ -19,14 +19,17 @@ A diverged run is a result: its end-of-training numbers are NaN and `diverged_at
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
+from bnlab.atomic import write_json
 from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
@@ -53,7 +56,9 @@ def _finite(x: float) -> float | None:
 
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
                     cfg: StudyConfig, seed: int) -> dict[str, dict[str, float | None]]:
-    """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on `sample` (seeded: reproducible)."""
+    """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on the first `hessian_samples` of
+    `sample` (seeded: reproducible)."""
+    sample = (sample[0][: cfg.hessian_samples], sample[1][: cfg.hessian_samples])  # (H, *in_shape), (H, ...)
     out = {}
     for mode in [m for m in modes if m in HESSIAN_MODES]:
         lam = top_eigenvalues(net, loss_fn, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
@@ -161,14 +166,33 @@ def _init_numbers(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, to
     return out
 
 
+def _train_config(cfg: StudyConfig, data: Dataset, seed: int, lr: float) -> TrainConfig:
+    return TrainConfig(model="mlp", dataset="digits", optimizer=cfg.optimizer, lr=lr,
+                       momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0, steps=cfg.steps,
+                       batch_size=min(cfg.batch_size, len(data.train_x)), eval_every=cfg.eval_every,
+                       eval_train_size=min(1000, len(data.train_x)), seed=seed, device=cfg.device,
+                       progress=False, trackers=())
+
+
+def lr_score(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int,
+             lr: float) -> float:
+    """The final training loss (mean over the last 10% of steps; inf when the run diverged) of a net trained at
+    `lr` on a held-out seed, without probes: the number the lr grid is chosen by (training data only, so the
+    test set reported later plays no part in the choice)."""
+    torch.manual_seed(seed)
+    result = train(_train_config(cfg, data, seed, lr), model=build(), dataset=data, loss_fn=loss_fn)
+    losses = result.history["train_loss"]
+    if result.diverged_at_step is not None or not losses:
+        return math.inf
+    tail = losses[-max(1, len(losses) // 10):]
+    value = sum(tail) / len(tail)
+    return value if math.isfinite(value) else math.inf
+
+
 def _train(net: nn.Module, data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int, probes: list[Any],
            run_dir: str | None) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """Train through `bnlab.train` (checkpointed in `run_dir` when given, so an interrupted net resumes)."""
-    config = TrainConfig(model="mlp", dataset="digits", optimizer=cfg.optimizer, lr=cfg.lr,
-                         momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0, steps=cfg.steps,
-                         batch_size=min(cfg.batch_size, len(data.train_x)), eval_every=cfg.eval_every,
-                         eval_train_size=min(1000, len(data.train_x)), seed=seed, device=cfg.device,
-                         progress=False, trackers=())
+    config = _train_config(cfg, data, seed, cfg.lr)
     result = train(config, model=net, dataset=data, loss_fn=loss_fn, probes=probes, out_dir=run_dir)
     h = result.history
     keep = max(1, len(h["step"]) // CURVE_POINTS)
@@ -196,7 +220,8 @@ def _end_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, to
 def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int, *,
                 checkpoint: str | None = None,
                 run_dir: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Train (or load) one net and measure it (module doc); returns (plain-data record, final state dict).
+    """Train (or load) one net and measure it (module doc); returns (plain-data record, final state dict). With
+    `run_dir`, the numbers at initialisation and training checkpoints are kept there, so an interrupted net resumes.
     A probe the model cannot support is listed in the record's ``not_measured`` with the reason, and the rest
     goes on; a probe left out of ``cfg.probes`` is listed in ``not_selected``."""
     torch.manual_seed(seed)
@@ -207,10 +232,18 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
     gen = torch.Generator().manual_seed(10_000 + seed)
     first = torch.randperm(len(data.train_x), generator=gen)[: cfg.batch_size]
     batch = (data.train_x[first], data.train_y[first])  # (B, *in_shape), (B, ...)
-    failed: dict[str, str] = {}
+    init = Path(run_dir) / "init.json" if run_dir is not None and checkpoint is None else None
+    if init is not None and init.is_file():  # an interrupted net: its numbers at initialisation are kept
+        saved = json.loads(init.read_text())
+        failed, numbers = saved["not_measured"], saved["numbers"]
+    else:
+        failed = {}
+        numbers = _init_numbers(net, loss_fn, batch, sample, modes, cfg, seed, failed)
+        if init is not None:
+            write_json(init, {"not_measured": failed, "numbers": numbers})
     rec: dict[str, Any] = {"seed": seed, "has_bn": has_bn, "trained": checkpoint is None, "lr": cfg.lr,
                            "not_measured": failed, "not_selected": [p for p in PROBES if p not in cfg.probes],
-                           **_init_numbers(net, loss_fn, batch, sample, modes, cfg, seed, failed)}
+                           **numbers}
     wanted = [AlongGradientProbe(cfg.probe_every, cfg.eta_factors), ICSProbe(cfg.probe_every)]
     probes = [GuardedProbe(p, failed) for p in wanted if p.name in cfg.probes]
     if checkpoint is not None:

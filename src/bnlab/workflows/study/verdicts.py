@@ -187,8 +187,9 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
     figures: list[base.Figure] = []
     bn, twin = runs["bn"][0].get("landscape") or {}, runs["twin"][0].get("landscape") or {}
     if bn and twin:
+        modes = [m for m in BN_MODES if m in bn and m in twin]  # eval modes only when measured (--probes)
         panels = [{"title": f"BN, {mode} mode", "x": bn[mode]["x"], "y": bn[mode]["y"], "z": bn[mode]["loss"]}
-                  for mode in BN_MODES] + [{"title": "twin", "x": twin["train"]["x"], "y": twin["train"]["y"],
+                  for mode in modes] + [{"title": "twin", "x": twin["train"]["x"], "y": twin["train"]["y"],
                                             "z": twin["train"]["loss"]}]
         figures.append(base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels",
                                    "Training loss on two filter-normalised random directions (the same in every "
@@ -197,12 +198,64 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
         lines = [{"title": f"BN {mode} mode", "xlabel": "filter-normalised step", "ylabel": "training loss",
                   "yscale": "log", "series": [{"label": "BN", "x": bn[mode]["t"], "y": bn[mode]["line_loss"]},
                                               {"label": "twin", "x": twin[mode]["t"], "y": twin[mode]["line_loss"]}]}
-                 for mode in BN_MODES]
+                 for mode in modes]
         figures.append(base.Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
                                    "Training loss along a third filter-normalised random direction.",
                                    {"panels": lines}))
     return {"primary": {"train": _log_ratios(runs, "landscape", "train", "roughness_2d")},
             "secondary": secondary}, figures
+
+
+# the probe each claim's primary endpoint needs (C13 needs only the training run)
+CLAIM_PROBES = {"C03": "ics", "C05": "along_gradient", "C06": "along_gradient", "C11": "gradient_flow",
+                "C14": "landscape"}
+# the claims a net that diverged or stayed at chance touches: every one measured on the trained or training net
+# (C11 is measured at initialisation, before any step)
+TRAINED_CLAIMS = ("C03", "C05", "C06", "C13", "C14")
+NAMES = {"bn": "the BN net", "twin": "the twin"}
+
+
+def at_chance(rec: Mapping[str, Any], chance: float) -> bool:
+    """A trained classifier whose final test accuracy is below chance + 10% of the way to 1: it did not learn."""
+    acc = rec.get("test_acc")
+    return bool(rec.get("trained")) and acc is not None and math.isfinite(chance) and acc < chance + 0.1 * (1 - chance)
+
+
+def net_problems(runs: Runs, chance: float) -> list[str]:
+    """Each net that diverged or ended at chance, in words (seeds and steps named)."""
+    problems = []
+    for arm, name in NAMES.items():
+        diverged = [(r["seed"], r["diverged_at_step"]) for r in runs[arm] if r.get("diverged_at_step") is not None]
+        if diverged:
+            problems.append(f"{name} diverged (" + ", ".join(f"seed {s} at step {k}" for s, k in diverged) +
+                            f") at lr {runs[arm][0].get('lr', '?')}")
+        stuck = [(r["seed"], r["test_acc"]) for r in runs[arm] if at_chance(r, chance)]
+        if stuck:
+            problems.append(f"{name} ended at chance (test accuracy " + ", ".join(f"{a:.2f} in seed {s}"
+                                                                                  for s, a in stuck) +
+                            f"; chance {chance:.2f}) at lr {runs[arm][0].get('lr', '?')}")
+    return problems
+
+
+def _not_measured(runs: Runs, probe: str) -> str | None:
+    """Why `probe` has no numbers (left out with --probes, or the model could not support it), or None."""
+    for arm, name in NAMES.items():
+        for r in runs[arm]:
+            if probe in (r.get("not_selected") or []):
+                return f"not measured: left out with --probes (no {probe})"
+            reason = (r.get("not_measured") or {}).get(probe)
+            if reason:
+                return f"not measured: {probe} failed on {name}, seed {r['seed']}: {reason}"
+    return None
+
+
+def _entry(claim: str, verdict: str, summary: str, runs: Runs, caveats: Sequence[str] = ()) -> dict[str, Any]:
+    """A claim entry without a decision (not measured)."""
+    return {"id": claim, "title": CLAIMS[claim].title, "verdict": verdict, "rule": RULE, "summary": summary,
+            "method": "", "key_number": None, "primary": None, "votes": [], "secondary": [], "verifications": [],
+            "protocol": None, "seeds": [r["seed"] for r in runs["bn"]], "metrics": {}, "figures": [],
+            "caveats": list(caveats), "config_hash": None, "n_trials": 2 * len(runs["bn"]),
+            "about": CLAIMS[claim].to_dict()}
 
 
 def _summary(claim: str, decision: base.Decision) -> str:
@@ -211,26 +264,47 @@ def _summary(claim: str, decision: base.Decision) -> str:
     return f"On your model, {ENDPOINTS[claim].name}: {votes}. Verdict: {decision.verdict}."
 
 
-def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str, Any]]:
-    """results.json's claim entries of a study (the claims of the module doc; C13 only with a target)."""
-    measured: dict[str, tuple[dict[str, Any], list[base.Figure]]] = {
-        "C03": c03(runs), "C05": c05(runs), "C06": c06(runs), "C11": c11(runs), "C14": c14(runs, cfg)}
+def _measured(runs: Runs, cfg: StudyConfig, chance: float) -> dict[str, Any]:
+    """claim -> (metrics, figures) or the reason it is not measured."""
+    makers = {"C03": lambda: c03(runs), "C05": lambda: c05(runs), "C06": lambda: c06(runs), "C11": lambda: c11(runs),
+              "C14": lambda: c14(runs, cfg)}
     if cfg.target_acc is not None and all(r["trained"] for arm in runs.values() for r in arm):
-        measured["C13"] = c13(runs, cfg, chance)
+        makers["C13"] = lambda: c13(runs, cfg, chance)
+    out: dict[str, Any] = {}
+    for claim, make in makers.items():
+        reason = _not_measured(runs, CLAIM_PROBES[claim]) if claim in CLAIM_PROBES else None
+        out[claim] = reason if reason else make()
+    return out
+
+
+def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str, Any]]:
+    """results.json's claim entries of a study (the claims of the module doc; C13 only with a target). A claim
+    whose probe was left out or failed is not measured (the reason named); a claim touched by a net that diverged
+    or ended at chance is inconclusive with that reason, whatever its interval says."""
+    problems = net_problems(runs, chance)
     entries = []
-    for claim in sorted(measured):
-        metrics, figures = measured[claim]
+    for claim, measured in sorted(_measured(runs, cfg, chance).items()):
+        if isinstance(measured, str):
+            entries.append(_entry(claim, "not_measured", f"On your model: {measured}.", runs, [measured]))
+            continue
+        metrics, figures = measured
         endpoint = ENDPOINTS[claim]
         if not metrics["primary"]:
             raise ValueError(f"{claim}: no setting to vote in")  # C03 on a net with a single weight layer
         decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
                                                                                                     metrics)
+        verdict, summary, caveats = decision.verdict, _summary(claim, decision), []
+        if problems and claim in TRAINED_CLAIMS:
+            caveats = [f"{p}: this claim is inconclusive, never decided by a net that did not train" for p in problems]
+            verdict = "inconclusive"
+            summary = (f"{summary[: -len(decision.verdict) - 1]}inconclusive, because " + "; ".join(problems) +
+                       f" (the interval alone would say {decision.verdict}).")
         protocol = base.Protocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
                                  secondary=tuple(metrics["secondary"]))
         head = decision.primary[0]
         entries.append(plain({
-            "id": claim, "title": CLAIMS[claim].title, "verdict": decision.verdict, "rule": RULE,
-            "summary": _summary(claim, decision), "method": "",
+            "id": claim, "title": CLAIMS[claim].title, "verdict": verdict, "rule": RULE,
+            "summary": summary, "method": "",
             "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low,
                            "ci_high": head.ci_high, "unit": head.unit},
             "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
@@ -239,6 +313,6 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
             "metrics": {"per_seed": dict(metrics["primary"])},
             "figures": [{"id": f.id, "kind": f.kind, "title": f.title, "caption": f.caption, "data": f.data}
                         for f in figures],
-            "caveats": [], "config_hash": None, "n_trials": 2 * len(runs["bn"]),
+            "caveats": caveats, "config_hash": None, "n_trials": 2 * len(runs["bn"]),
             "about": {**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."}}))
     return entries
