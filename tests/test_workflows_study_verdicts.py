@@ -81,3 +81,28 @@ def test_a_probe_left_out_or_failing_makes_its_claim_not_measured() -> None:
     assert failing["C05"]["verdict"] == "supported"
     left_out = _verdicts(_runs(1.0, not_selected=["ics"]))
     assert left_out["C03"]["verdict"] == "not_measured" and "--probes" in left_out["C03"]["summary"]
+
+
+def test_c13_when_no_net_reaches_the_target_says_so_and_what_to_change() -> None:
+    runs = _runs(0.0)
+    nobody = {c["id"]: c for c in claim_entries(runs, StudyConfig(seeds=4, steps=10, target_acc=0.99), CHANCE)}
+    assert nobody["C13"]["verdict"] == "inconclusive"
+    assert "no net reached the target test accuracy 0.99 within 10 steps" in nobody["C13"]["summary"]
+    assert "lower --target-acc or train longer" in nobody["C13"]["caveats"][0]
+    assert all(r["effect"] is None for r in nobody["C13"]["secondary"])  # no "44 steps" for "never"
+    reached = {c["id"]: c for c in claim_entries(runs, StudyConfig(seeds=4, steps=10, target_acc=0.5), CHANCE)}
+    assert not reached["C13"]["caveats"] and reached["C13"]["secondary"][0]["effect"] == 10
+
+
+def test_a_negative_trace_says_why_its_log_ratio_is_missing() -> None:
+    runs = _runs(1.0)
+    for r in runs["bn"]:
+        r["hessian_start"] = {"train": {"lambda_max": 2.0, "trace": 5.0}, "eval": {"lambda_max": 2.0, "trace": 5.0}}
+    for r in runs["twin"]:
+        r["hessian_start"] = {"train": {"lambda_max": 3.0, "trace": -1.0 if r["seed"] == 1 else 4.0},
+                              "eval": {"lambda_max": 3.0, "trace": 4.0}}
+    c06 = _verdicts(runs)["C06"]
+    trace = next(r for r in c06["secondary"] if r["name"].startswith("log(Hessian trace") and "mode train" in r["name"])
+    assert "the twin's trace is <= 0 in seed(s) 1: no log ratio there" in trace["note"] and trace["n_seeds"] == 3
+    lam = next(r for r in c06["secondary"] if r["name"].startswith("log(Hessian lambda_max"))
+    assert lam["note"] == "" and lam["effect"] == pytest.approx(math.log(1.5))

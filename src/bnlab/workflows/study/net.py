@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -109,15 +110,21 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def guarded(failed: dict[str, str], key: str, fn: Callable[[], Any], default: Any) -> Any:
+def guarded(failed: dict[str, str], key: str, fn: Callable[[], Any], default: Any,
+            clock: dict[str, float] | None = None) -> Any:
     """fn(), or `default` with failed[key] = the reason when the model cannot support the probe. Only torch's
     errors (RuntimeError -- which out-of-memory errors are -- and NotImplementedError) are caught: a bug of
-    bnlab's own is not turned into "not measured"."""
+    bnlab's own is not turned into "not measured". With `clock`, the process's CPU seconds (all threads) spent
+    are added to clock[key]: where a study's time goes."""
+    start = time.process_time()
     try:
         return fn()
     except (RuntimeError, NotImplementedError) as exc:
         failed.setdefault(key, _reason(exc))
         return default
+    finally:
+        if clock is not None:
+            clock[key] = round(clock.get(key, 0.0) + time.process_time() - start, 2)
 
 
 class GuardedProbe:
@@ -125,14 +132,14 @@ class GuardedProbe:
     its first failure it is not called again and its earlier records are dropped (a series with holes would be
     averaged over other probe times than the other net's)."""
 
-    def __init__(self, probe: Any, failed: dict[str, str]) -> None:
-        self.probe, self.failed = probe, failed
+    def __init__(self, probe: Any, failed: dict[str, str], clock: dict[str, float] | None = None) -> None:
+        self.probe, self.failed, self.clock = probe, failed, clock
         self.name, self.every = probe.name, probe.every
 
     def __call__(self, ctx: Any) -> dict[str, Any]:
         if self.name in self.failed:
             return {"failed": True}
-        out = guarded(self.failed, self.name, lambda: self.probe(ctx), None)
+        out = guarded(self.failed, self.name, lambda: self.probe(ctx), None, self.clock)
         return {"failed": True} if out is None else out
 
 
@@ -152,17 +159,18 @@ def _probe_once(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torc
 
 def _init_numbers(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor],
                   sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...], cfg: StudyConfig, seed: int,
-                  failed: dict[str, str]) -> dict[str, Any]:
+                  failed: dict[str, str], clock: dict[str, float]) -> dict[str, Any]:
     """C11's gradient norms and the Hessian, at initialisation (each only when selected and supported)."""
     out: dict[str, Any] = {"layers": [], "weight_grad_sq_init": [], "gradient_spread": None, "hessian_start": {}}
     if "gradient_flow" in cfg.probes:
-        grads = guarded(failed, "gradient_flow", lambda: layer_gradient_norms(net, loss_fn, batch, bn="train"), None)
+        grads = guarded(failed, "gradient_flow", lambda: layer_gradient_norms(net, loss_fn, batch, bn="train"), None,
+                        clock)
         if grads is not None:
             out.update(layers=grads["layers"], weight_grad_sq_init=[_finite(v) for v in grads["weight_grad_sq"]],
                        gradient_spread=_finite(gradient_spread(grads["weight_grad_sq"])))
     if "hessian" in cfg.probes:
         out["hessian_start"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
-                                                                                  seed), {})
+                                                                                  seed), {}, clock)
     return out
 
 
@@ -205,15 +213,15 @@ def _train(net: nn.Module, data: Dataset, loss_fn: LossFn, cfg: StudyConfig, see
 
 
 def _end_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
-                 cfg: StudyConfig, seed: int, failed: dict[str, str]) -> dict[str, Any]:
+                 cfg: StudyConfig, seed: int, failed: dict[str, str], clock: dict[str, float]) -> dict[str, Any]:
     """C14's landscapes and the Hessian around the trained net (each only when selected and supported)."""
     out: dict[str, Any] = {"landscape": {}, "hessian_end": {}}
     if "landscape" in cfg.probes:
         out["landscape"] = guarded(failed, "landscape",
-                                   lambda: landscape_numbers(net, loss_fn, sample, modes, cfg, seed), {})
+                                   lambda: landscape_numbers(net, loss_fn, sample, modes, cfg, seed), {}, clock)
     if "hessian" in cfg.probes and "hessian" not in failed:
         out["hessian_end"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
-                                                                                seed), {})
+                                                                                seed), {}, clock)
     return out
 
 
@@ -235,24 +243,27 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
     init = Path(run_dir) / "init.json" if run_dir is not None and checkpoint is None else None
     if init is not None and init.is_file():  # an interrupted net: its numbers at initialisation are kept
         saved = json.loads(init.read_text())
-        failed, numbers = saved["not_measured"], saved["numbers"]
+        failed, numbers, clock = saved["not_measured"], saved["numbers"], saved["cpu_s"]
     else:
-        failed = {}
-        numbers = _init_numbers(net, loss_fn, batch, sample, modes, cfg, seed, failed)
+        failed, clock = {}, {}
+        numbers = _init_numbers(net, loss_fn, batch, sample, modes, cfg, seed, failed, clock)
         if init is not None:
-            write_json(init, {"not_measured": failed, "numbers": numbers})
+            write_json(init, {"not_measured": failed, "numbers": numbers, "cpu_s": clock})
     rec: dict[str, Any] = {"seed": seed, "has_bn": has_bn, "trained": checkpoint is None, "lr": cfg.lr,
                            "not_measured": failed, "not_selected": [p for p in PROBES if p not in cfg.probes],
-                           **numbers}
+                           "cpu_s": clock, **numbers}
     wanted = [AlongGradientProbe(cfg.probe_every, cfg.eta_factors), ICSProbe(cfg.probe_every)]
-    probes = [GuardedProbe(p, failed) for p in wanted if p.name in cfg.probes]
+    probes = [GuardedProbe(p, failed, clock) for p in wanted if p.name in cfg.probes]
     if checkpoint is not None:
         load_weights(net, checkpoint)
         records = _probe_once(net, loss_fn, batch, cfg, probes)
         rec.update(diverged_at_step=None, steps_done=0, history={}, train_acc=None)
     else:
+        start = time.process_time()
         net, trained, records = _train(net, data, loss_fn, cfg, seed, probes, run_dir)
         rec.update(trained)
+        probe_s = sum(clock.get(p.name, 0.0) for p in probes)  # the training probes ran inside the loop
+        clock["training"] = round(time.process_time() - start - probe_s, 2)
     rec["along_gradient"] = along_gradient_series(_records(records, "along_gradient", failed))
     rec["ics"] = ics_series(_records(records, "ics", failed))
     ok = rec["diverged_at_step"] is None
@@ -262,7 +273,7 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
         rec["test_loss"] = _finite(float(loss_fn(out, data.test_y))) if ok else None
         rec["test_acc"] = (_finite(float((out.argmax(1) == data.test_y).float().mean()))
                            if ok and data.task == "classification" else None)
-    rec.update(_end_numbers(net, loss_fn, sample, modes, cfg, seed, failed) if ok else
+    rec.update(_end_numbers(net, loss_fn, sample, modes, cfg, seed, failed, clock) if ok else
                {"landscape": {}, "hessian_end": {}})
     for key in ("hessian_start", "hessian_end", "landscape"):  # one function in every mode: shared numbers
         if rec[key] and not has_bn:

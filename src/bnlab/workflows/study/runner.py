@@ -299,6 +299,14 @@ def _outcome_lines(runs: Mapping[str, Sequence[Mapping[str, Any]]], chance: floa
         lines.append("Final accuracy (mean over seeds): " + "; ".join(
             f"{name} train {mean(arm, 'train_acc')}, test {mean(arm, 'test_acc')} (lr {runs[arm][0].get('lr')})"
             for arm, name in (("bn", "BN net"), ("twin", "twin"))) + ".")
+    cpu: dict[str, float] = {}
+    for r in (r for arm in ARMS for r in runs[arm]):
+        for key, seconds in (r.get("cpu_s") or {}).items():
+            cpu[key] = cpu.get(key, 0.0) + seconds
+    if cpu:
+        lines.append("Where the time went (CPU seconds, all nets, all threads): " + ", ".join(
+            f"{key.replace('_', ' ')} {seconds:.0f} s" for key, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
+            + ".")
     problems = net_problems(runs, chance)
     if problems:
         lines.append("Did not train: " + "; ".join(problems) + ". The claims measured on trained nets are "

@@ -86,6 +86,25 @@ def _log_ratios(runs: Runs, group: str, mode: str, key: str) -> list[float]:
             for b, t in zip(runs["bn"], runs["twin"])]
 
 
+def _hessian_secondary(runs: Runs, group: str, mode: str, key: str) -> dict[str, Any]:
+    """A secondary log ratio of the Hessian's λ_max or trace, with a note naming why seeds are missing: a trace
+    (or λ_max) <= 0 has no logarithm (the Hessian is indefinite there: negative curvature outweighs the
+    positive), and a probe the model could not support has no value at all."""
+    values = _log_ratios(runs, group, mode, key)
+    notes = []
+    for arm, name in NAMES.items():
+        reason = next(((r.get("not_measured") or {}).get("hessian") for r in runs[arm]
+                       if (r.get("not_measured") or {}).get("hessian")), None)
+        if reason:
+            notes.append(f"not measured on {name}: {reason}")
+            continue
+        negative = [r["seed"] for r in runs[arm] if _mode_value(r, group, mode, key) <= 0]
+        if negative:
+            notes.append(f"{name}'s {key.replace('_', ' ')} is <= 0 in seed(s) {', '.join(map(str, negative))}: "
+                         "no log ratio there (the Hessian is indefinite, negative curvature outweighs the positive)")
+    return {"values": values, "unit": "log ratio", "note": "; ".join(notes)}
+
+
 def _curve_figure(fig_id: str, title: str, runs: Runs, key: str, ylabel: str) -> base.Figure:
     series = [seed_band([r["along_gradient"]["step"] for r in runs[a]], [r["along_gradient"][key] for r in runs[a]],
                         label) for a, label in ARMS.items()]
@@ -126,9 +145,9 @@ def c05(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
 def c06(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
     values = stats.paired_differences(_series_log_mean(runs, "twin", "gradient_predictiveness"),
                                       _series_log_mean(runs, "bn", "gradient_predictiveness"))
-    secondary = {f"log(Hessian {key} twin / BN) at initialisation, BN mode {mode}": {
-        "values": _log_ratios(runs, "hessian_start", mode, key), "unit": "log ratio"}
-        for key in ("lambda_max", "trace") for mode in ("train", "eval")}
+    secondary = {f"log(Hessian {key} twin / BN) at initialisation, BN mode {mode}":
+                 _hessian_secondary(runs, "hessian_start", mode, key)
+                 for key in ("lambda_max", "trace") for mode in ("train", "eval")}
     return ({"primary": {"all": values}, "secondary": secondary},
             [_curve_figure("gradient_predictiveness", "Gradient predictiveness along −g", runs,
                            "gradient_predictiveness", "max ‖∇L(w − ηg) − g‖")])
@@ -160,8 +179,9 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
 
     speed = stats.paired_log_ratios([steps(r) for r in runs["twin"]], [steps(r) for r in runs["bn"]])
     good = stats.paired_differences([final(r) for r in runs["bn"]], [final(r) for r in runs["twin"]])
-    secondary = {f"steps to {target:g} test accuracy, {label}": {"values": [float(steps(r)) for r in runs[a]],
-                                                                 "unit": "steps"} for a, label in ARMS.items()}
+    secondary = {f"steps to {target:g} test accuracy, {label} (seeds that never reached it left out)": {
+        "values": [float(steps(r)) if steps(r) < censor else None for r in runs[a]], "unit": "steps"}
+        for a, label in ARMS.items()}
     series = [seed_band([r["history"]["eval_step"] for r in runs[a]], [r["history"]["test_acc"] for r in runs[a]],
                         label) for a, label in ARMS.items()]
     series.append({"label": f"target {target:g}", "x": [0, cfg.steps], "y": [target, target]})
@@ -169,7 +189,15 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
                       "band; the horizontal line is --target-acc.",
                       {"panels": [{"title": "test accuracy", "xlabel": "step", "ylabel": "accuracy",
                                    "series": series}]})
-    return {"primary": {"speed": speed, "good_minimum": good}, "secondary": secondary}, [fig]
+    metrics: dict[str, Any] = {"primary": {"speed": speed, "good_minimum": good}, "secondary": secondary}
+    if all(steps(r) >= censor for arm in runs.values() for r in arm):
+        best = {a: max((a_ for r in runs[a] for a_ in (r.get("history") or {}).get("test_acc", []) if a_ is not None),
+                       default=math.nan) for a in ARMS}
+        metrics["inconclusive_because"] = (
+            f"no net reached the target test accuracy {target:g} within {cfg.steps} steps in any seed (best: BN "
+            f"{best['bn']:.2f}, twin {best['twin']:.2f}), so there is no speed to compare; lower --target-acc or "
+            "train longer (--steps)")
+    return metrics, [fig]
 
 
 def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]]:
@@ -182,8 +210,8 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
             "values": _log_ratios(runs, "landscape", mode, "roughness_1d"), "unit": "log ratio"}
     for key in ("lambda_max", "trace"):
         for mode in ("train", "eval"):
-            secondary[f"log(Hessian {key} twin / BN) at the end, BN mode {mode}"] = {
-                "values": _log_ratios(runs, "hessian_end", mode, key), "unit": "log ratio"}
+            secondary[f"log(Hessian {key} twin / BN) at the end, BN mode {mode}"] = _hessian_secondary(
+                runs, "hessian_end", mode, key)
     figures: list[base.Figure] = []
     bn, twin = runs["bn"][0].get("landscape") or {}, runs["twin"][0].get("landscape") or {}
     if bn and twin:
@@ -294,7 +322,10 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
         decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
                                                                                                     metrics)
         verdict, summary, caveats = decision.verdict, _summary(claim, decision), []
-        if problems and claim in TRAINED_CLAIMS:
+        if metrics.get("inconclusive_because"):
+            verdict, caveats = "inconclusive", [metrics["inconclusive_because"]]
+            summary = f"On your model, {endpoint.name}: inconclusive: {metrics['inconclusive_because']}."
+        elif problems and claim in TRAINED_CLAIMS:
             caveats = [f"{p}: this claim is inconclusive, never decided by a net that did not train" for p in problems]
             verdict = "inconclusive"
             summary = (f"{summary[: -len(decision.verdict) - 1]}inconclusive, because " + "; ".join(problems) +
