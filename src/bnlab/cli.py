@@ -380,7 +380,8 @@ def study(
                       eval_every=max(min(25, steps // 10), 1), target_acc=target_acc, samples=samples,
                       landscape_points=grid, device=device, match_init=match_init,
                       probes=tuple(p.strip() for p in probes.split(",") if p.strip()))
-    if os.path.exists(out) and any(Path(out).iterdir()) and not (Path(out) / "trials").is_dir():
+    if os.path.exists(out) and any(Path(out).iterdir()) and not any((Path(out) / d).is_dir() for d in ("trials",
+                                                                                                     "nets")):
         raise BnlabError(f"output folder {out} is not empty and holds no study; choose another folder")
     _use_threads(threads)
     progress = None if quiet else ProgressBar() if sys.stderr.isatty() else ProgressPrinter(sys.stdout)
@@ -389,9 +390,12 @@ def study(
                        progress=progress)
     typer.echo("\n".join(textwrap.fill(line, 118, subsequent_indent="  ") for line in result.results["header"]))
     typer.echo("\n" + verdict_table(result.results))
+    notes: dict[str, list[str]] = {}  # each caveat once, with the claims it touches
     for c in result.results["claims"]:
         for note in c.get("caveats") or []:
-            typer.echo(textwrap.fill(f"{c['id']}: {note}", 118, subsequent_indent="  "))
+            notes.setdefault(note, []).append(c["id"])
+    for note, ids in notes.items():
+        typer.echo(textwrap.fill(f"{', '.join(ids)}: {note}", 118, subsequent_indent="  "))
     typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
 
 
