@@ -3,8 +3,7 @@
 An experiment module `bnlab.experiments.cNN_<name>` tests one claim of `shared/seed/claims.md`. It reads like a
 preregistration -- what is measured, the primary endpoint, the rule, then the code -- and exposes:
 
-    CLAIM_ID = "C05"
-    TITLE = "..."
+    CLAIM_ID = "C05"                                      # its title is CLAIMS[CLAIM_ID].title (claims.py)
     PROTOCOL = Protocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
     RULE = "..."                                          # the rule in words, next to `decide`
     def plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan
@@ -46,11 +45,11 @@ from typing import Any
 from bnlab.config import config_hash, plain
 from bnlab.errors import BnlabError
 from bnlab.experiments import stats
+from bnlab.experiments.claims import CLAIMS
+from bnlab.results import CLAIM_IDS, VERDICTS  # noqa: F401 - the results vocabulary, re-exported
 from bnlab.sweeps.trial import Trial
 
-VERDICTS: tuple[str, ...] = stats.VERDICTS
 SCALES: tuple[str, ...] = ("smoke", "default", "paper")
-CLAIM_IDS: tuple[str, ...] = tuple(f"C{i:02d}" for i in range(1, 15))
 TESTS: tuple[str, ...] = ("t", "sign", "permutation", "tost", "verification")
 
 # Seeds per scale, by the cost of a claim's runs: "cheap" (deep linear net, MLPs, verifications) and "costly"
@@ -354,6 +353,6 @@ def summarize(module: ModuleType, plan: Plan, results: Mapping[str, dict]) -> Cl
     """A claim's result: `measure` -> `decide` -> `figures` -> `describe` of its module (nothing else)."""
     metrics = module.measure(plan, results)
     decision = module.decide(metrics)
-    return ClaimResult(id=module.CLAIM_ID, title=module.TITLE, decision=decision, rule=module.RULE,
+    return ClaimResult(id=module.CLAIM_ID, title=CLAIMS[module.CLAIM_ID].title, decision=decision, rule=module.RULE,
                        description=module.describe(plan, metrics, decision), protocol=module.PROTOCOL,
                        metrics=plain(metrics), figures=module.figures(plan, results, metrics))

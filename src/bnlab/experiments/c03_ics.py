@@ -33,7 +33,6 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C03"
-TITLE = "BN reduces internal covariate shift"
 NORMS: tuple[str, ...] = ("bn", "none")
 FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 LABELS = {"bn": "BN", "none": "no BN"}

@@ -33,7 +33,6 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C04"
-TITLE = "ICS is not the main reason BN helps"
 NORMS: tuple[str, ...] = ("bn", "noisy_bn", "none", "noise", "l1", "l2", "linf")
 LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "noise": "noise only",
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}

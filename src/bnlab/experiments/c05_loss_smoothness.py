@@ -30,7 +30,6 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C05"
-TITLE = "BN makes the loss smoother (Lipschitz)"
 NORMS: dict[str, tuple[str, ...]] = {"vgg": ("bn", "none", "l1", "l2", "linf"), "dln": ("bn", "none")}
 FAMILY_NAMES: dict[str, str] = {"vgg": "VGG", "dln": "deep linear net"}
 LABELS: dict[str, str] = {"bn": "BN", "none": "no BN", "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}

@@ -33,7 +33,6 @@ from bnlab.experiments.curvature import (
 from bnlab.experiments.probed_training import family_seeds
 
 CLAIM_ID = "C06"
-TITLE = "BN makes the gradient more predictive (β-smoothness)"
 
 PROTOCOL = base.Protocol(
     endpoint=base.Endpoint(

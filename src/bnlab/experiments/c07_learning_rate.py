@@ -29,7 +29,6 @@ from bnlab.experiments.probed_training import family_seeds
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
-TITLE = "BN allows much larger learning rates without divergence"
 TRIALS = "bnlab.trials.lr_search"
 NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
 COINCIDE_MARGIN = 0.015  # the C04 margin: half of Santurkar's BN advantage (83% vs 80%)

@@ -27,7 +27,6 @@ from bnlab.experiments.c07_learning_rate import CONFIGS as C07_CONFIGS
 from bnlab.experiments.c07_learning_rate import NORMS, LrSetting, lr_trials, settings_of, trial_name
 
 CLAIM_ID = "C13"
-TITLE = "BN converges faster to a good minimum"
 SELECT = 3  # held-out seeds that choose the target and each net's best lr
 MARGIN = 0.015  # non-inferiority margin in accuracy: C04's, half of Santurkar's BN advantage (83% vs 80%)
 CONFIGS = {scale: C07_CONFIGS[scale] for scale in C07_CONFIGS}

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bnlab import results as results_schema
 from bnlab.config import plain
 from bnlab.experiments import base, stats
 from bnlab.experiments.c13_convergence import MARGIN, steps_to_target
@@ -227,18 +228,11 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
                                                                                                     metrics)
         protocol = base.Protocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
                                  secondary=tuple(metrics["secondary"]))
-        head = decision.primary[0]
-        entries.append(plain({
-            "id": claim, "title": CLAIMS[claim].title, "verdict": decision.verdict, "rule": RULE,
-            "summary": _summary(claim, decision), "method": "",
-            "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low,
-                           "ci_high": head.ci_high, "unit": head.unit},
-            "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
-            "secondary": [r.to_dict() for r in decision.secondary], "verifications": [],
-            "protocol": dataclasses.asdict(protocol), "seeds": [r["seed"] for r in runs["bn"]],
-            "metrics": {"per_seed": dict(metrics["primary"])},
-            "figures": [{"id": f.id, "kind": f.kind, "title": f.title, "caption": f.caption, "data": f.data}
-                        for f in figures],
-            "caveats": [], "config_hash": None, "n_trials": 2 * len(runs["bn"]),
-            "about": {**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."}}))
+        entries.append(plain(results_schema.claim_entry(
+            claim, CLAIMS[claim].title, decision.verdict, _summary(claim, decision), rule=RULE,
+            primary=decision.primary[0].to_dict(), votes=[r.to_dict() for r in decision.primary],
+            secondary=[r.to_dict() for r in decision.secondary], protocol=dataclasses.asdict(protocol),
+            seeds=[r["seed"] for r in runs["bn"]], metrics={"per_seed": dict(metrics["primary"])},
+            figures=[results_schema.figure_entry(f) for f in figures], n_trials=2 * len(runs["bn"]),
+            about={**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."})))
     return entries
