@@ -17,6 +17,7 @@ each cast; ``key_number`` (the older contract) is the headline again as {name, v
 from __future__ import annotations
 
 import datetime
+import math
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,11 @@ FIGURE_KINDS: tuple[str, ...] = ("lines", "bars", "contours", "surface", "heatma
 ENTRY_KEYS: tuple[str, ...] = ("id", "title", "verdict", "rule", "summary", "method", "key_number", "primary",
                                "votes", "secondary", "verifications", "protocol", "seeds", "metrics", "figures",
                                "caveats", "config_hash", "n_trials", "about")
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """A number as results.json stores it: a float, or None for NaN, ±inf or no value (JSON has no NaN)."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def figure_entry(fig: Any) -> dict[str, Any]:

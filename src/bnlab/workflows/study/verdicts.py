@@ -27,14 +27,15 @@ from typing import Any
 from bnlab import results as results_schema
 from bnlab.config import plain
 from bnlab.experiments import base, stats
-from bnlab.experiments.c13_convergence import MARGIN, steps_to_target
 from bnlab.experiments.claims import CLAIMS
+from bnlab.experiments.lr_grid import censored_steps_to_target
 from bnlab.experiments.probed_training import ics_layer_means, seed_band
 from bnlab.landscape.evaluate import BN_MODES
 from bnlab.workflows.study.config import StudyConfig
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]
 ARMS = {"bn": "BN", "twin": "twin"}
+MARGIN = base.ACCURACY_MARGIN  # C13's non-inferiority margin in accuracy
 RUNS_TEXT = ("your model (BN) and its twin, trained with the same seeds, batches, optimizer and budget through "
              "bnlab.train")
 
@@ -61,7 +62,8 @@ ENDPOINTS: dict[str, base.Endpoint] = {
                      "per seed: log(steps to --target-acc twin / BN) (unreached: steps + eval_every), and final "
                      "test accuracy BN − twin", "log ratio; accuracy",
                      f"0 = equally fast; −{MARGIN} for non-inferiority of the final accuracy (C13's margin)",
-                     settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)}),
+                     settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)},
+                     units={"speed": "log ratio", "good_minimum": "accuracy"}),
     "C14": _endpoint("log(2-D landscape roughness twin / BN), BN mode train",
                      "per seed: log R(twin) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
                      "(filter-normalised directions, R = mean |Δ²L|/h² within rough_radius of the centre)",
@@ -152,9 +154,11 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
 
     def steps(rec: Mapping[str, Any]) -> int:
         h = rec.get("history") or {}
-        return steps_to_target({"stopped_at_step": rec["diverged_at_step"], "eval_step": h.get("eval_step", []),
-                                "test_acc_curve": [math.nan if a is None else a for a in h.get("test_acc", [])]},
-                               target, censor)[0]
+        return censored_steps_to_target({"stopped_at_step": rec["diverged_at_step"],
+                                         "eval_step": h.get("eval_step", []),
+                                         "test_acc_curve": [math.nan if a is None else a
+                                                            for a in h.get("test_acc", [])]},
+                                        target, censor)[0]
 
     def final(rec: Mapping[str, Any]) -> float:
         return chance if rec["test_acc"] is None else float(rec["test_acc"])
