@@ -98,13 +98,13 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     fig4b = band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
-                            "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
-                            "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
-                            "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖", "gradient predictiveness")
+                        "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
+                        "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
+                        "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖", "gradient predictiveness")
     fig4c = band_figure("santurkar_fig4c", "Santurkar Fig. 4c: effective β-smoothness",
-                            "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.", plan,
-                            results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
-                            "effective β-smoothness")
+                        "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.", plan,
+                        results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
+                        "effective β-smoothness")
     fig4c.data["panels"] = [p for i, p in enumerate(fig4c.data["panels"]) if i % 2 == 1]  # bands are in Fig. 4b
     return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False,
                                                   threshold=stability_threshold(plan.scale))]
