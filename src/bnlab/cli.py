@@ -12,8 +12,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 try:  # typer >= 0.25 vendors click as typer._click; older typer uses click itself
     from typer._click import exceptions as click_exceptions
@@ -21,6 +23,49 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
 from bnlab.errors import BnlabError
+
+_REGISTRY_MARK = re.compile(r"\{(?P<kind>models|norms|datasets)(?::(?P<filters>[a-z_,]+))?\}")
+
+
+def registry_names(kind: str, filters: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The built-in names of `kind` (models | norms | datasets) in registry order, narrowed by `filters`: for
+    models, option names the model must take (``activation``); for data sets, ``classification`` (no regression
+    set) and ``packaged`` (none read from a --data-dir folder). Imports the registries, so torch."""
+    if kind == "models":
+        from bnlab.models import MODELS, model_options
+
+        return tuple(n for n in MODELS if all(f in model_options(n) for f in filters))
+    if kind == "norms":
+        from bnlab.layers.factory import NORM_KINDS
+
+        return NORM_KINDS
+    from bnlab.data.registry import DATASETS, FOLDER_DATASETS, REGRESSION_DATASETS
+
+    excluded = {"classification": REGRESSION_DATASETS, "packaged": FOLDER_DATASETS}
+    return tuple(n for n in DATASETS if not any(n in excluded[f] for f in filters))
+
+
+def fill_registry_names(text: str) -> str:
+    """`text` with each ``{models}``, ``{norms}``, ``{datasets:classification,packaged}`` mark replaced by the
+    registry's names, ``a | b | c``: the help can never list a model or data set the registry lacks."""
+    def names(match: re.Match[str]) -> str:
+        filters = tuple(match["filters"].split(",")) if match["filters"] else ()
+        return " | ".join(registry_names(match["kind"], filters))
+
+    return _REGISTRY_MARK.sub(names, text)
+
+
+class RegistryHelpCommand(TyperCommand):
+    """A command whose option help names the registries' entries, filled in only when the help is shown:
+    importing the registries costs torch's import (about a second), which running a command pays anyway and
+    `bnlab --help` must not."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(getattr(param, "help", None), str):
+                param.help = fill_registry_names(param.help)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     add_completion=False,
@@ -76,11 +121,11 @@ def check(seed: int = typer.Option(0, help="seed of the random inputs the checks
 
 
 # --- train (one training run; engine in bnlab.train) -------------------------------------------------------
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def train(
-    model: str = typer.Option("mlp", help="mlp | vgg | dln | deep_mlp"),
-    norm: str = typer.Option("none", help="bn | torch_bn | none | noisy_bn | noise | l1 | l2 | linf | layer | group"),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | cifar10 | synthetic | dln_regression"),
+    model: str = typer.Option("mlp", help="{models}"),
+    norm: str = typer.Option("none", help="{norms}"),
+    dataset: str = typer.Option("mnist5k", help="{datasets}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10: cifar-10-batches-py)"),
     lr: float = typer.Option(0.1, help="learning rate (> 0)"),
     steps: int = typer.Option(1000, help="optimizer steps (> 0)"),
@@ -166,16 +211,16 @@ def report(out: str = typer.Argument(..., help="an audit folder holding results.
 
 
 # --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape) -----------------------------
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def landscape(
     out: str = typer.Option("runs/landscape", help="output folder: grids (.npz), figures, summary.json"),
     run: list[str] = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of "
                                   "training; repeatable (e.g. a BN and a no-BN run)"),
     norms: str = typer.Option("bn,none", help="nets to train, one per norm, same settings (comma-separated)"),
-    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp"),
+    model: str = typer.Option("vgg", help="{models}"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
                                         "for vgg)"),
-    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    dataset: str = typer.Option("digits", help="{datasets:classification}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
     train_steps: int = typer.Option(300, "--train-steps", help="training steps per net"),
     lr: float = typer.Option(0.05, help="learning rate"),
@@ -219,15 +264,15 @@ def landscape(
 
 
 # --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian) ------------
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def hessian(
     out: str = typer.Option("runs/hessian", help="output folder: hessian.json and density.<format>"),
     run: str = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of building"),
-    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp (built-in model, without --run)"),
+    model: str = typer.Option("vgg", help="{models} (built-in model, without --run)"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
                                         "for vgg)"),
-    norm: str = typer.Option("bn", help="bn | torch_bn | none | ... (built-in model)"),
-    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    norm: str = typer.Option("bn", help="{norms} (built-in model)"),
+    dataset: str = typer.Option("digits", help="{datasets}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
     train_steps: int = typer.Option(0, "--train-steps", help="train the built-in model this many SGD steps first "
                                     "(0: at initialisation)"),
@@ -264,15 +309,15 @@ def hessian(
 
 
 # --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) -------------
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def gradflow(
     depth: int = typer.Option(50, help="hidden blocks of the deep_mlp"),
     width: int = typer.Option(256, help="units per hidden block"),
     activation: str = typer.Option("relu", help="relu | tanh | linear | sigmoid"),
     residual: bool = typer.Option(False, "--residual", help="h + act(norm(W h)) blocks instead of plain ones"),
-    norm: str = typer.Option("bn", help="normalisation after each hidden linear map (bn, none, ...)"),
+    norm: str = typer.Option("bn", help="normalisation after each hidden linear map: {norms}"),
     batch_size: int = typer.Option(128, "--batch-size", help="batch the gradient is taken on (BN batch statistics)"),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | synthetic"),
+    dataset: str = typer.Option("mnist5k", help="{datasets:classification,packaged}"),
     probes: int = typer.Option(2, help="Hutchinson probes per layer Jacobian"),
     seed: int = typer.Option(0, help="seed of the init and the batch"),
 ) -> None:
@@ -289,12 +334,12 @@ def gradflow(
 
 
 # --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.trials.sharpness_trajectory) ----------------------
-@app.command()
+@app.command(cls=RegistryHelpCommand)
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
-    model: str = typer.Option("mlp", help="mlp | deep_mlp | vgg (built-in model)"),
+    model: str = typer.Option("mlp", help="{models:activation} (built-in model)"),
     activation: str = typer.Option("tanh", help="activation of the built-in model"),
-    dataset: str = typer.Option("digits", help="digits | mnist5k | mnist1d | synthetic"),
+    dataset: str = typer.Option("digits", help="{datasets:classification,packaged}"),
     train_size: int = typer.Option(500, "--train-size", help="training examples (the full batch of GD)"),
     norm: str = typer.Option("none,bn", help="comma-separated norms to compare"),
     lr: str = typer.Option("0.02,0.03,0.04", help="comma-separated learning rates η (2/η is drawn for each)"),
