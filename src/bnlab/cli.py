@@ -108,7 +108,7 @@ def _use_threads(threads: int | None) -> None:
 # Commands are added below by area: check, train, audit, report, landscape, hessian, sweep.
 
 
-# --- check (verification table of C01, C08, C09; engine in bnlab.checks) -----------------------------------
+# --- check (verification table of C01, C08, C09; engine in bnlab.checks) ----------------------------------------------
 @app.command()
 def check(seed: int = typer.Option(0, help="seed of the random inputs the checks use")) -> None:
     """Verify BN's mechanics, Jacobian and scale invariance against references; exit 1 if any check fails."""
@@ -120,7 +120,7 @@ def check(seed: int = typer.Option(0, help="seed of the random inputs the checks
         raise typer.Exit(1)
 
 
-# --- train (one training run; engine in bnlab.train) -------------------------------------------------------
+# --- train (one training run; engine in bnlab.train) ------------------------------------------------------------------
 @app.command(cls=RegistryHelpCommand)
 def train(
     model: str = typer.Option("mlp", help="{models}"),
@@ -167,7 +167,7 @@ def train(
     typer.echo(result.summary())
 
 
-# --- audit, report (claims audit and its report) -----------------------------------------------------------
+# --- audit, report (claims audit and its report) ----------------------------------------------------------------------
 @app.command()
 def audit(
     scale: str = typer.Option("default", help="smoke (≤ 60 s) | default (≤ 15 min on a laptop CPU) | paper (GPU)"),
@@ -210,7 +210,7 @@ def report(out: str = typer.Argument(..., help="an audit folder holding results.
     typer.echo(f"report: {files.html}")
 
 
-# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape) -----------------------------
+# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape_command) -------------------------------
 @app.command(cls=RegistryHelpCommand)
 def landscape(
     out: str = typer.Option("runs/landscape", help="output folder: grids (.npz), figures, summary.json"),
@@ -244,7 +244,7 @@ def landscape(
     """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
     from bnlab.config import from_mapping
     from bnlab.train.options import parse_key_values
-    from bnlab.workflows.landscape import LandscapeConfig, run_landscape
+    from bnlab.workflows.landscape_command import LandscapeConfig, run_landscape
 
     model_kwargs = parse_key_values(model_opt, "--model-opt")
     if model == "vgg" and "config" not in model_kwargs:
@@ -263,7 +263,7 @@ def landscape(
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
-# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian) ------------
+# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian_command) --------------------
 @app.command(cls=RegistryHelpCommand)
 def hessian(
     out: str = typer.Option("runs/hessian", help="output folder: hessian.json and density.<format>"),
@@ -295,7 +295,7 @@ def hessian(
     """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
     from bnlab.config import from_mapping
     from bnlab.train.options import parse_key_values
-    from bnlab.workflows.hessian import HessianConfig, run_hessian
+    from bnlab.workflows.hessian_command import HessianConfig, run_hessian
 
     config = from_mapping(HessianConfig, {
         "run": run, "model": model, "model_kwargs": parse_key_values(model_opt, "--model-opt"), "norm": norm,
@@ -308,7 +308,7 @@ def hessian(
     run_hessian(config, out, log=typer.echo)
 
 
-# --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) -------------
+# --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) ------------------------
 @app.command(cls=RegistryHelpCommand)
 def gradflow(
     depth: int = typer.Option(50, help="hidden blocks of the deep_mlp"),
@@ -333,7 +333,7 @@ def gradflow(
                f"(Yang et al., plain ReLU BN: {YANG_RELU:.4f})")
 
 
-# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.trials.sharpness_trajectory) ----------------------
+# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.workflows.sharpness_command) ----------------------
 @app.command(cls=RegistryHelpCommand)
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
@@ -355,7 +355,7 @@ def sharpness(
     threads: int = typer.Option(None, help="CPU threads for torch"),
 ) -> None:
     """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
-    from bnlab.workflows.edge_of_stability import SharpnessConfig, run_sharpness
+    from bnlab.workflows.sharpness_command import SharpnessConfig, run_sharpness
 
     def floats(text: str, name: str) -> tuple[float, ...]:
         try:
@@ -373,7 +373,7 @@ def sharpness(
     typer.echo(f"sharpness: {out}/sharpness.json, {out}/sharpness.{fmt}")
 
 
-# --- study (the model-agnostic claims on a user's own model; engine in bnlab.workflows.study) ----------------------
+# --- study (the model-agnostic claims on a user's own model; engine in bnlab.workflows.study) -------------------------
 @app.command()
 def study(
     model: str = typer.Option(..., help="FILE.py:FACTORY returning your nn.Module with BN (imported from that path)"),
@@ -416,7 +416,7 @@ def study(
     typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
 
 
-# --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
+# --- sweep (sweep files; executors local | process | ray) -------------------------------------------------------------
 @app.command()
 def sweep(
     path: str = typer.Argument(..., help="a sweep file (TOML), e.g. sweeps/c07_learning_rate.toml"),

@@ -56,7 +56,7 @@ from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
 from bnlab.report.build import write_report
 from bnlab.report.figures import figure_filename
 from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
-from bnlab.sweeps.executors.base import describe_error
+from bnlab.sweeps.executors.executor import describe_error
 from bnlab.sweeps.trial import Trial, bind_data
 from bnlab.version import __version__
 
@@ -230,7 +230,7 @@ def _check_plan(claim_id: str, plan: Any) -> Plan:
     return plan
 
 
-def protocol_entry(protocol: base.Protocol) -> dict[str, Any]:
+def protocol_entry(protocol: base.ClaimProtocol) -> dict[str, Any]:
     """The claim's pre-registered protocol as plain data (printed in the report and on docs/protocol.md)."""
     return plain(dataclasses.asdict(protocol))
 

@@ -5,7 +5,7 @@ preregistration -- what is measured, the primary endpoint, the rule, then the co
 
     CLAIM_ID = "C05"
     TITLE = "..."
-    PROTOCOL = Protocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
+    PROTOCOL = ClaimProtocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
     RULE = "..."                                          # the rule in words, next to `decide`
     def plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan
     def measure(plan: Plan, results: Mapping[str, dict]) -> dict       # plain data, no verdict
@@ -124,7 +124,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class ClaimProtocol:
     """What the protocol page (docs/protocol.md) prints for a claim; `endpoint` is the only thing that votes."""
 
     endpoint: Endpoint
@@ -238,7 +238,7 @@ class ClaimResult:
     decision: Decision
     rule: str  # the rule, written before the run, that decided the verdict
     description: Description
-    protocol: Protocol
+    protocol: ClaimProtocol
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
 

@@ -39,7 +39,7 @@ LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
 MARGIN = 0.015  # half of Santurkar's BN advantage on VGG/CIFAR-10: 83% vs 80% test accuracy (App. A)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="noisy BN: better than no BN, as good as BN",
         measure="per seed, A = mean test accuracy over all evaluations: A(noisy BN) − A(no BN); A(noisy BN) − A(BN); "

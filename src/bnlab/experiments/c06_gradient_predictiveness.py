@@ -35,7 +35,7 @@ from bnlab.experiments.probed_training import family_seeds
 CLAIM_ID = "C06"
 TITLE = "BN makes the gradient more predictive (β-smoothness)"
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(gradient predictiveness without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "

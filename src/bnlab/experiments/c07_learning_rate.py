@@ -75,7 +75,7 @@ CONFIGS: dict[str, C07Config] = {
     )),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log10(largest stable lr with BN / without)",
         measure="per seed: log10 of the largest learning rate whose run does not diverge (grid, then two bisection "

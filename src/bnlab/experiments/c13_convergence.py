@@ -32,7 +32,7 @@ SELECT = 3  # held-out seeds that choose the target and each net's best lr
 MARGIN = 0.015  # non-inferiority margin in accuracy: C04's, half of Santurkar's BN advantage (83% vs 80%)
 CONFIGS = {scale: C07_CONFIGS[scale] for scale in C07_CONFIGS}
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="BN reaches the no-BN net's best accuracy in fewer steps, and ends no worse",
         measure="per scored seed, each net at its best lr chosen on held-out seeds: log(steps to target without BN / "
