@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from bnlab.errors import BnlabError
 
-EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
 # what `probes` may select: C11's gradients at init, C03's ICS, C05/C06's along-gradient probes, the Hessian (start
 # and end), C14's landscapes, and the landscapes/Hessian in BN's eval and recalibrated modes besides train mode
 PROBES: tuple[str, ...] = ("gradient_flow", "ics", "along_gradient", "hessian", "landscape", "eval_modes")

@@ -35,11 +35,12 @@ from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
 from bnlab.landscape.directions import model_origin
-from bnlab.landscape.evaluate import BN_MODES as LANDSCAPE_MODES
+from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
 from bnlab.probes.hessian import top_eigenvalues, trace
 from bnlab.probes.ics import ICSProbe
+from bnlab.results import finite_or_none
 from bnlab.state import BN_MODES as HESSIAN_MODES
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
@@ -49,10 +50,6 @@ from bnlab.workflows.study.config import PROBES, StudyConfig
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_POINTS = 200  # the training-loss curve kept per net (subsampled)
 TRACE_MAX_SAMPLES = 30  # Hutch++ stops at trace_rtol or here (a trace near 0 has no relative accuracy)
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
@@ -65,8 +62,8 @@ def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor,
         lam = top_eigenvalues(net, loss_fn, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
         tr = trace(net, loss_fn, sample, bn_mode=mode, rtol=cfg.trace_rtol, max_samples=TRACE_MAX_SAMPLES,
                    seed=seed)
-        out[mode] = {"lambda_max": _finite(float(lam)), "trace": _finite(float(tr.trace)),
-                     "trace_se": _finite(float(tr.se))}
+        out[mode] = {"lambda_max": finite_or_none(float(lam)), "trace": finite_or_none(float(tr.trace)),
+                     "trace_se": finite_or_none(float(tr.se))}
     return out
 
 
@@ -82,8 +79,8 @@ def landscape_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tenso
         curve = random_line(net, loss_fn, sample, radius=r, steps=2 * n - 1, bn_mode=mode, direction=dirs[2])
         out[mode] = {"x": plane.x.tolist(), "y": plane.y.tolist(), "loss": plane.loss.tolist(),
                      "t": curve.t.tolist(), "line_loss": curve.loss.tolist(),
-                     "roughness_2d": _finite(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
-                     "roughness_1d": _finite(roughness(curve.loss, curve.t, None, cfg.rough_radius))}
+                     "roughness_2d": finite_or_none(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
+                     "roughness_1d": finite_or_none(roughness(curve.loss, curve.t, None, cfg.rough_radius))}
     return out
 
 
@@ -166,8 +163,8 @@ def _init_numbers(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, to
         grads = guarded(failed, "gradient_flow", lambda: layer_gradient_norms(net, loss_fn, batch, bn="train"), None,
                         clock)
         if grads is not None:
-            out.update(layers=grads["layers"], weight_grad_sq_init=[_finite(v) for v in grads["weight_grad_sq"]],
-                       gradient_spread=_finite(gradient_spread(grads["weight_grad_sq"])))
+            out.update(layers=grads["layers"], weight_grad_sq_init=[finite_or_none(v) for v in grads["weight_grad_sq"]],
+                       gradient_spread=finite_or_none(gradient_spread(grads["weight_grad_sq"])))
     if "hessian" in cfg.probes:
         out["hessian_start"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
                                                                                   seed), {}, clock)
@@ -205,10 +202,10 @@ def _train(net: nn.Module, data: Dataset, loss_fn: LossFn, cfg: StudyConfig, see
     h = result.history
     keep = max(1, len(h["step"]) // CURVE_POINTS)
     rec = {"diverged_at_step": result.diverged_at_step, "steps_done": int(result.final.get("steps_done", 0)),
-           "train_acc": _finite(result.final.get("train_acc")) if result.diverged_at_step is None else None,
-           "history": {"step": h["step"][::keep], "train_loss": [_finite(v) for v in h["train_loss"][::keep]],
-                       "eval_step": list(h["eval_step"]), "test_acc": [_finite(v) for v in h["test_acc"]],
-                       "test_loss": [_finite(v) for v in h["test_loss"]]}}
+           "train_acc": finite_or_none(result.final.get("train_acc")) if result.diverged_at_step is None else None,
+           "history": {"step": h["step"][::keep], "train_loss": [finite_or_none(v) for v in h["train_loss"][::keep]],
+                       "eval_step": list(h["eval_step"]), "test_acc": [finite_or_none(v) for v in h["test_acc"]],
+                       "test_loss": [finite_or_none(v) for v in h["test_loss"]]}}
     return result.model.cpu(), rec, result.probes
 
 
@@ -270,8 +267,8 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
     with torch.no_grad():
         net.eval()
         out = net(data.test_x)
-        rec["test_loss"] = _finite(float(loss_fn(out, data.test_y))) if ok else None
-        rec["test_acc"] = (_finite(float((out.argmax(1) == data.test_y).float().mean()))
+        rec["test_loss"] = finite_or_none(float(loss_fn(out, data.test_y))) if ok else None
+        rec["test_acc"] = (finite_or_none(float((out.argmax(1) == data.test_y).float().mean()))
                            if ok and data.task == "classification" else None)
     rec.update(_end_numbers(net, loss_fn, sample, modes, cfg, seed, failed, clock) if ok else
                {"landscape": {}, "hessian_end": {}})
