@@ -27,18 +27,21 @@ from bnlab.train.evaluate import evaluate
 
 def regularisation_run(*, dataset: str, model: str, activation: str, train_size: int, norm: str,
                        norm_kwargs: dict[str, Any], dropout: float, reference_batch: bool, steps: int,
-                       batch_size: int, lr: float, momentum: float, seed: int) -> dict:
+                       batch_size: int, lr: float, momentum: float, seed: int,
+                       hidden: tuple[int, ...] | list[int] = (100, 100, 100)) -> dict:
     """Trial: train one variant on the training subset; final train / test accuracy and loss (precise BN
     statistics), and the train-test gaps."""
     data = load_dataset(dataset, train_size=train_size)
     config = TrainConfig(model=model, norm=norm, norm_kwargs=dict(norm_kwargs), dataset=dataset,
                          dataset_kwargs={"train_size": train_size},
-                         model_kwargs={"activation": activation, "dropout": dropout}, steps=steps,
+                         model_kwargs={"activation": activation, "dropout": dropout, "hidden": list(hidden)},
+                         steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, eval_train_size=train_size,
                          seed=seed, progress=False, device="auto")
     torch.manual_seed(seed)
     net: nn.Module = build_model(model, norm=norm, norm_kwargs=dict(norm_kwargs), in_shape=data.in_shape,
-                                 num_classes=data.num_classes, activation=activation, dropout=dropout)
+                                 num_classes=data.num_classes, activation=activation, dropout=dropout,
+                                 hidden=tuple(hidden))
     wrapped = ReferenceBatchModel(net, data.train_x) if reference_batch else net
     result = train(config, model=wrapped, dataset=data)
     diverged = result.diverged_at_step is not None
