@@ -139,6 +139,18 @@ def test_number_formatting() -> None:
                     "e": "20 values (first 0, last 19, min 0, max 19)"}
 
 
+def test_numbers_say_what_each_number_is() -> None:
+    """The parts every claim shares are named for what their numbers are, not by a bare dotted path."""
+    rows = dict(metric_rows({"primary": {"all": [0.1, 0.2], "vgg": [1.0]},
+                             "secondary": {"gap": {"values": [0.3], "unit": "accuracy", "note": "n"}},
+                             "checks": {"invariance.grad": [0.5]}, "n_test": 10}))
+    assert rows == {"primary endpoint: per-seed values, in seed order": "[0.1, 0.2]",
+                    "primary endpoint [vgg]: per-seed values, in seed order": "[1]",
+                    "secondary, gap: per-seed values (accuracy)": "[0.3]",
+                    "verification, invariance.grad: error ÷ tolerance per case (< 1 passes)": "[0.5]",
+                    "n_test": "10"}
+
+
 def test_markdown_escape() -> None:
     assert escape("a|b *c* [d](e) <i>") == "a\\|b \\*c\\* \\[d\\](e) &lt;i&gt;"
     assert escape("# not a heading") == "\\# not a heading"
