@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.experiments import c11_gradient_flow as c11
-from bnlab.data import load_dataset
 from bnlab.experiments.base import DEFAULT_SEEDS
 from bnlab.models import build_model
 from bnlab.probes import gradflow as gradflow_probe
