@@ -29,3 +29,19 @@ def test_every_claim_states_its_endpoint_threshold_source_and_rule(rendered: str
         assert endpoint.name in section and module.RULE in section
         assert endpoint.threshold_source and endpoint.threshold_source in section
         assert module.PROTOCOL.runs and module.PROTOCOL.paper, f"{claim}: say what runs and how it differs"
+
+
+# phrases that tell the project's history instead of the protocol (a reader of the page never saw the old one)
+HISTORY = ("the old ", "used to ", "no longer", "said 'refuted'", "the first version", "the new endpoint")
+
+
+def test_user_facing_text_tells_no_development_history(rendered: str) -> None:
+    """The protocol page and every claim's rule, summary-bearing texts and secondary notes describe what is done and
+    why, never what an earlier version did."""
+    texts = {"docs/protocol.md": rendered}
+    for claim in CLAIM_IDS:
+        module = load_experiment(claim)
+        p = module.PROTOCOL
+        texts[claim] = " ".join([module.__doc__ or "", module.RULE, p.why, p.runs, p.paper, *p.secondary])
+    found = [(where, phrase) for where, text in texts.items() for phrase in HISTORY if phrase in text.lower()]
+    assert not found, found

@@ -201,3 +201,26 @@ def test_a_figure_is_redrawn_only_when_its_spec_code_or_file_changed(tmp_path: P
     drawn.clear()
     write_report(tmp_path, changed)
     assert drawn == ["lr", "broken"]
+
+
+def test_a_smoke_report_says_its_verdicts_are_a_plumbing_check_and_shows_what_ran(tmp_path: Path) -> None:
+    from bnlab.report.terminal import verdict_table
+    from bnlab.report.view import PLUMBING_NOTE
+
+    results = results_with("lr sweep")
+    results["claims"][6]["protocol"] = {"endpoint": {"name": "d", "measure": "m", "test": "t", "threshold": 0.0},
+                                        "runs": "DEFAULT-SCALE RUNS"}
+    results["claims"][6]["method"] = "SMOKE RUNS"
+    files = write_report(tmp_path / "smoke", results)
+    html, markdown = files.html.read_text(), files.markdown.read_text()
+    assert PLUMBING_NOTE.split(":")[0] in html and "plumbing check" in markdown
+    assert html.count("a plumbing check, not evidence") >= len(CLAIM_IDS)  # beside every claim's verdict
+    assert "what ran (smoke scale)</td><td>SMOKE RUNS" in html
+    assert "what runs at the default scale</td><td>DEFAULT-SCALE RUNS" in html
+    assert "What ran (smoke scale): SMOKE RUNS" in markdown
+    assert verdict_table(results).splitlines()[-1] == PLUMBING_NOTE
+    results["scale"] = "default"
+    files = write_report(tmp_path / "default", results)
+    html = files.html.read_text()
+    assert "plumbing" not in html and "plumbing" not in verdict_table(results)
+    assert "what ran (default scale)</td><td>SMOKE RUNS" in html and "DEFAULT-SCALE RUNS" not in html
