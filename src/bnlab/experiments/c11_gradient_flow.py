@@ -271,7 +271,7 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
     rate = f" The fitted per-layer growth of ‖∂L/∂W_l‖² in the plain ReLU BN net is ×{math.exp(yang.effect):.3f} " \
            f"(Yang et al.: ×{YANG_RELU:.3f})." if yang and yang.effect is not None else ""
     summary = (f"ReLU nets of {cfg['depth']} blocks at initialisation (decades): {'; '.join(parts)}.{rate} "
-               f"Jacobian settings: end-to-end log10 gain of the BN net, equivalence within ±{GAIN_MARGIN:g}; "
+               f"Jacobian settings: end-to-end log10 gain of the BN net, equivalence within ±{GAIN_MARGIN:g} "
                f"(≤ √10 ≈ 3.2× in norm); gradient settings: |log10 first/last| of the activation gradients, fair "
                f"no-BN net minus BN. Verdict: {decision.verdict}.")
     method = (f"deep_mlp depth {cfg['depth']}, width {cfg['width']} on {cfg['dataset']} (standardised inputs), batch "
