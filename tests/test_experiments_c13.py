@@ -6,13 +6,14 @@ import pytest
 
 from bnlab.experiments import c07_learning_rate as c07
 from bnlab.experiments import c13_convergence as c13
+from bnlab.experiments import lr_grid
 from experiments_smoke import check_result, run_smoke
 
 
 def test_smoke_end_to_end_shares_c07s_trials():
     plan, result = run_smoke(c13)
     check_result(c13, plan, result)
-    searches = {t.key() for t in c07.plan("smoke", 2).trials if t.fn == f"{c07.TRIALS}:lr_search"}
+    searches = {t.key() for t in c07.plan("smoke", 2).trials if t.fn == f"{lr_grid.TRIALS}:lr_search"}
     assert {t.key() for t in plan.trials} == searches  # C07's lr searches (its curvature runs are C06's)
     choice = next(iter(result.metrics["choice"].values()))
     assert set(choice["held_out_seeds"]).isdisjoint(choice["scored_seeds"]) and choice["scored_seeds"]
@@ -25,7 +26,7 @@ def _run(curve: list[float], final: float) -> dict:
 
 def test_the_best_lr_is_chosen_on_held_out_seeds_only():
     """Issue 15: the best lr used to be chosen on the seeds it was scored on."""
-    s = c07.LrSetting(label="x", lrs=(0.1, 1.0), steps=100, eval_every=25)
+    s = lr_grid.LrSetting(label="x", lrs=(0.1, 1.0), steps=100, eval_every=25)
     fast, slow = _run([0.1, 0.5, 0.9, 0.9, 0.9], 0.9), _run([0.1, 0.2, 0.3, 0.5, 0.9], 0.9)
     held_out = [{"grid": [fast, slow]}]  # lr 0.1 is fast on the held-out seed
     choice = c13.choose(s, held_out, held_out)
@@ -37,9 +38,9 @@ def test_the_best_lr_is_chosen_on_held_out_seeds_only():
 def test_restricted_time_is_exact_for_reached_and_unreached_runs():
     """A run that misses the target contributes its horizon (its restricted time), never horizon + eval_every."""
     reached, missed = _run([0.1, 0.5, 0.9, 0.9, 0.9], 0.9), _run([0.1, 0.2, 0.3, 0.5, 0.6], 0.6)
-    assert c13.steps_to_target(reached, 0.85, 100) == (50, True)
-    assert c13.steps_to_target(missed, 0.85, 100) == (100, False)
-    assert c13.steps_to_target(_run([0.9] * 5, 0.9), 0.85, 100) == (1, True)  # step 0 counts as 1
+    assert lr_grid.censored_steps_to_target(reached, 0.85, 100) == (50, True)
+    assert lr_grid.censored_steps_to_target(missed, 0.85, 100) == (100, False)
+    assert lr_grid.censored_steps_to_target(_run([0.9] * 5, 0.9), 0.85, 100) == (1, True)  # step 0 counts as 1
 
 
 def test_speed_is_tested_against_the_smallest_speed_up_of_interest():

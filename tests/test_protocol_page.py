@@ -45,3 +45,20 @@ def test_user_facing_text_tells_no_development_history(rendered: str) -> None:
         texts[claim] = " ".join([module.__doc__ or "", module.RULE, p.why, p.runs, p.paper, *p.secondary])
     found = [(where, phrase) for where, text in texts.items() for phrase in HISTORY if phrase in text.lower()]
     assert not found, found
+
+
+def test_the_report_and_the_protocol_page_print_the_same_title_for_each_claim(rendered: str) -> None:
+    """One title per claim (claims.py): the report's heading of every claim, as an audit writes its entry, is the
+    protocol page's heading."""
+    import re
+
+    from bnlab.experiments.audit import _entry
+    from bnlab.report.markdown import render_markdown
+
+    results = {"scale": "smoke", "seeds": 2, "claims": [_entry(c, "not_measured", "not run") for c in CLAIM_IDS]}
+    report = render_markdown(results, {})
+    in_report = dict(re.findall(r"^## (C\d\d) · (.+) — not measured$", report, flags=re.M))
+    on_page = dict(re.findall(r"^## (C\d\d) · (.+)$", rendered, flags=re.M))
+    assert set(in_report) == set(on_page) == set(CLAIM_IDS)
+    for claim in CLAIM_IDS:
+        assert in_report[claim].replace("\\", "") == on_page[claim], claim

@@ -38,7 +38,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
-TITLE = "BN regularises like a weak Dropout, through batch noise"
 TRIALS = "bnlab.trials.regularisation"
 REFERENCE = "BN, reference batch (no noise)"
 GHOST_SLOPE = "slope of the gap over log2(1 / normalisation batch size): > 0 = more noise, more overfitting"

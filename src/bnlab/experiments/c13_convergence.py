@@ -28,16 +28,22 @@ from typing import Any
 
 from bnlab.config import to_mapping
 from bnlab.experiments import base, stats
-from bnlab.experiments.c07_learning_rate import CONFIGS as C07_CONFIGS
-from bnlab.experiments.c07_learning_rate import NORMS, LrSetting, lr_trials, settings_of, trial_name
+from bnlab.experiments.lr_grid import (
+    LR_GRIDS,
+    NORMS,
+    LrSetting,
+    censored_steps_to_target,
+    lr_trials,
+    settings_of,
+    trial_name,
+)
 
 CLAIM_ID = "C13"
-TITLE = "BN converges faster to a good minimum"
 SELECT = 3  # held-out seeds that choose the target and each net's best lr
-MARGIN = 0.015  # non-inferiority margin in accuracy: C04's, half of Santurkar's BN advantage (83% vs 80%)
+MARGIN = base.ACCURACY_MARGIN  # the non-inferiority margin in accuracy: C04's
 FRACTION = 0.98  # target = this fraction of the held-out no-BN best accuracy
 MIN_SPEEDUP = 1.5  # the smallest speed-up of interest: BN reaches the target at least 1.5x sooner
-CONFIGS = {scale: C07_CONFIGS[scale] for scale in C07_CONFIGS}
+CONFIGS = dict(LR_GRIDS)  # C07's searches (bnlab.experiments.lr_grid)
 
 PROTOCOL = base.Protocol(
     endpoint=base.Endpoint(
@@ -51,7 +57,8 @@ PROTOCOL = base.Protocol(
         threshold_source=f"log {MIN_SPEEDUP:g} = the smallest speed-up of interest (speed; Ioffe reports 14×); "
                          f"−{MARGIN} for non-inferiority of the final accuracy (half of Santurkar's BN advantage, "
                          "as in C04)",
-        settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)}),
+        settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)},
+        units={"speed": "log ratio", "good_minimum": "accuracy"}),
     cost="cheap",
     secondary=("restricted mean time to target per net (steps; horizon = the run's steps)",
                "fraction of scored runs that reach the target, per net",
@@ -89,19 +96,6 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
                 lr_trials(CLAIM_ID, cfg.settings, seed_list))
 
 
-def steps_to_target(rec: Mapping[str, Any], target: float, censor: int) -> tuple[int, bool]:
-    """(first evaluated step with test accuracy >= target, reached?); (censor, False) when never reached before
-    the run ended or diverged. Step 0 counts as 1 so that log-ratios stay finite. With censor = the horizon τ
-    (the run's steps), the first element is the restricted time min(T, τ)."""
-    end = rec["stopped_at_step"]
-    for step, acc in zip(rec["eval_step"], rec["test_acc_curve"]):
-        if end is not None and step > end:
-            break
-        if math.isfinite(acc) and acc >= target:
-            return min(max(int(step), 1), censor), True
-    return censor, False
-
-
 def choose(s: LrSetting, held_out: Sequence[Mapping[str, Any]], held_out_bn: Sequence[Mapping[str, Any]]) -> dict:
     """The target (FRACTION × the no-BN best), the horizon and each net's best lr index (smallest restricted mean
     time to the target), from the held-out seeds' searches only."""
@@ -113,7 +107,7 @@ def choose(s: LrSetting, held_out: Sequence[Mapping[str, Any]], held_out_bn: Seq
     horizon = s.steps
     best = {}
     for norm, runs in (("none", held_out), ("bn", held_out_bn)):
-        rmst = [sum(steps_to_target(r["grid"][i], FRACTION * best_none, horizon)[0] for r in runs) / len(runs)
+        rmst = [sum(censored_steps_to_target(r["grid"][i], FRACTION * best_none, horizon)[0] for r in runs) / len(runs)
                 for i in range(len(s.lrs))]
         best[norm] = min(range(len(s.lrs)), key=lambda i, m=rmst: m[i])
     return {"target": FRACTION * best_none, "no_bn_best": best_none, "best": best, "horizon": horizon}
@@ -129,7 +123,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         steps, reached, final = {}, {}, {}
         for n, _ in NORMS:
             recs = [search[n][seed]["grid"][c["best"][n]] for seed in scored]
-            pairs = [steps_to_target(r, c["target"], c["horizon"]) for r in recs]
+            pairs = [censored_steps_to_target(r, c["target"], c["horizon"]) for r in recs]
             steps[n], reached[n] = [p[0] for p in pairs], [float(p[1]) for p in pairs]
             final[n] = [r["test_acc"] if r["divergence"] is None else 0.1 for r in recs]
         speed = stats.paired_log_ratios(steps["none"], steps["bn"])
@@ -153,9 +147,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
-    decision.primary[0].unit, decision.primary[1].unit = "log ratio", "accuracy"
-    return decision
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
