@@ -70,7 +70,7 @@ CONFIGS: dict[str, C09Config] = {
                        angular_steps=20000),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(measured / predicted angular update per step) of the pre-BN weights",
         measure="per layer, per seed: log of the mean angle the layer's weight turns by per step over the last "

@@ -66,7 +66,7 @@ CONFIGS: dict[str, C12Config] = {
     "paper": C12Config(train_size=1000, steps=20000, batch_size=100, ghost_sizes=(4, 8, 16, 32, 64)),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="train–test gap difference",
         measure="per seed, gap = final train accuracy (on the training labels, corrupted ones included) − test "

@@ -45,7 +45,7 @@ FRACTION = 0.98  # target = this fraction of the held-out no-BN best accuracy
 MIN_SPEEDUP = 1.5  # the smallest speed-up of interest: BN reaches the target at least 1.5x sooner
 CONFIGS = dict(LR_GRIDS)  # C07's searches (bnlab.experiments.lr_grid)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name=f"BN reaches {FRACTION:g} × the no-BN net's best accuracy ≥ {MIN_SPEEDUP:g}× sooner (restricted mean "
              "time), and ends no worse",
