@@ -197,4 +197,6 @@ def execute_trial(trial: Trial) -> dict[str, Any]:
         result = func(**dict(trial.params))
     if not isinstance(result, dict):
         raise TypeError(f"trial {trial.claim}/{trial.name} returned {type(result).__name__}, expected dict")
+    if not result:  # the store refuses an empty result as damage, so a function returning one has failed
+        raise ValueError(f"trial {trial.claim}/{trial.name} returned an empty result")
     return result
