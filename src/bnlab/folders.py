@@ -28,12 +28,17 @@ from bnlab.jsonio import read_json
 
 OWNER_FILE = ".bnlab-owner"
 
-# command -> (files that show an unmarked folder is its output, every name that command writes there)
-LEGACY: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+# command -> (files that show an unmarked folder is its output, every name that command writes there or None
+# when the command's file names vary: landscape's plane_<net>_<mode>.npz, a train run's tracker folders)
+LEGACY: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
     "audit": (frozenset({"trials"}), frozenset({"trials", "results.json", "report.html", "report.md", "figures"})),
     "study": (frozenset({"trials"}),
               frozenset({"trials", "weights", "results.json", "report.html", "report.md", "figures"})),
     "sweep": (frozenset({"sweep.json"}), frozenset({"sweep.json", "results.json", "trials"})),
+    "train": (frozenset({"config.json"}), None),
+    "landscape": (frozenset({"landscape_config.json"}), None),
+    "hessian": (frozenset({"hessian.json"}), frozenset({"hessian.json", "density.png", "density.svg"})),
+    "sharpness": (frozenset({"sharpness.json"}), frozenset({"sharpness.json", "sharpness.png", "sharpness.svg"})),
 }
 
 
@@ -70,26 +75,35 @@ def folder_owner(folder: str | os.PathLike) -> str | None:
     return command if isinstance(command, str) else None
 
 
-def _legacy(folder: Path, command: str, names: set[str]) -> bool:
+def _legacy(command: str, names: set[str]) -> bool:
     signature, own = LEGACY.get(command, (frozenset(), frozenset()))
-    return bool(signature) and signature <= names and names <= own
+    return bool(signature) and signature <= names and (own is None or names <= own)
 
 
-def claim_out_folder(out: str | os.PathLike, command: str, *, force: bool = False,
-                     shares: tuple[str, ...] = ()) -> Path:
-    """Check `out` (`check_out_folder`), refuse it when it holds files `command` did not write (see the module
-    docstring; `shares`: other owners whose folders `command` may write into), then create it and mark it."""
+def check_owner(out: str | os.PathLike, command: str, *, force: bool = False,
+                shares: tuple[str, ...] = ()) -> Path:
+    """`check_out_folder`, then refuse `out` when it holds files `command` did not write (see the module docstring;
+    `shares`: other owners whose folders `command` may write into). Writes nothing: a command whose work is long
+    calls this first and `claim_out_folder` when it writes."""
     path = check_out_folder(out)
     if path.is_dir():
         names = {p.name for p in path.iterdir()} - {OWNER_FILE}
         owner = folder_owner(path)
-        ours = owner == command or owner in shares or (owner is None and _legacy(path, command, names))
+        ours = owner == command or owner in shares or (owner is None and _legacy(command, names))
         if names and not ours and not force:
             held = f"the output of `bnlab {owner}`" if owner else "files bnlab did not write"
             raise BnlabError(f"output folder {str(path)!r} holds {held}; choose another folder, or pass --force "
                              "to write over it")
-        if owner in shares and owner != command:
-            return path  # e.g. `bnlab report` into an audit folder: it stays the audit's
+    return path
+
+
+def claim_out_folder(out: str | os.PathLike, command: str, *, force: bool = False,
+                     shares: tuple[str, ...] = ()) -> Path:
+    """`check_owner`, then create the folder and mark it as `command`'s (a folder of a `shares` owner keeps its
+    owner's marker)."""
+    path = check_owner(out, command, force=force, shares=shares)
+    if path.is_dir() and folder_owner(path) in shares:
+        return path  # e.g. `bnlab report` into an audit folder: it stays the audit's
     try:
         path.mkdir(parents=True, exist_ok=True)
         if folder_owner(path) != command:

@@ -47,9 +47,13 @@ class Trial:
     params: Mapping[str, Any]  # plain, JSON-able data; includes the seed
     cost: float = 1.0  # rough relative cost, so executors start the longest trials first
     data: Mapping[str, str] | None = None  # {"dataset", "dir", "fingerprint"} of folder-backed data (bind_data)
+    # where files are, not what is computed: passed to fn as keywords too, but left out of the key (the content
+    # of an input file is keyed by a digest among the params), so a results folder can be moved and still reused
+    locations: Mapping[str, str | None] | None = None
 
     def key(self) -> str:
-        """Stable cache key: function, parameters, data fingerprint and code fingerprint (not the name)."""
+        """Stable cache key: function, parameters, data fingerprint and code fingerprint (not the name, not the
+        locations)."""
         return config_hash({"fn": self.fn, "params": dict(self.params),
                             "data": dict(self.data) if self.data else None, "code": self.code()})
 
@@ -194,7 +198,7 @@ def execute_trial(trial: Trial) -> dict[str, Any]:
     func = resolve(trial.fn)
     folder = (trial.data or {}).get("dir") or None
     with using_data_dir(folder):
-        result = func(**dict(trial.params))
+        result = func(**dict(trial.params), **dict(trial.locations or {}))
     if not isinstance(result, dict):
         raise TypeError(f"trial {trial.claim}/{trial.name} returned {type(result).__name__}, expected dict")
     if not result:  # the store refuses an empty result as damage, so a function returning one has failed
