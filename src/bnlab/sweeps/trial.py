@@ -53,9 +53,14 @@ class Trial:
 
     def key(self) -> str:
         """Stable cache key: function, parameters, data fingerprint and code fingerprint (not the name, not the
-        locations)."""
-        return config_hash({"fn": self.fn, "params": dict(self.params),
-                            "data": dict(self.data) if self.data else None, "code": self.code()})
+        locations). Computed once per Trial (the executors ask for it several times per trial); params are plain
+        data that nobody mutates, and `dataclasses.replace` makes a new Trial with its own key."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            cached = config_hash({"fn": self.fn, "params": dict(self.params),
+                                  "data": dict(self.data) if self.data else None, "code": self.code()})
+            object.__setattr__(self, "_key", cached)  # a frozen dataclass: a memo, not a field
+        return cached
 
     def code(self) -> str:
         """The fingerprint of the code that computes this trial's result (`code_fingerprint`)."""
@@ -161,10 +166,12 @@ def _closure(module: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(sorted(seen.items()))
 
 
+@functools.cache
 def code_fingerprint(fn: str) -> str:
     """A hash of the source of `fn`'s module and of every module of its package it imports, transitively.
 
-    Computed from the files (static imports, `ast`), once per module and process. Code a trial never imports --
+    Computed from the files (static imports, `ast`), once per function and process (hashing the sources anew for
+    every trial was most of a large sweep's planning time). Code a trial never imports --
     claim prose, the report, the command line -- does not enter it.
     """
     digest = hashlib.sha256()
