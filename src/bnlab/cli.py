@@ -175,11 +175,14 @@ def audit(
 
 
 @app.command()
-def report(out: str = typer.Argument(..., help="an audit folder holding results.json")) -> None:
-    """Re-render report.html, report.md and the figures of an audit folder from its results.json alone."""
+def report(out: str = typer.Argument(..., help="an audit folder holding results.json"),
+           to: str = typer.Option(None, "--to", help="render into this folder instead (e.g. when OUT is read-only); "
+                                  "OUT is only read")) -> None:
+    """Re-render report.html, report.md and the figures of an audit folder from its results.json alone (files that
+    would not change are not rewritten)."""
     from bnlab.report.build import write_report
 
-    files = write_report(out)
+    files = write_report(out, to=to)
     for error in files.figure_errors:
         typer.echo(f"figure not drawn: {error}", err=True)
     typer.echo(f"report: {files.html}")
