@@ -104,12 +104,9 @@ def claim_out_folder(out: str | os.PathLike, command: str, *, force: bool = Fals
     path = check_owner(out, command, force=force, shares=shares)
     if path.is_dir() and folder_owner(path) in shares:
         return path  # e.g. `bnlab report` into an audit folder: it stays the audit's
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if folder_owner(path) != command:
-            from bnlab.version import __version__
+    path.mkdir(parents=True, exist_ok=True)  # an OSError here (a full disk) is the CLI's one-line exit 74
+    if folder_owner(path) != command:
+        from bnlab.version import __version__
 
-            write_json(path / OWNER_FILE, {"command": command, "bnlab": __version__})
-    except OSError as exc:
-        raise BnlabError(f"output folder {str(path)!r} cannot be written: {exc.strerror or exc}") from None
+        write_json(path / OWNER_FILE, {"command": command, "bnlab": __version__})
     return path
