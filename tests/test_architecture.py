@@ -37,3 +37,36 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "bnlab.report is not allowed to import bnlab.experiments" in run.stdout
     assert "bnlab.report.view -> bnlab.experiments.claims" in run.stdout
+
+
+def _claim_imports(source: str) -> set[str]:
+    """The claim modules (c01_... c14_...) a module's source imports, at the top or inside a function."""
+    import ast
+    import re
+
+    claim = re.compile(r"c(0[1-9]|1[0-4])_\w+")
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {part for name in names for part in name.split(".") if claim.fullmatch(part)}
+    return found
+
+
+def test_claim_modules_are_leaves() -> None:
+    """No claim module imports another (a shared helper lives in a plan module), and the independence contract
+    of pyproject.toml names every claim module of the registry."""
+    from bnlab.experiments.registry import CLAIM_MODULES
+
+    for module in CLAIM_MODULES.values():
+        path = ROOT / "src" / (module.replace(".", "/") + ".py")
+        own = module.rsplit(".", 1)[1]
+        assert _claim_imports(path.read_text()) - {own} == set(), module
+        assert f'"{module}",' in (ROOT / "pyproject.toml").read_text(), f"{module} missing from the contract"
+    assert _claim_imports("from bnlab.experiments import c05_loss_smoothness as c05\n") == {"c05_loss_smoothness"}
+    assert _claim_imports("def f():\n    from bnlab.experiments.c07_learning_rate import NORMS\n") == \
+        {"c07_learning_rate"}

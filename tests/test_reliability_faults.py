@@ -34,7 +34,8 @@ from bnlab.cli import main
 from bnlab.experiments.audit import claims_section
 
 AUDIT = ["audit", "--scale", "smoke", "--claims", "C07", "--executor", "local", "-q"]
-SWEEP = 'name = "tiny"\nseeds = 1\n[base]\nmodel = "mlp"\ndataset = "digits"\nsteps = 2\n[axes]\nnorm = ["bn", "none"]\n'
+SWEEP = ('name = "tiny"\nseeds = 1\n[base]\nmodel = "mlp"\ndataset = "digits"\nsteps = 2\n[axes]\n'
+         'norm = ["bn", "none"]\n')
 TESTS = Path(__file__).resolve().parent
 
 
@@ -303,10 +304,10 @@ def test_a_reader_that_leaves_does_not_end_the_audit(tmp_path: Path) -> None:
             f"{str(out)!r}]))")
     control = "import sys\nfor i in range(100000):\n    print(i)\n"
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    script = (f'"$PY" -c "$CONTROL" 2>/dev/null | head -1 >/dev/null; echo "control=${{PIPESTATUS[0]}}"; '
-              f'"$PY" -c "$CODE" | head -1; echo "audit=${{PIPESTATUS[0]}}"')
-    done = subprocess.run(["bash", "-c", script], env={**env, "PY": sys.executable, "CODE": code, "CONTROL": control},
-                          capture_output=True, text=True, timeout=300)
+    script = ('"$PY" -c "$CONTROL" 2>/dev/null | head -1 >/dev/null; echo "control=${PIPESTATUS[0]}"; '
+              '"$PY" -c "$CODE" | head -1; echo "audit=${PIPESTATUS[0]}"')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**env, "PY": sys.executable, "CODE": code, "CONTROL": control})
     lines = done.stdout.splitlines()
     assert lines[0] not in ("control=0",), done  # control: an unguarded writer dies on the closed pipe
     assert lines[-1] == "audit=0", (done.stdout, done.stderr[-2000:])

@@ -110,7 +110,8 @@ def _old_store_accepts(record, key):
     fields = ("key", "claim", "name", "fn", "params", "data", "code_fingerprint", "status", "result", "error",
               "attempts", "duration_s")
     return (isinstance(record, dict) and all(f in record for f in fields) and record["key"] == key
-            and record["status"] in ("ok", "failed") and (record["status"] != "ok" or isinstance(record["result"], dict)))
+            and record["status"] in ("ok", "failed")
+            and (record["status"] != "ok" or isinstance(record["result"], dict)))
 
 
 @pytest.mark.parametrize("damage", ["empty-result", "flipped-digit", "no-checksum", "list-result", "deep"])

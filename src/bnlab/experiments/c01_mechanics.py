@@ -28,7 +28,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C01"
-TITLE = "BN normalises with batch mean and biased variance, then γ, β; population statistics at inference"
 TRIALS = "bnlab.trials.verification"
 ALG2_TOL = 1e-6  # relative: float32 running buffers against a float64 NumPy Alg. 2 (float32 round-off, ~1e-7)
 

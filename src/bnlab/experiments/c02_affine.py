@@ -25,7 +25,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C02"
-TITLE = "γ and β restore representational power"
 TRIALS = "bnlab.trials.affine"
 VARIANTS: tuple[tuple[str, str, bool], ...] = (("BN with γ, β", "bn", True), ("BN without γ, β", "bn", False),
                                                ("no BN", "none", True))  # (label, norm, affine)

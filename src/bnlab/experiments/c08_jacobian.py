@@ -25,7 +25,6 @@ from bnlab.experiments import base
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
-TITLE = "The BN Jacobian rescales gradients by 1/σ and projects them off 1 and x̂"
 TRIALS = "bnlab.trials.verification"
 REAL_TOL = {"jacobian.vs_autograd": 1e-10, "jacobian.eigenvalues": 1e-10, "thm41.identity": 1e-8}
 

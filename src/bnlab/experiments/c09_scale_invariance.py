@@ -27,7 +27,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
-TITLE = "Scale invariance: BN(αWx) = BN(Wx), gradients scale by 1/α, an adaptive learning rate"
 TRIALS = "bnlab.trials.scale_invariance"
 RECURSION_TOL = 0.05  # relative; fixed in v1 of this check: ε = 1e-5 makes ∇W ⊥ W inexact, and that accumulates
 

@@ -26,7 +26,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
-TITLE = "BN makes training insensitive to initialisation"
 TRIALS = "bnlab.trials.init_scale"
 NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
 SCALE_KEY = {"hidden": "init_scales", "output": "output_scales"}  # which layers are scaled -> the config's scales

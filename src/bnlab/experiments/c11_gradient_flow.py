@@ -28,7 +28,6 @@ from bnlab.probes.gradflow import YANG_RELU, gradient_spread, jacobian_gain, yan
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C11"
-TITLE = "BN prevents vanishing/exploding gradients (layer Jacobians near 1)"
 TRIALS = "bnlab.trials.gradient_flow"
 ARCHS: tuple[str, ...] = ("plain", "residual")
 GAIN_MARGIN = 1.0  # decades of end-to-end squared gain: the equivalence margin of the Jacobian settings

@@ -30,7 +30,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
-TITLE = "BN regularises like a weak Dropout, through batch noise"
 TRIALS = "bnlab.trials.regularisation"
 REFERENCE = "BN, reference batch (no noise)"
 

@@ -31,7 +31,6 @@ from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
-TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
 TRIALS = "bnlab.trials.surface_roughness"
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}

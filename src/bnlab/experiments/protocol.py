@@ -20,6 +20,7 @@ from types import ModuleType
 from bnlab.atomic import write_text
 from bnlab.experiments import power, stats
 from bnlab.experiments.base import CLAIM_IDS, DEFAULT_SEEDS, SCALES
+from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.registry import load_experiment
 
 PROTOCOL_PAGE = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"  # in a source checkout
@@ -117,7 +118,7 @@ def claim_section(claim: str, module: ModuleType, measured: dict) -> str:
     settings = ", ".join(e.settings)
     exceptions = "".join(f"; {s}: {t} with threshold {thr:g}" for s, (t, thr) in e.per_setting.items())
     seeds = ", ".join(f"{scale} {DEFAULT_SEEDS[scale][p.cost]}" for scale in SCALES)
-    lines = [f"## {claim} · {module.TITLE}", "",
+    lines = [f"## {claim} · {CLAIMS[claim].title}", "",
              f"- Primary endpoint: **{e.name}** ({e.unit}) — {e.measure}.",
              f"- Test: {e.test} — {_TESTS[e.test]}{exceptions}.",
              f"- Threshold: {e.threshold:g} — {e.threshold_source}.",
