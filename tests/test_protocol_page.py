@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bnlab.experiments.base import CLAIM_IDS
-from bnlab.experiments.protocol import PROTOCOL_PAGE, render_protocol
+from bnlab.experiments.protocol_page import PROTOCOL_PAGE, render_protocol
 from bnlab.experiments.registry import load_experiment
 
 

@@ -54,7 +54,7 @@ from bnlab.report.build import write_report
 from bnlab.report.figures import figure_filename
 from bnlab.results import CLAIM_IDS, VERDICTS
 from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
-from bnlab.sweeps.executors.base import describe_error
+from bnlab.sweeps.executors.executor import describe_error
 from bnlab.sweeps.trial import Trial, bind_data
 
 RESULTS_FILE = "results.json"
@@ -199,7 +199,7 @@ def _check_plan(claim_id: str, plan: Any) -> Plan:
     return plan
 
 
-def protocol_entry(protocol: base.Protocol) -> dict[str, Any]:
+def protocol_entry(protocol: base.ClaimProtocol) -> dict[str, Any]:
     """The claim's pre-registered protocol as plain data (printed in the report and on docs/protocol.md)."""
     return plain(dataclasses.asdict(protocol))
 

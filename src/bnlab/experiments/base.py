@@ -4,7 +4,7 @@ An experiment module `bnlab.experiments.cNN_<name>` tests one claim of `shared/s
 preregistration -- what is measured, the primary endpoint, the rule, then the code -- and exposes:
 
     CLAIM_ID = "C05"                                      # its title is CLAIMS[CLAIM_ID].title (claims.py)
-    PROTOCOL = Protocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
+    PROTOCOL = ClaimProtocol(endpoint=Endpoint(...), ...)  # fixed in code before any run (docs/protocol.md)
     RULE = "..."                                          # the rule in words, next to `decide`
     def plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan
     def measure(plan: Plan, results: Mapping[str, dict]) -> dict       # plain data, no verdict
@@ -141,7 +141,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class ClaimProtocol:
     """What the protocol page (docs/protocol.md) prints for a claim; `endpoint` is the only thing that votes."""
 
     endpoint: Endpoint
@@ -255,7 +255,7 @@ class ClaimResult:
     decision: Decision
     rule: str  # the rule, written before the run, that decided the verdict
     description: Description
-    protocol: Protocol
+    protocol: ClaimProtocol
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
 

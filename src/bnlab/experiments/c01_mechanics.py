@@ -48,7 +48,7 @@ CONFIGS: dict[str, C01Config] = {
     "paper": C01Config(dataset="mnist5k", steps=50000, precise_batches=100),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every verification row and seed of its error divided by "
         "its tolerance (bnlab.checks.TOLERANCES)", unit="ratio (< 1 passes)", test="verification", threshold=1.0,

@@ -51,7 +51,7 @@ CONFIGS: dict[str, C02Config] = {
     "paper": C02Config(steps=50000, probe_every=500, probe_examples=1000),  # Ioffe Fig. 1: 50k steps, batch 60
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="test accuracy: BN with γ, β − BN without", measure="per seed: final test accuracy of Ioffe's sigmoid "
         "MLP with learnable γ, β minus the same net with BN's affine parameters removed (same init and batches)",

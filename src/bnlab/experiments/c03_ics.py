@@ -37,7 +37,7 @@ NORMS: tuple[str, ...] = ("bn", "none")
 FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 LABELS = {"bn": "BN", "none": "no BN"}
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="ICS reduced by BN",
         measure="per seed, in each VGG conv layer after the first: cos(G, G′) with BN − without (Santurkar Def. 2.1, "

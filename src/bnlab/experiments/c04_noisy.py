@@ -38,7 +38,7 @@ LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
 MARGIN = base.ACCURACY_MARGIN  # the equivalence margin in accuracy (experiments.base)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="noisy BN: better than no BN, as good as BN",
         measure="per seed, A = mean test accuracy over all evaluations: A(noisy BN) − A(no BN); A(noisy BN) − A(BN); "

@@ -39,7 +39,7 @@ from bnlab.experiments.smoothness import (
 
 CLAIM_ID = "C05"
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(loss variation without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η L(w − ηg) − min_η L(w − ηg)) without BN, minus the "

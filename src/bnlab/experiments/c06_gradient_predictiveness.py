@@ -46,7 +46,7 @@ from bnlab.experiments.smoothness import (
 
 CLAIM_ID = "C06"
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(gradient predictiveness without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "

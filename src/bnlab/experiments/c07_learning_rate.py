@@ -32,7 +32,7 @@ CONFIGS = LR_GRIDS  # shared with C13 (bnlab.experiments.lr_grid)
 COINCIDE_MARGIN = base.ACCURACY_MARGIN  # the C04 margin
 
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log10(largest stable lr with BN / without)",
         measure="per seed: log10 of the largest learning rate whose run does not diverge (grid, then two bisection "

@@ -45,7 +45,7 @@ CONFIGS: dict[str, C08Config] = {
     "paper": C08Config(dataset="mnist5k", steps=5000),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every Jacobian and Thm 4.1 check and seed of its error "
         "divided by its tolerance (synthetic and real layers)", unit="ratio (< 1 passes)", test="verification",

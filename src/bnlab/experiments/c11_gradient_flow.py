@@ -62,7 +62,7 @@ TRAIN_VARIANTS: tuple[tuple[str, str, bool], ...] = (
     ("BN plain", "bn", False), ("no BN plain", "none", False), ("BN residual", "bn", True),
     ("no BN residual", "none", True))
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="gradient flow near 1",
         measure="jacobian settings: per seed, Σ over hidden blocks of log10 msv(J_l) of the BN net (end-to-end "

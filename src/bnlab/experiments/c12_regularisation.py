@@ -54,7 +54,7 @@ CONFIGS: dict[str, C12Config] = {
     "paper": C12Config(train_size=1000, steps=20000, batch_size=100, ghost_sizes=(4, 8, 16, 32, 64)),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="train–test gap difference",
         measure="per seed: final (train accuracy − test accuracy) of the comparison net minus BN's (regularisation: "

@@ -38,7 +38,7 @@ SELECT = 3  # held-out seeds that choose the target and each net's best lr
 MARGIN = base.ACCURACY_MARGIN  # the non-inferiority margin in accuracy: C04's
 CONFIGS = dict(LR_GRIDS)  # C07's searches (bnlab.experiments.lr_grid)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="BN reaches the no-BN net's best accuracy in fewer steps, and ends no worse",
         measure="per scored seed, each net at its best lr chosen on held-out seeds: log(steps to target without BN / "

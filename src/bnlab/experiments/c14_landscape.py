@@ -64,7 +64,7 @@ CONFIGS: dict[str, C14Config] = {
 
 
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(2-D landscape roughness without BN / with BN), BN mode train",
         measure="per seed: log R(no BN) − log R(BN) of the 2-D training-loss landscapes around the trained nets "

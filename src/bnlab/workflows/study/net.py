@@ -30,7 +30,7 @@ from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
 from bnlab.landscape.directions import model_origin
-from bnlab.landscape.evaluate import BN_MODES as LANDSCAPE_MODES
+from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
 from bnlab.probes.hessian import top_eigenvalues, trace

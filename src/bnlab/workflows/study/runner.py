@@ -27,7 +27,8 @@ from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.folders import claim_out_folder
 from bnlab.state import batchnorm_layers
-from bnlab.workflows.study.config import EXECUTORS, StudyConfig
+from bnlab.sweeps.executors import EXECUTORS
+from bnlab.workflows.study.config import StudyConfig
 from bnlab.workflows.study.inputs import (
     call_factory,
     check_model,

@@ -30,7 +30,7 @@ from bnlab.experiments import base, stats
 from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.lr_grid import censored_steps_to_target
 from bnlab.experiments.probed_training import ics_layer_means, seed_band
-from bnlab.landscape.evaluate import BN_MODES
+from bnlab.landscape.points import BN_MODES
 from bnlab.workflows.study.config import StudyConfig
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -230,7 +230,7 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
             raise ValueError(f"{claim}: no setting to vote in")  # C03 on a net with a single weight layer
         decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
                                                                                                     metrics)
-        protocol = base.Protocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
+        protocol = base.ClaimProtocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
                                  secondary=tuple(metrics["secondary"]))
         entries.append(plain(results_schema.claim_entry(
             claim, CLAIMS[claim].title, decision.verdict, _summary(claim, decision), rule=RULE,
