@@ -104,7 +104,7 @@ def _load_common(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         reason = ("it holds an object array (refused: bnlab never loads pickled data)"
                   if "allow_pickle" in str(exc) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
                   if str(exc) else type(exc).__name__)
-        raise DamagedLandscape(f"{path} is not a readable bnlab landscape file ({reason})") from None
+        raise DamagedLandscape(f"{path} is not a bnlab landscape file or is damaged ({reason})") from None
     return data, meta
 
 
