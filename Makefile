@@ -8,7 +8,7 @@ SCALE  ?= default
 OUT    ?= runs/audit
 EXECUTOR ?= process
 
-.PHONY: install install-dev audit test test-fast test-models models lint bench check clean protocol docs
+.PHONY: install install-dev audit test test-fast test-models test-models-full models lint bench check clean protocol docs
 
 $(VENV)/.installed: requirements/base.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ test: install-dev
 	$(PY) -m pytest -q
 	$(MAKE) test-models
 
-# the study on timm's and torchvision's ResNets and MobileNets, in the models venv (slow: a few minutes)
+# the study on timm's and torchvision's ResNets and MobileNets, in the models venv: the lean part make test runs
+# (twins of 5 real models, a MobileNetV3 study on tiny inputs, the lr grid and resuming; about 3-4 CPU minutes)
 test-models: models
+	$(MODELS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/models_venv/test_study_real_models.py
+
+# everything in tests/models_venv, with the end-to-end resnet10t study (2 seeds, 3x32x32, an lr grid; tens of CPU
+# minutes on 2 cores): not part of make test
+test-models-full: models
 	$(MODELS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/models_venv
 
 test-fast: install-dev

@@ -7,15 +7,26 @@ import torch
 from torch.nn import functional as F
 
 
-def digits32() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """sklearn digits (8×8, 16 grey levels) as 3×32×32 images in [-1, 1]: 600 train, 300 test examples."""
+def _digits(size: int, train: int, test: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sklearn digits (8×8, 16 grey levels) as 3×size×size images in [-1, 1]: `train` and `test` examples."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    images = torch.tensor(x[:900], dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0  # (900, 1, 8, 8)
-    images = F.interpolate(images, size=32, mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
-    labels = torch.tensor(y[:900], dtype=torch.long)  # (900,)
-    return images[:600].contiguous(), labels[:600], images[600:].contiguous(), labels[600:]
+    n = train + test
+    images = torch.tensor(x[:n], dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0  # (n, 1, 8, 8)
+    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    labels = torch.tensor(y[:n], dtype=torch.long)  # (n,)
+    return images[:train].contiguous(), labels[:train], images[train:].contiguous(), labels[train:]
+
+
+def digits32() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """3×32×32 digits, 600 train and 300 test examples (the end-to-end resnet10t study, make test-models-full)."""
+    return _digits(32, 600, 300)
+
+
+def digits16() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """3×16×16 digits, 128 train and 64 test examples: the plumbing tests' tiny input (make test-models)."""
+    return _digits(16, 128, 64)
 
 
 def _timm(name: str) -> torch.nn.Module:

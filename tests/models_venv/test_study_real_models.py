@@ -1,5 +1,8 @@
 """`bnlab study` on real models from timm 1.0.31 and torchvision 0.29.1 (never written for bnlab), in the models
-venv (make test-models; make test calls it): faithful twins, every failure named, the study end to end."""
+venv (make test-models; make test calls it): faithful twins, every failure named, the lr grid and resuming. Kept
+lean (about 3-4 CPU minutes): real models on 3×16×16 digits, one seed, few steps, `--probes` limited where a test
+is about something else. The end-to-end resnet10t study is in test_study_real_models_full.py (make
+test-models-full)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from bnlab.workflows.study import init_confounds, make_twin
 pytestmark = pytest.mark.slow
 HERE = Path(real_models.__file__)
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU)
-TINY = ["--seeds", "2", "--steps", "6", "--probe-every", "3", "--samples", "16", "--grid", "5", "--threads", "2",
-        "--quiet"]
+TINY = ["--data", f"{HERE}:digits16", "--seeds", "1", "--steps", "4", "--probe-every", "2", "--samples", "8",
+        "--grid", "5", "--threads", "2", "--quiet"]
 
 
 def _activations(net: nn.Module) -> list[str]:
@@ -55,8 +58,7 @@ def test_timm_resnets_zero_gamma_is_named_and_matched() -> None:
 def test_mobilenetv3_study_names_the_hessian_it_cannot_measure_and_goes_on(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "mnv3"
-    assert main(["study", "--model", f"{HERE}:mobilenetv3_small_050", "--data", f"{HERE}:digits32",
-                 "--out", str(out), *TINY]) == 0
+    assert main(["study", "--model", f"{HERE}:mobilenetv3_small_050", "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     reason = results["runs"]["bn"][0]["not_measured"]["hessian"]
@@ -68,22 +70,28 @@ def test_mobilenetv3_study_names_the_hessian_it_cannot_measure_and_goes_on(tmp_p
     assert "Final accuracy" in text and "23 activation/dropout parts of fused layers kept" in text
 
 
-def test_resnet10t_study_with_an_lr_grid_matched_init_and_selected_probes(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "resnet"
-    args = ["study", "--model", f"{HERE}:resnet10t", "--data", f"{HERE}:digits32", "--out", str(out),
-            "--lr", "0.01,0.1", "--match-init", "--probes", "gradient_flow,ics,along_gradient,landscape", *TINY]
+def test_lr_grid_picks_each_nets_lr_and_a_rerun_resumes_from_the_cache(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "grid"
+    args = ["study", "--model", f"{HERE}:mobilenetv3_small_050", "--out", str(out), "--lr", "0.01,0.1",
+            "--probes", "gradient_flow", *TINY]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     choice = results["study"]["lr_choice"]
     assert {arm: len(c["grid"]) for arm, c in choice.items()} == {"bn": 2, "twin": 2}
     for arm in ("bn", "twin"):
         assert all(r["lr"] == choice[arm]["lr"] for r in results["runs"][arm])
-        assert results["runs"][arm][0]["not_selected"] == ["hessian", "eval_modes"]
-    header = " ".join(results["header"])
-    assert "Init confound: 4 BN layers start with γ = 0" in header and "and the twin too (--match-init)" in header
-    assert "Final accuracy" in header
+        assert results["runs"][arm][0]["not_selected"] == ["ics", "along_gradient", "hessian", "landscape",
+                                                           "eval_modes"]
     capsys.readouterr()
     assert main([a for a in args if a != "--quiet"]) == 0  # every net cached: resumed, not recomputed
     again = capsys.readouterr().out
-    assert "resuming: 4 of 4 lr-grid runs cached" in again and "resuming: 4 of 4 nets cached" in again
+    assert "resuming: 4 of 4 lr-grid runs cached" in again and "resuming: 2 of 2 nets cached" in again
+
+
+def test_resnet10t_header_names_the_zero_gamma_confound_and_match_init(tmp_path: Path) -> None:
+    out = tmp_path / "resnet"
+    assert main(["study", "--model", f"{HERE}:resnet10t", "--out", str(out), "--match-init",
+                 "--probes", "gradient_flow", *TINY]) == 0
+    header = " ".join(json.loads((out / "results.json").read_text())["header"])
+    assert "Init confound: 4 BN layers start with γ = 0" in header and "and the twin too (--match-init)" in header

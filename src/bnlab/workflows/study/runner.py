@@ -10,6 +10,7 @@ the sha256 of each user file, so editing the model or data file recomputes inste
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 import time
@@ -25,6 +26,7 @@ from bnlab import results as results_schema
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
+from bnlab.folders import claim_out_folder
 from bnlab.state import batchnorm_layers
 from bnlab.sweeps.executors import EXECUTORS
 from bnlab.workflows.study.config import StudyConfig
@@ -36,11 +38,12 @@ from bnlab.workflows.study.inputs import (
     load_factory,
     resolve_loss,
 )
-from bnlab.workflows.study.net import lr_score, measure_net
+from bnlab.workflows.study.net import load_weights, lr_score, measure_net
 from bnlab.workflows.study.twin import TWINS, init_confounds, make_twin
 from bnlab.workflows.study.verdicts import claim_entries, net_problems
 
 ARMS: tuple[str, ...] = ("bn", "twin")
+WEIGHTS_DIGEST = "weights_sha256"  # in a net trial's record: the sha256 of the weights file it wrote
 Factory = Callable[[], nn.Module]
 
 
@@ -68,7 +71,9 @@ class StudyResult:
         for label, state in self.weights.items():
             buffer = io.BytesIO()
             torch.save(state, buffer)
-            write_bytes(folder / "weights" / (label.replace("/", "-").replace("=", "") + ".pt"), buffer.getvalue())
+            path = folder / "weights" / (label.replace("/", "-").replace("=", "") + ".pt")
+            if not (path.is_file() and path.read_bytes() == buffer.getvalue()):  # a net trial wrote it already
+                write_bytes(path, buffer.getvalue())
         write_json(folder / "results.json", self.results)
         return write_report(folder, self.results).html
 
@@ -118,15 +123,17 @@ def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: 
               checkpoint: str | None, weights: str, digests: Mapping[str, str],
               run_dir: str | None = None) -> dict[str, Any]:
     """Trial: one net of a study (arm "bn" or "twin"), from the user's files; writes its final weights to
-    `weights` and returns its record; `run_dir` keeps its checkpoints (an interrupted net resumes there).
-    `digests` (the files' sha256) is here only to key the cache."""
+    `weights` and returns its record, with the sha256 of the weights file written (checked when it is read back);
+    `run_dir` keeps its checkpoints (an interrupted net resumes there). `digests` (the files' sha256) is here only
+    to key the cache: the paths are the trial's locations, outside its key, so a study folder that is moved is
+    reused."""
     del digests
     cfg, build, dataset, loss_fn = _arm_inputs(model, twin, arm, data, loss, config)
     rec, state = measure_net(build, dataset, loss_fn, cfg, seed, checkpoint=checkpoint, run_dir=run_dir)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(weights, buffer.getvalue())
-    return rec
+    return {**rec, WEIGHTS_DIGEST: hashlib.sha256(buffer.getvalue()).hexdigest()}
 
 
 def _model_facts(net: nn.Module) -> dict[str, Any]:
@@ -173,13 +180,15 @@ def _twin_lines(study: Mapping[str, Any]) -> list[str]:
 def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn", loss: str | Callable = "cross_entropy",
           config: StudyConfig | None = None, checkpoints: Sequence[str] | None = None, executor: str = "local",
           workers: int | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None, progress: Any = None) -> StudyResult:
+          log: Callable[[str], None] | None = None, progress: Any = None, force: bool = False) -> StudyResult:
     """Measure the model-agnostic claims on `model` (a factory returning your nn.Module with BN, or "FILE.py:NAME")
     against its `twin` (one of `TWINS`: ``"remove-bn"`` = ``"identity"``, ``"groupnorm"``, ``"layernorm"`` -- only
     the normalisation replaced --, or a second factory) on `data` (four tensors, a (train, test) pair of Datasets or
     DataLoaders, a factory returning one, or "FILE.py:NAME"). `checkpoints` = (BN.pt, TWIN.pt): measure those
-    weights instead of training. `progress`: a `bnlab.sweeps.progress.ProgressBar` or `ProgressPrinter` for the
-    cached trials (FILE.py specs with `out`). See the package doc."""
+    weights instead of training (read weights_only and loaded into both nets here, before anything is written).
+    `progress`: a `bnlab.sweeps.progress.ProgressBar` or `ProgressPrinter` for the cached trials (FILE.py specs
+    with `out`). `out` must be empty or a study's folder, unless `force` (`bnlab.folders.claim_out_folder`).
+    See the package doc."""
     cfg = config or StudyConfig()
     if executor not in EXECUTORS:
         raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -206,12 +215,13 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     twin_fn = _twin_factory(model_fn, twin if named_twin else _factory(twin), cfg.match_init)
     twin_model = call_factory(twin_fn, "twin")
     check_model(twin_model, dataset)
+    if checkpoints:  # a bad checkpoint (a pickle, another model's) is refused now, not inside every trial
+        load_weights(call_factory(model_fn, "model"), checkpoints[0])
+        load_weights(call_factory(twin_fn, "twin"), checkpoints[1])
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
     if cfg.target_acc is not None and dataset.task != "classification":
         raise BnlabError("--target-acc needs classification data (integer labels)")
-    folder = Path(out) if out is not None else None
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise BnlabError(f"output path {folder} is a file, not a folder")
+    folder = claim_out_folder(out, "study", force=force) if out is not None else None
     say = log or (lambda _line: None)
     start = time.time()
     if specs and folder is not None:
@@ -323,9 +333,33 @@ def _absolute(spec: str) -> str:
     return f"{Path(path).resolve()}:{name}"
 
 
+def _spec_digest(spec: str) -> str:
+    """What a FILE.py:NAME spec keys a trial by: the file's sha256 and the name (not the path); other specs
+    ("remove-bn", "cross_entropy") as they are."""
+    return f"sha256:{file_digest(spec)}:{spec.rpartition(':')[2]}" if ":" in spec else spec
+
+
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_weights(path: Path, digest: Any) -> dict[str, Any] | None:
+    """The state dict a net trial wrote to `path`, or None when it is missing, altered since (its sha256 differs
+    from the one in the trial's record) or unreadable with weights_only=True."""
+    try:
+        if not isinstance(digest, str) or _file_sha256(path) != digest:
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any damage (OSError, an UnpicklingError, a torn zip) means: recompute
+        return None
+
+
 class _Trials:
     """Every net (and every lr-grid run) as a cached trial in OUT/trials, run by `executor`: an interrupted study
-    resumes ("resuming: 2 of 4 nets cached"), and an interrupted net resumes from its checkpoint in OUT/nets."""
+    resumes ("resuming: 2 of 4 nets cached"), and an interrupted net resumes from its checkpoint in OUT/nets.
+    A trial's key holds the contents (digests) of every input, its locations the paths, so neither moving the
+    study folder nor the user's files recomputes anything; a net whose weights file is missing, altered or
+    unreadable is recomputed, and the run says so."""
 
     def __init__(self, model: str, twin: str, data: str, loss: str, executor: str, workers: int | None,
                  folder: Path, say: Callable[[str], None], progress: Any) -> None:
@@ -333,12 +367,14 @@ class _Trials:
 
         self.specs = {"model": _absolute(model), "twin": _absolute(twin), "data": _absolute(data),
                       "loss": _absolute(loss)}
-        self.digests = {spec: file_digest(spec) for spec in {model, data, twin, loss} if ":" in spec}
+        self.digests = {role: _spec_digest(spec) for role, spec in (("model", model), ("twin", twin),
+                                                                    ("data", data), ("loss", loss))}
         self.executor, self.workers, self.folder, self.say, self.progress = executor, workers, folder, say, progress
         folder.mkdir(parents=True, exist_ok=True)
         self.store = TrialStore(folder / "trials")
 
     def run(self, trials: list[Any], what: str) -> dict[str, Any]:
+        """Every trial's record (cached ones read back); a failed trial is an error naming it."""
         from bnlab.sweeps import get_executor
 
         cached = {t.key() for t in trials if self.store.done(t.key())}
@@ -356,11 +392,12 @@ class _Trials:
         return records
 
     def lr_stage(self, cfg: StudyConfig) -> dict[str, Any]:
+        """Each net's lr, chosen from `cfg.lr_grid` on the held-out seeds (`_choose`)."""
         from bnlab.experiments.base import Trial
 
         trials = [Trial("study", f"lr/{arm}/lr={lr:g}/seed={LR_SEED + s}", "bnlab.workflows.study.runner:lr_trial",
-                        {**self.specs, "arm": arm, "config": to_mapping(cfg), "seed": LR_SEED + s, "lr": lr,
-                         "digests": self.digests}, cost=1.0)
+                        {"arm": arm, "config": to_mapping(cfg), "seed": LR_SEED + s, "lr": lr,
+                         "digests": self.digests}, cost=1.0, locations=self.specs)
                   for arm in ARMS for lr in cfg.lr_grid for s in range(cfg.lr_seeds)]
         self.say(f"study: choosing each net's lr from {', '.join(f'{lr:g}' for lr in cfg.lr_grid)} "
                  f"({len(trials)} training runs)")
@@ -371,8 +408,9 @@ class _Trials:
             scores[t.params["arm"]][t.params["lr"]].append(math.inf if value is None else value)
         return _choose(cfg, scores)
 
-    def nets(self, cfgs: Mapping[str, StudyConfig],
-             checkpoints: Sequence[str] | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    def _net_trials(self, cfgs: Mapping[str, StudyConfig],
+                    checkpoints: Sequence[str] | None) -> tuple[list[Any], dict[str, Path]]:
+        """One `Trial` per (seed, arm), keyed by digests; paths (inputs, weights, checkpoints dir) as locations."""
         from bnlab.config import config_hash
         from bnlab.experiments.base import Trial
 
@@ -382,18 +420,41 @@ class _Trials:
                 label = f"{arm}/seed={seed}"
                 paths[label] = self.folder / "weights" / f"{arm}-seed{seed}.pt"
                 run_dir = self.folder / "nets" / f"{arm}-seed{seed}-{config_hash(cfgs[arm])[:12]}"
+                checkpoint = str(Path(checkpoints[i]).resolve()) if checkpoints else None
+                key_digests = {**self.digests, "checkpoint": _file_sha256(checkpoint) if checkpoint else None}
                 trials.append(Trial("study", label, "bnlab.workflows.study.runner:net_trial",
-                                    {**self.specs, "arm": arm, "config": to_mapping(cfgs[arm]), "seed": seed,
-                                     "checkpoint": str(Path(checkpoints[i]).resolve()) if checkpoints else None,
-                                     "weights": str(paths[label].resolve()), "run_dir": str(run_dir.resolve()),
-                                     "digests": self.digests}, cost=2.0 if arm == "bn" else 1.0))
+                                    {"arm": arm, "config": to_mapping(cfgs[arm]), "seed": seed,
+                                     "digests": key_digests}, cost=2.0 if arm == "bn" else 1.0,
+                                    locations={**self.specs, "checkpoint": checkpoint,
+                                               "weights": str(paths[label].resolve()),
+                                               "run_dir": str(run_dir.resolve())}))
+        return trials, paths
+
+    def nets(self, cfgs: Mapping[str, StudyConfig],
+             checkpoints: Sequence[str] | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        """Every net's record and weights; a net whose weights file is missing or damaged runs again."""
+        trials, paths = self._net_trials(cfgs, checkpoints)
         records = self.run(trials, "nets")
-        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
         weights: dict[str, Any] = {}
+        damaged = []
         for trial in trials:
-            runs[trial.params["arm"]].append(records[trial.key()]["result"])
-            path = paths[trial.name]
-            if path.is_file():  # written by the trial (a cached trial's file may have been removed by hand)
-                weights[trial.name] = torch.load(path, map_location="cpu", weights_only=True)
+            state = _read_weights(paths[trial.name], records[trial.key()]["result"].get(WEIGHTS_DIGEST))
+            if state is None:
+                self.say(f"study: weights file {paths[trial.name]} is missing or damaged; recomputing net "
+                         f"{trial.name}")
+                self.store.path(trial.key()).unlink(missing_ok=True)
+                damaged.append(trial)
+            else:
+                weights[trial.name] = state
+        if damaged:
+            records.update(self.run(damaged, "nets"))
+            for trial in damaged:
+                state = _read_weights(paths[trial.name], records[trial.key()]["result"].get(WEIGHTS_DIGEST))
+                if state is not None:
+                    weights[trial.name] = state
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        for trial in trials:
+            result = records[trial.key()]["result"]
+            runs[trial.params["arm"]].append({k: v for k, v in result.items() if k != WEIGHTS_DIGEST})
         self.say(f"study: {len(trials)} nets done (trial records in {self.folder / 'trials'})")
         return runs, weights
