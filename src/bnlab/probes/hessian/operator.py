@@ -42,7 +42,7 @@ from torch.func import functional_call, grad, linearize
 from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian.composite_bn import CompositeBatchNorm
-from bnlab.state import BN_MODES
+from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.state import bn_mode as set_bn_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -113,6 +113,11 @@ class HessianOperator:
         self.fixed = {n: p.detach().clone() for n, p in named.items() if n not in self.point}
         self.fixed.update({n: b.detach().clone() for n, b in model.named_buffers()})
         self.total = sum(int(x.shape[0]) for x, _ in self.batches)
+        # how many examples each BN statistic is computed over: each batch's own size in mode "train" (one int when
+        # the batches agree), none in mode "eval" (running statistics) or for a net without BN
+        sizes = sorted({int(x.shape[0]) for x, _ in self.batches})
+        self.bn_batch_size: int | list[int] | None = None if bn_mode == "eval" or not batchnorm_layers(model) \
+            else sizes[0] if len(sizes) == 1 else sizes
         self.products = 0
         self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
         self._jvp: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
@@ -240,7 +245,8 @@ class HessianOperator:
     def describe(self) -> dict[str, Any]:
         """Plain data recorded in every result: what the Hessian was taken of."""
         return {"bn_mode": self.bn_mode, "dim": self.dim, "params": list(self.names), "backend": self.backend,
-                "batches": len(self.batches), "samples": self.total, "dtype": str(self.dtype).replace("torch.", "")}
+                "batches": len(self.batches), "samples": self.total, "bn_batch_size": self.bn_batch_size,
+                "dtype": str(self.dtype).replace("torch.", "")}
 
 
 @contextlib.contextmanager
