@@ -124,7 +124,8 @@ def test_zero_gradient_has_no_direction():
     with torch.no_grad():
         model[0].weight.zero_()
     x = torch.randn(4, 2, dtype=DT)
-    value, products = rayleigh_along_gradient(model, lambda o, t: (o - t).pow(2).mean(), (x, torch.zeros(4, 1, dtype=DT)))
+    batch = (x, torch.zeros(4, 1, dtype=DT))
+    value, products = rayleigh_along_gradient(model, lambda o, t: (o - t).pow(2).mean(), batch)
     assert math.isnan(value) and products == 0
 
 

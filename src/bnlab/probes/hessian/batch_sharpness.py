@@ -103,6 +103,6 @@ def batch_sharpness(model: nn.Module, loss_fn: LossFn, batches: Any, *, bn_mode:
     mean = sum(finite) / len(finite) if finite else math.nan
     se = (math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1) / len(finite))
           if len(finite) > 1 else math.nan)
-    return BatchSharpness(value=mean, se=se, per_batch=values, bn_mode=bn_mode,
-                          bn_batch_size=size if bn_mode == "train" and batchnorm_layers(model) else None, batch_size=size, products=products,
-                          info={"batches": len(parts), "backend": backend})
+    bn_size = size if bn_mode == "train" and batchnorm_layers(model) else None
+    return BatchSharpness(value=mean, se=se, per_batch=values, bn_mode=bn_mode, bn_batch_size=bn_size,
+                          batch_size=size, products=products, info={"batches": len(parts), "backend": backend})
