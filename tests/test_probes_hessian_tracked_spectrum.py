@@ -24,7 +24,8 @@ def spectrum_matrix(top: list[float], p: int = 120, seed: int = 0) -> torch.Tens
 
 @pytest.mark.parametrize("top, threshold", [([50.0, 40.0, 30.0, 25.0, 21.0, 12.0], 20.0),  # k grows 1 → 2 → 4 → 8
                                             ([9.0, 8.0], 20.0),  # nothing above: the witness alone
-                                            ([50.0], 20.0)])
+                                            ([50.0], 20.0),
+                                            ([50.3, 47.0], 50.0)])  # λ_max just above: no early witness
 def test_finds_every_eigenvalue_above_like_dense_eigh(top: list[float], threshold: float):
     a = spectrum_matrix(top)
     want = torch.linalg.eigvalsh(a).flip(0)
