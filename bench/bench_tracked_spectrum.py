@@ -26,7 +26,7 @@ from bnlab.data import load_dataset
 from bnlab.models import build_model
 from bnlab.probes.hessian import hessian_operator
 from bnlab.probes.hessian.tracked_spectrum import eigenvalues_above
-from bnlab.workflows.edge_of_stability import half_mse
+from bnlab.workflows.sharpness_command import half_mse
 
 
 def main() -> None:

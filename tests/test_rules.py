@@ -54,7 +54,7 @@ def test_rule_has_power_at_the_measured_effect_or_says_it_is_underpowered(claim:
                                "`python -m bnlab.experiments.power runs/audit/results.json`")
     module = _module(claim)
     expected = power.expected_verdict(module, MEASURED[claim])
-    from bnlab.experiments.protocol import PROTOCOL_PAGE
+    from bnlab.experiments.protocol_page import PROTOCOL_PAGE
 
     section = PROTOCOL_PAGE.read_text().split(f"## {claim}", 1)[1].split("\n## ", 1)[0]
     if expected == "mixed":  # opposite votes in different settings: each setting is powered on its own
