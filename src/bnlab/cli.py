@@ -337,8 +337,8 @@ def gradflow(
 @app.command(cls=RegistryHelpCommand)
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
-    model: str = typer.Option("mlp", help="{models:activation} (built-in model), or FILE.py:FACTORY returning "
-                              "your nn.Module (norm bn: as given; none: its BN layers replaced by identities)"),
+    model: str = typer.Option("mlp", help="{models:activation} (built-in model, or FILE.py:FACTORY returning "
+                              "your nn.Module; norm bn = as given, none = its BN layers replaced by identities)"),
     activation: str = typer.Option("tanh", help="activation of the built-in model"),
     dataset: str = typer.Option("digits", help="{datasets:classification,packaged}"),
     data: str = typer.Option(None, help="FILE.py:FACTORY returning your data (train_x, train_y, test_x, test_y) "
