@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from bnlab.experiments.base import VERDICTS, ClaimResult, summarize
+from bnlab.report.figures import log_axis_problems
 from bnlab.sweeps.trial import execute_trial
 
 _CACHE: dict[str, str] = {}  # trial key -> its result as JSON
@@ -75,4 +76,7 @@ def check_result(module: Any, plan: Any, result: ClaimResult) -> None:
                 assert len(series["x"]) == len(series["y"]) > 0
                 assert any(v is not None and math.isfinite(v) for v in series["y"])
     json.dumps({"metrics": result.metrics, "figures": [f.data for f in result.figures]})
+    # no figure draws a non-positive value on a log axis (it would vanish from the picture)
+    problems = [p for f in result.figures for p in log_axis_problems({"id": f.id, "data": f.data})]
+    assert not problems, problems
     assert len({t.name for t in plan.trials}) == len(plan.trials)

@@ -145,3 +145,20 @@ def test_many_long_bar_categories_are_drawn_horizontally_without_overlap() -> No
     short = ["no BN", "BN", "Dropout"]
     horizontal, boxes = _tick_label_boxes(short)  # a few short names stay under the x axis
     assert not horizontal and len(boxes) == 3
+
+
+def test_log_axis_problems_name_every_non_positive_value_a_log_axis_would_hide() -> None:
+    assert figures.log_axis_problems(spec("lines")) == []  # None and inf are missing values, not hidden ones
+    bad = {"xscale": "log", "panels": [
+        {"title": "d", "yscale": "log", "series": [{"label": "BN", "x": [0, 1, 2], "y": [1.0, -0.5, 0.0],
+                                                   "lo": [0.5, 0.1, -1.0], "hi": [2, 2, 2]}]},
+        {"title": "lin", "yscale": "linear", "series": [{"label": "no BN", "x": [1, 2], "y": [-1.0, 0.0]}]}]}
+    assert figures.log_axis_problems(spec("lines", bad)) == [
+        "f: panel 'd', 'BN': 1 non-positive x value(s) on a log axis",
+        "f: panel 'd', 'BN': 2 non-positive y value(s) on a log axis",
+        "f: panel 'd', 'BN': 1 non-positive lo value(s) on a log axis"]
+    bars = {"panels": [{"title": "b", "yscale": "log", "categories": ["a"], "groups": [
+        {"label": "g", "values": [0.0]}]}]}
+    assert figures.log_axis_problems(spec("bars", bars)) == ["f: panel 'b', 'g': 1 non-positive values value(s) "
+                                                              "on a log axis"]
+    assert figures.log_axis_problems(spec("bars")) == []  # a linear value axis takes any value

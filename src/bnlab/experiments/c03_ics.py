@@ -18,6 +18,7 @@ cosine over layers, and the MLP's test accuracy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -113,6 +114,12 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
     return base.decide_each(PROTOCOL.endpoint, metrics)
 
 
+def _geometric_mean(values: list) -> float | None:
+    """exp(mean log) of the positive finite values (what a log axis draws), None if there are none."""
+    v = stats.log_mean(values)
+    return math.exp(v) if math.isfinite(v) else None
+
+
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     mlp = _runs(plan, results, "mlp")
     acc_panel = {"title": "Ioffe MLP: test accuracy", "xlabel": "step", "ylabel": "test accuracy",
@@ -136,7 +143,7 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
         panels = []
         for key, ylabel in (("distance", "‖G − G′‖₂ (mean over layers)"), ("cosine", "cos(G, G′) (mean over layers)")):
             series = [seed_band([r["ics"]["step"] for r in runs[n]],
-                                [[stats.log_mean(row[1:]) if key == "distance" else _mean(row[1:])
+                                [[_geometric_mean(row[1:]) if key == "distance" else _mean(row[1:])
                                   for row in r["ics"][key]] for r in runs[n]], LABELS[n]) for n in NORMS]
             panels.append({"title": f"{name}: {key}", "xlabel": "step", "ylabel": ylabel, "series": series,
                            **({"yscale": "log"} if key == "distance" else {})})

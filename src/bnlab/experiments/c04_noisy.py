@@ -98,7 +98,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         "values": stats.paired_differences(final["noisy_bn"], final["bn"]), "unit": "accuracy"}
     secondary["log(activation drift noisy BN / BN)"] = {
         "values": stats.paired_log_ratios(drift["noisy_bn"], drift["bn"]), "unit": "log ratio",
-        "note": "the old manipulation check: BN's drift is ≈ 0 by construction"}
+        "note": "the manipulation check: BN's drift is ≈ 0 by construction"}
     return {"primary": primary, "secondary": secondary, "mean_test_acc": auc, "final_test_acc": final,
             "activation_drift": drift}
 

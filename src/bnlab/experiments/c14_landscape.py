@@ -80,7 +80,7 @@ PROTOCOL = base.ClaimProtocol(
          "21 × 21 grid and 41-point line over ±1 filter-normalised units on 256 training examples",
     paper="Li et al. draw VGG/ResNet landscapes on CIFAR-10 (their BN runs in eval mode); Santurkar's Sec. 3 "
           "measures along the gradient. The paper scale trains VGG-11 on CIFAR-10 (needs --data-dir) for 20k steps.",
-    why="The old rule required both BN modes to agree and buried a consistent eval-mode reversal as "
+    why="A rule requiring both BN modes to agree would bury a consistent eval-mode reversal as "
         "'inconclusive'. Train mode is the function SGD optimises and Santurkar's setting; the eval-mode result is a "
         "finding of its own, reported with its CI.")
 

@@ -288,6 +288,33 @@ def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
             ax.legend(frameon=False)
 
 
+def _non_positive(values: Any) -> int:
+    """How many finite values ≤ 0 a list holds (None and NaN are missing values, never drawn)."""
+    return sum(1 for v in values or [] if isinstance(v, (int, float)) and math.isfinite(v) and v <= 0)
+
+
+def log_axis_problems(spec: Mapping[str, Any]) -> list[str]:
+    """What a figure spec would draw as a non-positive value on a log axis (where it silently vanishes): one line
+    per (panel, series or group, field). Lines: x on a log xscale, y/lo/hi on a log yscale (a panel's own scale, else
+    the data-level default); bars: values/lo/hi on a log yscale. Empty when the spec is clean."""
+    data = spec.get("data") or {}
+    out = []
+    for panel in data.get("panels") or []:
+        scale = {a: panel.get(f"{a}scale", data.get(f"{a}scale")) for a in ("x", "y")}
+        title = panel.get("title", "")
+        entries = [(s, ("x",) if scale["x"] == "log" else ()) for s in panel.get("series") or []]
+        entries = [(s, fields + (("y", "lo", "hi") if scale["y"] == "log" else ())) for s, fields in entries]
+        if scale["y"] == "log":
+            entries += [(g, ("values", "lo", "hi")) for g in panel.get("groups") or []]
+        for entry, fields in entries:
+            for field in fields:
+                n = _non_positive(entry.get(field))
+                if n:
+                    out.append(f"{spec.get('id', '')}: panel {title!r}, {entry.get('label', '')!r}: {n} "
+                               f"non-positive {field} value(s) on a log axis")
+    return out
+
+
 def _horizontal(categories: Sequence[str]) -> bool:
     """Many or long category names read better down the side (horizontal bars) than slanted under the axis."""
     return len(categories) > 6 or (len(categories) > 3 and max(len(c) for c in categories) > 14)
