@@ -58,7 +58,8 @@ PROTOCOL = base.ClaimProtocol(
     secondary=("effective β-smoothness max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖, per net",
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
                "Hessian trace over training, per BN mode (VGG)",
-               "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode (VGG)"),
+               "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode, and the same "
+               "for the batch sharpness E_B[g_Bᵀ H_B g_B / ‖g_B‖²] over SGD mini-batches (VGG)"),
     runs=RUNS_TEXT + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
     paper=PAPER_TEXT + " Santurkar reports about two orders of magnitude early in training.",
     why="One primary measure instead of seven votes that all had to agree (each added measure made a decision "

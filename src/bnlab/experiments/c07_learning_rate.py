@@ -45,7 +45,8 @@ PROTOCOL = base.ClaimProtocol(
     secondary=("fraction of runs that are finite but slow (test accuracy below trained_acc), per net",
                f"test accuracy BN − no BN at the smallest grid lr, TOST within ±{COINCIDE_MARGIN} (Bjorck et al.)",
                "the largest stable lr per net (decades)",
-               "edge of stability (C06's VGG curvature runs): log(λ_max late in training / 2/η) per net and BN mode"),
+               "edge of stability (C06's VGG curvature runs): log(λ_max late in training / 2/η) per net and BN mode, "
+               "and of the batch sharpness E_B[g_Bᵀ H_B g_B / ‖g_B‖²] (SGD's own curvature)"),
     runs="Ioffe's 3 × 100 sigmoid MLP on mnist5k, SGD, batch 60, 800 steps per run, lr grid 0.01 … 100 (half "
          "decades) plus two bisection runs, 8 seeds",
     paper="Santurkar Fig. 1: VGG on CIFAR-10 at lr 0.1 and 0.5; Ioffe: Inception at 5× and 30× the lr; Bjorck et "
