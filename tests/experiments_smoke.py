@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from bnlab.experiments.base import VERDICTS, ClaimResult, summarize
+from bnlab.report.figures import log_axis_problems
 from bnlab.sweeps.trial import execute_trial
 
 _CACHE: dict[str, str] = {}  # trial key -> its result as JSON
@@ -69,6 +70,8 @@ def check_result(module: Any, plan: Any, result: ClaimResult) -> None:
     # decide sees only what measure returned: the same verdict from the metrics alone (JSON round trip)
     assert module.decide(json.loads(json.dumps(result.metrics))).verdict == result.verdict
     assert result.figures and all(f.data["panels"] for f in result.figures)
+    for fig in result.figures:  # a non-positive value on a log axis would vanish from the picture
+        assert not log_axis_problems(fig.kind, fig.data), (fig.id, log_axis_problems(fig.kind, fig.data))
     for fig in result.figures:
         for panel in fig.data["panels"]:
             for series in panel.get("series", []):

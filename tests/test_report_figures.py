@@ -145,3 +145,19 @@ def test_many_long_bar_categories_are_drawn_horizontally_without_overlap() -> No
     short = ["no BN", "BN", "Dropout"]
     horizontal, boxes = _tick_label_boxes(short)  # a few short names stay under the x axis
     assert not horizontal and len(boxes) == 3
+
+
+def test_log_axis_problems_names_every_non_positive_value() -> None:
+    """Issue 26: a value <= 0 on a log axis vanishes from the picture; every claim's smoke figures are checked
+    with this (tests/experiments_smoke.py), here the checker itself."""
+    panel = {"title": "d", "yscale": "log",
+             "series": [{"label": "BN", "x": [0, 1], "y": [-0.5, 0.2]}, {"label": "no BN", "x": [0, 1],
+                                                                         "y": [1.0, 2.0], "lo": [0.0, 1.0]}]}
+    problems = figures.log_axis_problems("lines", {"panels": [panel]})
+    assert len(problems) == 2 and "'BN'" in problems[0] and "'no BN'" in problems[1]
+    assert figures.log_axis_problems("lines", {"panels": [{**panel, "yscale": "linear"}]}) == []
+    clean = {"series": [{"label": "BN", "x": [0, 1], "y": [0.5, math.nan], "lo": [None, 0.1]}]}
+    assert figures.log_axis_problems("lines", {"panels": [clean], "yscale": "log"}) == []
+    assert figures.log_axis_problems("lines", {"panels": [{**clean, "xscale": "log"}]})  # x = 0 on a log x axis
+    bars = {"yscale": "log", "categories": ["a"], "groups": [{"label": "g", "values": [0.0]}]}
+    assert figures.log_axis_problems("bars", {"panels": [bars]})

@@ -5,7 +5,9 @@
   simulated audits, plus sampling slack (3 standard errors).
 * At the effect and spread the default audit measured (`bnlab/experiments/measured.json`), at the default seed
   count, the rule reaches the measured effect's verdict in >= 80% of simulated audits -- or docs/protocol.md says
-  plainly that the claim is underpowered and how many seeds it would need.
+  plainly that the claim is underpowered and how many seeds it would need. A claim whose endpoint changed after the
+  last default audit has no entry (its old numbers measured another quantity) until the next one; the protocol
+  page must say so.
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ def test_rule_rarely_decides_under_the_null(claim: str) -> None:
 
 @pytest.mark.parametrize("claim", _statistical())
 def test_rule_has_power_at_the_measured_effect_or_says_it_is_underpowered(claim: str) -> None:
-    assert claim in MEASURED, (f"{claim}: no measured effect recorded; run `make audit` and "
-                               "`python -m bnlab.experiments.power runs/audit/results.json`")
-    module = _module(claim)
-    expected = power.expected_verdict(module, MEASURED[claim])
     from bnlab.experiments.protocol import PROTOCOL_PAGE
 
     section = PROTOCOL_PAGE.read_text().split(f"## {claim}", 1)[1].split("\n## ", 1)[0]
+    if claim not in MEASURED:  # an endpoint changed since the last default audit: its old numbers measured another
+        assert "no default audit has measured this endpoint yet" in section, (
+            f"{claim}: no measured effect recorded and the protocol page does not say so; run `make audit` and "
+            "`python -m bnlab.experiments.power runs/audit/results.json`")
+        return
+    module = _module(claim)
+    expected = power.expected_verdict(module, MEASURED[claim])
     if expected == "mixed":  # opposite votes in different settings: each setting is powered on its own
         for setting in MEASURED[claim]["settings"]:
             _, achieved = power.setting_power(module, MEASURED[claim], setting)

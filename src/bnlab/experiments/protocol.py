@@ -72,7 +72,7 @@ def _power_lines(claim: str, module: ModuleType, measured: dict) -> list[str]:
         return ["- Power: not applicable (a verification, decided by its tolerance)."]
     entry = measured.get(claim)
     if not entry or not entry["settings"]:
-        return ["- Power: no default audit measured yet (run `make audit`, then "
+        return ["- Power: no default audit has measured this endpoint yet (run `make audit`, then "
                 "`python -m bnlab.experiments.power runs/audit/results.json`)."]
     audit = entry.get("audit", {})
     lines = [f"- Measured (default audit {audit.get('created') or '?'}, commit {str(audit.get('git_commit'))[:10]}): "

@@ -244,6 +244,31 @@ def _scale(ax: Any, panel: Mapping[str, Any]) -> None:
         getattr(ax, f"set_{axis}scale")(scale)
 
 
+def log_axis_problems(kind: str, data: Mapping[str, Any]) -> list[str]:
+    """Every finite value ≤ 0 that a figure spec puts on a log axis (matplotlib would drop it silently, so a
+    series can vanish from the picture): one line per offending series, empty when the spec is clean. Lines: x on
+    a log x axis, y / lo / hi on a log y axis (a panel's scale, or the figure's data-level default); bars: values /
+    lo / hi on a log value axis."""
+    problems = []
+    for i, panel in enumerate(data.get("panels") or []):
+        log = {axis: panel.get(f"{axis}scale", data.get(f"{axis}scale")) == "log" for axis in ("x", "y")}
+        if kind == "lines":
+            items = [(series.get("label", "?"), [k for k in ("x",) if log["x"]] + [k for k in ("y", "lo", "hi")
+                                                                                    if log["y"]], series)
+                     for series in panel.get("series") or []]
+        elif kind == "bars" and log["y"]:
+            items = [(group.get("label", "?"), ["values", "lo", "hi"], group) for group in panel.get("groups") or []]
+        else:
+            continue
+        for label, keys, values in items:
+            bad = [v for k in keys for v in values.get(k) or []
+                   if isinstance(v, (int, float)) and math.isfinite(v) and v <= 0]
+            if bad:
+                problems.append(f"panel {i} ({panel.get('title', '')!r}), {label!r}: {len(bad)} value(s) <= 0 on a "
+                                f"log axis, e.g. {bad[0]:.3g}")
+    return problems
+
+
 # ----------------------------------------------------------------------------------------------- kinds
 
 
