@@ -11,7 +11,7 @@ filter-normalised coordinates make the BN net's surface independent of how large
 On the curvature runs shared with C06 (`bnlab.experiments.curvature`): the Hessian λ_max, trace and spectral
 density at the end of training.
 
-Ruggedness U = sqrt(1 − R²) of the least-squares quadratic fit to the 2-D surface within the same radius
+Ruggedness U = sqrt(SS_res / SS_tot) of the least-squares quadratic fit to the 2-D surface within the same radius
 (`bnlab.landscape.roughness.quadratic_residual`): the part of the surface a smooth bowl does not explain — cliffs,
 ravines and bumps, whatever the bowl's sharpness (which R measures).
 
@@ -80,8 +80,8 @@ PROTOCOL = base.Protocol(
         name="no BN rougher and more rugged than BN, per BN mode",
         measure="per seed and BN mode (train: batch statistics; eval: running statistics): log R(no BN) − log R(BN) "
                 "of the 2-D training-loss landscapes around the trained nets (filter-normalised directions, R = mean "
-                "|Δ²L|/h² within r of the centre), and U(no BN) − U(BN), U = sqrt(1 − R²) of the least-squares "
-                "quadratic fit within r (the part a smooth bowl does not explain)",
+                "|Δ²L|/h² within r of the centre), and U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the "
+                "least-squares quadratic fit within r (the part a smooth bowl does not explain)",
         unit="log ratio; share of the surface's spread", test="t", threshold=0.0,
         threshold_source="0 = as rough / as rugged with BN as without; the claim predicts more without BN in both",
         settings=SETTINGS),
@@ -100,10 +100,11 @@ PROTOCOL = base.Protocol(
         "not explain, votes beside it.")
 
 RULE = ("Per seed and BN mode (train, eval): roughness effect = log R(no BN) − log R(BN) of the 2-D landscapes; "
-        "ruggedness effect = U(no BN) − U(BN), U = sqrt(1 − R²) of the quadratic fit within r. Four votes: each 95% "
-        "t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, otherwise "
-        "inconclusive. The claim: supported (refuted) only when all four say so; some supported and some refuted "
-        "-> mixed; otherwise inconclusive. 1-D roughness, non-convexity and the Hessian are reported, never voted.")
+        "ruggedness effect = U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit within r. Four "
+        "votes: each 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, "
+        "otherwise inconclusive. The claim: supported (refuted) only when all four say so; some supported and some "
+        "refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity and the Hessian are reported, never "
+        "voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -186,7 +187,7 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                                "lo": [pn[lab][f"{key}_{mode}"]["ci_low"] for lab in NORMS],
                                "hi": [pn[lab][f"{key}_{mode}"]["ci_high"] for lab in NORMS]}]}
                   for key, name, ylabel in (("roughness_2d", "roughness", "mean |Δ²L| / h² (nats)"),
-                                            ("ruggedness_2d", "ruggedness", "sqrt(1 − R²) of the quadratic fit"))
+                                            ("ruggedness_2d", "ruggedness", "sqrt(SS_res / SS_tot), quadratic fit"))
                   for mode in MODES]
     return [
         base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels and colour scale",

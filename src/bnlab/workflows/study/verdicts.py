@@ -64,7 +64,7 @@ ENDPOINTS: dict[str, base.Endpoint] = {
     "C14": _endpoint("no BN rougher and more rugged than BN, per BN mode",
                      "per seed and BN mode (train, eval): log R(twin) − log R(BN) of the 2-D training-loss "
                      "landscapes around the trained nets (filter-normalised directions, R = mean |Δ²L|/h² within "
-                     "rough_radius of the centre), and U(twin) − U(BN), U = sqrt(1 − R²) of the quadratic fit "
+                     "rough_radius of the centre), and U(twin) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit "
                      "within rough_radius", "log ratio; share of the surface's spread", "0 = equally rough / rugged",
                      settings=("roughness:train", "roughness:eval", "ruggedness:train", "ruggedness:eval")),
 }
