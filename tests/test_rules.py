@@ -52,7 +52,7 @@ def test_rule_rarely_decides_under_the_null(claim: str) -> None:
 
 @pytest.mark.parametrize("claim", _statistical())
 def test_rule_has_power_at_the_measured_effect_or_says_it_is_underpowered(claim: str) -> None:
-    from bnlab.experiments.protocol import PROTOCOL_PAGE
+    from bnlab.experiments.protocol_page import PROTOCOL_PAGE
 
     section = PROTOCOL_PAGE.read_text().split(f"## {claim}", 1)[1].split("\n## ", 1)[0]
     if claim not in MEASURED:  # an endpoint changed since the last default audit: its old numbers measured another

@@ -38,16 +38,15 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C04"
-TITLE = "ICS is not the main reason BN helps"
 NORMS: tuple[str, ...] = ("bn", "noisy_bn", "none", "noise", "l1", "l2", "linf")
 LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "noise": "noise only",
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
-MARGIN = 0.015  # half of Santurkar's BN advantage on VGG/CIFAR-10: 83% vs 80% test accuracy (App. A)
+MARGIN = base.ACCURACY_MARGIN  # the equivalence margin in accuracy (experiments.base)
 # The margin's own rationale ("closer to BN than to halfway to no BN"), applied to the advantage measured here:
 # noisy BN must keep more than half of BN's advantage over no BN.
 KEPT_SHARE = 0.5
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="noisy BN: better than no BN, keeps most of BN's advantage",
         measure="per seed, A = mean test accuracy over all evaluations: A(noisy BN) − A(no BN); the share of BN's "
@@ -59,7 +58,9 @@ PROTOCOL = base.Protocol(
                          f"±{MARGIN} margin (half of Santurkar's 3-point CIFAR-10 advantage), applied to the "
                          "advantage BN has in this setting",
         settings=("noisy_vs_none", "kept_share", "manipulation", "control"),
-        per_setting={"kept_share": ("t", KEPT_SHARE)}),
+        per_setting={"kept_share": ("t", KEPT_SHARE)},
+        units={"noisy_vs_none": "accuracy", "kept_share": "share of BN's advantage", "manipulation": "log ratio",
+               "control": "accuracy"}),
     cost="costly",
     secondary=(f"A(noisy BN) − A(BN) within ±{MARGIN} (TOST): the absolute margin", "final test accuracy, noisy BN − "
                "BN (in the summary)", "A(ℓ1 / ℓ2 / ℓ∞ norm) − A(no BN)", "log(activation drift noisy BN / BN)"),
@@ -135,9 +136,6 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """Manipulation check first (not supported -> inconclusive); then superiority, equivalence and control combined
     by stats.combine (see RULE)."""
     results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"])
-    units = {"manipulation": "log ratio", "kept_share": "share of BN's advantage"}
-    for r in results:
-        r.unit = units.get(r.setting, "accuracy")
     votes = {r.setting: r.vote for r in results}
     if votes["manipulation"] != "supported":
         verdict = "inconclusive"

@@ -39,7 +39,6 @@ from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
-TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
 TRIALS = "bnlab.trials.surface_roughness"
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
@@ -75,7 +74,7 @@ CONFIGS: dict[str, C14Config] = {
 
 SETTINGS: tuple[str, ...] = ("roughness:train", "roughness:eval", "ruggedness:train", "ruggedness:eval")
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="no BN rougher and more rugged than BN, per BN mode",
         measure="per seed and BN mode (train: batch statistics; eval: running statistics): log R(no BN) − log R(BN) "
@@ -84,7 +83,8 @@ PROTOCOL = base.Protocol(
                 "least-squares quadratic fit within r (the part a smooth bowl does not explain)",
         unit="log ratio; share of the surface's spread", test="t", threshold=0.0,
         threshold_source="0 = as rough / as rugged with BN as without; the claim predicts more without BN in both",
-        settings=SETTINGS),
+        settings=SETTINGS,
+        units={s: "log ratio" if s.startswith("roughness") else "share of the surface's spread" for s in SETTINGS}),
     cost="costly",
     secondary=("1-D roughness per BN mode", "fraction of non-convex stencils, no BN − BN, per BN mode",
                "Hessian λ_max, λ_max·‖W‖² and trace at the end of training, per BN mode (log ratio no BN / BN)"),
@@ -163,10 +163,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
-    for r in decision.primary:
-        r.unit = "log ratio" if r.setting.startswith("roughness") else "share of the surface's spread"
-    return decision
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
