@@ -77,3 +77,8 @@ def sleep_then(seconds: float, value: float = 0.0, marker_dir: str | None = None
         _next_attempt(marker_dir, tag)
     time.sleep(seconds)
     return {"value": value}
+
+
+def returns(value: Any) -> Any:
+    """Return `value` as the result, whatever it is (an empty mapping, a list): a trial function gone wrong."""
+    return value

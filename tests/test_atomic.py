@@ -43,3 +43,19 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert events == ["fsync-file", "rename", "fsync-folder"]
     assert atomic.fsync_folder(tmp_path) is True
     assert atomic.fsync_folder(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_take_their_mode_from_the_umask(tmp_path, umask):
+    import stat
+    import tempfile
+
+    old = os.umask(umask)
+    try:
+        fd, control = tempfile.mkstemp(dir=tmp_path)  # the failure mode: mkstemp is 0600 whatever the umask
+        os.close(fd)
+        path = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(control).st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -164,7 +164,7 @@ def test_output_folder_checks(tmp_path: Path) -> None:
         audit.validate_request("smoke", out=file / "sub" / "dir")
     assert file.read_text() == "keep me"
     with pytest.raises(BnlabError, match="not writable"):
-        audit.prepare_out_folder(Path("/proc/bnlab-audit-test"))
+        audit.validate_request("smoke", out=Path("/proc/bnlab-audit-test"))
     assert audit.validate_request("paper").seeds is None  # each claim's own default (experiments.base)
     assert audit.validate_request("default", seeds=4, first_seed=8).first_seed == 8
     with pytest.raises(BnlabError, match="first seed"):

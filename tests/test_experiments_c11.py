@@ -1,13 +1,17 @@
-"""C11 gradient flow: smoke plan end to end; the endpoint sees vanishing as well as exploding; the rule's cases."""
+"""C11 gradient flow: smoke plan end to end; the endpoint sees vanishing as well as exploding; activation gradients
+against a float64 chain; the fair no-BN comparators; the rule's cases."""
 
 import json
 import math
 
 import pytest
+import torch
 
+from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.experiments import c11_gradient_flow as c11
 from bnlab.experiments.base import DEFAULT_SEEDS
+from bnlab.models import build_model
 from bnlab.probes import gradflow as gradflow_probe
 from bnlab.trials import gradient_flow as gradflow
 from experiments_smoke import run_and_check
@@ -19,7 +23,10 @@ def test_smoke_plan_runs_and_summarizes():
     for rec in (r for n, r in results.items() if n.startswith("grad/")):
         assert len(rec["weight_grad_sq"]) == plan.config["depth"] + 2  # stem + blocks + head
         assert all(math.isfinite(v) and v > 0 for v in rec["weight_grad_sq"] + rec["layer_jac_msv"])
-    assert {f.id for f in result.figures} == {"grad_profile", "layer_jacobian", "trainability"}
+    assert {f.id for f in result.figures} == {"grad_profile", "weight_grad_profile", "layer_jacobian", "trainability"}
+    matched = [n for n in results if c11.MATCHED in n]
+    assert len(matched) == len(plan.seeds)
+    assert any("Meterez" in s.name for s in result.decision.secondary)
     assert any(s.note.startswith("finding") for s in result.decision.secondary)  # Yang's rate, tested
 
 
@@ -30,13 +37,60 @@ def test_relu_bn_gradient_explodes_at_yang_rate():
 
 
 def test_uniform_vanishing_without_bn_is_seen():
-    """The old rule saw only the fitted gradient growth (≈ 1.00 per layer for a Glorot ReLU net without BN) and
-    called it fine; the layer Jacobians halve signals at every layer, which the Jacobian gain shows."""
+    """The fitted weight-gradient growth (≈ 1.00 per layer for a Glorot ReLU net without BN) looks fine while the
+    layer Jacobians halve signals at every layer, which the Jacobian gain and the activation gradients show."""
     rec = gradflow.gradient_profile(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False,
                                     norm="none", batch_size=64, jacobian_probes=1, seed=0)
     assert rec["growth_factor"] == pytest.approx(1.0, abs=0.05)  # flat gradients ...
     assert gradflow_probe.gradient_spread(rec["weight_grad_sq"]) < 0.5
     assert gradflow_probe.jacobian_gain(rec["layer_jac_msv"]) < -4  # ... while 20 layers shrink signals by 2^-20 ≈ 1e-6
+    assert gradflow_probe.gradient_spread(rec["input_grad_sq"]) > 4  # the activation gradients vanish
+
+
+def test_the_fair_no_bn_comparator_keeps_activation_gradients_flat():
+    """He init (the comparator for plain ReLU nets) keeps ‖∂L/∂h_l‖ within a decade over 20 layers."""
+    kw = dict(dataset="mnist5k", depth=20, width=128, activation="relu", residual=False, norm="none", batch_size=64,
+              jacobian_probes=1, seed=0, standardise=True)
+    he = gradflow.gradient_profile(init="he", **kw)
+    assert gradflow_probe.gradient_spread(he["input_grad_sq"]) < 1.0
+    assert abs(gradflow_probe.jacobian_gain(he["layer_jac_msv"])) < 2.0
+    assert c11.comparator("relu", "residual", "none", 16) == {"init": "he", "branch_scale": 0.25}
+    assert c11.comparator("relu", "plain", "bn", 16) == {"init": "glorot", "branch_scale": 1.0}
+
+
+def test_activation_gradients_against_a_linear_chain_in_float64():
+    """Reference oracle: a linear chain h_{l+1} = c·h_l has ∂L/∂h_l = c^(D−l) ∂L/∂h_D, so the squared activation
+    gradients at the first and last block differ by exactly c^(2(D−1))."""
+    torch.manual_seed(0)
+    depth, c = 6, 1.5
+    model = build_model("deep_mlp", norm="none", in_shape=(4,), num_classes=3, depth=depth, width=5,
+                        activation="linear").double()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.linear.weight.copy_(c * torch.eye(5, dtype=torch.float64))
+            block.linear.bias.zero_()
+    x, y = torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,))
+    rec = gradflow_probe.layer_gradient_norms(model, torch.nn.functional.cross_entropy, (x, y))
+    sq = rec["input_grad_sq"]  # stem input, the depth block inputs, head input
+    assert sq[1] / sq[-2] == pytest.approx(c ** (2 * (depth - 1)), rel=1e-12)
+    assert gradflow_probe.gradient_spread(sq) == pytest.approx(2 * (depth - 1) * math.log10(c), rel=1e-12)
+
+
+def test_residual_branch_scale_and_standardised_inputs():
+    torch.manual_seed(0)
+    net = build_model("deep_mlp", in_shape=(4,), num_classes=3, depth=2, width=5, residual=True, branch_scale=0.25)
+    x = torch.randn(6, 4)
+    h = net.stem(x)
+    for block in net.blocks:
+        h = h + 0.25 * block(h)
+    assert torch.allclose(net(x), net.head(h))
+    with pytest.raises(BnlabError, match="branch_scale"):
+        build_model("deep_mlp", in_shape=(4,), num_classes=3, branch_scale=0.0)
+    data = gradflow.standardised(load_dataset("mnist5k"))
+    flat = data.train_x.flatten(1).double()
+    moving = flat.std(0) > 0
+    assert float(flat.mean(0).abs().max()) < 1e-4
+    assert torch.allclose(flat.std(0)[moving], torch.ones(int(moving.sum()), dtype=torch.float64), atol=1e-4)
 
 
 def test_measures_against_hand_numbers():
@@ -87,5 +141,5 @@ def test_default_and_paper_plans_are_plain_data(scale):
     plan = c11.plan(scale, 3)
     json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
     cfg = plan.config
-    assert len(plan.trials) == 3 * (len(cfg["activations"]) * 4 + len(cfg["train_depths"]) * 4)
+    assert len(plan.trials) == 3 * (len(cfg["activations"]) * 4 + 1 + len(cfg["train_depths"]) * 4)
     assert c11.plan(scale).seeds == tuple(range(DEFAULT_SEEDS[scale]["cheap"]))

@@ -4,21 +4,23 @@ import json
 import math
 
 import pytest
+import torch
 
 from bnlab.errors import BnlabError
 from bnlab.experiments import c12_regularisation as c12
-from bnlab.trials.regularisation import regularisation_run
+from bnlab.trials.regularisation import corrupt_labels, regularisation_run
 from experiments_smoke import run_and_check
 
 
 def test_smoke_plan_runs_and_summarizes():
     plan, results, result = run_and_check(c12)
-    assert [r.setting for r in result.decision.primary] == ["regularisation", "batch noise"]
+    assert [r.setting for r in result.decision.primary] == ["regularisation", "dropout control", "batch noise"]
     assert c12.REFERENCE in result.metrics["per_variant"]
     for rec in results.values():
         assert not rec["diverged"] and 0 <= rec["test_acc"] <= 1
         assert rec["loss_gap"] == pytest.approx(rec["test_loss"] - rec["train_loss"])
-    assert {s.name for s in result.decision.secondary} >= {"test-loss gap, no BN − BN", "gap(no BN) − gap(Dropout)"}
+    assert {s.name for s in result.decision.secondary} >= {"test-loss gap, no BN − BN", c12.GHOST_SLOPE}
+    assert all(0 <= rec["noisy_fit"] <= 1 for rec in results.values())  # the smoke scale corrupts labels too
 
 
 def test_reference_control_trains_and_is_evaluated_with_its_statistics():
@@ -31,27 +33,70 @@ def test_reference_control_trains_and_is_evaluated_with_its_statistics():
 
 
 def test_ghost_batch_nets_use_precise_statistics():
-    """The old evaluation used running averages from the 5-example ghost batches; with precise statistics a ghost
-    net is evaluated as well as plain BN on the data it fits (train accuracy near its training fit)."""
+    """Running averages from 5-example ghost batches would bias the evaluation; with precise statistics a ghost net
+    is evaluated as well as plain BN on the data it fits (train accuracy near its training fit)."""
     kw = dict(dataset="digits", model="mlp", activation="relu", train_size=200, dropout=0.0, steps=200,
               batch_size=20, lr=0.05, momentum=0.9, seed=0, reference_batch=False, norm="bn")
     ghost = regularisation_run(norm_kwargs={"ghost_batch_size": 4}, **kw)
     assert ghost["train_acc"] > 0.95
 
 
-def _m(reg, noise):
-    return {"primary": {"regularisation": reg, "batch noise": noise}}
+def _m(reg, noise, control=None):
+    control = [0.02, 0.03, 0.025, 0.02, 0.035, 0.03, 0.028, 0.022] if control is None else control
+    return {"primary": {"regularisation": reg, "dropout control": control, "batch noise": noise}}
+
+
+POS = [0.03, 0.025, 0.04, 0.02, 0.035, 0.03, 0.028, 0.033]
+NEG = [-v for v in POS]
+NOISE = [0.01, -0.02, 0.015, -0.005, 0.0, 0.02, -0.01, 0.004]
 
 
 def test_rule_cases():
-    pos = [0.03, 0.025, 0.04, 0.02, 0.035, 0.03, 0.028, 0.033]
-    neg = [-v for v in pos]
-    noise = [0.01, -0.02, 0.015, -0.005, 0.0, 0.02, -0.01, 0.004]
-    assert c12.decide(_m(pos, pos)).verdict == "supported"
-    assert c12.decide(_m(pos, neg)).verdict == "mixed"  # BN regularises, but not through its noise
-    assert c12.decide(_m(pos, noise)).verdict == "inconclusive"
-    assert c12.decide(_m(neg, neg)).verdict == "refuted"
-    assert c12.decide(_m([math.nan, 0.02], pos)).verdict == "inconclusive"
+    assert c12.decide(_m(POS, POS)).verdict == "supported"
+    assert c12.decide(_m(POS, NEG)).verdict == "mixed"  # BN regularises, but not through its noise
+    assert c12.decide(_m(POS, NOISE)).verdict == "inconclusive"
+    assert c12.decide(_m(NEG, NEG)).verdict == "refuted"
+    assert c12.decide(_m([math.nan, 0.02], POS)).verdict == "inconclusive"
+
+
+def test_the_mechanism_is_read_only_when_dropout_regularises():
+    """The positive control gates the batch-noise vote: where Dropout shows no effect, the mechanism is not read,
+    whatever its own test says; the control itself never votes on the claim."""
+    gated = c12.decide(_m(POS, NEG, control=NOISE))
+    by = {r.setting: r for r in gated.primary}
+    assert by["batch noise"].vote == "inconclusive" and "positive control" in by["batch noise"].note
+    assert gated.verdict == "inconclusive"
+    assert c12.decide(_m(POS, POS, control=NEG)).verdict == "inconclusive"
+    assert c12.decide(_m(NEG, POS, control=POS)).verdict == "mixed"  # the control does not vote itself
+
+
+def test_the_mechanism_needs_half_of_bns_effect_back():
+    """Removing the batch noise must bring back at least half of BN's effect: a quarter is refuted even though it
+    is positive."""
+    effect = [0.04, 0.045, 0.035, 0.04, 0.042, 0.038, 0.04, 0.041]
+    quarter = [e / 4 + d for e, d in zip(effect, [0.001, -0.001, 0.0, 0.002, -0.002, 0.001, 0.0, -0.001])]
+    three_quarters = [3 * e / 4 + d for e, d in zip(effect, [0.001, -0.001, 0.0, 0.002, -0.002, 0.001, 0.0, -0.001])]
+    per_seed = [c12._mechanism(b, e) for b, e in zip(quarter, effect)]
+    assert c12.decide(_m(effect, per_seed)).verdict == "mixed"
+    per_seed = [c12._mechanism(b, e) for b, e in zip(three_quarters, effect)]
+    assert c12.decide(_m(effect, per_seed)).verdict == "supported"
+    assert math.isnan(c12._mechanism(math.nan, 0.1))
+
+
+def test_the_ghost_batch_slope_reads_the_right_way_round():
+    """Smaller normalisation batches (more noise) with larger gaps: the reported slope is > 0 = more overfitting."""
+    sizes, gaps = [5, 10, 25, 50], [0.14, 0.13, 0.12, 0.11]  # more noise -> more overfitting
+    assert -c12.ghost_slope(sizes, gaps) > 0
+    assert "> 0 = more noise, more overfitting" in c12.GHOST_SLOPE
+
+
+def test_labels_are_corrupted_reproducibly_and_never_to_the_true_class():
+    y = torch.arange(200) % 10
+    noisy, mask = corrupt_labels(y, 0.2, 10, seed=3)
+    again, _ = corrupt_labels(y, 0.2, 10, seed=3)
+    assert torch.equal(noisy, again) and int(mask.sum()) == 40
+    assert bool((noisy[mask] != y[mask]).all()) and torch.equal(noisy[~mask], y[~mask])
+    assert int(corrupt_labels(y, 0.0, 10, seed=3)[1].sum()) == 0
 
 
 def test_ghost_slope_and_bad_config():

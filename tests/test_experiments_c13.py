@@ -1,5 +1,7 @@
 """C13: best lr and target chosen on held-out seeds, speed plus non-inferiority; smoke run end to end."""
 
+import math
+
 import pytest
 
 from bnlab.experiments import c07_learning_rate as c07
@@ -28,14 +30,34 @@ def test_the_best_lr_is_chosen_on_held_out_seeds_only():
     fast, slow = _run([0.1, 0.5, 0.9, 0.9, 0.9], 0.9), _run([0.1, 0.2, 0.3, 0.5, 0.9], 0.9)
     held_out = [{"grid": [fast, slow]}]  # lr 0.1 is fast on the held-out seed
     choice = c13.choose(s, held_out, held_out)
-    assert choice["best"] == {"none": 0, "bn": 0} and choice["target"] == pytest.approx(0.9)
+    assert choice["best"] == {"none": 0, "bn": 0} and choice["target"] == pytest.approx(c13.FRACTION * 0.9)
+    assert choice["no_bn_best"] == pytest.approx(0.9) and choice["horizon"] == 100
     # the scored seeds never enter: whatever they show, the choice stays
+
+
+def test_restricted_time_is_exact_for_reached_and_unreached_runs():
+    """A run that misses the target contributes its horizon (its restricted time), never horizon + eval_every."""
+    reached, missed = _run([0.1, 0.5, 0.9, 0.9, 0.9], 0.9), _run([0.1, 0.2, 0.3, 0.5, 0.6], 0.6)
+    assert lr_grid.censored_steps_to_target(reached, 0.85, 100) == (50, True)
+    assert lr_grid.censored_steps_to_target(missed, 0.85, 100) == (100, False)
+    assert lr_grid.censored_steps_to_target(_run([0.9] * 5, 0.9), 0.85, 100) == (1, True)  # step 0 counts as 1
+
+
+def test_speed_is_tested_against_the_smallest_speed_up_of_interest():
+    """A clear but small speed-up (1.2×) is refuted as a speed-up of interest; 2× is supported."""
+    good = [0.0, 0.005, -0.004, 0.002, 0.001]
+    small = [math.log(1.2) + d for d in (0.0, 0.02, -0.02, 0.01, -0.01)]
+    big = [math.log(2.0) + d for d in (0.0, 0.02, -0.02, 0.01, -0.01)]
+    assert c13.decide({"primary": {"speed": small, "good_minimum": good}}).primary[0].vote == "refuted"
+    assert c13.decide({"primary": {"speed": big, "good_minimum": good}}).verdict == "supported"
+    assert c13.PROTOCOL.endpoint.threshold == pytest.approx(math.log(c13.MIN_SPEEDUP))
 
 
 @pytest.mark.parametrize("speed, good, want", [
     ([1.0, 1.2, 0.9, 1.1, 1.0], [0.0, 0.005, -0.004, 0.002, 0.001], "supported"),
     ([1.0, 1.2, 0.9, 1.1, 1.0], [-0.05, -0.06, -0.055, -0.05, -0.045], "mixed"),  # faster, to a worse minimum
     ([1.0, 1.2, 0.9, 1.1, 1.0], [0.0, -0.03, 0.02, -0.02, 0.01], "inconclusive"),  # "good" not shown
+    ([0.3, 0.5, 0.4, 0.6, 0.2], [0.0, 0.005, -0.004, 0.002, 0.001], "inconclusive"),  # faster, maybe not 1.5×
     ([-1.0, -1.2, -0.9, -1.1, -1.0], [-0.05, -0.06, -0.055, -0.05, -0.045], "refuted"),
 ])
 def test_rule_prose_cases(speed, good, want):

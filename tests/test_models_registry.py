@@ -74,7 +74,7 @@ def test_model_options_are_checked_by_name_before_anything_is_built() -> None:
     from bnlab.train import TrainConfig
 
     assert model_options("mlp") == ("dropout", "hidden", "activation")
-    assert set(model_options("deep_mlp")) == {"dropout", "depth", "width", "activation", "residual"}
+    assert set(model_options("deep_mlp")) == {"dropout", "depth", "width", "activation", "residual", "branch_scale"}
     for name in MODELS:  # every option a model's constructor takes, nothing build_model sets itself
         check_model_options(name, dict.fromkeys(model_options(name)))
         build_model(name, **({"config": "narrow"} if name == "vgg" else {}))

@@ -147,17 +147,18 @@ def test_many_long_bar_categories_are_drawn_horizontally_without_overlap() -> No
     assert not horizontal and len(boxes) == 3
 
 
-def test_log_axis_problems_names_every_non_positive_value() -> None:
-    """Issue 26: a value <= 0 on a log axis vanishes from the picture; every claim's smoke figures are checked
-    with this (tests/experiments_smoke.py), here the checker itself."""
-    panel = {"title": "d", "yscale": "log",
-             "series": [{"label": "BN", "x": [0, 1], "y": [-0.5, 0.2]}, {"label": "no BN", "x": [0, 1],
-                                                                         "y": [1.0, 2.0], "lo": [0.0, 1.0]}]}
-    problems = figures.log_axis_problems("lines", {"panels": [panel]})
-    assert len(problems) == 2 and "'BN'" in problems[0] and "'no BN'" in problems[1]
-    assert figures.log_axis_problems("lines", {"panels": [{**panel, "yscale": "linear"}]}) == []
-    clean = {"series": [{"label": "BN", "x": [0, 1], "y": [0.5, math.nan], "lo": [None, 0.1]}]}
-    assert figures.log_axis_problems("lines", {"panels": [clean], "yscale": "log"}) == []
-    assert figures.log_axis_problems("lines", {"panels": [{**clean, "xscale": "log"}]})  # x = 0 on a log x axis
-    bars = {"yscale": "log", "categories": ["a"], "groups": [{"label": "g", "values": [0.0]}]}
-    assert figures.log_axis_problems("bars", {"panels": [bars]})
+def test_log_axis_problems_name_every_non_positive_value_a_log_axis_would_hide() -> None:
+    assert figures.log_axis_problems(spec("lines")) == []  # None and inf are missing values, not hidden ones
+    bad = {"xscale": "log", "panels": [
+        {"title": "d", "yscale": "log", "series": [{"label": "BN", "x": [0, 1, 2], "y": [1.0, -0.5, 0.0],
+                                                   "lo": [0.5, 0.1, -1.0], "hi": [2, 2, 2]}]},
+        {"title": "lin", "yscale": "linear", "series": [{"label": "no BN", "x": [1, 2], "y": [-1.0, 0.0]}]}]}
+    assert figures.log_axis_problems(spec("lines", bad)) == [
+        "f: panel 'd', 'BN': 1 non-positive x value(s) on a log axis",
+        "f: panel 'd', 'BN': 2 non-positive y value(s) on a log axis",
+        "f: panel 'd', 'BN': 1 non-positive lo value(s) on a log axis"]
+    bars = {"panels": [{"title": "b", "yscale": "log", "categories": ["a"], "groups": [
+        {"label": "g", "values": [0.0]}]}]}
+    assert figures.log_axis_problems(spec("bars", bars)) == ["f: panel 'b', 'g': 1 non-positive values value(s) "
+                                                              "on a log axis"]
+    assert figures.log_axis_problems(spec("bars")) == []  # a linear value axis takes any value

@@ -139,6 +139,18 @@ def test_number_formatting() -> None:
                     "e": "20 values (first 0, last 19, min 0, max 19)"}
 
 
+def test_numbers_say_what_each_number_is() -> None:
+    """The parts every claim shares are named for what their numbers are, not by a bare dotted path."""
+    rows = dict(metric_rows({"primary": {"all": [0.1, 0.2], "vgg": [1.0]},
+                             "secondary": {"gap": {"values": [0.3], "unit": "accuracy", "note": "n"}},
+                             "checks": {"invariance.grad": [0.5]}, "n_test": 10}))
+    assert rows == {"primary endpoint: per-seed values, in seed order": "[0.1, 0.2]",
+                    "primary endpoint [vgg]: per-seed values, in seed order": "[1]",
+                    "secondary, gap: per-seed values (accuracy)": "[0.3]",
+                    "verification, invariance.grad: error ÷ tolerance per case (< 1 passes)": "[0.5]",
+                    "n_test": "10"}
+
+
 def test_markdown_escape() -> None:
     assert escape("a|b *c* [d](e) <i>") == "a\\|b \\*c\\* \\[d\\](e) &lt;i&gt;"
     assert escape("# not a heading") == "\\# not a heading"
@@ -189,3 +201,26 @@ def test_a_figure_is_redrawn_only_when_its_spec_code_or_file_changed(tmp_path: P
     drawn.clear()
     write_report(tmp_path, changed)
     assert drawn == ["lr", "broken"]
+
+
+def test_a_smoke_report_says_its_verdicts_are_a_plumbing_check_and_shows_what_ran(tmp_path: Path) -> None:
+    from bnlab.report.terminal import verdict_table
+    from bnlab.report.view import PLUMBING_NOTE
+
+    results = results_with("lr sweep")
+    results["claims"][6]["protocol"] = {"endpoint": {"name": "d", "measure": "m", "test": "t", "threshold": 0.0},
+                                        "runs": "DEFAULT-SCALE RUNS"}
+    results["claims"][6]["method"] = "SMOKE RUNS"
+    files = write_report(tmp_path / "smoke", results)
+    html, markdown = files.html.read_text(), files.markdown.read_text()
+    assert PLUMBING_NOTE.split(":")[0] in html and "plumbing check" in markdown
+    assert html.count("a plumbing check, not evidence") >= len(CLAIM_IDS)  # beside every claim's verdict
+    assert "what ran (smoke scale)</td><td>SMOKE RUNS" in html
+    assert "what runs at the default scale</td><td>DEFAULT-SCALE RUNS" in html
+    assert "What ran (smoke scale): SMOKE RUNS" in markdown
+    assert verdict_table(results).splitlines()[-1] == PLUMBING_NOTE
+    results["scale"] = "default"
+    files = write_report(tmp_path / "default", results)
+    html = files.html.read_text()
+    assert "plumbing" not in html and "plumbing" not in verdict_table(results)
+    assert "what ran (default scale)</td><td>SMOKE RUNS" in html and "DEFAULT-SCALE RUNS" not in html

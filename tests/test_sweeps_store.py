@@ -103,3 +103,51 @@ def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
     store = TrialStore(tmp_path)
     assert not old.exists() and fresh.exists() and other.exists()
     assert store.get("abc") is None
+
+
+def _old_store_accepts(record, key):
+    """The check the store made before checksums (outer fields only): what a damaged record used to pass."""
+    fields = ("key", "claim", "name", "fn", "params", "data", "code_fingerprint", "status", "result", "error",
+              "attempts", "duration_s")
+    return (isinstance(record, dict) and all(f in record for f in fields) and record["key"] == key
+            and record["status"] in ("ok", "failed")
+            and (record["status"] != "ok" or isinstance(record["result"], dict)))
+
+
+@pytest.mark.parametrize("damage", ["empty-result", "flipped-digit", "no-checksum", "list-result", "deep"])
+def test_a_damaged_record_is_reported_and_never_reused(tmp_path, damage):
+    lines = []
+    store = TrialStore(tmp_path, warn=lines.append)
+    store.put(_record("abc", result={"acc": 0.9125, "curve": [0.5, 0.75]}))
+    path = tmp_path / "abc.json"
+    record = json.loads(path.read_text())
+    if damage == "empty-result":
+        record["result"] = {}
+    elif damage == "flipped-digit":
+        record["result"]["acc"] = 0.9126
+    elif damage == "no-checksum":
+        del record["checksum"]
+    elif damage == "list-result":
+        record["result"] = [0.9125]
+    text = json.dumps(record) if damage != "deep" else '{"key": "abc", "result": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    path.write_text(text)
+    if damage in ("empty-result", "flipped-digit", "no-checksum"):
+        assert _old_store_accepts(record, "abc")  # the control: the old check reused exactly this record
+    assert store.get("abc") is None and not store.done("abc") and list(store.keys()) == []
+    assert len(lines) == 1 and lines[0].startswith(f"warning: trial record {path} is damaged (")
+    assert "recomputing it" in lines[0]
+    store.get("abc")
+    assert len(lines) == 1  # said once, not on every look
+    store.put(_record("abc", result={"acc": 0.9125, "curve": [0.5, 0.75]}))  # the recomputed record replaces it
+    assert store.get("abc")["result"]["acc"] == 0.9125 and store.rejected == {}
+
+
+def test_put_refuses_an_empty_result_and_the_executor_records_it_as_failed(tmp_path):
+    store = TrialStore(tmp_path)
+    with pytest.raises(BnlabError, match="empty result"):
+        store.put(_record("abc", result={}))
+    from bnlab.sweeps import get_executor
+
+    trial = Trial("C00", "t", "fault_trials:returns", {"value": {}})
+    records = get_executor("local", retries=0).run([trial], store)
+    assert records[trial.key()]["status"] == "failed" and "empty result" in records[trial.key()]["error"]

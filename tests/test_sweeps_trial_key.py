@@ -35,12 +35,15 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         del sys.modules[name]
     importlib.invalidate_caches()
     trial_module._closure.cache_clear()
+    trial_module.code_fingerprint.cache_clear()
     yield root
     trial_module._closure.cache_clear()
+    trial_module.code_fingerprint.cache_clear()
 
 
 def _key(fn: str) -> str:
     trial_module._closure.cache_clear()
+    trial_module.code_fingerprint.cache_clear()
     return Trial("C00", "t", fn, {"x": 1}).key()
 
 

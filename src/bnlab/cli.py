@@ -1,17 +1,27 @@
 """bnlab's command line: parses arguments and dispatches; all work lives in the library.
 
 Every bad input (a `BnlabError`, or a usage error from typer/click) ends with a one-line `error: ...` on stderr
-and exit code 2, with no traceback. Validation lives in the configs the commands build (`TrainConfig`,
+and exit code 2, with no traceback. Exit codes (docs/reliability.md):
+
+* 0 success; 1 `bnlab check` found a failing check; 2 bad input; 130 interrupted (Ctrl-C; rerun to resume);
+* 74 (EX_IOERR of sysexits.h) an operating-system error while reading or writing files — a full disk, a read-only
+  file system, a permission — reported in one line, ``error: <what> (<path>): <reason>`` (`os_error_line`).
+  Every file is written atomically, so nothing partial is left looking complete, and the same command, rerun after
+  the fix, resumes from what was finished.
+
+A reader that leaves early (``bnlab audit | head -1``) does not stop the work: once standard output is a broken
+pipe, further output is dropped (`PipeGuard`), the command runs to its end, writes its files and exits with its
+own status. Validation lives in the configs the commands build (`TrainConfig`,
 `LandscapeConfig`, `HessianConfig`, ...), which raise those one-line errors. The library is imported inside each
 command, not at the top: importing torch costs about a second, and `bnlab --help` must not pay it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -146,9 +156,12 @@ def train(
     tracker: list[str] = typer.Option(None, "--tracker", help="jsonl (default) | tensorboard | wandb; repeatable"),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice; 1 is fastest for small "
                                 "nets on a busy machine)"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Train one network and print a short summary; a diverged run is a result (exit 0)."""
     from bnlab.config import from_mapping
+    from bnlab.folders import check_owner, claim_out_folder
     from bnlab.train import TrainConfig
     from bnlab.train import train as run_training
     from bnlab.train.options import parse_key_values
@@ -163,7 +176,11 @@ def train(
         "trackers": tuple(tracker) if tracker else ("jsonl",),
     })
     _use_threads(threads)
+    if out is not None:  # a run folder is marked once its config.json is there, which also marks it as a run's
+        check_owner(out, "train", force=force)
     result = run_training(config, out_dir=out, resume=resume)
+    if out is not None:
+        claim_out_folder(out, "train", force=True)
     typer.echo(result.summary())
 
 
@@ -182,6 +199,8 @@ def audit(
     address: str = typer.Option(None, help="Ray cluster address (ray executor only), e.g. auto"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data sets (e.g. CIFAR-10)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Run the claims audit: a measured verdict for every claim C01–C14, and one self-contained HTML report.
 
@@ -193,18 +212,21 @@ def audit(
 
     bar = ProgressBar() if not quiet and sys.stderr.isatty() else None
     result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
-                       first_seed=first_seed, log=None if quiet else typer.echo, progress=bar)
+                       first_seed=first_seed, log=None if quiet else typer.echo, progress=bar, force=force)
     typer.echo("")
     typer.echo(verdict_table(result.results))
     typer.echo(f"\nreport: {result.report_html}")
 
 
 @app.command()
-def report(out: str = typer.Argument(..., help="an audit folder holding results.json")) -> None:
-    """Re-render report.html, report.md and the figures of an audit folder from its results.json alone."""
+def report(out: str = typer.Argument(..., help="an audit folder holding results.json"),
+           to: str = typer.Option(None, "--to", help="render into this folder instead (e.g. when OUT is read-only); "
+                                  "OUT is only read")) -> None:
+    """Re-render report.html, report.md and the figures of an audit folder from its results.json alone (files that
+    would not change are not rewritten)."""
     from bnlab.report.build import write_report
 
-    files = write_report(out)
+    files = write_report(out, to=to)
     for error in files.figure_errors:
         typer.echo(f"figure not drawn: {error}", err=True)
     typer.echo(f"report: {files.html}")
@@ -240,6 +262,8 @@ def landscape(
     zscale: str = typer.Option("log", help="colour / z scale: log | linear"),
     html: bool = typer.Option(False, "--html", help="also an interactive 3-D page (needs the plotly extra)"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
     from bnlab.config import from_mapping
@@ -259,7 +283,7 @@ def landscape(
         "fmt": fmt, "html": html, "zscale": zscale,
     })
     _use_threads(threads)
-    summary = run_landscape(config, out, log=typer.echo)
+    summary = run_landscape(config, out, log=typer.echo, force=force)
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
@@ -291,6 +315,8 @@ def hessian(
     density_steps: int = typer.Option(60, "--density-steps", help="Lanczos steps per SLQ run"),
     fmt: str = typer.Option("png", "--format", help="figure format: png | svg"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
     from bnlab.config import from_mapping
@@ -305,7 +331,7 @@ def hessian(
         "density_runs": density_runs, "density_steps": density_steps, "fmt": fmt,
     })
     _use_threads(threads)
-    run_hessian(config, out, log=typer.echo)
+    run_hessian(config, out, log=typer.echo, force=force)
 
 
 # --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) ------------------------
@@ -353,6 +379,8 @@ def sharpness(
     seed: int = typer.Option(0, help="seed of the init and of every estimator"),
     fmt: str = typer.Option("png", "--format", help="figure format: png | svg"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
     from bnlab.workflows.sharpness_command import SharpnessConfig, run_sharpness
@@ -369,7 +397,7 @@ def sharpness(
                           bn_modes=tuple(m.strip() for m in bn_mode.split(",") if m.strip()), tol=tol, seed=seed,
                           fmt=fmt)
     _use_threads(threads)
-    run_sharpness(cfg, out, log=typer.echo)
+    run_sharpness(cfg, out, log=typer.echo, force=force)
     typer.echo(f"sharpness: {out}/sharpness.json, {out}/sharpness.{fmt}")
 
 
@@ -397,6 +425,8 @@ def study(
     workers: int = typer.Option(None, help="parallel nets (process, ray)"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Measure C03, C05, C06, C11, C13 and C14 (and the Hessian) on your own model against its twin without BN."""
     from bnlab.workflows.study import StudyConfig
@@ -406,11 +436,9 @@ def study(
                       probe_every=max(steps // 5, 1) if probe_every is None else probe_every,  # 0 is refused
                       eval_every=max(min(25, steps // 10), 1), target_acc=target_acc, samples=samples,
                       landscape_points=grid, device=device)
-    if os.path.exists(out) and any(Path(out).iterdir()) and not (Path(out) / "trials").is_dir():
-        raise BnlabError(f"output folder {out} is not empty and holds no study; choose another folder")
     _use_threads(threads)
     result = run_study(model, data, twin=twin, loss=loss, config=cfg, checkpoints=checkpoint or None,
-                       executor=executor, workers=workers, out=out, log=typer.echo)
+                       executor=executor, workers=workers, out=out, log=typer.echo, force=force)
     for c in result.results["claims"]:
         typer.echo(f"{c['id']}  {c['verdict']:<13} {c['primary']['name']}: {c['primary']['effect']}")
     typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
@@ -429,6 +457,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     set_: list[str] = typer.Option(None, "--set", help="override a value of the file, KEY=VALUE (repeatable): "
                                    "base.steps=200, seeds=1, axes.lr=[0.1,1.0]"),
+    force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
+                               "not write (see docs/reliability.md)"),
 ) -> None:
     """Run a sweep file: a base training config x axes x seeds, one trial each, results table at the end.
 
@@ -447,7 +477,7 @@ def sweep(
     else:
         progress = ProgressPrinter(header=f"sweep {spec.name}: {len(spec)} trials, executor {executor}")
     result = run_sweep(spec, out=out, executor=executor, workers=workers, address=address, retries=retries,
-                       gpus_per_trial=gpus_per_trial, progress=progress)
+                       gpus_per_trial=gpus_per_trial, progress=progress, force=force)
     typer.echo(format_table(spec, result.rows))
     typer.echo(f"\nresults: {result.out / 'results.json'}")
 
@@ -474,8 +504,69 @@ def _as_option(message: str, argv: list[str]) -> str:
     return message
 
 
+EXIT_OS_ERROR = 74  # sysexits.h EX_IOERR
+_OS_WHAT = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted",
+            errno.ENOENT: "no such file or folder", errno.ENOTDIR: "not a folder", errno.EISDIR: "is a folder",
+            errno.ELOOP: "too many symbolic links", errno.EIO: "input/output error"}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``error: <what> (<path>): <reason>`` for an OSError, with what to do next."""
+    what = _OS_WHAT.get(exc.errno or 0, "file system error")
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "path unknown"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return (f"error: {what} ({paths}): {reason}; nothing partial was kept, fix it and rerun the same command to "
+            "resume")
+
+
+class PipeGuard:
+    """Standard output that outlives its reader: the first broken-pipe error (the reader of ``| head`` has
+    left) points the file descriptor at /dev/null and drops all further output, so the command goes on to its
+    end instead of dying half way with a BrokenPipeError (and Python does not complain again at exit)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture): dropping suffices
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the typer app with one-line errors and exit 2 for bad input."""
+    """Console entry point: one-line errors, exit codes as in the module docstring."""
+    stdout, sys.stdout = sys.stdout, PipeGuard(sys.stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # non-standalone typer *returns* the code of a typer.Exit (and 130 for a Ctrl-C it caught)
         code = app(args=argv, standalone_mode=False, prog_name="bnlab")
@@ -495,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("error: interrupted; rerun the same command to resume", err=True)
         return 130
+    except OSError as exc:  # after BnlabError: the disk, not the input (a full disk, a read-only mount, ...)
+        typer.echo(os_error_line(exc), err=True)
+        return EXIT_OS_ERROR
     if code == 130:
         typer.echo("error: interrupted; rerun the same command to resume", err=True)
     return code if isinstance(code, int) and not isinstance(code, bool) else 0

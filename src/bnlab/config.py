@@ -8,6 +8,7 @@ unknown keys and values of the wrong type with a `BnlabError` that names the key
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -71,6 +72,13 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """The type hints and fields of a dataclass, once per class: `typing.get_type_hints` evaluates every string
+    annotation anew on each call (most of a sweep's planning time before it was cached)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build the frozen dataclass `cls` from `data`, rejecting unknown keys and wrong types by name.
 
@@ -78,8 +86,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """
     if not isinstance(data, Mapping):
         raise BnlabError(f"{where or cls.__name__}: expected a table of settings, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints, fields = _fields_of(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BnlabError(

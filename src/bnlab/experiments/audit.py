@@ -34,7 +34,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from bnlab.experiments import base
 from bnlab.experiments.base import SCALES, ClaimResult, Plan
 from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
+from bnlab.folders import check_out_folder, claim_out_folder
 from bnlab.report.build import write_report
 from bnlab.report.figures import figure_filename
 from bnlab.results import CLAIM_IDS, VERDICTS
@@ -88,34 +88,6 @@ def parse_claims(claims: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(c for c in CLAIM_IDS if c in chosen)
 
 
-def check_out_folder(out: str | os.PathLike) -> Path:
-    """The output folder as a Path, if it can be used: not a file, not below a file, writable (checked without
-    creating anything)."""
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise BnlabError(f"output path {str(path)!r} is a file, not a folder")
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise BnlabError(f"output path {str(path)!r} is inside {str(probe)!r}, which is a file")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise BnlabError(f"output path {str(path)!r} is not writable ({str(probe)!r} is read-only)")
-    return path
-
-
-def prepare_out_folder(path: Path) -> None:
-    """Create the output folder and prove it is writable (a root user passes os.access everywhere)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise BnlabError(f"output folder {str(path)!r} is not writable: {exc.strerror or exc}") from None
-
-
 @dataclass(frozen=True)
 class AuditRequest:
     """A validated audit request (see `validate_request`)."""
@@ -129,12 +101,14 @@ class AuditRequest:
     address: str | None = None
     data_dir: Path | None = None
     first_seed: int = 0
+    force: bool = False  # write over a folder this command did not write (--force)
 
 
 def validate_request(scale: str = "default", seeds: int | None = None,
                      claims: str | Sequence[str] | None = None, out: str | os.PathLike = "runs/audit",
                      executor: str = "process", workers: int | None = None, address: str | None = None,
-                     data_dir: str | os.PathLike | None = None, first_seed: int = 0) -> AuditRequest:
+                     data_dir: str | os.PathLike | None = None, first_seed: int = 0,
+                     force: bool = False) -> AuditRequest:
     """Check every input of an audit, touching nothing; BnlabError naming the first problem."""
     if scale not in SCALES:
         raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
@@ -157,7 +131,8 @@ def validate_request(scale: str = "default", seeds: int | None = None,
         data = Path(data_dir).expanduser()
         if not data.is_dir():
             raise BnlabError(f"data folder {str(data)!r} does not exist or is not a folder")
-    return AuditRequest(scale, seeds, chosen, check_out_folder(out), executor, workers, address, data, first_seed)
+    return AuditRequest(scale, seeds, chosen, check_out_folder(out), executor, workers, address, data, first_seed,
+                        force)
 
 
 # ------------------------------------------------------------------------------------------------ claim state
@@ -387,17 +362,18 @@ def _results(request: AuditRequest, states: Sequence[_Claim], trials: Sequence[T
 def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Sequence[str] | None = None,
               out: str | os.PathLike = "runs/audit", executor: str = "process", *, workers: int | None = None,
               address: str | None = None, data_dir: str | os.PathLike | None = None, first_seed: int = 0,
-              retries: int = 1, log: Log | None = print, progress: Any = None) -> AuditResult:
+              retries: int = 1, log: Log | None = print, progress: Any = None, force: bool = False) -> AuditResult:
     """Run the claims audit and write OUT/results.json and the report; see the module docstring.
 
     log: called with one line per event (start, each finished trial, figure errors); None for silence.
     progress: a `bnlab.sweeps.progress.ProgressBar` (or anything with ``expect(trials, cached)`` and ``__call__``)
     that replaces the line per finished trial, e.g. on a terminal.
     A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
+    force: write into an OUT that holds files the audit did not write (`bnlab.folders.claim_out_folder`).
     """
-    request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir, first_seed)
+    request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir, first_seed, force)
     runner = get_executor(request.executor, workers=request.workers, address=request.address, retries=retries)
-    prepare_out_folder(request.out)
+    claim_out_folder(request.out, "audit", force=request.force)
     start = time.perf_counter()
     created = results_schema.created_now()
 

@@ -134,6 +134,12 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
     return base.decide_each(PROTOCOL.endpoint, metrics)
 
 
+def _geometric_mean(values: list) -> float | None:
+    """exp(mean log) of the positive finite values (what a log axis draws), None if there are none."""
+    v = stats.log_mean(values)
+    return math.exp(v) if math.isfinite(v) else None
+
+
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
     mlp = _runs(plan, results, "mlp")
     acc_panel = {"title": "Ioffe MLP: test accuracy", "xlabel": "step", "ylabel": "test accuracy",

@@ -51,10 +51,10 @@ PROTOCOL = base.ClaimProtocol(
     paper="Santurkar Fig. 1: VGG on CIFAR-10 at lr 0.1 and 0.5; Ioffe: Inception at 5× and 30× the lr; Bjorck et "
           "al.: a 110-layer ResNet, BN and no BN coincide at lr 1e-4. The default scale runs Ioffe's MNIST net; the "
           "paper scale adds VGG-11 on CIFAR-10 (given a local copy).",
-    why="'Stable' used to mean 'test accuracy ≥ 0.8 after 800 steps', which counted slowness and sigmoid saturation "
-        "as divergence (not one of 54 runs diverged); divergence now comes from the loss. The lr was known to a "
-        "grid step, so every seed gave the same number and a zero-width interval; bisection refines it, and the "
-        "exact sign test decides.")
+    why="Divergence comes from the training loss: an accuracy threshold ('test accuracy ≥ 0.8 after 800 steps') "
+        "would count slowness and sigmoid saturation as divergence. A grid alone knows the lr to a grid step, so "
+        "every seed would give the same number and a zero-width interval; bisection refines it, and the exact sign "
+        "test decides.")
 
 RULE = ("Per seed: d = log10(largest stable lr with BN) − log10(largest stable lr without BN), where a run is stable "
         "unless its training loss turns non-finite, reaches 1000× its first value, or ends no lower than it began. "

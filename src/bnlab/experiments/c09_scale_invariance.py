@@ -2,17 +2,26 @@
 (Ioffe & Szegedy 2015, Sec. 3.3; Li & Arora 2019; Arora, Li & Lyu 2019).
 
 What is measured (`bnlab.trials.scale_invariance`).
-* The behaviour (primary): two SGD runs from the same init and batches, (W₀, lr) and (α·W₀, lr·α²) on the weights
-  feeding the normalisation (every other parameter at lr), α = 3; the relative distance of their outputs on 256
-  held-out inputs (BN with batch statistics) at every record time. If scale invariance acts as an adaptive learning
-  rate, the BN pair computes the same function all along (up to the ε effect) while the no-BN pair does not.
+* The behaviour (primary): the angular-update equilibrium of Wan et al. 2021 (also Kosson et al. 2024). For a
+  scale-invariant weight W under SGD with momentum α and weight decay λ at learning rate η, the gradient is
+  orthogonal to W and shrinks as 1/‖W‖, so the step turns W by an angle ∝ η/‖W‖² -- the adaptive learning rate --
+  while the decay shrinks ‖W‖. The two balance: ‖W‖ settles where the per-step angular update is
+  √(2ηλ/(1+α)), whatever the layer, the loss or the initial norm (η = 0.1, λ = 5·10⁻⁴, α = 0.9 -> 0.00725
+  rad/step). Measured per layer of Ioffe's MLP with BN: the mean angle W turns by per step over the last third of
+  training, against the prediction. Without the adaptive rate (fixed effective lr) there is no reason for this
+  value: the same net without BN is reported beside it.
 * The identities (verifications): BN(αWx) = BN(Wx), α∂L/∂(αW) = ∂L/∂W, ⟨∇W, W⟩ = 0 for α ∈ {0.1, …, 100}
-  (ε = 1e-14), and the SGD norm recursion ‖W_T‖² − ‖W_0‖² = Σ_t η²‖∇W_t‖² (gradients orthogonal to W).
-* Secondary: the same pair of runs with momentum 0.9; the weight-norm growth without weight decay (so η/‖W‖²
-  falls by exp(−2g)); how much weight decay lowers that growth.
+  (ε = 1e-14); the SGD norm recursion ‖W_T‖² − ‖W_0‖² = Σ_t η²‖∇W_t‖² (gradients orthogonal to W); and the
+  twin runs: two SGD runs from the same init and batches, (W₀, lr) and (α·W₀, lr·α²) on the pre-norm weights
+  (α = 3), compute the same function at every step with BN (an exact identity of SGD trajectories up to the ε
+  effect), checked to `TWIN_TOL` in relative output distance on 256 held-out inputs.
+* Secondary: the twin distance without / with BN (plain SGD and momentum 0.9); the no-BN net's angular update
+  against the same prediction; the weight-norm growth without weight decay (η/‖W‖² falls by exp(−2g)); how much
+  weight decay lowers that growth.
 
-Primary endpoint: per seed, mean over record times of log(distance without BN) − log(distance with BN) (log ratio of
-geometric means); the 95% t-interval over seeds wholly above 0 -> supported, wholly below -> refuted.
+Primary endpoint: per layer (settings "layer 1..3"), per seed, log(measured mean angular update / √(2ηλ/(1+α)))
+of the BN net. Equivalence (TOST) within ±log 1.25: the 90% t-interval inside -> supported, the 95% interval wholly
+outside -> refuted; the layers combined by `stats.combine`.
 """
 
 from __future__ import annotations
@@ -28,7 +37,10 @@ from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
 TRIALS = "bnlab.trials.scale_invariance"
-RECURSION_TOL = 0.05  # relative; fixed in v1 of this check: ε = 1e-5 makes ∇W ⊥ W inexact, and that accumulates
+RECURSION_TOL = 0.05  # relative: ε = 1e-5 makes ∇W ⊥ W inexact, and that accumulates over the steps
+TWIN_TOL = 1e-3  # relative output distance of the BN twins: the ε = 1e-5 effect, accumulated over the steps
+MARGIN = math.log(1.25)  # equivalence margin of log(measured / predicted angular update)
+LAYERS = ("layer 1", "layer 2", "layer 3")  # the pre-norm weights of Ioffe's MLP, in forward order
 
 
 @dataclass(frozen=True)
@@ -43,38 +55,61 @@ class C09Config:
     eval_examples: int = 256
     dynamics_lr: float = 1.0
     weight_decay: float = 1e-3
+    # the angular-update equilibrium (Wan et al. 2021): SGD with momentum and weight decay, ImageNet-like values
+    angular_steps: int = 4000  # the norm settles on a time scale (1 − α)/(2ηλ) = 1000 steps
+    angular_lr: float = 0.1
+    angular_momentum: float = 0.9
+    angular_weight_decay: float = 5e-4
+    angular_tail: float = 1 / 3  # the mean angular update over the last third of the steps
 
 
 CONFIGS: dict[str, C09Config] = {
-    "smoke": C09Config(steps=40, record_every=10),
+    "smoke": C09Config(steps=40, record_every=10, angular_steps=60),
     "default": C09Config(),
-    "paper": C09Config(dataset="mnist5k", steps=20000, lr=0.1, dynamics_lr=0.1, weight_decay=5e-4, record_every=1000),
+    "paper": C09Config(dataset="mnist5k", steps=20000, lr=0.1, dynamics_lr=0.1, weight_decay=5e-4, record_every=1000,
+                       angular_steps=20000),
 }
 
 PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
-        name="log(output distance of the (αW₀, α²lr) twin: without BN / with BN)",
-        measure="per seed: mean over record times of log ‖f(W₀, lr) − f(αW₀, α²lr)‖/‖f(W₀, lr)‖ on held-out inputs, "
-                "without BN minus with BN (α = 3, plain SGD, same init and batches)",
-        unit="log ratio", test="t", threshold=0.0,
-        threshold_source="0 = rescaling the weights (with lr·α²) changes the trajectory as much with BN as without; "
-                         "scale invariance predicts BN's twins coincide (effect > 0)"),
+        name="log(measured / predicted angular update per step) of the pre-BN weights",
+        measure="per layer, per seed: log of the mean angle the layer's weight turns by per step over the last "
+                "third of training (SGD, momentum α = 0.9, weight decay λ = 5·10⁻⁴, lr η = 0.1) over the "
+                "equilibrium √(2ηλ/(1+α)) = 0.00725 rad/step (Wan et al. 2021)",
+        unit="log ratio", test="tost", threshold=MARGIN,
+        threshold_source="±log 1.25: the equilibrium assumes a stationary gradient scale and uses the root of a "
+                         "mean square where the angle's mean is measured (Jensen), a few per cent each; a "
+                         "25% band still tells the predicted rate from one off by a factor",
+        settings=LAYERS),
     cost="cheap",
-    secondary=("the same twin runs with momentum 0.9", "log(‖W_T‖/‖W_0‖) without weight decay (η/‖W‖² falls by its "
-               "square)", "log growth without minus with weight decay"),
-    verifications=("invariance.forward", "invariance.grad", "invariance.orthogonality", "SGD norm recursion"),
-    runs="Ioffe's MLP (3 × 100 sigmoid) with and without BN on synthetic data, float64, plain SGD lr 0.5, 400 steps, "
-         "α = 3, 8 seeds; the norm dynamics at lr 1 with weight decay 0 and 1e-3",
+    secondary=("log(output distance of the (αW₀, α²lr) twin runs: without BN / with BN), plain SGD and momentum 0.9",
+               "log(measured / predicted angular update) of the same net without BN (no scale invariance)",
+               "log(‖W_T‖/‖W_0‖) without weight decay (η/‖W‖² falls by its square)",
+               "log growth without minus with weight decay"),
+    verifications=("invariance.forward", "invariance.grad", "invariance.orthogonality", "SGD norm recursion",
+                   f"twin runs coincide with BN (relative output distance < {TWIN_TOL:g})"),
+    runs="Ioffe's MLP (3 × 100 sigmoid) with and without BN on synthetic data, float64: the equilibrium runs, SGD "
+         "lr 0.1, momentum 0.9, weight decay 5·10⁻⁴, 4000 steps; the twin runs at lr 0.5, 400 steps, α = 3; the "
+         "norm dynamics at lr 1 with weight decay 0 and 1e-3; 8 seeds",
     paper="Ioffe & Szegedy Sec. 3.3 states the identities; Arora, Li & Lyu and Li & Arora derive the adaptive "
-          "learning rate. No experiment in the papers to match; the paper scale runs MNIST for 20k steps.",
-    why="The identities alone never tested the behavioural part of the claim. The twin-run test is its direct "
-        "consequence: an exact identity of SGD trajectories for scale-invariant weights (and with momentum), broken "
-        "without BN. Identities and the norm recursion are verifications, reported apart.")
+          "learning rate; Wan et al. 2021 derive and measure the angular-update equilibrium on ImageNet ResNets "
+          "(lr 0.1, momentum 0.9, weight decay 10⁻⁴ to 5·10⁻⁴), Kosson et al. 2024 per layer. The paper scale "
+          "runs MNIST for 20k steps.",
+    why="The twin-run distance is an exact identity of SGD trajectories for scale-invariant weights: it cannot "
+        "fail, so it is a verification, not a vote. The claim is behavioural -- η/‖W‖² adapts as ‖W‖ moves -- "
+        "and its quantitative consequence under weight decay is the angular-update equilibrium "
+        "√(2ηλ/(1+α)), the same for every scale-invariant layer: it fails if the effective learning rate does "
+        "not adapt (the angle would then follow the gradient's own scale), and it is measured per layer, each "
+        "layer a setting. The margin was fixed by the reasoning beside the threshold; the length of the runs by "
+        "the norm's time scale (1 − α)/(2ηλ) = 1000 steps and one pilot run on seed 1000, outside the audit's "
+        "seeds, whose angle had settled by step 2000.")
 
-RULE = ("Per seed: effect = mean over record times of log(relative output distance of the twin runs) without BN "
-        "minus with BN. The 95% t-interval of the mean effect over seeds wholly above 0 -> supported, wholly below "
-        "0 -> refuted, otherwise inconclusive. The identities and the norm recursion are verifications, reported "
-        "apart; momentum, weight-norm growth and weight decay are reported, never voted.")
+RULE = ("Per layer, per seed: effect = log(mean angular update of the BN net's pre-norm weight over the last third "
+        "of training / √(2ηλ/(1+α))). Per layer, TOST with margin log 1.25: the 90% t-interval inside ±log 1.25 "
+        "-> supported, the 95% interval wholly outside -> refuted, otherwise inconclusive; the layers combined by "
+        "stats.combine. The identities, the norm recursion and the twin runs are verifications, reported apart; "
+        "the twin distances, the no-BN net's angular update, weight-norm growth and weight decay are reported, "
+        "never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -91,13 +126,32 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
                       "lr": cfg.dynamics_lr, "weight_decay": wd, "record_every": cfg.record_every // 5 or 1,
                       "seed": s}, cost=cfg.steps / 1000)
                for wd in (0.0, cfg.weight_decay) for s in seed_list]
+    trials += [Trial(CLAIM_ID, f"angular/{norm}/seed={s}", f"{TRIALS}:angular_update",
+                     {"dataset": cfg.dataset, "model": cfg.model, "norm": norm, "steps": cfg.angular_steps,
+                      "batch_size": cfg.batch_size, "lr": cfg.angular_lr, "momentum": cfg.angular_momentum,
+                      "weight_decay": cfg.angular_weight_decay, "tail": cfg.angular_tail, "seed": s},
+                     cost=cfg.angular_steps / 400)
+               for norm in ("bn", "none") for s in seed_list]
     return base.Plan(CLAIM_ID, scale, seed_list, asdict(cfg), tuple(trials))
+
+
+def _positive_mean(values) -> float | None:
+    """The geometric mean of the positive finite values (None if there are none): what a log axis can draw."""
+    v = stats.log_mean(values)
+    return math.exp(v) if math.isfinite(v) else None
 
 
 def twin_distance(results: Mapping[str, dict], norm: str, momentum: float, seeds: tuple[int, ...]) -> list[float]:
     """Per seed: the mean over record times of log(relative output distance) of the twin runs."""
     return [stats.log_mean(results[f"twin/{norm}/momentum={momentum:g}/seed={s}"]["relative_distance"])
             for s in seeds]
+
+
+def angular_log_ratios(results: Mapping[str, dict], norm: str, seeds: tuple[int, ...]) -> list[list[float]]:
+    """Per layer, per seed: log(mean angular update over the tail / √(2ηλ/(1+α))); nan where a run diverged."""
+    runs = [results[f"angular/{norm}/seed={s}"] for s in seeds]
+    return [[stats.log_ratio(r["tail_mean"][i], r["predicted"]) if r["diverged_at"] is None else math.nan
+             for r in runs] for i in range(len(LAYERS))]
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
@@ -111,24 +165,35 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     decayed = [results[f"dynamics/wd={plan.config['weight_decay']:g}/seed={s}"] for s in seeds]
     checks["SGD norm recursion"] = [abs(m - p) / p / RECURSION_TOL if p > 0 else math.inf
                                     for r in plain for m, p in zip(r["measured_growth"], r["predicted_growth"])]
+    checks[f"twin runs coincide with BN (relative output distance < {TWIN_TOL:g})"] = [
+        (max(d) if d and None not in d else math.inf) / TWIN_TOL
+        for m in (0.0, 0.9) for d in (results[f"twin/bn/momentum={m:g}/seed={s}"]["relative_distance"] for s in seeds)]
     growth = [r["log_growth"] for r in plain]
+    angular = {n: angular_log_ratios(results, n, seeds) for n in ("bn", "none")}
     secondary = {
-        "log distance ratio without / with BN, momentum 0.9": {
+        "log twin distance without / with BN, plain SGD": {
+            "values": stats.paired_differences(logd["none", 0.0], logd["bn", 0.0]), "unit": "log ratio",
+            "note": "the identity the verification checks, seen as a contrast"},
+        "log twin distance without / with BN, momentum 0.9": {
             "values": stats.paired_differences(logd["none", 0.9], logd["bn", 0.9]), "unit": "log ratio"},
         "log10 relative output distance of the BN twins, plain SGD": {
             "values": [v / math.log(10) for v in logd["bn", 0.0]], "unit": "log10",
             "note": "ε = 1e-5 makes the cancellation approximate: √(α²σ² + ε) ≠ α√(σ² + ε)"},
+        **{f"log(measured / predicted angular update) without BN [{layer}]": {
+            "values": angular["none"][i], "unit": "log ratio", "note": "no scale invariance: no equilibrium law"}
+           for i, layer in enumerate(LAYERS)},
         "log(‖W_T‖/‖W_0‖) of the pre-BN weights, no weight decay": {
             "values": growth, "unit": "log ratio", "note": "η/‖W‖² falls by exp(−2·this)"},
         "log growth without minus with weight decay": {
             "values": stats.paired_differences(growth, [r["log_growth"] for r in decayed]), "unit": "log ratio"},
     }
-    return {"primary": {"all": stats.paired_differences(logd["none", 0.0], logd["bn", 0.0])},
-            "secondary": secondary, "checks": checks}
+    return {"primary": dict(zip(LAYERS, angular["bn"])), "secondary": secondary, "checks": checks,
+            "predicted_angle": results[f"angular/bn/seed={seeds[0]}"]["predicted"]}
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    """The behavioural endpoint votes; the identities and the norm recursion are reported as verifications."""
+    """The equilibrium endpoint votes per layer; the identities, the norm recursion and the twin runs are reported
+    as verifications."""
     checks = [base.verification(name, ratios) for name, ratios in (metrics.get("checks") or {}).items()]
     return base.decide_endpoint(PROTOCOL.endpoint, metrics, checks)
 
@@ -147,7 +212,22 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
     eff = [{"label": "BN, SGD, no weight decay", "x": plain[0]["steps"][:n],
             "y": [sum(r["lr"] / w**2 for r in plain for w in r["norms"][i]) / sum(len(r["norms"][i]) for r in plain)
                   for i in range(n)]}]
-    return [base.Figure("twin_runs", "lines", "Does (α·W₀, α²·lr) follow the same function as (W₀, lr)?",
+    ang_runs = {n: [results[f"angular/{n}/seed={s}"] for s in plan.seeds] for n in ("bn", "none")}
+    k = min(len(r["curve_steps"]) for rs in ang_runs.values() for r in rs)
+    ang = [{"label": f"{label}, {layer}", "x": ang_runs[n][0]["curve_steps"][:k],
+            "y": [_positive_mean(r["curve"][i][j] for r in ang_runs[n]) for j in range(k)]}
+           for n, label in (("bn", "BN"), ("none", "no BN")) for i, layer in enumerate(LAYERS)]
+    predicted = ang_runs["bn"][0]["predicted"]
+    ang.append({"label": f"√(2ηλ/(1+α)) = {predicted:.5f}", "x": [ang[0]["x"][0], ang[0]["x"][-1]],
+                "y": [predicted, predicted]})
+    return [base.Figure("angular_update", "lines", "Does the angular update settle at √(2ηλ/(1+α))?",
+                        f"Angle (rad) each pre-norm weight turns by per step, window means, geometric mean over "
+                        f"{len(plan.seeds)} seeds; SGD lr {plan.config['angular_lr']:g}, momentum "
+                        f"{plan.config['angular_momentum']:g}, weight decay {plan.config['angular_weight_decay']:g}. "
+                        "The primary endpoint is the mean over the last third of the steps.",
+                        {"panels": [{"title": "angular update per step", "xlabel": "step", "ylabel": "rad/step",
+                                     "yscale": "log", "series": ang}]}),
+            base.Figure("twin_runs", "lines", "Does (α·W₀, α²·lr) follow the same function as (W₀, lr)?",
                    f"Relative distance of the two runs' outputs on held-out inputs (geometric mean over "
                    f"{len(plan.seeds)} seeds), α = {plan.config['alpha']:g}; and the effective learning rate "
                    "η/‖W‖² of the pre-BN weights under plain SGD.",
@@ -159,16 +239,24 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     failed = [v.name for v in decision.verifications if not v.passed]
-    summary = (f"Rescaling the pre-norm weights by α = {plan.config['alpha']:g} with lr·α²: log(distance without BN "
-               f"/ with BN) = {base.brief(decision.primary[0])}. Identities and the norm recursion: "
-               + ("all within tolerance." if not failed else f"failed: {', '.join(failed)}."))
     cfg = plan.config
-    method = (f"{cfg['model']} with and without BN on {cfg['dataset']}, float64, SGD lr {cfg['lr']} (momentum 0 and "
-              f"0.9), batch {cfg['batch_size']}, {cfg['steps']} steps, α = {cfg['alpha']:g}, distances on "
-              f"{cfg['eval_examples']} held-out inputs every {cfg['record_every']} steps, {len(plan.seeds)} seeds; "
-              f"norm dynamics at lr {cfg['dynamics_lr']}, weight decay 0 and {cfg['weight_decay']:g}.")
+    layers = "; ".join(f"{r.setting}: {base.brief(r)}" for r in decision.primary)
+    summary = (f"Angular update of the BN net's pre-norm weights against the equilibrium √(2ηλ/(1+α)) = "
+               f"{metrics['predicted_angle']:.5f} rad/step, log(measured / predicted) per layer: {layers} (margin "
+               f"±{MARGIN:.3f}). Verdict: {decision.verdict}. Identities, norm recursion and twin runs: "
+               + ("all within tolerance." if not failed else f"failed: {', '.join(failed)}."))
+    method = (f"{cfg['model']} with and without BN on {cfg['dataset']}, float64, batch {cfg['batch_size']}, "
+              f"{len(plan.seeds)} seeds. Equilibrium: SGD lr {cfg['angular_lr']:g}, momentum "
+              f"{cfg['angular_momentum']:g}, weight decay {cfg['angular_weight_decay']:g} on every parameter, "
+              f"{cfg['angular_steps']} steps, mean over the last {cfg['angular_tail']:.0%}. Twin runs: SGD lr "
+              f"{cfg['lr']} (momentum 0 and 0.9), {cfg['steps']} steps, α = {cfg['alpha']:g}, distances on "
+              f"{cfg['eval_examples']} held-out inputs every {cfg['record_every']} steps. Norm dynamics at lr "
+              f"{cfg['dynamics_lr']}, weight decay 0 and {cfg['weight_decay']:g}.")
     return base.Description(summary, method, [
         "Only the weights feeding a normalisation are scale invariant; biases and the output layer keep lr. With "
-        "weight decay the equivalence breaks (the decay term scales with α, the gradient with 1/α).",
-        "With the default ε = 1e-5 the cancellation is approximate; the BN twins' distance (secondary) shows its "
-        "size."])
+        "weight decay the twin-run equivalence breaks (the decay term scales with α, the gradient with 1/α).",
+        f"The equilibrium is reached on a time scale of about (1 − α)/(2ηλ) = "
+        f"{(1 - cfg['angular_momentum']) / (2 * cfg['angular_lr'] * cfg['angular_weight_decay']):.0f} steps; at a "
+        "scale with fewer steps (smoke) the angle has not settled and the vote says nothing about the claim.",
+        "With the default ε = 1e-5 the twin-run cancellation is approximate; the BN twins' distance (secondary) "
+        "shows its size."])

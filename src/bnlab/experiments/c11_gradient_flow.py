@@ -4,15 +4,21 @@ Yang et al. (2019, Thm 3.10): at initialisation a deep *plain* BN net's gradient
 ‖∂L/∂W_l‖² growing by π/(π−1) ≈ 1.467 per ReLU layer ((B−2)/(B−3) for linear ones); residual connections tame it.
 
 Measured (`bnlab.trials.gradient_flow`): `deep_mlp` nets (plain or residual, ReLU / tanh / linear, with and without
-BN) at initialisation on one batch of B examples, BN with batch statistics: ‖∂L/∂W_l‖² per weight layer and each
-layer's batch-Jacobian mean squared singular value msv_l (Hutchinson). Trainability by SGD at several depths.
+BN) at initialisation on one batch of B examples with standardised input features, BN with batch statistics: the
+activation gradients ‖∂L/∂h_l‖² at the input of every weight layer, ‖∂L/∂W_l‖², and each layer's batch-Jacobian
+mean squared singular value msv_l (Hutchinson). The no-BN nets are the fair comparators a practitioner would use
+without BN: He initialisation for ReLU (Glorot for tanh and linear), and residual branches scaled by 1/√L.
+Trainability by SGD at several depths.
 
 Primary endpoint (ReLU nets; four settings vote, `stats.combine`):
 * ``plain/jacobian``, ``residual/jacobian`` ("stay near 1"): per seed the BN net's end-to-end squared gain
-  Σ_l log10 msv_l over the hidden blocks; TOST equivalence within ±1 decade.
-* ``plain/gradient``, ``residual/gradient`` ("prevents", vs no BN): per seed |log10 ‖∂L/∂W_first‖²/‖∂L/∂W_last‖²|
-  without BN minus with BN, so vanishing and exploding both count; 95% t-interval against 0.
-Plain BN nets exploding as Yang predicts next to residual BN nets near 1 gives "mixed".
+  Σ_l log10 msv_l over the hidden blocks; TOST equivalence within ±1 decade of squared gain, i.e. the blocks
+  together change a signal's norm by at most √10 ≈ 3.2×.
+* ``plain/gradient``, ``residual/gradient`` ("prevents", vs no BN): per seed |log10 ‖∂L/∂h_first‖²/‖∂L/∂h_last‖²|
+  (activation gradients at the first and last hidden block) of the fair no-BN net minus BN's, so vanishing and
+  exploding both count; 95% t-interval against 0.
+Secondary: Meterez et al. 2024 -- a plain BN net with linear activations and orthogonal weights keeps its gradients
+bounded at any depth: its activation-gradient spread and end-to-end gain.
 """
 
 from __future__ import annotations
@@ -30,7 +36,18 @@ from bnlab.sweeps.trial import Trial
 CLAIM_ID = "C11"
 TRIALS = "bnlab.trials.gradient_flow"
 ARCHS: tuple[str, ...] = ("plain", "residual")
-GAIN_MARGIN = 1.0  # decades of end-to-end squared gain: the equivalence margin of the Jacobian settings
+GAIN_MARGIN = 1.0  # decades of end-to-end squared gain (≤ √10 ≈ 3.2× in norm): the Jacobian settings' margin
+MATCHED = "bn-orthogonal"  # Meterez et al.'s net: BN, linear activations, orthogonal weights
+
+
+def comparator(act: str, arch: str, norm: str, depth: int) -> dict[str, Any]:
+    """The init and branch scale of a gradient-profile net: BN nets as built (Glorot, branch 1: BN makes them
+    scale-free); no-BN nets as a practitioner would build them -- He init for ReLU, Glorot (variance-preserving)
+    for tanh and linear, residual branches scaled by 1/√depth."""
+    if norm == "bn":
+        return {"init": "glorot", "branch_scale": 1.0}
+    return {"init": "he" if act == "relu" else "glorot",
+            "branch_scale": 1 / math.sqrt(depth) if arch == "residual" else 1.0}
 
 
 @dataclass(frozen=True)
@@ -66,35 +83,47 @@ PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="gradient flow near 1",
         measure="jacobian settings: per seed, Σ over hidden blocks of log10 msv(J_l) of the BN net (end-to-end "
-                "squared gain, decades); gradient settings: per seed, |log10 ‖∂L/∂W_first‖²/‖∂L/∂W_last‖²| without "
-                "BN minus with BN (decades). ReLU nets at initialisation, BN with batch statistics",
+                "squared gain, decades); gradient settings: per seed, |log10 ‖∂L/∂h_first‖²/‖∂L/∂h_last‖²| of the "
+                "activation gradients at the first and last hidden block, fair no-BN net (He init; residual "
+                "branches × 1/√L) minus BN (decades). ReLU nets at initialisation, standardised inputs, BN with "
+                "batch statistics",
         unit="decades", test="t", threshold=0.0,
-        threshold_source="jacobian: ±1 decade = the layers together change signal norms by less than 10× (a "
-                         "definition of 'near 1' that does not depend on depth); gradient: 0 = BN no closer to "
-                         "uniform gradients than no BN",
+        threshold_source="jacobian: ±1 decade of squared gain = the blocks together change a signal's norm by at "
+                         "most √10 ≈ 3.2× (a definition of 'near 1' that does not depend on depth); gradient: 0 = "
+                         "BN no closer to uniform activation gradients than a well-initialised net without BN",
         settings=("plain/jacobian", "residual/jacobian", "plain/gradient", "residual/gradient"),
         per_setting={"plain/jacobian": ("tost", GAIN_MARGIN), "residual/jacobian": ("tost", GAIN_MARGIN)}),
     cost="cheap",
     secondary=("the same four measures for tanh and linear nets",
                "log of the fitted per-layer growth factor of ‖∂L/∂W_l‖² (plain BN), beside Yang's rates",
-               "end-to-end Jacobian gain of the no-BN nets (vanishing shows here)",
+               "end-to-end Jacobian gain of the fair no-BN nets",
+               "Meterez et al. 2024: activation-gradient spread and end-to-end gain of a plain BN net with linear "
+               "activations and orthogonal weights",
                "train accuracy after SGD at the deepest depth, BN − no BN, plain and residual"),
-    runs="deep_mlp of 50 blocks × 256 units on mnist5k, batch 128, ReLU/tanh/linear, plain and residual, with and "
-         "without BN, 8 seeds; trainability: width 64, depths 10 and 50, 150 SGD steps (lr 0.01, momentum 0.9)",
+    runs="deep_mlp of 50 blocks × 256 units on mnist5k with standardised inputs, batch 128, ReLU/tanh/linear, "
+         "plain and residual, with BN and with the fair no-BN comparators, 8 seeds; trainability: width 64, depths "
+         "10 and 50, 150 SGD steps (lr 0.01, momentum 0.9)",
     paper="Yang et al. derive the rates in the infinite-width, B → ∞ limit and train plain BN nets up to depth 100 "
-          "on MNIST/CIFAR-10 over a learning-rate grid; the paper scale here runs 100 blocks × 512 units, B = 256, "
+          "on MNIST/CIFAR-10 over a learning-rate grid; Meterez et al. 2024 prove bounded gradients for BN with "
+          "linear activations and orthogonal weights. The paper scale here runs 100 blocks × 512 units, B = 256, "
           "one learning rate.",
-    why="The old rule judged BN nets against a band of 1 ± 10% per layer on a fitted growth rate only: it could not "
-        "see uniform vanishing (the no-BN ReLU net's gradients look flat while its layer Jacobians halve signals "
-        "at every layer) and ignored the Jacobian singular values the claim is about. The new endpoint measures "
-        "the Jacobians end to end against 1, and the gradients against no BN.")
+    why="Weight gradients ‖∂L/∂W_l‖ = ‖δ_l‖·‖h_{l−1}‖ multiply a backward and a forward factor that cancel when "
+        "both vanish or both explode, so a net whose gradients vanish uniformly (a Glorot ReLU net loses 15 "
+        "decades of Jacobian gain over 50 blocks) or explode uniformly (a residual net without BN gains about 9) "
+        "looks flat in them. The activation gradients ‖∂L/∂h_l‖ are the backward signal alone. The comparison is "
+        "with the no-BN nets a practitioner would use (He init; residual branches scaled by 1/√L), not with a "
+        "Glorot ReLU net that vanishes by construction, so 'BN prevents' is tested against a fair alternative. "
+        "Inputs are standardised: raw pixels would make the first block normalise inputs of a different scale, "
+        "adding about a decade to every BN net's gain whatever its depth.")
 
-RULE = ("ReLU nets at initialisation, four settings. Jacobian (plain, residual): per seed G = Σ_l log10 msv(J_l) of "
-        "the BN net's hidden blocks; TOST within ±1 decade: equivalent -> supported, the 95% interval wholly "
-        "outside ±1 -> refuted, else inconclusive. Gradient (plain, residual): per seed |log10(‖∂L/∂W_first‖² / "
-        "‖∂L/∂W_last‖²)| without BN minus with BN; the 95% t-interval wholly above 0 -> supported, wholly below -> "
-        "refuted, else inconclusive. The claim: stats.combine of the four (all supported -> supported; supported "
-        "and refuted -> mixed). tanh/linear nets, Yang's rate and trainability are reported, never voted.")
+RULE = ("ReLU nets at initialisation, standardised inputs, four settings. Jacobian (plain, residual): per seed G = "
+        "Σ_l log10 msv(J_l) of the BN net's hidden blocks; TOST within ±1 decade (≤ √10 ≈ 3.2× in norm): "
+        "equivalent -> supported, the 95% interval wholly outside ±1 -> refuted, else inconclusive. Gradient "
+        "(plain, residual): per seed |log10(‖∂L/∂h_first‖² / ‖∂L/∂h_last‖²)| of the activation gradients, fair "
+        "no-BN net (He init; residual branches × 1/√L) minus BN; the 95% t-interval wholly above 0 -> supported, "
+        "wholly below -> refuted, else inconclusive. The claim: stats.combine of the four (all supported -> "
+        "supported; supported and refuted -> mixed). tanh/linear nets, Yang's rate, Meterez et al.'s net and "
+        "trainability are reported, never voted.")
 
 
 def _check(cfg: C11Config) -> C11Config:
@@ -106,11 +135,15 @@ def _check(cfg: C11Config) -> C11Config:
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = _check(base.config_for(CONFIGS, scale))
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
+    profile = {"dataset": cfg.dataset, "depth": cfg.depth, "width": cfg.width, "batch_size": cfg.batch_size,
+               "jacobian_probes": cfg.jacobian_probes, "standardise": True}
     trials = [Trial(CLAIM_ID, f"grad/{act}/{arch}/{norm}/seed={s}", f"{TRIALS}:gradient_profile",
-                    {"dataset": cfg.dataset, "depth": cfg.depth, "width": cfg.width, "activation": act,
-                     "residual": arch == "residual", "norm": norm, "batch_size": cfg.batch_size,
-                     "jacobian_probes": cfg.jacobian_probes, "seed": s}, cost=cfg.depth * cfg.width / 1000)
+                    {**profile, "activation": act, "residual": arch == "residual", "norm": norm,
+                     **comparator(act, arch, norm, cfg.depth), "seed": s}, cost=cfg.depth * cfg.width / 1000)
               for act in cfg.activations for arch in ARCHS for norm in ("bn", "none") for s in seed_list]
+    trials += [Trial(CLAIM_ID, f"grad/linear/plain/{MATCHED}/seed={s}", f"{TRIALS}:gradient_profile",
+                     {**profile, "activation": "linear", "residual": False, "norm": "bn", "init": "orthogonal",
+                      "branch_scale": 1.0, "seed": s}, cost=cfg.depth * cfg.width / 1000) for s in seed_list]
     trials += [Trial(CLAIM_ID, f"train/{label}/depth={depth}/seed={s}", f"{TRIALS}:trainability",
                      {"dataset": cfg.dataset, "depth": depth, "width": cfg.train_width, "norm": norm,
                       "residual": residual, "steps": cfg.train_steps, "lr": cfg.train_lr,
@@ -131,8 +164,8 @@ def setting_values(plan: base.Plan, results: Mapping[str, dict], act: str) -> di
     for arch in ARCHS:
         bn, none = (_profiles(plan, results, act, arch, n) for n in ("bn", "none"))
         out[f"{arch}/jacobian"] = [jacobian_gain(r["layer_jac_msv"]) for r in bn]
-        out[f"{arch}/gradient"] = stats.paired_differences([gradient_spread(r["weight_grad_sq"]) for r in none],
-                                                           [gradient_spread(r["weight_grad_sq"]) for r in bn])
+        out[f"{arch}/gradient"] = stats.paired_differences([gradient_spread(r["input_grad_sq"]) for r in none],
+                                                           [gradient_spread(r["input_grad_sq"]) for r in bn])
     return out
 
 
@@ -160,8 +193,15 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             **({"threshold": math.log(yang),
                 "note": f"finding: tested against Yang et al.'s log rate {math.log(yang):.4f} (×{yang:.4f}/layer)"}
                if yang else {})}
+    matched = [results[f"grad/linear/plain/{MATCHED}/seed={s}"] for s in plan.seeds]
+    secondary["activation-gradient spread |log10 first/last|, plain BN, linear, orthogonal (Meterez et al.)"] = {
+        "values": [gradient_spread(r["input_grad_sq"]) for r in matched], "unit": "decades",
+        "note": "bounded at any depth by Meterez et al. 2024's theorem"}
+    secondary["end-to-end Jacobian gain, plain BN, linear, orthogonal (Meterez et al.)"] = {
+        "values": [jacobian_gain(r["layer_jac_msv"]) for r in matched], "unit": "decades", "test": "tost",
+        "threshold": GAIN_MARGIN}
     for arch in ARCHS:
-        secondary[f"end-to-end Jacobian gain without BN, {arch} [{acts[0]}]"] = {
+        secondary[f"end-to-end Jacobian gain without BN (fair comparator), {arch} [{acts[0]}]"] = {
             "values": [jacobian_gain(r["layer_jac_msv"]) for r in _profiles(plan, results, acts[0], arch, "none")],
             "unit": "decades", "test": "tost", "threshold": GAIN_MARGIN}
     deepest = max(cfg["train_depths"])
@@ -199,10 +239,16 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
     acc = [{"label": name, "x": list(cfg["train_depths"]), "y": [c["effect"] for c in cs],
             "lo": [c["ci_low"] for c in cs], "hi": [c["ci_high"] for c in cs]} for name, cs in cells.items()]
     return [
-        base.Figure("grad_profile", "lines", "Gradient norm per layer at initialisation",
-               f"log10 ‖∂L/∂W_l‖² vs layer (depth {cfg['depth']}, width {cfg['width']}, batch {cfg['batch_size']}, "
-               f"BN in training mode), mean over {len(plan.seeds)} seeds. A straight line falling with l is "
-               f"geometric explosion towards the input (Yang et al.: ×{YANG_RELU:.3f} per plain ReLU BN layer).",
+        base.Figure("grad_profile", "lines", "Activation gradients per layer at initialisation",
+               f"log10 ‖∂L/∂h_l‖² at the input of weight layer l (depth {cfg['depth']}, width {cfg['width']}, batch "
+               f"{cfg['batch_size']}, standardised inputs, BN in training mode; no-BN nets: He init for ReLU, "
+               f"residual branches × 1/√L), mean over {len(plan.seeds)} seeds. A line falling with l is a gradient "
+               "that grows towards the input; a flat line is the 'near 1' the claim describes.",
+               {"panels": _curve_panels(plan, results, "input_grad_sq", "log10 ‖∂L/∂h_l‖²")}),
+        base.Figure("weight_grad_profile", "lines", "Weight-gradient norm per layer at initialisation",
+               f"log10 ‖∂L/∂W_l‖² vs layer, as above. A straight line falling with l is geometric explosion towards "
+               f"the input (Yang et al.: ×{YANG_RELU:.3f} per plain ReLU BN layer); forward and backward factors "
+               "cancel in this measure when both vanish or both explode.",
                {"panels": _curve_panels(plan, results, "weight_grad_sq", "log10 ‖∂L/∂W_l‖²")}),
         base.Figure("layer_jacobian", "lines", "Layer Jacobians at initialisation",
                "Mean squared singular value of each layer's batch Jacobian (Hutchinson estimate, BN in training "
@@ -224,17 +270,21 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
     rate = f" The fitted per-layer growth of ‖∂L/∂W_l‖² in the plain ReLU BN net is ×{math.exp(yang.effect):.3f} " \
            f"(Yang et al.: ×{YANG_RELU:.3f})." if yang and yang.effect is not None else ""
     summary = (f"ReLU nets of {cfg['depth']} blocks at initialisation (decades): {'; '.join(parts)}.{rate} "
-               f"Jacobian settings: end-to-end log10 gain of the BN net, equivalence within ±{GAIN_MARGIN:g}; "
-               f"gradient settings: |log10 first/last| without minus with BN. Verdict: {decision.verdict}.")
-    method = (f"deep_mlp depth {cfg['depth']}, width {cfg['width']} on {cfg['dataset']}, batch {cfg['batch_size']}, "
+               f"Jacobian settings: end-to-end log10 gain of the BN net, equivalence within ±{GAIN_MARGIN:g} "
+               f"(≤ √10 ≈ 3.2× in norm); gradient settings: |log10 first/last| of the activation gradients, fair "
+               f"no-BN net minus BN. Verdict: {decision.verdict}.")
+    method = (f"deep_mlp depth {cfg['depth']}, width {cfg['width']} on {cfg['dataset']} (standardised inputs), batch "
+              f"{cfg['batch_size']}, no-BN comparators with He init (ReLU) and residual branches × 1/√{cfg['depth']}, "
               f"activations {', '.join(cfg['activations'])}, plain and residual, {len(plan.seeds)} seeds; "
               f"trainability at depths {list(cfg['train_depths'])} (width {cfg['train_width']}, "
               f"{cfg['train_steps']} SGD steps).")
     return base.Description(summary, method, [
         f"Finite width ({cfg['width']}) and batch ({cfg['batch_size']}) instead of Yang's infinite-width, large-B "
         "limit; BN uses ε = 1e-5 and γ = 1, β = 0 at initialisation.",
-        "‖∂L/∂W_l‖² = ‖δ_l‖²·‖h_{l−1}‖² mixes the backward signal with the activations' size: a Glorot ReLU net "
-        "without BN halves both directions and looks flat in this measure while its layer Jacobians vanish (the "
-        "Jacobian settings and the no-BN Jacobian gain show it).",
+        "‖∂L/∂W_l‖² = ‖δ_l‖²·‖h_{l−1}‖² mixes the backward signal with the activations' size, so it is reported "
+        "(figure, Yang's rate) but does not vote: the activation gradients ‖∂L/∂h_l‖² are the backward signal "
+        "alone.",
+        "The trainability runs build the no-BN nets with Glorot init and unscaled residual branches, as the "
+        "built-in model does; they are reported, never voted.",
         f"Trainability uses one learning rate ({cfg['train_lr']}) and {cfg['train_steps']} steps, not Yang's "
         "learning-rate sweep; a net untrainable here may train at another rate."])

@@ -229,15 +229,16 @@ def _over_training_figure(runs: dict[str, list[dict]], threshold: float | None =
 
 
 def _end_figures(runs: dict[str, list[dict]]) -> list[Figure]:
-    def end_values(rs: list[dict], mode: str, key: str, scale: str) -> tuple[float | None, float | None,
-                                                                            float | None]:
+    def end_values(rs: list[dict], mode: str, key: str, scale: str) -> tuple[float | None, float | None, float | None]:
+        """Mean and 95% CI over seeds; on a log axis the geometric mean and the CI of the logs, exponentiated (a
+        t-interval of positive values can reach below 0, which a log axis cannot draw)."""
         vals = [v for r in rs for v in [_series(r, mode, key)[-1] if _series(r, mode, key) else None]
                 if v is not None]
-        if scale == "log":  # geometric mean and a t-interval of log values: > 0, as a log axis needs
-            logs = [math.log(v) for v in stats.finite(vals) if v > 0]
+        if scale == "log":
+            logs = [math.log(v) for v in vals if math.isfinite(v) and v > 0]
             est = stats.mean_ci(logs)
-            return tuple(None if x is None or not logs else math.exp(x)  # type: ignore[return-value]
-                         for x in (est.effect, est.ci_low, est.ci_high))
+            return tuple(None if v is None or not logs else math.exp(v)  # type: ignore[return-value]
+                         for v in (est.effect, est.ci_low, est.ci_high))
         est = stats.mean_ci(vals)
         return (est.effect if vals else None), est.ci_low, est.ci_high
 
@@ -274,8 +275,8 @@ def _end_figures(runs: dict[str, list[dict]]) -> list[Figure]:
     return [
         Figure(id="sharpness_end", kind="bars", title="Sharpness at the end of training, BN vs no BN",
                caption="Hessian top eigenvalue, trace (Hutch++) and the weight-norm-invariant λ_max·‖W‖² of the "
-                       "trained nets on a fixed training batch, per BN mode: mean over seeds with 95% CI (on the log "
-                       "axes, the geometric mean with the 95% CI of the mean log).",
+                       "trained nets on a fixed training batch, per BN mode: mean over seeds with 95% CI (on a log "
+                       "axis the geometric mean and the CI of the logs).",
                data={"panels": bar_panels}),
         Figure(id="spectral_density", kind="lines", title="Hessian spectral density (stochastic Lanczos quadrature)",
                caption="Eigenvalue density of the trained nets' Hessians (first seed), BN vs no BN on one grid "

@@ -73,8 +73,9 @@ def _power_lines(claim: str, module: ModuleType, measured: dict) -> list[str]:
         return ["- Power: not applicable (a verification, decided by its tolerance)."]
     entry = measured.get(claim)
     if not entry or not entry["settings"]:
-        return ["- Power: no default audit has measured this endpoint yet (run `make audit`, then "
-                "`python -m bnlab.experiments.power runs/audit/results.json`)."]
+        return [f"- Power: no default audit measured yet with this endpoint (false decisions under the null, "
+                f"simulated at unit spread: {power.false_decisions(module, _unit_spread(module)):.1%}; run `make "
+                "audit`, then `python -m bnlab.experiments.power runs/audit/results.json`)."]
     audit = entry.get("audit", {})
     lines = [f"- Measured (default audit {audit.get('created') or '?'}, commit {str(audit.get('git_commit'))[:10]}): "
              + "; ".join(f"{s}: effect {stats_fmt(m['effect'])}, per-seed sd {stats_fmt(m.get('sd'))}, "
@@ -106,6 +107,12 @@ def _power_lines(claim: str, module: ModuleType, measured: dict) -> list[str]:
         lines.append(f"- **Underpowered at the default scale**: power at the measured effect {achieved:.0%} "
                      f"(reaching '{expected}'); {more}.")
     return lines
+
+
+def _unit_spread(module: ModuleType) -> dict:
+    """Every setting at per-seed sd 1 and the default seed count: the null check before any audit has run."""
+    n = DEFAULT_SEEDS["default"][module.PROTOCOL.cost]
+    return {"settings": {s: {"effect": 0.0, "sd": 1.0, "n_seeds": n} for s in module.PROTOCOL.endpoint.settings}}
 
 
 def stats_fmt(value: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from bnlab.errors import BnlabError
 from bnlab.landscape.directions import ParamDict, model_origin, pca_directions, random_directions
 from bnlab.landscape.grid import plane_points, symmetric_axis
 from bnlab.landscape.points import LossFn, data_hash, evaluate_points
-from bnlab.landscape.surface import Curve, Surface
+from bnlab.landscape.surface import Curve, DamagedLandscape, Surface
 
 
 def params_hash(params: Mapping[str, torch.Tensor]) -> str:
@@ -80,8 +81,8 @@ def random_plane(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch
                       bn_mode=bn_mode, seed=seed, norm=norm, one_d=one_d, orthogonal=orthogonal,
                       data_hash=data_hash(batches), precision=precision,
                       info={**dict(info or {}), "key": key, "rows": [start_row, stop_row], "rows_done": start_row})
-    if out is not None and Path(out).exists():
-        saved = Surface.load(out)
+    saved = _saved_plane(out)
+    if saved is not None:
         if saved.info.get("key") != key:
             raise BnlabError(f"{out} holds a different landscape (other model, data or settings); "
                              "choose another output path or delete it")
@@ -167,3 +168,15 @@ def pca_plane(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch],
     surface.kind = "pca_plane"
     surface.path = pca.path.numpy().astype(np.float64)
     return surface
+
+
+def _saved_plane(out: str | os.PathLike | None) -> Surface | None:
+    """The (partial) plane saved at `out` to resume from; None when there is none, or when it is damaged
+    (truncated, corrupted): then it is recomputed from the start, and a warning says so."""
+    if out is None or not Path(out).exists():
+        return None
+    try:
+        return Surface.load(out)
+    except DamagedLandscape as exc:
+        print(f"warning: {exc}; recomputing it", file=sys.stderr, flush=True)
+        return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 
 from bnlab.atomic import write_bytes
 from bnlab.errors import BnlabError
+from bnlab.jsonio import loads_bounded
 from bnlab.landscape.directions import ParamDict
 
 _META_FIELDS = ("kind", "bn_mode", "seed", "norm", "one_d", "orthogonal", "data_hash", "precision", "bf16_error",
@@ -75,15 +75,36 @@ class _Landscape:
         return write_bytes(path, buffer.getvalue())
 
 
+class DamagedLandscape(BnlabError):
+    """A landscape file that cannot be read back (truncated, corrupted, foreign, holding an object array)."""
+
+
+class _Arrays(dict):
+    """Every array of an .npz, read eagerly (np.load reads lazily: damage would surface later, anywhere)."""
+
+    @property
+    def files(self) -> list[str]:
+        return list(self)
+
+
 def _load_common(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """All arrays and the metadata of a landscape file; DamagedLandscape (one line, naming the file) for any
+    damage. numpy's own message for an object array suggests ``allow_pickle=True``, which must never be followed
+    for a file bnlab did not write: the message is replaced, not passed on."""
     path = Path(path)
     if not path.is_file():
         raise BnlabError(f"no landscape file at {path}")
     try:
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta_json"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise BnlabError(f"{path} is not a bnlab landscape file ({exc})") from None
+        with np.load(path, allow_pickle=False) as npz:
+            data = _Arrays({key: npz[key] for key in npz.files})
+        meta = loads_bounded(str(data["meta_json"]))
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a table")
+    except Exception as exc:  # noqa: BLE001 - zip, CRC, EOF, pickle refusal, bad JSON: all mean "damaged"
+        reason = ("it holds an object array (refused: bnlab never loads pickled data)"
+                  if "allow_pickle" in str(exc) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                  if str(exc) else type(exc).__name__)
+        raise DamagedLandscape(f"{path} is not a bnlab landscape file or is damaged ({reason})") from None
     return data, meta
 
 

@@ -13,6 +13,7 @@ correct whenever modules are registered in the order they are applied (as in ``n
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,8 +46,10 @@ DEFAULT_IN_SHAPES: dict[str, tuple[int, ...]] = {
 _SET_BY_BUILD = ("in_shape", "num_classes", "norm", "norm_kwargs", "init_scale")
 
 
+@functools.cache
 def model_options(name: str) -> tuple[str, ...]:
-    """The options (``model_kwargs`` / ``--model-opt`` keys) the built-in model `name` takes."""
+    """The options (``model_kwargs`` / ``--model-opt`` keys) the built-in model `name` takes (once per name:
+    `inspect.signature` was most of the time a sweep took to validate its configs)."""
     params = inspect.signature(MODELS[name]).parameters
     return tuple(p for p in params if p not in _SET_BY_BUILD)
 

@@ -11,6 +11,11 @@ only when it changed: ``OUT/figures/drawn.json`` records, per file, the hash of 
 with its data, the format, matplotlib's version and the figure code's own hash) and of the bytes written; a file
 whose spec, code or bytes differ from the record is drawn again, so a rerun after an edit, a tampered or deleted
 figure, or another audit's results can never show a stale picture.
+
+A file whose bytes would not change is not written again, so rendering an unchanged folder writes nothing and works
+on a read-only (archived) results folder. `write_report(out, to=DIR)` (``bnlab report OUT --to DIR``) renders
+into another folder instead, reusing the figures of OUT that are still valid; DIR belongs to ``report``
+(`bnlab.folders.claim_out_folder`). results.json is read with size and depth limits (`bnlab.jsonio`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bnlab.atomic import write_bytes, write_text
+from bnlab.atomic import write_bytes
 from bnlab.errors import BnlabError
+from bnlab.folders import claim_out_folder
+from bnlab.jsonio import read_json
 from bnlab.report import figures as _figures
 from bnlab.report.figures import figure_filename, figure_format, render_figure
 from bnlab.report.html import data_uri, render_html
@@ -51,11 +58,11 @@ def load_results(out: str | os.PathLike) -> dict[str, Any]:
     if Path(out).exists() and not Path(out).is_dir():
         raise BnlabError(f"{str(out)!r} is a file, not an audit folder")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = read_json(path)
     except FileNotFoundError:
         raise BnlabError(f"no {RESULTS_FILE} in {str(out)!r}: run `bnlab audit --out {out}` first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BnlabError(f"cannot read {str(path)!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, bad JSON, too large or too deep
+        raise BnlabError(f"cannot read {str(path)!r}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(results, dict) or not isinstance(results.get("claims"), list):
         raise BnlabError(f"{str(path)!r} is not a bnlab audit result (no 'claims' list)")
     for claim in results["claims"]:
@@ -73,15 +80,18 @@ def safe_figure_file(claim_id: str, figure: Mapping[str, Any], index: int) -> st
     return figure_filename(re.sub(r"[^A-Za-z0-9]", "", claim_id) or "claim", figure, index)
 
 
-def write_report(out: str | os.PathLike, results: Mapping[str, Any] | None = None) -> ReportFiles:
-    """Draw every figure and write report.html and report.md into `out` (results read from out when None)."""
-    out = Path(out)
+def write_report(out: str | os.PathLike, results: Mapping[str, Any] | None = None,
+                 to: str | os.PathLike | None = None) -> ReportFiles:
+    """Draw every figure and write report.html and report.md into `to` (default `out`; results read from out when
+    None). Files whose bytes are unchanged are left as they are."""
+    source = Path(out)
     # a private copy: figure file names are normalised below, the caller's mapping stays as it was
-    results = json.loads(json.dumps(load_results(out) if results is None else results))
+    results = json.loads(json.dumps(load_results(source) if results is None else results))
+    out = source if to is None else claim_out_folder(to, "report")
     images: dict[str, Any] = {}
     written: list[Path] = []
     errors: list[str] = []
-    drawn = _drawn_record(out)
+    drawn = _drawn_record(source)
     for claim in results.get("claims", []):
         for index, figure in enumerate(claim.get("figures") or []):
             if not isinstance(figure, dict):
@@ -89,7 +99,7 @@ def write_report(out: str | os.PathLike, results: Mapping[str, Any] | None = Non
             file = safe_figure_file(str(claim.get("id", "")), figure, index)
             figure["file"] = file
             key = _drawing_key(figure)
-            image = _already_drawn(out / file, drawn.get(file), key)
+            image = _already_drawn(source / file, drawn.get(file), key)
             if image is None:
                 try:
                     image = render_figure(figure)
@@ -99,15 +109,26 @@ def write_report(out: str | os.PathLike, results: Mapping[str, Any] | None = Non
                     errors.append(f"{claim.get('id')}/{figure.get('id')}: {message}")
                     drawn.pop(file, None)
                     continue
-                write_bytes(out / file, image)
                 drawn[file] = {"key": key, "bytes": hashlib.sha256(image).hexdigest()}
+            _write_if_changed(out / file, image)
             written.append(out / file)
             images[file] = data_uri(image, figure_format(figure))
     if written or drawn:
-        write_text(out / DRAWN_FILE, json.dumps(drawn, indent=1, sort_keys=True) + "\n")
-    html = write_text(out / "report.html", render_html(results, images))
-    markdown = write_text(out / "report.md", render_markdown(results, images))
+        _write_if_changed(out / DRAWN_FILE, (json.dumps(drawn, indent=1, sort_keys=True) + "\n").encode())
+    html = _write_if_changed(out / "report.html", render_html(results, images).encode("utf-8"))
+    markdown = _write_if_changed(out / "report.md", render_markdown(results, images).encode("utf-8"))
     return ReportFiles(html=html, markdown=markdown, figures=tuple(written), figure_errors=tuple(errors))
+
+
+def _write_if_changed(path: Path, data: bytes) -> Path:
+    """Write `data` atomically unless `path` already holds exactly these bytes (then nothing is written, so an
+    unchanged report renders on a read-only folder)."""
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path
+    except OSError:
+        pass
+    return write_bytes(path, data)
 
 
 @functools.cache
@@ -128,8 +149,8 @@ def _drawing_key(figure: Mapping[str, Any]) -> str:
 def _drawn_record(out: Path) -> dict[str, dict[str, str]]:
     """OUT/figures/drawn.json, or {} when missing or unreadable (then everything is drawn)."""
     try:
-        record = json.loads((out / DRAWN_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = read_json(out / DRAWN_FILE, max_bytes=16 * 2**20)
+    except (OSError, ValueError):
         return {}
     if not isinstance(record, dict):
         return {}

@@ -245,31 +245,6 @@ def _scale(ax: Any, panel: Mapping[str, Any]) -> None:
         getattr(ax, f"set_{axis}scale")(scale)
 
 
-def log_axis_problems(kind: str, data: Mapping[str, Any]) -> list[str]:
-    """Every finite value ≤ 0 that a figure spec puts on a log axis (matplotlib would drop it silently, so a
-    series can vanish from the picture): one line per offending series, empty when the spec is clean. Lines: x on
-    a log x axis, y / lo / hi on a log y axis (a panel's scale, or the figure's data-level default); bars: values /
-    lo / hi on a log value axis."""
-    problems = []
-    for i, panel in enumerate(data.get("panels") or []):
-        log = {axis: panel.get(f"{axis}scale", data.get(f"{axis}scale")) == "log" for axis in ("x", "y")}
-        if kind == "lines":
-            items = [(series.get("label", "?"), [k for k in ("x",) if log["x"]] + [k for k in ("y", "lo", "hi")
-                                                                                    if log["y"]], series)
-                     for series in panel.get("series") or []]
-        elif kind == "bars" and log["y"]:
-            items = [(group.get("label", "?"), ["values", "lo", "hi"], group) for group in panel.get("groups") or []]
-        else:
-            continue
-        for label, keys, values in items:
-            bad = [v for k in keys for v in values.get(k) or []
-                   if isinstance(v, (int, float)) and math.isfinite(v) and v <= 0]
-            if bad:
-                problems.append(f"panel {i} ({panel.get('title', '')!r}), {label!r}: {len(bad)} value(s) <= 0 on a "
-                                f"log axis, e.g. {bad[0]:.3g}")
-    return problems
-
-
 # ----------------------------------------------------------------------------------------------- kinds
 
 
@@ -311,6 +286,33 @@ def draw_lines(fig: Figure, data: Mapping[str, Any]) -> None:
         _scale(ax, {**{k: data[k] for k in ("xscale", "yscale") if k in data}, **panel})  # data-level default
         if any(s.get("label") for s in series):
             ax.legend(frameon=False)
+
+
+def _non_positive(values: Any) -> int:
+    """How many finite values ≤ 0 a list holds (None and NaN are missing values, never drawn)."""
+    return sum(1 for v in values or [] if isinstance(v, (int, float)) and math.isfinite(v) and v <= 0)
+
+
+def log_axis_problems(spec: Mapping[str, Any]) -> list[str]:
+    """What a figure spec would draw as a non-positive value on a log axis (where it silently vanishes): one line
+    per (panel, series or group, field). Lines: x on a log xscale, y/lo/hi on a log yscale (a panel's own scale, else
+    the data-level default); bars: values/lo/hi on a log yscale. Empty when the spec is clean."""
+    data = spec.get("data") or {}
+    out = []
+    for panel in data.get("panels") or []:
+        scale = {a: panel.get(f"{a}scale", data.get(f"{a}scale")) for a in ("x", "y")}
+        title = panel.get("title", "")
+        entries = [(s, ("x",) if scale["x"] == "log" else ()) for s in panel.get("series") or []]
+        entries = [(s, fields + (("y", "lo", "hi") if scale["y"] == "log" else ())) for s, fields in entries]
+        if scale["y"] == "log":
+            entries += [(g, ("values", "lo", "hi")) for g in panel.get("groups") or []]
+        for entry, fields in entries:
+            for field in fields:
+                n = _non_positive(entry.get(field))
+                if n:
+                    out.append(f"{spec.get('id', '')}: panel {title!r}, {entry.get('label', '')!r}: {n} "
+                               f"non-positive {field} value(s) on a log axis")
+    return out
 
 
 def _horizontal(categories: Sequence[str]) -> bool:

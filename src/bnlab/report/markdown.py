@@ -41,6 +41,7 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
         "Each verdict was decided by a rule written before the run, on one pre-registered primary endpoint; "
         "secondary results never vote, and identities are verified apart.",
         "",
+        *([f"**{escape(v['plumbing'])}**", ""] if v["plumbing"] else []),
         "| Claim | What it says | Verdict | Primary endpoint |",
         "|---|---|---|---|",
     ]
@@ -53,7 +54,8 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
     out += ["", "Verdicts: " + "; ".join(f"**{text}**: {meaning}" for text, _, meaning in v["legend"]) + "."]
     for c in v["claims"]:
         out += ["", f'<a id="{c["anchor"]}"></a>', "",
-                f"## {escape(c['id'])} · {escape(c['title'])} — {c['verdict_text']}", ""]
+                f"## {escape(c['id'])} · {escape(c['title'])} — {c['verdict_text']}"
+                + (" (smoke scale: a plumbing check, not evidence)" if v["plumbing"] else ""), ""]
         if c["summary"]:
             out += [escape(c["summary"]), ""]
         if c["votes"]:
@@ -92,7 +94,8 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
         if p["endpoint"]:
             out += [f"**Pre-registered protocol.** Primary endpoint: {escape(p['endpoint'])} ({escape(p['measure'])}); "
                     f"test {escape(p['test'])}, threshold {escape(p['threshold'])} — {escape(p['threshold_source'])}."
-                    + (f" What ran: {escape(p['runs'])}." if p["runs"] else "")
+                    + (f" What ran ({escape(p['scale'])} scale): {escape(p['ran'])}" if p["ran"] else "")
+                    + (f" What runs at the default scale: {escape(p['runs'])}." if p["runs"] else "")
                     + (f" The paper, and how this differs: {escape(p['paper'])}" if p["paper"] else "")
                     + (f" Why this endpoint: {escape(p['why'])}" if p["why"] else ""), ""]
         if c["caveats"]:

@@ -96,9 +96,43 @@ def _format_list(values: Sequence[Any]) -> str:
     return f"{len(values)} entries"
 
 
-def metric_rows(metrics: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
-    """Flatten nested metrics into (dotted name, text) rows; long lists are summarised, not dumped."""
+def _labelled_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rows of the three parts every claim's metrics share, each named for what its numbers are: the primary
+    endpoint's per-seed values per setting, each secondary result's per-seed values with its unit, and each
+    verification's error ÷ tolerance per case."""
     rows: list[tuple[str, str]] = []
+    primary = metrics.get("primary")
+    if isinstance(primary, Mapping):
+        for setting, values in primary.items():
+            if isinstance(values, Sequence) and not isinstance(values, str):
+                name = "primary endpoint" + ("" if setting == "all" else f" [{setting}]")
+                rows.append((f"{name}: per-seed values, in seed order", _format_list(values)))
+    secondary = metrics.get("secondary")
+    if isinstance(secondary, Mapping):
+        for name, spec in secondary.items():
+            values = spec.get("values") if isinstance(spec, Mapping) else None
+            if isinstance(values, Sequence) and not isinstance(values, str):
+                unit = f" ({spec['unit']})" if spec.get("unit") else ""
+                rows.append((f"secondary, {name}: per-seed values{unit}", _format_list(values)))
+    checks = metrics.get("checks")
+    if isinstance(checks, Mapping):
+        for name, ratios in checks.items():
+            if isinstance(ratios, Sequence) and not isinstance(ratios, str):
+                rows.append((f"verification, {name}: error ÷ tolerance per case (< 1 passes)", _format_list(ratios)))
+    return rows
+
+
+_LABELLED = ("primary", "secondary", "checks")
+
+
+def metric_rows(metrics: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """Flatten nested metrics into (name, text) rows; long lists are summarised, not dumped. At the top level the
+    primary, secondary and verification parts are named for what their numbers are (`_labelled_rows`); the rest
+    by their dotted path."""
+    rows: list[tuple[str, str]] = []
+    if depth == 0 and isinstance(metrics, Mapping) and any(isinstance(metrics.get(k), Mapping) for k in _LABELLED):
+        rows = _labelled_rows(metrics)
+        metrics = {k: v for k, v in metrics.items() if not (k in _LABELLED and isinstance(v, Mapping))}
     if isinstance(metrics, Mapping):
         for name, value in metrics.items():
             path = f"{prefix}.{name}" if prefix else str(name)

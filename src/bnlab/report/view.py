@@ -22,6 +22,9 @@ from bnlab.results import VERDICTS
 # how each verdict of results.json (bnlab.results.VERDICTS) reads in the report
 VERDICT_TEXT: dict[str, str] = {v: v.replace("_", " ") for v in VERDICTS}
 
+PLUMBING_NOTE = ("Smoke scale: these verdicts are a plumbing check (every trial, rule and figure ran end to end on "
+                 "tiny runs), not evidence about the claims; run the default scale for verdicts.")
+
 VERDICT_MEANING: dict[str, str] = {
     "supported": "the pre-written rule found the effect the claim predicts, beyond noise across seeds",
     "refuted": "the rule found the opposite effect, beyond noise across seeds",
@@ -61,15 +64,19 @@ def _findings(claim: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _protocol(claim: Mapping[str, Any]) -> dict[str, str]:
+def _protocol(claim: Mapping[str, Any], scale: str = "") -> dict[str, str]:
+    """The pre-registered protocol as the report shows it: `ran` is what ran at the audit's own scale (the claim's
+    method), `runs` what runs at the default scale (the protocol's), shown apart when the scales differ."""
     protocol = claim.get("protocol") if isinstance(claim.get("protocol"), Mapping) else {}
     endpoint = protocol.get("endpoint") if isinstance(protocol.get("endpoint"), Mapping) else {}
     return {k: str(v) for k, v in (("endpoint", endpoint.get("name", "")), ("measure", endpoint.get("measure", "")),
                                    ("test", endpoint.get("test", "")),
                                    ("threshold", format_number(endpoint.get("threshold"))),
                                    ("threshold_source", endpoint.get("threshold_source", "")),
-                                   ("runs", protocol.get("runs", "")), ("paper", protocol.get("paper", "")),
-                                   ("why", protocol.get("why", "")))}
+                                   ("runs", protocol.get("runs", "") if scale != "default" or not claim.get("method")
+                                    else ""),
+                                   ("ran", claim.get("method", "")), ("scale", scale or "this"),
+                                   ("paper", protocol.get("paper", "")), ("why", protocol.get("why", "")))}
 
 
 def _power(claim: Mapping[str, Any]) -> list[str]:
@@ -88,8 +95,9 @@ def _power(claim: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
-    """View data of one claim; `images` maps a figure's file name to its data URI (str) or an Exception."""
+def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any], scale: str = "") -> dict[str, Any]:
+    """View data of one claim at the audit's `scale`; `images` maps a figure's file name to its data URI (str) or an
+    Exception."""
     key_main, key_ci = (format_result(claim["primary"]) if isinstance(claim.get("primary"), Mapping)
                         else format_key_number(claim.get("key_number")))
     figures = []
@@ -131,7 +139,7 @@ def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str,
                           for v in claim.get("verifications") or [] if isinstance(v, Mapping)],
         "findings": _findings(claim),
         "power": _power(claim),
-        "protocol": _protocol(claim),
+        "protocol": _protocol(claim, scale),
         "seed_list": ", ".join(str(s) for s in claim.get("seeds") or []),
         "metrics": metric_rows(claim.get("metrics") or {}),
         "figures": figures,
@@ -151,7 +159,8 @@ def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[s
     """View data of the whole report, claims sorted by id (C01..C14)."""
     claims = [c for c in results.get("claims", []) if isinstance(c, Mapping)]
     claims.sort(key=lambda c: str(c.get("id")))
-    views = [claim_view(c, images) for c in claims]
+    scale = str(results.get("scale", ""))
+    views = [claim_view(c, images, scale) for c in claims]
     counts = {v: sum(1 for c in views if c["verdict"] == v) for v in VERDICT_TEXT}
     versions = results.get("versions") if isinstance(results.get("versions"), Mapping) else {}
     trials = results.get("trials") if isinstance(results.get("trials"), Mapping) else {}
@@ -163,7 +172,8 @@ def report_view(results: Mapping[str, Any], images: Mapping[str, Any]) -> dict[s
         "claims": views,
         "counts": [(VERDICT_TEXT[v], v, n) for v, n in counts.items() if n],
         "legend": [(VERDICT_TEXT[v], v, VERDICT_MEANING[v]) for v in VERDICT_TEXT],
-        "scale": str(results.get("scale", "")),
+        "scale": scale,
+        "plumbing": PLUMBING_NOTE if scale == "smoke" else "",
         "seeds": format_number(results.get("seeds")),
         "seeds_text": _seeds_text(results),
         "duration": format_duration(results.get("duration_s")),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bnlab.atomic import write_json
-from bnlab.errors import BnlabError
+from bnlab.folders import check_out_folder, claim_out_folder
 from bnlab.sweeps.executors import ProgressEvent, get_executor
 from bnlab.sweeps.spec import Sweep, expand, point_label
 from bnlab.sweeps.store import TrialStore
@@ -184,20 +184,16 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def sweep_folder(out: str | Path | None, sweep: Sweep) -> Path:
-    folder = Path(out) if out is not None else Path("runs") / "sweeps" / sweep.name
-    if folder.exists() and not folder.is_dir():
-        raise BnlabError(f"output folder {str(folder)!r} is a file")
-    return folder
-
-
 def run_sweep(sweep: Sweep, *, out: str | Path | None = None, executor: str = "local",
               workers: int | None = None, address: str | None = None, retries: int = 1,
-              gpus_per_trial: float = 0, progress: Any = None) -> SweepRun:
-    """Expand `sweep`, run what the folder does not already hold, write results.json; see the module docstring."""
-    folder = sweep_folder(out, sweep)
+              gpus_per_trial: float = 0, progress: Any = None, force: bool = False) -> SweepRun:
+    """Expand `sweep`, run what the folder does not already hold, write results.json; see the module docstring.
+    The folder (default runs/sweeps/<name>) must be empty or a sweep's (`bnlab.folders.claim_out_folder`), unless
+    `force`."""
+    folder = check_out_folder(out if out is not None else Path("runs") / "sweeps" / sweep.name)
     runner = get_executor(executor, workers=workers, address=address, retries=retries,
                           gpus_per_trial=gpus_per_trial)
+    claim_out_folder(folder, "sweep", force=force)
     store = TrialStore(folder / "trials")
     trials = expand(sweep)
     write_json(folder / "sweep.json", {

@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnlab.config import from_mapping, to_mapping
+from bnlab.config import config_hash, from_mapping, to_mapping
 from bnlab.errors import BnlabError
+from bnlab.layers.factory import make_norm
 from bnlab.sweeps.trial import Trial
 from bnlab.train.config import TrainConfig
 
@@ -53,6 +54,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 TRIAL_FN = "bnlab.trials.train_trial:train_trial"
+# the most trials one sweep may plan. Planning (validate, expand, key every trial) runs at ~8,000 trials a second
+# on one core (every point is built and validated once, its seeds are copies; the trial key is one JSON encoding
+# and sha256 of the full config), so the cap keeps it under ~15 s, and a typo such as 1000 values on three axes
+# is refused at once, with a message, instead of planning in silence for an hour
+MAX_TRIALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None) -> Sweep:
         raise BnlabError("sweep.base.seed: set the seeds with the top-level 'seeds' key")
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    _build(raw.base, {}, "sweep.base.")  # the base alone must be a valid config
+    _check_norm_options(_build(raw.base, {}, "sweep.base."), "sweep.base.")  # the base alone must be valid
     axes = []
     for key, values in raw.axes.items():
         where = f"sweep.axes.{key}"
@@ -155,16 +161,36 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None) -> Sweep:
         if len({repr(v) for v in values}) != len(values):
             raise BnlabError(f"config key '{where}' lists a value twice: {values!r}")
         for value in values:  # each value alone, on the base: names the axis when it is the culprit
-            _build(raw.base, {key: value}, "sweep.axes.")
+            _check_norm_options(_build(raw.base, {key: value}, "sweep.axes."), f"{where}: ")
         axes.append((key, tuple(values)))
+    planned = math.prod(len(v) for _, v in axes) * len(seeds)
+    if planned > MAX_TRIALS:
+        raise BnlabError(f"sweep {raw.name!r} plans {planned:,} trials, more than the {MAX_TRIALS:,} one sweep may "
+                         "hold; split it into several sweep files (or fewer axis values / seeds)")
     if raw.best_over is not None and raw.best_over not in raw.axes:
         raise BnlabError(f"sweep.best_over must name an axis ({', '.join(raw.axes) or 'none given'}), "
                          f"got {raw.best_over!r}")
     sweep = Sweep(raw.name, raw.claim, raw.description, dict(raw.base), tuple(axes), seeds, raw.curve_points,
                   raw.target_acc, raw.best_over)
+    norms: set[str] = set()
     for point in sweep.points():  # combinations can be invalid too (batch_size 1 with bn)
-        _build(sweep.base, point, "sweep.axes.")
+        config = _build(sweep.base, point, "sweep.axes.")
+        norm = f"{config.norm}|{config_hash(config.norm_kwargs)}"
+        if norm not in norms:  # a norm and its options: built once, so a bad eps is refused before anything runs
+            norms.add(norm)
+            _check_norm_options(config, "sweep.axes.")
     return sweep
+
+
+def _check_norm_options(config: TrainConfig, where: str) -> None:
+    """Build the config's norm on a small layer with its options, so that a value the norm refuses (``eps = 0``,
+    a negative momentum) is refused when the sweep is read, naming where, not in every trial."""
+    try:
+        make_norm(config.norm, 4, **config.norm_kwargs)
+    except BnlabError as exc:
+        raise BnlabError(f"{where}{exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise BnlabError(f"{where}norm {config.norm!r} with options {config.norm_kwargs}: {exc}") from None
 
 
 def _toml_value(text: str) -> Any:
@@ -238,15 +264,19 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 
 def expand(sweep: Sweep) -> list[Trial]:
-    """One Trial per (axes point, seed), in order; params are the full TrainConfig (see the module docstring)."""
+    """One Trial per (axes point, seed), in order; params are the full TrainConfig (see the module docstring).
+
+    Each point's config is built and validated once; its seeds are copies of that mapping with the seed set (a
+    seed is a validated integer >= 0 that no other field depends on), which is what makes planning fast."""
     trials = []
     for point in sweep.points():
+        config = _build(sweep.base, {**point, "seed": sweep.seeds[0], "progress": False}, "sweep.axes.")
+        mapping = to_mapping(config)
+        label = point_label(point)
         for seed in sweep.seeds:
-            config = _build(sweep.base, {**point, "seed": seed, "progress": False}, "sweep.axes.")
-            params: dict[str, Any] = {"config": to_mapping(config), "curve_points": sweep.curve_points}
+            params: dict[str, Any] = {"config": {**mapping, "seed": seed}, "curve_points": sweep.curve_points}
             if sweep.target_acc is not None:
                 params["target_acc"] = sweep.target_acc
-            label = point_label(point)
             trials.append(Trial(sweep.claim, f"{label}/seed={seed}" if label else f"seed={seed}", TRIAL_FN,
                                 params, cost=float(config.steps * config.batch_size)))
     return trials

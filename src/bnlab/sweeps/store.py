@@ -7,13 +7,21 @@ function, its parameters, the data it reads and the code that computes it). A re
      "data": {"dataset", "dir", "fingerprint"} | None,   # the folder-backed data the trial read (Trial.data)
      "code_fingerprint": str,                             # hash of the code that computed it (trial.code_fingerprint)
      "status": "ok" | "failed", "result": dict | None, "error": str | None,
-     "attempts": int, "duration_s": float}
+     "attempts": int, "duration_s": float,
+     "checksum": str}                                     # sha256 of the canonical JSON of "result" (`result_checksum`)
 
 Why this layout:
 
 * **Atomic files** (`bnlab.atomic.write_json`: temp file + fsync + rename): a SIGKILL at any point leaves either no
   file or a complete one. A file that is nevertheless unreadable (truncated by hand, a foreign file, a disk error)
   counts as *absent*, so the trial is simply recomputed.
+* **Records are checked, not trusted**: a record is reused only when its fields are all there, its key is the
+  file's key, an ``ok`` record's result is a non-empty mapping (every trial function returns named numbers; an
+  empty or non-mapping result is damage), and the result's sha256 matches the ``checksum`` written with it (a
+  flipped digit, a hand edit, a record from before checksums). A file that fails is reported once on stderr
+  (``warning: trial record ... is damaged (...); recomputing it``; `TrialStore.rejected` keeps the reasons), and
+  the trial is recomputed: never reused, never a crash. JSON is read with size and depth limits
+  (`bnlab.jsonio.read_json`).
 * **One file per trial**: two processes running sweeps into the same folder never write the same file at the same
   time for different trials, and there is no shared index to corrupt.
 * **A lock per running trial** (`TrialStore.claim`): an exclusive, non-blocking `fcntl.flock` on
@@ -31,31 +39,51 @@ POSIX only (``fcntl``).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bnlab.atomic import write_json
+from bnlab.config import json_leaf
 from bnlab.errors import BnlabError
+from bnlab.jsonio import read_json
 
 STATUSES: tuple[str, ...] = ("ok", "failed")
 RECORD_FIELDS: tuple[str, ...] = (
     "key", "claim", "name", "fn", "params", "data", "code_fingerprint", "status", "result", "error", "attempts",
     "duration_s",
 )
+MAX_RECORD_BYTES = 64 * 2**20  # a record holds numbers and curves: tens of kB; 64 MiB is damage, not data
 
 
-def _valid_record(record: Any, key: str) -> bool:
-    return (
-        isinstance(record, dict)
-        and all(f in record for f in RECORD_FIELDS)
-        and record["key"] == key
-        and record["status"] in STATUSES
-        and (record["status"] != "ok" or isinstance(record["result"], dict))
-    )
+def result_checksum(result: Any) -> str:
+    """sha256 of `result` as canonical JSON (sorted keys, NaN/inf as Python writes them): the same before it is
+    written and after it is read back, since JSON floats round-trip exactly."""
+    text = json.dumps(result, sort_keys=True, separators=(",", ":"), default=json_leaf)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_problem(record: Any, key: str) -> str | None:
+    """Why `record` is not a valid record of `key` (one phrase), or None when it is valid."""
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not a record"
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if record["key"] != key:
+        return f"the record of key {str(record['key'])[:20]!r}"
+    if record["status"] not in STATUSES:
+        return f"status {str(record['status'])[:20]!r}"
+    if record["status"] == "ok" and (not isinstance(record["result"], dict) or not record["result"]):
+        return "an empty result" if record["result"] in ({}, None) else "a result that is not a mapping"
+    if record.get("checksum") != result_checksum(record["result"]):
+        return "no checksum" if "checksum" not in record else "its result does not match its checksum"
+    return None
 
 
 def _check_key(key: str) -> str:
@@ -91,8 +119,10 @@ class TrialLock:
 class TrialStore:
     """Per-trial JSON records in `folder`; see the module docstring for the format and guarantees."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
+    def __init__(self, folder: str | os.PathLike, warn: Any = None) -> None:
         self.folder = Path(folder)
+        self.rejected: dict[str, str] = {}  # key -> why its file was not reused (reported once, then recomputed)
+        self._warn = warn if warn is not None else (lambda line: print(line, file=sys.stderr, flush=True))
         if self.folder.exists() and not self.folder.is_dir():
             raise BnlabError(f"trial store folder {str(self.folder)!r} is a file, not a folder")
         try:
@@ -116,20 +146,36 @@ class TrialStore:
         return self.folder / f"{_check_key(key)}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record of `key`, or None when absent, unreadable, truncated or not a trial record."""
+        """The stored record of `key`; None when absent, or when the file is damaged (unreadable, truncated, too
+        large or deep, not a record, an empty result, a checksum mismatch): then the reason is reported once."""
+        path = self.path(key)
         try:
-            text = self.path(key).read_text(encoding="utf-8")
-            record = json.loads(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            record = read_json(path, max_bytes=MAX_RECORD_BYTES)
+        except FileNotFoundError:
             return None
-        return record if _valid_record(record, key) else None
+        except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, bad JSON, over the limits
+            return self._reject(key, f"unreadable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+        problem = record_problem(record, key)
+        return record if problem is None else self._reject(key, problem)
 
-    def put(self, record: dict[str, Any]) -> None:
-        """Write `record` atomically to ``<key>.json`` (replacing any earlier record of that key)."""
+    def _reject(self, key: str, reason: str) -> None:
+        if self.rejected.get(key) != reason:
+            self.rejected[key] = reason
+            self._warn(f"warning: trial record {self.path(key)} is damaged ({reason}); recomputing it")
+        return None
+
+    def put(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write `record` atomically to ``<key>.json`` (replacing any earlier record of that key), with the
+        checksum of its result; returns the record as written."""
         key = record.get("key") if isinstance(record, dict) else None
-        if not _valid_record(record, key):
-            raise BnlabError(f"not a trial record (needs {', '.join(RECORD_FIELDS)}; status ok|failed)")
+        record = {**record, "checksum": result_checksum(record.get("result"))} if isinstance(record, dict) else record
+        problem = record_problem(record, key)
+        if problem is not None:
+            raise BnlabError(f"not a trial record ({problem}; needs {', '.join(RECORD_FIELDS)}, status ok|failed "
+                             "and an ok record a non-empty result)")
         write_json(self.path(key), record)
+        self.rejected.pop(key, None)
+        return record
 
     def done(self, key: str) -> bool:
         """True when `key` finished successfully (a failed record is retried by the next run)."""

@@ -47,11 +47,20 @@ class Trial:
     params: Mapping[str, Any]  # plain, JSON-able data; includes the seed
     cost: float = 1.0  # rough relative cost, so executors start the longest trials first
     data: Mapping[str, str] | None = None  # {"dataset", "dir", "fingerprint"} of folder-backed data (bind_data)
+    # where files are, not what is computed: passed to fn as keywords too, but left out of the key (the content
+    # of an input file is keyed by a digest among the params), so a results folder can be moved and still reused
+    locations: Mapping[str, str | None] | None = None
 
     def key(self) -> str:
-        """Stable cache key: function, parameters, data fingerprint and code fingerprint (not the name)."""
-        return config_hash({"fn": self.fn, "params": dict(self.params),
-                            "data": dict(self.data) if self.data else None, "code": self.code()})
+        """Stable cache key: function, parameters, data fingerprint and code fingerprint (not the name, not the
+        locations). Computed once per Trial (the executors ask for it several times per trial); params are plain
+        data that nobody mutates, and `dataclasses.replace` makes a new Trial with its own key."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            cached = config_hash({"fn": self.fn, "params": dict(self.params),
+                                  "data": dict(self.data) if self.data else None, "code": self.code()})
+            object.__setattr__(self, "_key", cached)  # a frozen dataclass: a memo, not a field
+        return cached
 
     def code(self) -> str:
         """The fingerprint of the code that computes this trial's result (`code_fingerprint`)."""
@@ -157,10 +166,12 @@ def _closure(module: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(sorted(seen.items()))
 
 
+@functools.cache
 def code_fingerprint(fn: str) -> str:
     """A hash of the source of `fn`'s module and of every module of its package it imports, transitively.
 
-    Computed from the files (static imports, `ast`), once per module and process. Code a trial never imports --
+    Computed from the files (static imports, `ast`), once per function and process (hashing the sources anew for
+    every trial was most of a large sweep's planning time). Code a trial never imports --
     claim prose, the report, the command line -- does not enter it.
     """
     digest = hashlib.sha256()
@@ -194,7 +205,9 @@ def execute_trial(trial: Trial) -> dict[str, Any]:
     func = resolve(trial.fn)
     folder = (trial.data or {}).get("dir") or None
     with using_data_dir(folder):
-        result = func(**dict(trial.params))
+        result = func(**dict(trial.params), **dict(trial.locations or {}))
     if not isinstance(result, dict):
         raise TypeError(f"trial {trial.claim}/{trial.name} returned {type(result).__name__}, expected dict")
+    if not result:  # the store refuses an empty result as damage, so a function returning one has failed
+        raise ValueError(f"trial {trial.claim}/{trial.name} returned an empty result")
     return result

@@ -23,6 +23,20 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset({"steps", "progress", "trackers", 
                                                "device"})
 
 
+def _check_finite_options(where: str, value: Any) -> None:
+    """BnlabError when a number anywhere in an options table is NaN or infinite (``norm_kwargs.eps = nan``,
+    ``dataset_kwargs.train_size = inf``): no option of a model, norm or data set means anything at NaN or inf, and
+    found here they are refused before a sweep runs, not inside each of its trials."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BnlabError(f"{where} must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite_options(f"{where}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite_options(f"{where}[{index}]", item)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One run: model x norm x dataset x optimiser, trained for `steps` SGD/Adam steps of `batch_size`."""
@@ -96,3 +110,5 @@ class TrainConfig:
         for name in self.trackers:
             if name not in TRACKERS:
                 raise BnlabError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")
+        for key in ("model_kwargs", "norm_kwargs", "dataset_kwargs"):
+            _check_finite_options(key, getattr(self, key))

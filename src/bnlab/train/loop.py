@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from bnlab.data import load_dataset
 from bnlab.data.batches import BatchIterator
 from bnlab.data.dataset import Dataset, check_finite
 from bnlab.errors import BnlabError
+from bnlab.folders import check_out_folder
 from bnlab.models import build_model
 from bnlab.tracking import make_trackers
 from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -52,22 +52,6 @@ from bnlab.train.result import TrainResult, empty_history
 from bnlab.train.seeding import rng_state, seed_everything, set_rng_state
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    """BnlabError when the run folder is a file or lies below a file (checked before anything is written)."""
-    probe = run_dir
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe == run_dir and run_dir.exists() and not run_dir.is_dir():
-        raise BnlabError(f"run folder '{run_dir}' is a file, not a folder")
-    if probe.exists() and not probe.is_dir():
-        raise BnlabError(f"run folder '{run_dir}' is inside '{probe}', which is a file")
-    try:  # root passes os.access everywhere: try a real (anonymous, at once deleted) file instead
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise BnlabError(f"run folder '{run_dir}' is not writable ({probe}: {exc.strerror or exc})") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -271,7 +255,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, probes: Seq
     device = resolve_device(config.device)
     run_dir = Path(out_dir) if out_dir is not None else None
     if run_dir is not None:
-        _check_run_dir(run_dir)
+        check_out_folder(run_dir, "run folder")
     checkpoint_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
     if checkpoint_path is not None and checkpoint_path.exists() and not resume:
         raise BnlabError(f"run folder '{run_dir}' already holds a run; resume it or choose another folder")

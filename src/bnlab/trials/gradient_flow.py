@@ -13,13 +13,46 @@ import math
 
 import torch
 
-from bnlab.data import load_dataset
+from bnlab.data import Dataset, load_dataset
 from bnlab.errors import BnlabError
 from bnlab.models import build_model
 from bnlab.probes.gradflow import YANG_RELU, GradFlowProbe, fit_growth_factor
 from bnlab.train import TrainConfig, train
 
-__all__ = ["YANG_RELU", "gradient_profile", "trainability"]
+__all__ = ["INITS", "YANG_RELU", "gradient_profile", "reinitialise", "standardised", "trainability"]
+
+INITS: tuple[str, ...] = ("glorot", "he", "orthogonal")
+
+
+@torch.no_grad()
+def reinitialise(model: torch.nn.Module, init: str) -> torch.nn.Module:
+    """Re-draw the hidden blocks' weights of a built `deep_mlp` (stem and head keep Glorot): "glorot" leaves them,
+    "he" draws N(0, 2/fan_in) (He et al. 2015: keeps a plain ReLU net's signal and gradient variance at any depth),
+    "orthogonal" draws a random orthogonal matrix (Saxe et al. 2014; Meterez et al. 2024 with BN and linear
+    activations). Draws from the global torch RNG."""
+    if init not in INITS:
+        raise BnlabError(f"unknown init {init!r} (choose from {', '.join(INITS)})")
+    for block in model.blocks:
+        if init == "he":
+            torch.nn.init.kaiming_normal_(block.linear.weight, nonlinearity="relu")
+        elif init == "orthogonal":
+            torch.nn.init.orthogonal_(block.linear.weight)
+    return model
+
+
+def standardised(data: Dataset) -> Dataset:
+    """The data set with every input feature standardised by the training set's mean and sd (features with sd 0,
+    such as MNIST's border pixels, are only centred), so that the first normalised block sees inputs of unit scale
+    like every other block."""
+    flat = data.train_x.flatten(1).double()  # (N, D)
+    mean, sd = flat.mean(0), flat.std(0)  # (D,), (D,)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return ((x.flatten(1).double() - mean) / sd).to(x.dtype).reshape(x.shape)
+
+    return Dataset(data.name, scale(data.train_x), data.train_y, scale(data.test_x), data.test_y, data.in_shape,
+                   data.num_classes, data.task)
 
 def _gradflow(model, data, batch_size: int, seed: int, probes: int) -> dict:  # noqa: ANN001
     """Gradient-flow record on a fixed, seeded training batch (BN in training mode)."""
@@ -40,8 +73,11 @@ def _growth(sq: list[float]) -> float:
 
 
 def gradient_profile(*, dataset: str, depth: int, width: int, activation: str, residual: bool, norm: str,
-                     batch_size: int, jacobian_probes: int, seed: int) -> dict:
-    """Trial: per-layer ‖∂L/∂W_l‖² and layer-Jacobian mean squared singular values at initialisation."""
+                     batch_size: int, jacobian_probes: int, seed: int, init: str = "glorot",
+                     branch_scale: float = 1.0, standardise: bool = False) -> dict:
+    """Trial: per-layer ‖∂L/∂W_l‖², activation gradients ‖∂L/∂h_l‖² and layer-Jacobian mean squared singular
+    values at initialisation; `init` re-draws the hidden blocks (`reinitialise`), `branch_scale` multiplies each
+    residual branch, `standardise` standardises the input features (`standardised`)."""
     if not isinstance(batch_size, int) or batch_size < 2:
         raise BnlabError(f"batch_size must be an integer >= 2, got {batch_size!r}")
     if not isinstance(jacobian_probes, int) or jacobian_probes < 1:
@@ -49,10 +85,11 @@ def gradient_profile(*, dataset: str, depth: int, width: int, activation: str, r
     data = load_dataset(dataset)
     if batch_size > len(data.train_x):
         raise BnlabError(f"batch_size {batch_size} is larger than the training set ({len(data.train_x)})")
+    data = standardised(data) if standardise else data
     torch.manual_seed(seed)
     model = build_model("deep_mlp", norm=norm, in_shape=data.in_shape, num_classes=data.num_classes, depth=depth,
-                        width=width, activation=activation, residual=residual)
-    rec = _gradflow(model, data, batch_size, seed, jacobian_probes)
+                        width=width, activation=activation, residual=residual, branch_scale=branch_scale)
+    rec = _gradflow(reinitialise(model, init), data, batch_size, seed, jacobian_probes)
     rec["growth_factor"] = _growth(rec["weight_grad_sq"])
     return rec
 

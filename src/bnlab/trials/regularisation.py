@@ -6,6 +6,12 @@ training every BN variant is evaluated with precise population statistics (Ioffe
 `bnlab.layers.precise`): over the training subset in mini-batches of the training batch size, as the training
 network normalised them (ghost chunks included); the reference variant in one batch of the reference, which is
 what its training network normalised with. Running averages from tiny ghost batches are never used.
+
+Label noise (`label_noise` = q): a fraction q of the training labels is replaced by a different class drawn
+uniformly, with a generator seeded by the trial's seed, so every variant of a seed sees the same corrupted labels
+(paired) and the test labels stay clean. A net that memorises the corrupted labels fits them (train accuracy on the
+corrupted examples, `noisy_fit`) at the expense of the test set; a regulariser resists memorising them (Arpit et al.
+2017, "A closer look at memorization in deep networks", Sec. 5: Dropout among the strongest such regularisers).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bnlab.data import load_dataset
+from bnlab.data import Dataset, load_dataset
 from bnlab.layers.precise import precise_statistics
 from bnlab.layers.reference import ReferenceBatchModel
 from bnlab.models import build_model
@@ -25,20 +31,40 @@ from bnlab.train import TrainConfig, train
 from bnlab.train.metrics import loss_and_accuracy
 
 
+def corrupt_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels with round(fraction·N) of them replaced by another class drawn uniformly, mask of the replaced ones);
+    deterministic in `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(y)
+    picked = torch.randperm(n, generator=g)[: round(fraction * n)]  # (k,)
+    shift = torch.randint(1, num_classes, (len(picked),), generator=g)  # (k,) in 1..C-1: never the true class
+    noisy = y.clone()
+    noisy[picked] = (y[picked] + shift) % num_classes
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[picked] = True
+    return noisy, mask
+
+
 def regularisation_run(*, dataset: str, model: str, activation: str, train_size: int, norm: str,
                        norm_kwargs: dict[str, Any], dropout: float, reference_batch: bool, steps: int,
-                       batch_size: int, lr: float, momentum: float, seed: int) -> dict:
+                       batch_size: int, lr: float, momentum: float, seed: int,
+                       hidden: tuple[int, ...] | list[int] = (100, 100, 100), label_noise: float = 0.0) -> dict:
     """Trial: train one variant on the training subset; final train / test accuracy and loss (precise BN
     statistics), and the train-test gaps."""
     data = load_dataset(dataset, train_size=train_size)
+    noisy_y, corrupted = corrupt_labels(data.train_y, label_noise, data.num_classes, seed)
+    data = Dataset(data.name, data.train_x, noisy_y, data.test_x, data.test_y, data.in_shape, data.num_classes,
+                   data.task)
     config = TrainConfig(model=model, norm=norm, norm_kwargs=dict(norm_kwargs), dataset=dataset,
                          dataset_kwargs={"train_size": train_size},
-                         model_kwargs={"activation": activation, "dropout": dropout}, steps=steps,
+                         model_kwargs={"activation": activation, "dropout": dropout, "hidden": list(hidden)},
+                         steps=steps,
                          batch_size=batch_size, lr=lr, momentum=momentum, eval_every=0, eval_train_size=train_size,
                          seed=seed, progress=False, device="auto")
     torch.manual_seed(seed)
     net: nn.Module = build_model(model, norm=norm, norm_kwargs=dict(norm_kwargs), in_shape=data.in_shape,
-                                 num_classes=data.num_classes, activation=activation, dropout=dropout)
+                                 num_classes=data.num_classes, activation=activation, dropout=dropout,
+                                 hidden=tuple(hidden))
     wrapped = ReferenceBatchModel(net, data.train_x) if reference_batch else net
     result = train(config, model=wrapped, dataset=data)
     diverged = result.diverged_at_step is not None
@@ -54,6 +80,9 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
     loss_fn = nn.functional.cross_entropy
     train_loss, train_acc = loss_and_accuracy(trained, on.train_x, on.train_y, loss_fn)
     test_loss, test_acc = loss_and_accuracy(trained, on.test_x, on.test_y, loss_fn)
+    mask = corrupted.to(device)
+    noisy_fit = (loss_and_accuracy(trained, on.train_x[mask], on.train_y[mask], loss_fn)[1] if bool(mask.any())
+                 else math.nan)
     ok = not diverged and finite
     return {
         "diverged": not ok,
@@ -63,5 +92,6 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
         "train_loss": train_loss if ok else math.nan,
         "test_loss": test_loss if ok else math.nan,
         "loss_gap": test_loss - train_loss if ok else math.nan,
+        "noisy_fit": noisy_fit if ok else math.nan,
         "n_test": len(data.test_y),
     }

@@ -106,3 +106,49 @@ def dynamics(*, dataset: str, model: str, steps: int, batch_size: int, lr: float
             "measured_growth": [f**2 - n**2 for f, n in zip(final, norms0)], "predicted_growth": increments,
             "log_growth": sum(math.log(f / n) for f, n in zip(final, norms0)) / len(final),
             "final_loss": losses[-1] if losses else math.nan}
+
+
+def angle_between(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The angle (rad) between two weight tensors, as 2·asin(‖â − b̂‖/2) with â = a/‖a‖: exact to rounding for the
+    small angles of one SGD step, where acos(⟨â, b̂⟩) loses half the digits (cos θ ≈ 1 − θ²/2)."""
+    chord = (a / a.norm() - b / b.norm()).norm()  # ‖â − b̂‖ = 2 sin(θ/2)
+    return float(2 * torch.asin((chord / 2).clamp(max=1.0)))
+
+
+def angular_update(*, dataset: str, model: str, norm: str, steps: int, batch_size: int, lr: float, momentum: float,
+                   weight_decay: float, tail: float, seed: int) -> dict:
+    """Trial: SGD with momentum and weight decay on every parameter (float64); per step, the angle each pre-norm
+    weight turns by (`angle_between`). Returns, per layer, the mean angular update over the last `tail` fraction of
+    the steps (the equilibrium of Wan et al. 2021 predicts √(2ηλ/(1+α)) for scale-invariant weights) and a
+    window-averaged curve (<= 100 points); stops at a non-finite loss."""
+    torch.manual_seed(seed)
+    data = load_dataset(dataset, seed=0)
+    net = build_model(model, norm=norm, in_shape=data.in_shape, num_classes=data.num_classes).double()
+    weights = _pre_norm_weights(net)
+    batches = BatchIterator(data.train_x.double(), data.train_y, batch_size, torch.Generator().manual_seed(seed))
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    angles: list[list[float]] = [[] for _ in weights]  # (layers, steps)
+    norms0 = [float(w.detach().norm()) for w in weights]
+    diverged_at = None
+    for step in range(1, steps + 1):
+        x, y = next(batches)
+        before = [w.detach().clone() for w in weights]
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        if not math.isfinite(float(loss.detach())):
+            diverged_at = step
+            break
+        loss.backward()
+        opt.step()
+        for i, (w, b) in enumerate(zip(weights, before)):
+            angles[i].append(angle_between(b, w.detach()))
+    start = int(len(angles[0]) * (1 - tail))
+    width = max(1, math.ceil(len(angles[0]) / 100))
+    curve_steps = list(range(1, len(angles[0]) + 1, width))
+    return {"norm": norm, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "diverged_at": diverged_at,
+            "predicted": math.sqrt(2 * lr * weight_decay / (1 + momentum)),
+            "tail_mean": [sum(a[start:]) / len(a[start:]) if a[start:] else math.nan for a in angles],
+            "curve_steps": curve_steps,
+            "curve": [[sum(a[s - 1:s - 1 + width]) / len(a[s - 1:s - 1 + width]) for s in curve_steps]
+                      for a in angles],
+            "log_norm_growth": [math.log(float(w.detach().norm()) / n) for w, n in zip(weights, norms0)]}

@@ -19,6 +19,7 @@ import torch
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import check_choice, from_mapping, to_mapping
 from bnlab.errors import BnlabError
+from bnlab.folders import check_out_folder, check_owner, claim_out_folder
 from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
 from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
 from bnlab.report.figures import render_figure
@@ -101,10 +102,13 @@ def _plot(densities: dict[str, dict[str, Any]], title: str, fmt: str) -> bytes:
                           "data": {"panels": panels}}, fmt=fmt)
 
 
-def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure, save ``hessian.json`` and the density figure under `out`, and return the JSON data."""
-    out = Path(out)
+def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] = print,
+                force: bool = False) -> dict[str, Any]:
+    """Measure, save ``hessian.json`` and the density figure under `out`, and return the JSON data. `out` must be
+    empty or a hessian's folder, unless `force` (checked before the work, claimed when written)."""
+    out = check_out_folder(out)
     model, data, loss_fn = _load_run(cfg.run) if cfg.run else _build(cfg)
+    check_owner(out, "hessian", force=force)
     model = model.cpu()
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise BnlabError("the model has non-finite parameters (a diverged run?)")
@@ -129,7 +133,7 @@ def run_hessian(cfg: HessianConfig, out: str | Path, log: Callable[[str], None] 
             f"({tr.products} products); density from {dens.runs} x {dens.steps} Lanczos steps")
     if not has_bn:
         log("the model has no BN layer: both BN modes are the same function, measured once")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out_folder(out, "hessian", force=force)
     write_json(out / "hessian.json", results)
     what = cfg.run or f"{cfg.model} ({cfg.norm}) on {cfg.dataset}, {cfg.train_steps} steps"
     write_bytes(out / f"density.{cfg.fmt}", _plot(densities, f"Hessian spectral density: {what}", cfg.fmt))

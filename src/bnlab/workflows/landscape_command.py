@@ -23,6 +23,7 @@ from bnlab.atomic import write_json
 from bnlab.config import check_choice, to_mapping
 from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
+from bnlab.folders import check_out_folder, claim_out_folder
 from bnlab.landscape.directions import NORMS as DIRECTION_NORMS
 from bnlab.landscape.directions import ONE_D_POLICIES, model_origin, random_directions
 from bnlab.landscape.interpolate import interpolate
@@ -156,9 +157,10 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
-def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> dict[str, Any]:
-    """Train or load the nets, evaluate and save every landscape, draw the figures; returns the summary."""
-    out = Path(out)
+def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print, force: bool = False) -> dict[str, Any]:
+    """Train or load the nets, evaluate and save every landscape, draw the figures; returns the summary. `out` must
+    be empty or a landscape's folder, unless `force` (`bnlab.folders.claim_out_folder`)."""
+    out = check_out_folder(out)
     # every input is checked before the output folder is touched: bad input writes nothing
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
     if dataset.task != "classification":
@@ -166,12 +168,7 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
     loaded = _load_nets(cfg, dataset) if cfg.runs else None
     if loaded is None:
         _check_nets(cfg, dataset)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # the folder, or a folder above it, is a file
-        raise BnlabError(f"output folder '{out}' is a file or lies inside a file") from None
-    except OSError as exc:  # read-only or special file system
-        raise BnlabError(f"output folder '{out}' cannot be created: {exc.strerror or exc}") from None
+    claim_out_folder(out, "landscape", force=force)
     write_json(out / "landscape_config.json", to_mapping(cfg))
     nets = loaded if loaded is not None else _train_nets(cfg, out, dataset, log)
     batch = (dataset.train_x[: cfg.samples], dataset.train_y[: cfg.samples])

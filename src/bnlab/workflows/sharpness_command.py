@@ -15,6 +15,7 @@ import torch
 
 from bnlab.config import check_choice
 from bnlab.errors import BnlabError
+from bnlab.folders import check_owner, claim_out_folder
 from bnlab.state import BN_MODES
 
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
@@ -122,17 +123,16 @@ def edge_of_stability_run(cfg: SharpnessConfig, norm: str, lr: float, data: Any)
     return rec
 
 
-def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print) -> dict[str, Any]:
-    """Every (norm, lr) pair of `cfg`; writes ``sharpness.json`` and ``sharpness.<fmt>`` under `out`."""
+def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print, force: bool = False) -> dict[str, Any]:
+    """Every (norm, lr) pair of `cfg`; writes ``sharpness.json`` and ``sharpness.<fmt>`` under `out` (which must be
+    empty or a sharpness folder, unless `force`: checked before the work, claimed when written)."""
     from bnlab.atomic import write_json
     from bnlab.config import to_mapping
     from bnlab.data import load_dataset
     from bnlab.report.figures import save_figure
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BnlabError(f"output path {out} exists and is not a folder")
     data = load_dataset(cfg.dataset, train_size=cfg.train_size)
+    out = check_owner(out, "sharpness", force=force)
     runs = []
     for norm in cfg.norms:
         for lr in cfg.lrs:
@@ -159,7 +159,7 @@ def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print) -> di
                                "ylabel": "λ_max", "series": series})
     figure = {"id": "sharpness", "kind": "lines", "title": "Sharpness over training and 2/η (Cohen et al. Fig. 1)",
               "caption": "", "data": {"panels": panels}}
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out_folder(out, "sharpness", force=force)
     save_figure(figure, out / f"sharpness.{cfg.fmt}")
     result = {"config": to_mapping(cfg), "runs": runs}
     write_json(out / "sharpness.json", result)

@@ -201,7 +201,7 @@ class Scheduler:
             return
         record = make_record(job.trial, outcome, job.attempts)
         try:
-            self.store.put(record)
+            record = self.store.put(record)
         finally:
             job.lock.release()
         self._finished(job.trial, record, cached=False)

@@ -9,6 +9,7 @@ the sha256 of each user file, so editing the model or data file recomputes inste
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import time
@@ -24,6 +25,7 @@ from bnlab import results as results_schema
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
+from bnlab.folders import claim_out_folder
 from bnlab.state import batchnorm_layers
 from bnlab.sweeps.executors import EXECUTORS
 from bnlab.workflows.study.config import StudyConfig
@@ -36,10 +38,11 @@ from bnlab.workflows.study.inputs import (
     remove_bn,
     resolve_loss,
 )
-from bnlab.workflows.study.net import measure_net
+from bnlab.workflows.study.net import load_weights, measure_net
 from bnlab.workflows.study.verdicts import claim_entries
 
 ARMS: tuple[str, ...] = ("bn", "twin")
+WEIGHTS_DIGEST = "weights_sha256"  # in a net trial's record: the sha256 of the weights file it wrote
 Factory = Callable[[], nn.Module]
 
 
@@ -67,7 +70,9 @@ class StudyResult:
         for label, state in self.weights.items():
             buffer = io.BytesIO()
             torch.save(state, buffer)
-            write_bytes(folder / "weights" / (label.replace("/", "-").replace("=", "") + ".pt"), buffer.getvalue())
+            path = folder / "weights" / (label.replace("/", "-").replace("=", "") + ".pt")
+            if not (path.is_file() and path.read_bytes() == buffer.getvalue()):  # a net trial wrote it already
+                write_bytes(path, buffer.getvalue())
         write_json(folder / "results.json", self.results)
         return write_report(folder, self.results).html
 
@@ -95,7 +100,9 @@ def _data(spec: Any) -> Any:
 def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: Mapping[str, Any], seed: int,
               checkpoint: str | None, weights: str, digests: Mapping[str, str]) -> dict[str, Any]:
     """Trial: one net of a study (arm "bn" or "twin"), from the user's files; writes its final weights to
-    `weights` and returns its record. `digests` (the files' sha256) is here only to key the cache."""
+    `weights` and returns its record, with the sha256 of the weights file written (checked when it is read back).
+    `digests` (the files' sha256) is here only to key the cache: the paths are the trial's locations, outside
+    its key, so a study folder that is moved is reused."""
     del digests
     cfg = from_mapping(StudyConfig, dict(config), where="study config: ")
     model_fn = load_factory(model)
@@ -107,7 +114,7 @@ def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: 
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(weights, buffer.getvalue())
-    return rec
+    return {**rec, WEIGHTS_DIGEST: hashlib.sha256(buffer.getvalue()).hexdigest()}
 
 
 def _model_facts(net: nn.Module) -> dict[str, Any]:
@@ -138,11 +145,13 @@ def _header(study: Mapping[str, Any]) -> list[str]:
 def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn", loss: str | Callable = "cross_entropy",
           config: StudyConfig | None = None, checkpoints: Sequence[str] | None = None, executor: str = "local",
           workers: int | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None) -> StudyResult:
+          log: Callable[[str], None] | None = None, force: bool = False) -> StudyResult:
     """Measure the model-agnostic claims on `model` (a factory returning your nn.Module with BN, or "FILE.py:NAME")
     against its `twin` (``"remove-bn"``: every BatchNorm -> identity; or a second factory) on `data` (four tensors,
     a (train, test) pair of Datasets or DataLoaders, a factory returning one, or "FILE.py:NAME").
-    `checkpoints` = (BN.pt, TWIN.pt): measure those weights instead of training. See the package doc."""
+    `checkpoints` = (BN.pt, TWIN.pt): measure those weights instead of training (read weights_only and loaded into
+    both nets here, before anything is written). `out` must be empty or a study's folder, unless `force`
+    (`bnlab.folders.claim_out_folder`). See the package doc."""
     cfg = config or StudyConfig()
     if executor not in EXECUTORS:
         raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -168,12 +177,13 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     twin_fn = _twin_factory(model_fn, twin if twin == "remove-bn" else _factory(twin))
     twin_model = call_factory(twin_fn, "twin")
     check_model(twin_model, dataset)
+    if checkpoints:  # a bad checkpoint (a pickle, another model's) is refused now, not inside every trial
+        load_weights(call_factory(model_fn, "model"), checkpoints[0])
+        load_weights(call_factory(twin_fn, "twin"), checkpoints[1])
     loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
     if cfg.target_acc is not None and dataset.task != "classification":
         raise BnlabError("--target-acc needs classification data (integer labels)")
-    folder = Path(out) if out is not None else None
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise BnlabError(f"output path {folder} is a file, not a folder")
+    folder = claim_out_folder(out, "study", force=force) if out is not None else None
     say = log or (lambda _line: None)
     start = time.time()
     seeds = list(range(cfg.seeds))
@@ -220,38 +230,87 @@ def _absolute(spec: str) -> str:
     return f"{Path(path).resolve()}:{name}"
 
 
-def _run_trials(model: str, twin: str, data: str, loss: str, cfg: StudyConfig, seeds: list[int],
-                checkpoints: Sequence[str] | None, executor: str, workers: int | None, folder: Path,
-                say: Callable[[str], None]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Every net as a cached trial in OUT/trials, run by `executor`."""
-    from bnlab.experiments.base import Trial
-    from bnlab.sweeps import TrialStore, get_executor
+def _spec_digest(spec: str) -> str:
+    """What a FILE.py:NAME spec keys a trial by: the file's sha256 and the name (not the path); other specs
+    ("remove-bn", "cross_entropy") as they are."""
+    return f"sha256:{file_digest(spec)}:{spec.rpartition(':')[2]}" if ":" in spec else spec
 
-    digests = {spec: file_digest(spec) for spec in {model, data, twin, loss} if ":" in spec}
+
+def _net_trials(model: str, twin: str, data: str, loss: str, cfg: StudyConfig, seeds: list[int],
+                checkpoints: Sequence[str] | None, folder: Path) -> tuple[list[Any], dict[str, Path]]:
+    """One `Trial` per (seed, arm): its key holds the contents (digests) of every input, its locations the
+    paths, so neither moving the study folder nor the user's files recomputes anything."""
+    from bnlab.experiments.base import Trial
+
+    digests = {role: _spec_digest(spec) for role, spec in (("model", model), ("twin", twin), ("data", data),
+                                                           ("loss", loss))}
     trials, paths = [], {}
     for seed in seeds:
         for i, arm in enumerate(ARMS):
             label = f"{arm}/seed={seed}"
             paths[label] = folder / "weights" / f"{arm}-seed{seed}.pt"
+            checkpoint = str(Path(checkpoints[i]).resolve()) if checkpoints else None
+            key_digests = {**digests, "checkpoint": _file_sha256(checkpoint) if checkpoint else None}
             trials.append(Trial("study", label, "bnlab.workflows.study.runner:net_trial",
-                                {"model": _absolute(model), "twin": _absolute(twin), "arm": arm,
-                                 "data": _absolute(data), "loss": _absolute(loss), "config": to_mapping(cfg),
-                                 "seed": seed,
-                                 "checkpoint": str(Path(checkpoints[i]).resolve()) if checkpoints else None,
-                                 "weights": str(paths[label].resolve()), "digests": digests},
-                                cost=2.0 if arm == "bn" else 1.0))
-    folder.mkdir(parents=True, exist_ok=True)
+                                {"arm": arm, "config": to_mapping(cfg), "seed": seed, "digests": key_digests},
+                                cost=2.0 if arm == "bn" else 1.0,
+                                locations={"model": _absolute(model), "twin": _absolute(twin),
+                                           "data": _absolute(data), "loss": _absolute(loss),
+                                           "checkpoint": checkpoint, "weights": str(paths[label].resolve())}))
+    return trials, paths
+
+
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_weights(path: Path, digest: Any) -> dict[str, Any] | None:
+    """The state dict a net trial wrote to `path`, or None when it is missing, altered since (its sha256 differs
+    from the one in the trial's record) or unreadable with weights_only=True."""
+    try:
+        if not isinstance(digest, str) or _file_sha256(path) != digest:
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any damage (OSError, an UnpicklingError, a torn zip) means: recompute
+        return None
+
+
+def _run_trials(model: str, twin: str, data: str, loss: str, cfg: StudyConfig, seeds: list[int],
+                checkpoints: Sequence[str] | None, executor: str, workers: int | None, folder: Path,
+                say: Callable[[str], None]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Every net as a cached trial in OUT/trials, run by `executor`. A net whose weights file is missing, altered
+    or unreadable is recomputed (its record is dropped and it runs again), and the run says so."""
+    from bnlab.sweeps import TrialStore, get_executor
+
+    trials, paths = _net_trials(model, twin, data, loss, cfg, seeds, checkpoints, folder)
     store = TrialStore(folder / "trials")
-    records = get_executor(executor, workers=workers).run(trials, store)
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    runner = get_executor(executor, workers=workers)
+    records = runner.run(trials, store)
     weights: dict[str, Any] = {}
+    damaged = []
+    for trial in trials:
+        record = records[trial.key()]
+        if record.get("status") == "ok":
+            state = _read_weights(paths[trial.name], record["result"].get(WEIGHTS_DIGEST))
+            if state is None:
+                say(f"study: weights file {paths[trial.name]} is missing or damaged; recomputing net {trial.name}")
+                store.path(trial.key()).unlink(missing_ok=True)
+                damaged.append(trial)
+            else:
+                weights[trial.name] = state
+    if damaged:
+        records.update(runner.run(damaged, store))
+        for trial in damaged:
+            record = records[trial.key()]
+            state = _read_weights(paths[trial.name], record["result"].get(WEIGHTS_DIGEST)) \
+                if record.get("status") == "ok" else None
+            if state is not None:
+                weights[trial.name] = state
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     for trial in trials:
         record = records[trial.key()]
         if record.get("status") != "ok":
             raise BnlabError(f"study net {trial.name} failed: {record.get('error', 'unknown error')}")
-        runs[trial.params["arm"]].append(record["result"])
-        path = paths[trial.name]
-        if path.is_file():  # written by the trial (a cached trial's file may have been removed by hand)
-            weights[trial.name] = torch.load(path, map_location="cpu", weights_only=True)
+        runs[trial.params["arm"]].append({k: v for k, v in record["result"].items() if k != WEIGHTS_DIGEST})
     say(f"study: {len(trials)} nets done (trial records in {folder / 'trials'})")
     return runs, weights
