@@ -48,7 +48,7 @@ PROTOCOL = base.Protocol(
         threshold_source=f"0 for the directional components; the equivalence margin ±{MARGIN} is half of Santurkar's "
                          "BN advantage on VGG/CIFAR-10 (83% vs 80%): closer to BN than to halfway to no BN",
         settings=("noisy_vs_none", "noisy_vs_bn", "manipulation", "control"),
-        per_setting={"noisy_vs_bn": ("tost", MARGIN)}),
+        per_setting={"noisy_vs_bn": ("tost", MARGIN)}, gates=("manipulation", "control")),
     cost="costly",
     secondary=("A(ℓ1 / ℓ2 / ℓ∞ norm) − A(no BN)", "final test accuracy, noisy BN − BN",
                "log(activation drift noisy BN / BN)"),
@@ -65,10 +65,11 @@ RULE = ("Per seed, A = mean test accuracy over all evaluations. Four components,
         "A(no BN), 95% t-interval wholly above 0 -> supported, below -> refuted; (2) A(noisy BN) − A(BN) within "
         f"±{MARGIN} by TOST (90% interval inside the margin) -> supported, 95% interval wholly outside -> refuted; "
         "(3) the manipulation check log(drift noisy BN / drift no BN) and (4) the control A(no BN) − A(noise on no "
-        "BN), each directional as (1). If the manipulation check is not supported, the verdict is inconclusive (the "
-        "noise did not shift the distributions more than training without BN does). Otherwise the verdict combines "
-        "(1), (2) and (4) by stats.combine: supported (refuted) only when all three say so, mixed when some are "
-        "supported and others refuted, inconclusive otherwise. The ℓp nets are reported, never voted.")
+        "BN), each directional as (1). (3) and (4) are gates: if either is not supported, the verdict is inconclusive "
+        "(the noise did not shift the distributions more than training without BN does, or did not hurt a net "
+        "without BN). Otherwise (1) and (2) vote by stats.combine: supported only when both are, refuted when one "
+        "is refuted and none supported, mixed when one is supported and the other refuted, inconclusive otherwise. "
+        "The ℓp nets are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -103,17 +104,12 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    """Manipulation check first (not supported -> inconclusive); then superiority, equivalence and control combined
-    by stats.combine (see RULE)."""
-    results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"])
-    for r in results:
+    """The gates (manipulation check, control) first: not supported -> inconclusive; then superiority and
+    equivalence combined by stats.combine (see RULE)."""
+    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
+    for r in decision.primary:
         r.unit = "log ratio" if r.setting == "manipulation" else "accuracy"
-    votes = {r.setting: r.vote for r in results}
-    if votes["manipulation"] != "supported":
-        verdict = "inconclusive"
-    else:
-        verdict = stats.combine([votes["noisy_vs_none"], votes["noisy_vs_bn"], votes["control"]])
-    return base.Decision(verdict, results, base.secondary_results(metrics))
+    return decision
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

@@ -42,7 +42,7 @@ PROTOCOL = base.Protocol(
                 "same with BN (same batch, BN with batch statistics)",
         unit="log ratio", test="t", threshold=0.0,
         threshold_source="0 = equal smoothness; Santurkar Fig. 4a predicts a narrower band with BN (effect > 0)",
-        settings=("vgg", "dln")),
+        settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
     secondary=("ℓ1 / ℓ2 / ℓ∞ normalisation vs no BN on the VGG (same measure)",
                "loss variation relative to the loss at w (BN vs no BN), per net"),

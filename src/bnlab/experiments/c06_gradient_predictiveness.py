@@ -42,7 +42,7 @@ PROTOCOL = base.Protocol(
                 "same with BN (same batch, BN with batch statistics)",
         unit="log ratio", test="t", threshold=0.0,
         threshold_source="0 = equally predictive gradients; Santurkar Fig. 4b predicts a narrower band with BN",
-        settings=("vgg", "dln")),
+        settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
     secondary=("effective β-smoothness max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖, per net",
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
