@@ -8,10 +8,10 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 
-import audit_fakes
 import numpy as np
 import pytest
 
+import audit_fakes
 from bnlab.experiments import base, sequential, stats
 from bnlab.experiments.audit import run_audit
 from bnlab.sweeps.trial import Trial

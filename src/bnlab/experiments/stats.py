@@ -445,7 +445,7 @@ def t_sequential_levels(schedule: tuple[int, ...], alpha: float) -> tuple[float,
     x = rng.standard_normal((BOUNDARY_PATHS // 2, int(n[-1])))  # (M, n_K)
     alive = np.ones(len(x), dtype=bool)
     levels, spent = [], 0.0
-    for k, nk in enumerate(n):
+    for nk in n:
         v = x[:, :nk]
         t = v.mean(axis=1) / (v.std(axis=1, ddof=1) / np.sqrt(nk))  # (M,)
         p = special.stdtr(nk - 1, -t)  # one-sided p of "mean > 0"
