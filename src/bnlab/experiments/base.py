@@ -209,6 +209,13 @@ class Protocol:
     why: str = ""  # why this endpoint and threshold (changes from the starting points, with reasons)
 
 
+# Where the common effects of interest come from (claims name them in their INTEREST, `Interest.source`).
+ONE_POINT = ("one point of accuracy: the resolution at which the cited papers' tables report accuracy; below C04's "
+             "margin of 1.5 points (half Santurkar's 3-point BN advantage)")
+FACTOR_TWO = ("a factor of 2 between the arms (log 2 = 0.69): the smallest gap a log-scale figure such as Santurkar's "
+              "Fig. 4 shows plainly; Santurkar reports up to two orders of magnitude")
+
+
 # ----------------------------------------------------------------------------- what decide returns
 
 

@@ -58,12 +58,19 @@ PROTOCOL = base.Protocol(
         "without BN) outvote both conv layers, where BN had more gradient change — the opposite finding. The head "
         "is reported apart. Ioffe's percentile drift is the second measure, combined by the shared combine.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.05,
+    "0.05 of cosine similarity (a judgement: a twentieth of the range over which Santurkar's Fig. 5 "
+    "cosines move); for Ioffe's percentile drift a factor of 2 (log 2)",
+    per_setting={"ioffe": 0.69})
+
 RULE = ("One vote per setting: each VGG conv layer after the first (per seed: cos(G, G′) with BN − without, mean over "
         "probe times) and Ioffe's MLP (per seed: log(percentile drift without BN / with BN)). Each: the 95% "
         "t-interval of the mean wholly above 0 -> supported (BN reduces ICS), wholly below 0 -> refuted, otherwise "
-        "inconclusive. The claim: supported (refuted) only when every setting says so; supported in one and refuted "
-        "in another -> mixed; otherwise inconclusive. The head, relative distances and the deep linear net are "
-        "reported, never voted.")
+        "inconclusive. The claim: supported only when every setting is; refuted when one is refuted and none "
+        "supported; supported in one and refuted in another -> mixed; otherwise inconclusive. The head, relative "
+        "distances and the deep linear net are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:

@@ -61,6 +61,9 @@ PROTOCOL = base.Protocol(
         "it now compares with no BN, as the claim's 'distributions move more than without BN' requires. The "
         "noise-on-no-BN control was computed and never used; the claim states it, so it is part of the rule.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT, per_setting={"manipulation": 0.69})
+
 RULE = ("Per seed, A = mean test accuracy over all evaluations. Four components, each over seeds: (1) A(noisy BN) − "
         "A(no BN), 95% t-interval wholly above 0 -> supported, below -> refuted; (2) A(noisy BN) − A(BN) within "
         f"±{MARGIN} by TOST (90% interval inside the margin) -> supported, 95% interval wholly outside -> refuted; "

@@ -56,11 +56,14 @@ PROTOCOL = base.Protocol(
         "(geometric mean) does not. The DLN now runs Santurkar's protocol (summed loss, lr 1e-6) instead of lr 0.05 "
         "on a mean loss, where the probes reached step sizes at which the no-BN loss was 10⁶.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(loss variation) without BN "
         "minus with BN. Per net: the 95% t-interval of the mean effect over seeds wholly above 0 -> supported, wholly "
-        "below 0 -> refuted, otherwise inconclusive. The claim: supported (refuted) only when both nets say so; one "
-        "supported and one refuted -> mixed; otherwise inconclusive. ℓp nets and the relative variation are "
-        "reported, never voted.")
+        "below 0 -> refuted, otherwise inconclusive. The claim: supported only when both nets are; refuted when one "
+        "is and none supported; one supported and one refuted -> mixed; otherwise inconclusive. ℓp nets and the "
+        "relative variation are reported, never voted.")
 
 
 def shared_trials(claim: str, scale: str, seeds: int | None, first_seed: int = 0) -> list[Any]:

@@ -54,11 +54,14 @@ PROTOCOL = base.Protocol(
         "less likely): the band of Fig. 4b is the paper's headline for this claim; β-smoothness and the Hessian "
         "are reported beside it.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(gradient predictiveness) "
         "without BN minus with BN. Per net: the 95% t-interval of the mean effect wholly above 0 -> supported, wholly "
-        "below 0 -> refuted, otherwise inconclusive. The claim: supported (refuted) only when both nets say so; one "
-        "supported and one refuted -> mixed; otherwise inconclusive. β-smoothness and Hessian results are "
-        "reported, never voted.")
+        "below 0 -> refuted, otherwise inconclusive. The claim: supported only when both nets are; refuted when one "
+        "is and none supported; one supported and one refuted -> mixed; otherwise inconclusive. β-smoothness and "
+        "Hessian results are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:

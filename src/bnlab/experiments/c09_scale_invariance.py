@@ -72,6 +72,9 @@ PROTOCOL = base.Protocol(
         "consequence: an exact identity of SGD trajectories for scale-invariant weights (and with momentum), broken "
         "without BN. Identities and the norm recursion are verifications, reported apart.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per seed: effect = mean over record times of log(relative output distance of the twin runs) without BN "
         "minus with BN. The 95% t-interval of the mean effect over seeds wholly above 0 -> supported, wholly below "
         "0 -> refuted, otherwise inconclusive. The identities and the norm recursion are verifications, reported "

@@ -69,6 +69,9 @@ PROTOCOL = base.Protocol(
         "scale said 'refuted'); the worst case does not. The output layer, which BN cannot normalise, was rescaled "
         "with the others; it is now measured apart.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT)
+
 RULE = ("Per seed: effect = min over hidden-layer init scales of the final test accuracy with BN, minus the same "
         "without BN (a diverged run counts as chance). The 95% t-interval of the mean effect wholly above 0 -> "
         "supported, wholly below 0 -> refuted, otherwise inconclusive. The trained fraction and the output-layer "

@@ -90,12 +90,19 @@ PROTOCOL = base.Protocol(
         "at every layer) and ignored the Jacobian singular values the claim is about. The new endpoint measures "
         "the Jacobians end to end against 1, and the gradients against no BN.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    1.0,
+    "one decade (10x) of gradient spread, the same 10x that defines 'near 1' in the Jacobian settings "
+    "(whose equivalence is powered at a true gain of 0)")
+
 RULE = ("ReLU nets at initialisation, four settings. Jacobian (plain, residual): per seed G = Σ_l log10 msv(J_l) of "
         "the BN net's hidden blocks; TOST within ±1 decade: equivalent -> supported, the 95% interval wholly "
         "outside ±1 -> refuted, else inconclusive. Gradient (plain, residual): per seed |log10(‖∂L/∂W_first‖² / "
         "‖∂L/∂W_last‖²)| without BN minus with BN; the 95% t-interval wholly above 0 -> supported, wholly below -> "
-        "refuted, else inconclusive. The claim: stats.combine of the four (all supported -> supported; supported "
-        "and refuted -> mixed). tanh/linear nets, Yang's rate and trainability are reported, never voted.")
+        "refuted, else inconclusive. The claim: stats.combine of the four (all supported -> supported; one refuted "
+        "and none supported -> refuted; supported and refuted -> mixed). tanh/linear nets, Yang's rate and "
+        "trainability are reported, never voted.")
 
 
 def _check(cfg: C11Config) -> C11Config:

@@ -80,6 +80,9 @@ PROTOCOL = base.Protocol(
         "every net is evaluated with precise statistics. The ghost-batch slope became secondary: one endpoint, "
         "the contrasts the claim names.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT)
+
 RULE = ("Per seed, gap = train accuracy − test accuracy at the end (precise BN statistics). Setting "
         "'regularisation': gap(no BN) − gap(BN); setting 'batch noise': gap(BN with reference-batch statistics, no "
         "noise) − gap(BN). Per setting the 95% t-interval wholly above 0 -> supported, wholly below -> refuted, "

@@ -53,6 +53,13 @@ PROTOCOL = base.Protocol(
         "selection); the target was a fixed 0.88 set by a pilot run. Now the target and the lrs come from held-out "
         "seeds, the target follows Ioffe's definition, and 'a good minimum' is a non-inferiority component.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.69,
+    "speed: half the steps (log 2); good minimum: a true accuracy difference of 0, i.e. 1.5 points above "
+    "the non-inferiority bound",
+    per_setting={"good_minimum": 0.015})
+
 RULE = (f"The first {SELECT} seeds choose: the target (the no-BN net's best test accuracy over its evaluations, mean "
         "over them, at its best grid lr) and each net's lr with the fewest mean steps to it. On every other seed: "
         "speed = log(steps to target without BN / with BN) (unreached: steps + eval_every) and good minimum = final "

@@ -85,6 +85,9 @@ PROTOCOL = base.Protocol(
         "'inconclusive'. Train mode is the function SGD optimises and Santurkar's setting; the eval-mode result is a "
         "finding of its own, reported with its CI.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per seed: effect = log R(no BN) − log R(BN) of the 2-D landscapes, BN in train mode (batch statistics). "
         "The 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, otherwise "
         "inconclusive. Eval mode, 1-D roughness, non-convexity and the Hessian are reported, never voted.")
