@@ -264,7 +264,7 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
     head = decision.primary[0]
     return plain({
         "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": result.verdict, "rule": result.rule,
-        "summary": result.description.summary, "method": result.description.method,
+        "reason": decision.reason, "summary": result.description.summary, "method": result.description.method,
         "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low, "ci_high": head.ci_high,
                        "unit": head.unit},
         "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
