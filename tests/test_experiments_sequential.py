@@ -16,7 +16,9 @@ from bnlab.experiments import base, sequential, stats
 from bnlab.experiments.audit import run_audit
 from bnlab.sweeps.trial import Trial
 
-SCHEDULES = sorted({s for costs in base.LOOKS.values() for s in costs.values() if len(s) > 1})
+# every multi-look schedule of the plan, and a three-look one to show the machinery beyond two looks
+SCHEDULES = sorted({s for costs in base.LOOKS.values() for s in costs.values() if len(s) > 1} | {(8, 12, 16)})
+CHEAP = base.LOOKS["default"]["cheap"]
 
 
 # ----------------------------------------------------------------------------- levels
@@ -122,8 +124,8 @@ def test_meet_in_the_middle_matches_the_exact_sign_flip_p() -> None:
 
 
 def _value(setting: str, seed: int) -> dict:
-    """Per-seed endpoint values: 'clear' is far above 0; 'slow' is undecided at 8 seeds and decided by 16."""
-    rng = np.random.default_rng(1000 + seed)
+    """Per-seed endpoint values: 'clear' is far above 0; 'slow' is undecided at the first look, decided later."""
+    rng = np.random.default_rng(3000 + seed)
     if setting == "clear":
         return {"x": 5.0 + float(rng.normal(0, 0.5))}
     return {"x": 0.9 + float(rng.normal(0, 1.0))}
@@ -166,8 +168,8 @@ def sequential_fake(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def _reference_looks(setting: str, first_seed: int = 0) -> tuple[str, int | None]:
-    values = [_value(setting, first_seed + k)["x"] for k in range(16)]
-    return sequential.scalar_verdict("t", (8, 12, 16), values, voting=2)
+    values = [_value(setting, first_seed + k)["x"] for k in range(CHEAP[-1])]
+    return sequential.scalar_verdict("t", CHEAP, values, voting=2)
 
 
 def test_audit_adds_seeds_only_until_each_setting_is_decided(sequential_fake: types.ModuleType,
@@ -176,16 +178,16 @@ def test_audit_adds_seeds_only_until_each_setting_is_decided(sequential_fake: ty
     claim = next(c for c in result.results["claims"] if c["id"] == "C07")
     votes = {v["setting"]: v for v in claim["votes"]}
     clear, slow = votes["clear"], votes["slow"]
-    assert clear["vote"] == "supported" and clear["decided_n"] == 8 and clear["look"] == 1 and clear["looks"] == 3
-    assert [h["n"] for h in clear["history"]] == [8]
+    assert clear["vote"] == "supported" and clear["decided_n"] == CHEAP[0] and clear["look"] == 1
+    assert clear["looks"] == len(CHEAP) and [h["n"] for h in clear["history"]] == [CHEAP[0]]
     expected, look = _reference_looks("slow")
     assert look is not None and look > 1, "the fake 'slow' setting must need more than the first look"
-    assert slow["vote"] == expected and slow["look"] == look and slow["decided_n"] == (8, 12, 16)[look - 1]
-    assert [h["n"] for h in slow["history"]] == [8, 12, 16][:look]
-    assert result.results["stages"] == look and claim["seeds"] == list(range((8, 12, 16)[look - 1]))
+    assert slow["vote"] == expected and slow["look"] == look and slow["decided_n"] == CHEAP[look - 1]
+    assert [h["n"] for h in slow["history"]] == list(CHEAP[:look])
+    assert result.results["stages"] == look and claim["seeds"] == list(range(CHEAP[look - 1]))
     assert claim["sequential"]["plan"] == "sequential" and claim["sequential"]["capped"] == []
     assert claim["verdict"] == stats.combine([clear["vote"], slow["vote"]])
-    assert len(list((tmp_path / "a" / "trials").glob("*.json"))) == 2 * (8, 12, 16)[look - 1]
+    assert len(list((tmp_path / "a" / "trials").glob("*.json"))) == 2 * CHEAP[look - 1]
 
 
 def test_fixed_seeds_run_one_look(sequential_fake: types.ModuleType, tmp_path: Path) -> None:
@@ -202,5 +204,5 @@ def test_a_setting_undecided_at_its_cap_is_named(monkeypatch: pytest.MonkeyPatch
                                                           else (-1) ** seed * (1 + seed)})
     result = run_audit("default", None, "C07", tmp_path / "c", "local", log=None)
     claim = next(c for c in result.results["claims"] if c["id"] == "C07")
-    assert claim["sequential"]["capped"] == ["slow"] and result.results["stages"] == 3
-    assert claim["verdict"] == "inconclusive" and claim["seeds"] == list(range(16))
+    assert claim["sequential"]["capped"] == ["slow"] and result.results["stages"] == len(CHEAP)
+    assert claim["verdict"] == "inconclusive" and claim["seeds"] == list(range(CHEAP[-1]))
