@@ -44,7 +44,7 @@ test-fast: install-dev
 
 # docs/protocol.md from the claim modules (and the effects measured by the last default audit, when one is given)
 protocol: install
-	$(PY) -m bnlab.experiments.protocol docs/protocol.md
+	$(PY) -m bnlab.experiments.protocol_page docs/protocol.md
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests bench docs

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bnlab.landscape import evaluate, model_origin, random_directions, random_plane
+from bnlab.landscape import evaluate_points, model_origin, random_directions, random_plane
 from bnlab.models import build_model
 
 
@@ -142,19 +142,20 @@ def main() -> None:
     methods = {
         "loss-landscapes 3.0.6": lambda: run_peer(model, loss_fn, x, y, origin, dirs, args.steps, args.radius),
         "per-point loop": lambda: run_loop(model, loss_fn, x, y, origin, dirs, coords),
-        "bnlab (default)": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train")["loss"],
+        "bnlab (default)": lambda: evaluate_points(model, loss_fn, (x, y), origin, dirs, coords, "train")["loss"],
     }
     if args.model == "vgg":
-        methods["bnlab NCHW"] = lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train",
-                                                 channels_last=False)["loss"]
+        methods["bnlab NCHW"] = lambda: evaluate_points(model, loss_fn, (x, y), origin, dirs, coords, "train",
+                                                        channels_last=False)["loss"]
     else:
-        methods["bnlab w/o first-layer products"] = lambda: evaluate(model, loss_fn, (x, y), origin, dirs, coords,
-                                                                     "train", linear_first_layer=False)["loss"]
+        methods["bnlab w/o first-layer products"] = lambda: evaluate_points(
+            model, loss_fn, (x, y), origin, dirs, coords, "train", linear_first_layer=False)["loss"]
     sub = coords[: max(8, args.steps)]
     partial = {  # timed on one row, reported per point
-        "bnlab vmap (chunk 8)": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, sub, "train", strategy="vmap",
-                                                 chunk=8)["loss"],
-        "bnlab bf16": lambda: evaluate(model, loss_fn, (x, y), origin, dirs, sub, "train", precision="bf16")["loss"],
+        "bnlab vmap (chunk 8)": lambda: evaluate_points(model, loss_fn, (x, y), origin, dirs, sub, "train",
+                                                        strategy="vmap", chunk=8)["loss"],
+        "bnlab bf16": lambda: evaluate_points(model, loss_fn, (x, y), origin, dirs, sub, "train",
+                                              precision="bf16")["loss"],
     }
     best: dict[str, float] = {}
     values: dict[str, np.ndarray] = {}
@@ -166,10 +167,10 @@ def main() -> None:
             best[name] = min(best.get(name, float("inf")), per_point)
     if args.compile:
         t = time.perf_counter()  # wall: inductor may compile in worker processes
-        evaluate(model, loss_fn, (x, y), origin, dirs, coords[:1], "train", compile=True)
+        evaluate_points(model, loss_fn, (x, y), origin, dirs, coords[:1], "train", compile=True)
         compile_s = time.perf_counter() - t
         t = clock()
-        values["bnlab compiled"] = evaluate(model, loss_fn, (x, y), origin, dirs, coords, "train",
+        values["bnlab compiled"] = evaluate_points(model, loss_fn, (x, y), origin, dirs, coords, "train",
                                             compile=True)["loss"]
         best["bnlab compiled"] = (clock() - t) / n
         best["bnlab compiled + compile (wall)"] = best["bnlab compiled"] + compile_s / n

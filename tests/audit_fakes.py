@@ -22,12 +22,12 @@ from typing import Any
 
 from bnlab.experiments.base import (
     CLAIM_IDS,
+    ClaimProtocol,
     Decision,
     Description,
     Endpoint,
     Figure,
     Plan,
-    Protocol,
     decide_endpoint,
     seeds_for,
 )
@@ -83,7 +83,7 @@ def _c07_plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan:
 
 
 TITLE = "fake lr sweep"
-_PROTOCOL = Protocol(endpoint=Endpoint("Δacc", "BN − no BN test accuracy", "accuracy", "t", 0.0, "0 = no gain"),
+_PROTOCOL = ClaimProtocol(endpoint=Endpoint("Δacc", "BN − no BN test accuracy", "accuracy", "t", 0.0, "0 = no gain"),
                      cost="cheap", runs="fake trials", paper="none")
 
 

@@ -99,7 +99,9 @@ def _audit_process(out: Path, env: dict[str, str]) -> subprocess.Popen:
             "from bnlab.cli import main; "
             f"sys.exit(main(['audit', '--scale', 'smoke', '--claims', 'C07', '--out', {str(out)!r}, "
             "'--executor', 'local']))")
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS), "MPLBACKEND": "Agg", **env}
+    # the child imports this checkout's sources, as the parent does (not whatever bnlab the venv installed)
+    paths = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])
+    full_env = {**os.environ, "PYTHONPATH": paths, "MPLBACKEND": "Agg", **env}
     return subprocess.Popen([PYTHON, "-c", code], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 

@@ -16,7 +16,7 @@ def test_check_prints_table_and_passes(capsys):
 
 def test_check_exits_1_when_a_row_fails(monkeypatch, capsys):
     def failing(seed: int = 0):
-        return checks.evaluate({"bn.forward.f64": 1.0, "thm41.published_bound_violations": 0.5})
+        return checks.grade({"bn.forward.f64": 1.0, "thm41.published_bound_violations": 0.5})
 
     monkeypatch.setattr(checks, "run_checks", failing)
     assert main(["check"]) == 1
@@ -25,6 +25,6 @@ def test_check_exits_1_when_a_row_fails(monkeypatch, capsys):
 
 
 def test_evaluate_nan_fails_and_bad_option_exits_2(capsys):
-    assert checks.evaluate({"bn.eval.f64": float("nan")})[0].status == "fail"
+    assert checks.grade({"bn.eval.f64": float("nan")})[0].status == "fail"
     assert main(["check", "--seed", "x"]) == 2
     assert "error:" in capsys.readouterr().err

@@ -51,3 +51,11 @@ def test_hash_is_stable_and_order_free():
     b = dict(reversed(list(a.items())))
     assert config_hash(a) == config_hash(b) == config_hash(Demo(lr=0.1))
     assert config_hash(Demo(lr=0.1)) != config_hash(Demo(lr=0.2))
+
+
+def test_check_choice_names_the_choices_and_the_bad_value() -> None:
+    from bnlab.config import check_choice
+
+    check_choice("start", "random", ("auto", "random"))
+    with pytest.raises(BnlabError, match=r"^start must be one of auto, random, got 'zero'$"):
+        check_choice("start", "zero", ("auto", "random"))

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from bnlab.experiments import c07_learning_rate as c07
+from bnlab.experiments import lr_grid
 from bnlab.trials.lr_search import divergence, largest_stable, lr_search
 from experiments_smoke import check_result, run_smoke
 
@@ -12,7 +13,7 @@ from experiments_smoke import check_result, run_smoke
 def test_smoke_end_to_end():
     plan, result = run_smoke(c07)
     check_result(c07, plan, result)
-    searches = [t for t in plan.trials if t.fn == f"{c07.TRIALS}:lr_search"]
+    searches = [t for t in plan.trials if t.fn == f"{lr_grid.TRIALS}:lr_search"]
     assert len(searches) == 2 * 2 and all(t.name.startswith("curvature/") for t in plan.trials if t not in searches)
     assert result.decision.primary[0].test == "sign"
     edge = [r for r in result.decision.secondary if r.name.startswith("log(λ_max / (2/η))")]

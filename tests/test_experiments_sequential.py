@@ -147,7 +147,7 @@ def _fake_module(claim: str) -> types.ModuleType:
         return {"primary": {s: [results[f"{s}/seed={k}"]["x"] for k in plan.seeds] for s in ENDPOINT.settings}}
 
     module.CLAIM_ID, module.TITLE, module.RULE = claim, "fake sequential claim", "fake rule"
-    module.PROTOCOL = base.Protocol(ENDPOINT, cost="cheap", runs="fake", paper="none")
+    module.PROTOCOL = base.ClaimProtocol(ENDPOINT, cost="cheap", runs="fake", paper="none")
     module.plan, module.measure = plan, measure
     module.decide = lambda metrics: base.decide_endpoint(ENDPOINT, metrics)
     module.figures = lambda plan, results, metrics: []

@@ -16,9 +16,9 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import model_origin, random_directions
-from bnlab.landscape.evaluate import evaluate
 from bnlab.landscape.grid import symmetric_axis
 from bnlab.landscape.plane import random_line, random_plane
+from bnlab.landscape.points import evaluate_points
 
 
 def _linear_model() -> tuple[nn.Module, torch.Tensor]:
@@ -60,7 +60,7 @@ def test_no_row_shift() -> None:
     origin = model_origin(model)
     dirs = [{"weight": torch.tensor([[1.0, 0.0]])}, {"weight": torch.tensor([[0.0, 1.0]])}]
     coords = np.array([[i, j] for i in range(steps) for j in range(steps)], dtype=float)
-    ours = evaluate(model, _output_loss, (a, torch.zeros(1)), origin, dirs, coords)["loss"].reshape(steps, steps)
+    ours = evaluate_points(model, _output_loss, (a, torch.zeros(1)), origin, dirs, coords)["loss"].reshape(steps, steps)
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 

@@ -13,7 +13,7 @@ from bnlab.errors import BnlabError
 from bnlab.landscape import (
     Curve,
     Surface,
-    evaluate,
+    evaluate_points,
     interpolate,
     merge_rows,
     pca_plane,
@@ -36,7 +36,8 @@ def test_plane_values_layout_and_round_trip(tmp_path) -> None:
     s = random_plane(model, nn.CrossEntropyLoss(), batch, radius=0.5, steps=5, seed=3, bn_mode="eval",
                      one_d="filter", out=tmp_path / "p.npz", info={"model": "mlp"})
     assert s.loss.shape == (5, 5) and s.complete and s.x[2] == 0 and s.y[2] == 0
-    direct = evaluate(model, nn.CrossEntropyLoss(), batch, s.origin, s.directions, plane_points(s.x, s.y), "eval")
+    direct = evaluate_points(model, nn.CrossEntropyLoss(), batch, s.origin, s.directions, plane_points(s.x, s.y),
+                             "eval")
     np.testing.assert_allclose(s.loss.ravel(), direct["loss"])  # loss[j, i] at (x[i], y[j])
     with torch.no_grad():
         model.eval()

@@ -232,8 +232,8 @@ def _api_cases() -> list[tuple[str, Callable[[Path], object], str]]:
     from bnlab.train import TrainConfig
 
     def landscape_of_another_model(w: Path) -> object:
-        from bnlab.landscape.evaluate import evaluate
         from bnlab.landscape.plane import random_line
+        from bnlab.landscape.points import evaluate_points
         from bnlab.landscape.surface import Curve
         from bnlab.models import build_model
 
@@ -244,7 +244,7 @@ def _api_cases() -> list[tuple[str, Callable[[Path], object], str]]:
         wide = build_model("mlp", in_shape=(4,), hidden=[5], num_classes=2)  # same parameter names, wider
         from bnlab.landscape.directions import model_origin
 
-        return evaluate(wide, torch.nn.CrossEntropyLoss(), (x, y), model_origin(wide), saved.directions,
+        return evaluate_points(wide, torch.nn.CrossEntropyLoss(), (x, y), model_origin(wide), saved.directions,
                         np.array([[0.5]]))
 
     def checkpoint_into_another_model(w: Path) -> object:

@@ -60,7 +60,7 @@ def test_plan_has_power_at_the_effect_of_interest_or_the_page_says_it_is_underpo
     assert claim in MEASURED, (f"{claim}: no measured spread recorded; run `make audit` and "
                                "`python -m bnlab.experiments.power runs/audit/results.json`")
     module = _module(claim)
-    from bnlab.experiments.protocol import PROTOCOL_PAGE
+    from bnlab.experiments.protocol_page import PROTOCOL_PAGE
 
     section = PROTOCOL_PAGE.read_text().split(f"## {claim}", 1)[1].split("\n## ", 1)[0]
     for setting in MEASURED[claim]["settings"]:

@@ -9,7 +9,7 @@ from bnlab.config import config_hash
 from bnlab.errors import BnlabError
 from bnlab.sweeps.spec import TRIAL_FN, expand, load_sweep, parse_sweep
 from bnlab.sweeps.trial import code_fingerprint
-from bnlab.trials.train_trial import steps_to_target, subsample_indices
+from bnlab.trials.train_trial import first_step_reaching, subsample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "tiny", "seeds": 2, "curve_points": 4, "target_acc": 0.2, "best_over": "lr",
@@ -147,8 +147,8 @@ def test_subsample_and_steps_to_target_against_brute_force():
         assert idx[0] == 0 and idx[-1] == n - 1 and len(idx) <= k and idx == sorted(set(idx))
         gaps = [b - a for a, b in zip(idx, idx[1:])]
         assert max(gaps) - min(gaps) <= 1  # evenly spread
-    assert steps_to_target([0, 10, 20, 30], [0.1, math.nan, 0.95, 0.99], 0.9) == 20
-    assert steps_to_target([0, 10], [0.1, 0.2], 0.9) is None
+    assert first_step_reaching([0, 10, 20, 30], [0.1, math.nan, 0.95, 0.99], 0.9) == 20
+    assert first_step_reaching([0, 10], [0.1, 0.2], 0.9) is None
 
 
 def test_cli_sweep_runs_resumes_and_reports(tmp_path, capsys):

@@ -15,7 +15,7 @@ from bnlab.config import from_mapping
 from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.train import ProbeContext, TrainConfig, train
-from bnlab.train.evaluate import evaluate
+from bnlab.train.metrics import loss_and_accuracy
 
 
 @pytest.fixture(autouse=True)
@@ -155,7 +155,7 @@ def test_evaluate_matches_a_float64_reference() -> None:
     model.train()
     model(torch.randn(64, 5))  # move the running statistics
     x, y = torch.randn(101, 5), torch.randint(0, 3, (101,))
-    loss, acc = evaluate(model, x, y, F.cross_entropy, batch_size=17)
+    loss, acc = loss_and_accuracy(model, x, y, F.cross_entropy, batch_size=17)
     assert model.training  # mode restored
     ref = model.double().eval()
     out = ref(x.double())

@@ -52,3 +52,39 @@ def test_claim_modules_spell_their_trial_module_one_way() -> None:
         if '"bnlab.trials.' in source:
             assert 'TRIALS = "bnlab.trials.' in source, path.name
             assert source.count('"bnlab.trials.') == 1, f"{path.name} spells a trial module more than once"
+
+
+def test_planning_builds_no_model(monkeypatch) -> None:
+    """Planning C03–C06 names the watched module without building a model: the trial names the last nonlinearity
+    on the model it trains (`bnlab.trials.probed_run.LAST`)."""
+    import torch
+
+    from bnlab.experiments import probed_training
+    from bnlab.experiments.registry import load_experiment
+    from bnlab.trials import probed_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("planning built a model")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", refuse)  # any model, layer or container
+    assert probed_training.LAST_ACTIVATION == probed_run.LAST
+    for claim in ("C03", "C04", "C05", "C06"):
+        for scale in ("smoke", "default", "paper"):
+            plan = load_experiment(claim).plan(scale, 2)
+            watched = {t.params.get("activation_module") for t in plan.trials if t.fn.endswith(":probed_run")}
+            assert watched == {probed_run.LAST}, (claim, scale)
+
+
+@pytest.mark.parametrize("name, kwargs, in_shape, want", [
+    ("mlp", {"hidden": [32, 32]}, (1, 8, 8), "blocks.1.act"),
+    ("dln", {"depth": 3}, (10,), "blocks.1.act"),
+    ("vgg", {"config": "narrow"}, (1, 8, 8), "features.4.act"),
+])
+def test_last_activation_names_the_last_nonlinearity(name, kwargs, in_shape, want) -> None:
+    from bnlab.models import build_model
+    from bnlab.probes.activations import activation_modules
+    from bnlab.trials.probed_run import last_activation
+
+    model = build_model(name, in_shape=in_shape, **kwargs)
+    names = activation_modules(model) or [n for n, _ in model.named_modules() if n.endswith(".act")]
+    assert last_activation(model) == names[-1] == want

@@ -9,7 +9,7 @@ import pytest
 
 from bnlab.cli import main
 from bnlab.errors import BnlabError
-from bnlab.workflows.edge_of_stability import SharpnessConfig, half_mse, run_sharpness
+from bnlab.workflows.sharpness_command import SharpnessConfig, half_mse, run_sharpness
 
 
 def test_no_bn_net_hovers_at_two_over_eta(tmp_path: Path):

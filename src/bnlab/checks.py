@@ -280,7 +280,7 @@ def invariance_errors(seed: int = 0, alphas: tuple[float, ...] = (0.1, 0.5, 2.0,
 # ----------------------------------------------------------------------------------------------------- table
 
 
-def evaluate(errors: dict[str, float]) -> list[CheckResult]:
+def grade(errors: dict[str, float]) -> list[CheckResult]:
     """Turn measured errors into table rows (pass when error <= tolerance; notes never fail)."""
     rows = []
     for name, value in errors.items():
@@ -297,7 +297,7 @@ def evaluate(errors: dict[str, float]) -> list[CheckResult]:
 def run_checks(seed: int = 0) -> list[CheckResult]:
     """Every verification of C01, C08 and C09 once (a few seconds on a laptop CPU)."""
     errors = {**mechanics_errors(seed), **jacobian_errors(seed, train_steps=5), **invariance_errors(seed)}
-    return evaluate(errors)
+    return grade(errors)
 
 
 def format_table(rows: list[CheckResult]) -> str:

@@ -12,8 +12,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 try:  # typer >= 0.25 vendors click as typer._click; older typer uses click itself
     from typer._click import exceptions as click_exceptions
@@ -21,6 +23,49 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_exceptions
 
 from bnlab.errors import BnlabError
+
+_REGISTRY_MARK = re.compile(r"\{(?P<kind>models|norms|datasets)(?::(?P<filters>[a-z_,]+))?\}")
+
+
+def registry_names(kind: str, filters: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The built-in names of `kind` (models | norms | datasets) in registry order, narrowed by `filters`: for
+    models, option names the model must take (``activation``); for data sets, ``classification`` (no regression
+    set) and ``packaged`` (none read from a --data-dir folder). Imports the registries, so torch."""
+    if kind == "models":
+        from bnlab.models import MODELS, model_options
+
+        return tuple(n for n in MODELS if all(f in model_options(n) for f in filters))
+    if kind == "norms":
+        from bnlab.layers.factory import NORM_KINDS
+
+        return NORM_KINDS
+    from bnlab.data.registry import DATASETS, FOLDER_DATASETS, REGRESSION_DATASETS
+
+    excluded = {"classification": REGRESSION_DATASETS, "packaged": FOLDER_DATASETS}
+    return tuple(n for n in DATASETS if not any(n in excluded[f] for f in filters))
+
+
+def fill_registry_names(text: str) -> str:
+    """`text` with each ``{models}``, ``{norms}``, ``{datasets:classification,packaged}`` mark replaced by the
+    registry's names, ``a | b | c``: the help can never list a model or data set the registry lacks."""
+    def names(match: re.Match[str]) -> str:
+        filters = tuple(match["filters"].split(",")) if match["filters"] else ()
+        return " | ".join(registry_names(match["kind"], filters))
+
+    return _REGISTRY_MARK.sub(names, text)
+
+
+class RegistryHelpCommand(TyperCommand):
+    """A command whose option help names the registries' entries, filled in only when the help is shown:
+    importing the registries costs torch's import (about a second), which running a command pays anyway and
+    `bnlab --help` must not."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(getattr(param, "help", None), str):
+                param.help = fill_registry_names(param.help)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     add_completion=False,
@@ -63,7 +108,7 @@ def _use_threads(threads: int | None) -> None:
 # Commands are added below by area: check, train, audit, report, landscape, hessian, sweep.
 
 
-# --- check (verification table of C01, C08, C09; engine in bnlab.checks) -----------------------------------
+# --- check (verification table of C01, C08, C09; engine in bnlab.checks) ----------------------------------------------
 @app.command()
 def check(seed: int = typer.Option(0, help="seed of the random inputs the checks use")) -> None:
     """Verify BN's mechanics, Jacobian and scale invariance against references; exit 1 if any check fails."""
@@ -75,12 +120,12 @@ def check(seed: int = typer.Option(0, help="seed of the random inputs the checks
         raise typer.Exit(1)
 
 
-# --- train (one training run; engine in bnlab.train) -------------------------------------------------------
-@app.command()
+# --- train (one training run; engine in bnlab.train) ------------------------------------------------------------------
+@app.command(cls=RegistryHelpCommand)
 def train(
-    model: str = typer.Option("mlp", help="mlp | vgg | dln | deep_mlp"),
-    norm: str = typer.Option("none", help="bn | torch_bn | none | noisy_bn | noise | l1 | l2 | linf | layer | group"),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | cifar10 | synthetic | dln_regression"),
+    model: str = typer.Option("mlp", help="{models}"),
+    norm: str = typer.Option("none", help="{norms}"),
+    dataset: str = typer.Option("mnist5k", help="{datasets}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10: cifar-10-batches-py)"),
     lr: float = typer.Option(0.1, help="learning rate (> 0)"),
     steps: int = typer.Option(1000, help="optimizer steps (> 0)"),
@@ -122,7 +167,7 @@ def train(
     typer.echo(result.summary())
 
 
-# --- audit, report (claims audit and its report) -----------------------------------------------------------
+# --- audit, report (claims audit and its report) ----------------------------------------------------------------------
 @app.command()
 def audit(
     scale: str = typer.Option("default", help="smoke (≤ 60 s) | default (≤ 15 min on a laptop CPU) | paper (GPU)"),
@@ -173,17 +218,17 @@ def report(out: str = typer.Argument(..., help="an audit folder holding results.
     typer.echo(f"report: {files.html}")
 
 
-# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape) -----------------------------
-@app.command()
+# --- landscape (1-D / 2-D loss landscapes; engine in bnlab.workflows.landscape_command) -------------------------------
+@app.command(cls=RegistryHelpCommand)
 def landscape(
     out: str = typer.Option("runs/landscape", help="output folder: grids (.npz), figures, summary.json"),
     run: list[str] = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of "
                                   "training; repeatable (e.g. a BN and a no-BN run)"),
     norms: str = typer.Option("bn,none", help="nets to train, one per norm, same settings (comma-separated)"),
-    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp"),
+    model: str = typer.Option("vgg", help="{models}"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
                                         "for vgg)"),
-    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    dataset: str = typer.Option("digits", help="{datasets:classification}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
     train_steps: int = typer.Option(300, "--train-steps", help="training steps per net"),
     lr: float = typer.Option(0.05, help="learning rate"),
@@ -207,7 +252,7 @@ def landscape(
     """Train (or load) a BN / no-BN pair and write their 1-D and 2-D loss landscapes: grids and figures."""
     from bnlab.config import from_mapping
     from bnlab.train.options import parse_key_values
-    from bnlab.workflows.landscape import LandscapeConfig, run_landscape
+    from bnlab.workflows.landscape_command import LandscapeConfig, run_landscape
 
     model_kwargs = parse_key_values(model_opt, "--model-opt")
     if model == "vgg" and "config" not in model_kwargs:
@@ -226,16 +271,16 @@ def landscape(
     typer.echo(f"figures: {', '.join(summary['figures'])}")
 
 
-# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian) ------------
-@app.command()
+# --- hessian (top eigenvalues, trace, spectral density; engine in bnlab.workflows.hessian_command) --------------------
+@app.command(cls=RegistryHelpCommand)
 def hessian(
     out: str = typer.Option("runs/hessian", help="output folder: hessian.json and density.<format>"),
     run: str = typer.Option(None, "--run", help="a run folder of `bnlab train --out` to load instead of building"),
-    model: str = typer.Option("vgg", help="mlp | vgg | dln | deep_mlp (built-in model, without --run)"),
+    model: str = typer.Option("vgg", help="{models} (built-in model, without --run)"),
     model_opt: list[str] = typer.Option(None, "--model-opt", help="model option KEY=VALUE (default config=narrow "
                                         "for vgg)"),
-    norm: str = typer.Option("bn", help="bn | torch_bn | none | ... (built-in model)"),
-    dataset: str = typer.Option("digits", help="mnist5k | digits | mnist1d | cifar10 | synthetic"),
+    norm: str = typer.Option("bn", help="{norms} (built-in model)"),
+    dataset: str = typer.Option("digits", help="{datasets}"),
     data_dir: str = typer.Option(None, "--data-dir", help="folder with local data (cifar10)"),
     train_steps: int = typer.Option(0, "--train-steps", help="train the built-in model this many SGD steps first "
                                     "(0: at initialisation)"),
@@ -258,7 +303,7 @@ def hessian(
     """Hessian top eigenvalues, trace ± SE and spectral density of a model's training loss, per BN mode."""
     from bnlab.config import from_mapping
     from bnlab.train.options import parse_key_values
-    from bnlab.workflows.hessian import HessianConfig, run_hessian
+    from bnlab.workflows.hessian_command import HessianConfig, run_hessian
 
     config = from_mapping(HessianConfig, {
         "run": run, "model": model, "model_kwargs": parse_key_values(model_opt, "--model-opt"), "norm": norm,
@@ -271,16 +316,16 @@ def hessian(
     run_hessian(config, out, log=typer.echo)
 
 
-# --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) -------------
-@app.command()
+# --- gradflow (gradient flow vs depth at initialisation, C11; engine in bnlab.probes.gradflow) ------------------------
+@app.command(cls=RegistryHelpCommand)
 def gradflow(
     depth: int = typer.Option(50, help="hidden blocks of the deep_mlp"),
     width: int = typer.Option(256, help="units per hidden block"),
     activation: str = typer.Option("relu", help="relu | tanh | linear | sigmoid"),
     residual: bool = typer.Option(False, "--residual", help="h + act(norm(W h)) blocks instead of plain ones"),
-    norm: str = typer.Option("bn", help="normalisation after each hidden linear map (bn, none, ...)"),
+    norm: str = typer.Option("bn", help="normalisation after each hidden linear map: {norms}"),
     batch_size: int = typer.Option(128, "--batch-size", help="batch the gradient is taken on (BN batch statistics)"),
-    dataset: str = typer.Option("mnist5k", help="mnist5k | digits | mnist1d | synthetic"),
+    dataset: str = typer.Option("mnist5k", help="{datasets:classification,packaged}"),
     probes: int = typer.Option(2, help="Hutchinson probes per layer Jacobian"),
     seed: int = typer.Option(0, help="seed of the init and the batch"),
 ) -> None:
@@ -296,13 +341,13 @@ def gradflow(
                f"(Yang et al., plain ReLU BN: {YANG_RELU:.4f})")
 
 
-# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.trials.sharpness_trajectory) ----------------------
-@app.command()
+# --- sharpness (the edge of stability, BN vs no BN; engine in bnlab.workflows.sharpness_command) ----------------------
+@app.command(cls=RegistryHelpCommand)
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
-    model: str = typer.Option("mlp", help="mlp | deep_mlp | vgg (built-in model)"),
+    model: str = typer.Option("mlp", help="{models:activation} (built-in model)"),
     activation: str = typer.Option("tanh", help="activation of the built-in model"),
-    dataset: str = typer.Option("digits", help="digits | mnist5k | mnist1d | synthetic"),
+    dataset: str = typer.Option("digits", help="{datasets:classification,packaged}"),
     train_size: int = typer.Option(500, "--train-size", help="training examples (the full batch of GD)"),
     norm: str = typer.Option("none,bn", help="comma-separated norms to compare"),
     lr: str = typer.Option("0.02,0.03,0.04", help="comma-separated learning rates η (2/η is drawn for each)"),
@@ -318,7 +363,7 @@ def sharpness(
     threads: int = typer.Option(None, help="CPU threads for torch"),
 ) -> None:
     """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
-    from bnlab.workflows.edge_of_stability import SharpnessConfig, run_sharpness
+    from bnlab.workflows.sharpness_command import SharpnessConfig, run_sharpness
 
     def floats(text: str, name: str) -> tuple[float, ...]:
         try:
@@ -336,7 +381,7 @@ def sharpness(
     typer.echo(f"sharpness: {out}/sharpness.json, {out}/sharpness.{fmt}")
 
 
-# --- study (the model-agnostic claims on a user's own model; engine in bnlab.workflows.study) ----------------------
+# --- study (the model-agnostic claims on a user's own model; engine in bnlab.workflows.study) -------------------------
 @app.command()
 def study(
     model: str = typer.Option(..., help="FILE.py:FACTORY returning your nn.Module with BN (imported from that path)"),
@@ -379,7 +424,7 @@ def study(
     typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
 
 
-# --- sweep (sweep files; executors local | process | ray) ---------------------------------------------------
+# --- sweep (sweep files; executors local | process | ray) -------------------------------------------------------------
 @app.command()
 def sweep(
     path: str = typer.Argument(..., help="a sweep file (TOML), e.g. sweeps/c07_learning_rate.toml"),

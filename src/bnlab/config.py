@@ -12,7 +12,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from bnlab.errors import BnlabError
@@ -117,6 +117,12 @@ def plain(value: Any) -> Any:
 def to_mapping(config: Any) -> dict[str, Any]:
     """Plain, JSON-able data of a dataclass config (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True))
+
+
+def check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
+    """BnlabError "`what` must be one of a, b, c, got 'x'" unless `value` is one of `choices`."""
+    if value not in choices:
+        raise BnlabError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def config_hash(data: Any, length: int = 16) -> str:

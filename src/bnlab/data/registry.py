@@ -72,6 +72,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 
 FOLDER_DATASETS: frozenset[str] = frozenset({"cifar10"})  # read from a local folder, not from a package
+REGRESSION_DATASETS: frozenset[str] = frozenset({"dln_regression"})  # targets are vectors, not class labels
 
 # Data sets that stand in for a paper's data on a machine without it: name -> what it replaces, in words.
 STAND_INS: dict[str, str] = {

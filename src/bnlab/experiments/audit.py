@@ -31,34 +31,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import importlib.util
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bnlab import results as results_schema
 from bnlab.atomic import write_json
 from bnlab.config import config_hash, plain
 from bnlab.data.registry import STAND_INS, datasets_of
 from bnlab.errors import BnlabError
 from bnlab.experiments import base
-from bnlab.experiments.base import CLAIM_IDS, SCALES, VERDICTS, ClaimResult, Plan
+from bnlab.experiments.base import SCALES, ClaimResult, Plan
 from bnlab.experiments.claims import CLAIMS
 from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
 from bnlab.report.build import write_report
 from bnlab.report.figures import figure_filename
+from bnlab.results import CLAIM_IDS, VERDICTS
 from bnlab.sweeps import EXECUTORS, TrialStore, get_executor
-from bnlab.sweeps.executors.base import describe_error
+from bnlab.sweeps.executors.executor import describe_error
 from bnlab.sweeps.trial import Trial, bind_data
-from bnlab.version import __version__
 
 RESULTS_FILE = "results.json"
 TRIALS_DIR = "trials"
@@ -205,12 +202,9 @@ def _about(claim_id: str) -> dict[str, Any]:
 def _entry(claim_id: str, verdict: str, summary: str, *, rule: str = "", caveats: Sequence[str] = (),
            config_hash: str | None = None, n_trials: int = 0, seeds: Sequence[int] = ()) -> dict[str, Any]:
     """A claim entry that did not come from summarize(): not measured, or failed."""
-    return {
-        "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": verdict, "rule": rule, "summary": summary,
-        "method": "", "key_number": None, "primary": None, "votes": [], "secondary": [], "verifications": [],
-        "protocol": None, "seeds": list(seeds), "metrics": {}, "figures": [], "caveats": list(caveats),
-        "config_hash": config_hash, "n_trials": n_trials, "about": _about(claim_id),
-    }
+    return results_schema.claim_entry(claim_id, CLAIMS[claim_id].title, verdict, summary, rule=rule,
+                                      caveats=caveats, config_hash=config_hash, n_trials=n_trials, seeds=seeds,
+                                      about=_about(claim_id))
 
 
 def _failed(claim_id: str, what: str, error: str, **kw: Any) -> dict[str, Any]:
@@ -233,7 +227,7 @@ def _check_plan(claim_id: str, plan: Any) -> Plan:
     return plan
 
 
-def protocol_entry(protocol: base.Protocol) -> dict[str, Any]:
+def protocol_entry(protocol: base.ClaimProtocol) -> dict[str, Any]:
     """The claim's pre-registered protocol as plain data (printed in the report and on docs/protocol.md)."""
     return plain(dataclasses.asdict(protocol))
 
@@ -254,27 +248,23 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
         raise ValueError(f"summarize() returned verdict {result.verdict!r}")
     figures, files = [], set()
     for index, fig in enumerate(result.figures):
-        spec = {"id": fig.id, "kind": fig.kind, "title": fig.title, "caption": fig.caption, "data": fig.data}
+        spec = results_schema.figure_entry(fig)
         file = figure_filename(claim_id, spec)
         if file in files:
             file = figure_filename(claim_id, spec, index)
         files.add(file)
         figures.append({**spec, "file": file})
     decision = result.decision
-    head = decision.primary[0]
-    return plain({
-        "id": claim_id, "title": CLAIMS[claim_id].title, "verdict": result.verdict, "rule": result.rule,
-        "reason": decision.reason, "summary": result.description.summary, "method": result.description.method,
-        "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low, "ci_high": head.ci_high,
-                       "unit": head.unit},
-        "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
-        "secondary": [r.to_dict() for r in decision.secondary],
-        "verifications": [v.to_dict() for v in decision.verifications],
-        "protocol": protocol_entry(result.protocol), "seeds": list(plan.seeds), "metrics": result.metrics,
-        "figures": figures, "caveats": stand_in_caveats(plan) + list(result.description.caveats),
-        "config_hash": plan.key(),
-        "n_trials": len(plan.trials), "about": _about(claim_id),
-    })
+    entry = plain(results_schema.claim_entry(
+        claim_id, CLAIMS[claim_id].title, result.verdict, result.description.summary, rule=result.rule,
+        method=result.description.method, primary=decision.primary[0].to_dict(),
+        votes=[r.to_dict() for r in decision.primary], secondary=[r.to_dict() for r in decision.secondary],
+        verifications=[v.to_dict() for v in decision.verifications], protocol=protocol_entry(result.protocol),
+        seeds=plan.seeds, metrics=result.metrics, figures=figures,
+        caveats=stand_in_caveats(plan) + list(result.description.caveats), config_hash=plan.key(),
+        n_trials=len(plan.trials), about=_about(claim_id)))
+    entry["reason"] = decision.reason  # how stats.combine decided, naming refuting settings or failed gates
+    return entry
 
 
 def stand_in_caveats(plan: Any) -> list[str]:
@@ -284,40 +274,6 @@ def stand_in_caveats(plan: Any) -> list[str]:
     used = set().union(*(datasets_of(t.params) for t in plan.trials)) if plan.trials else set()
     return [f"Ran on a stand-in: '{name}' instead of {STAND_INS[name]}. Give a local copy of the papers' data "
             "with --data-dir where bnlab reads one (CIFAR-10)." for name in sorted(used) if name in STAND_INS]
-
-
-# ------------------------------------------------------------------------------------------------ environment
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, the libraries results depend on, bnlab and the platform (read from package
-    metadata, so nothing heavy is imported)."""
-    found = {"python": platform.python_version()}
-    for name in ("torch", "numpy", "matplotlib"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    found.update({"bnlab": __version__, "platform": platform.platform()})
-    return found
-
-
-def git_state() -> tuple[str | None, bool | None]:
-    """(HEAD commit, has uncommitted changes) of the checkout bnlab runs from; (None, None) outside git."""
-    where = Path(__file__).resolve().parents[1]  # the bnlab package folder
-    try:
-        tracked = subprocess.run(["git", "-C", str(where), "ls-files", "--error-unmatch", "__init__.py"],
-                                 capture_output=True, text=True, timeout=10)
-        if tracked.returncode != 0:
-            return None, None
-        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    commit = head.stdout.strip() if head.returncode == 0 else None
-    return commit or None, (bool(dirty.stdout.strip()) if dirty.returncode == 0 else None)
 
 
 # ------------------------------------------------------------------------------------------------ the audit
@@ -339,6 +295,98 @@ def _progress_printer(log: Log | None, cached: set[str]) -> Callable[[Any], None
         log(f"[{event.done:>{width}}/{event.total}] {event.trial.claim} {event.trial.name}  {status}")
 
     return progress
+
+
+def _plan_claims(request: AuditRequest) -> list[_Claim]:
+    """Phase 2: every claim's state; the selected ones with a module get its checked plan, the data folder bound
+    into each trial; the others (not selected, no module, import or plan failure) get their final entry."""
+    states = [_Claim(cid) for cid in CLAIM_IDS]
+    for st in states:
+        if st.id not in request.claims:
+            st.entry = _entry(st.id, "not_measured", "Not run in this audit: it was not among the claims "
+                              f"selected ({', '.join(request.claims)}).")
+            continue
+        try:
+            st.module = load_experiment(st.id)
+        except Exception as exc:  # noqa: BLE001 - a broken module is reported, the others go on
+            st.entry = _failed(st.id, "the experiment module failed to import", _describe(exc))
+            continue
+        if st.module is None:
+            st.entry = _entry(st.id, "not_measured", "No experiment for this claim exists yet, so bnlab gives no "
+                              f"verdict (its module {CLAIM_MODULES[st.id]} is not written).")
+            continue
+        try:
+            plan = _check_plan(st.id, st.module.plan(request.scale, _first_look(request), request.first_seed))
+        except Exception as exc:  # noqa: BLE001
+            st.entry = _failed(st.id, "plan() failed", _describe(exc))
+            continue
+        st.plan = dataclasses.replace(plan, trials=tuple(bind_data(t, request.data_dir) for t in plan.trials))
+    return states
+
+
+def _run_trials(request: AuditRequest, runner: Any, trials: list[Trial], log: Log | None,
+                progress: Any) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Phase 3: the trials of all claims, deduplicated by key, through the executor into OUT/trials/; returns
+    (record per trial key, trial counts)."""
+    store = TrialStore(request.out / TRIALS_DIR)
+    unique = {t.key(): t for t in trials}
+    cached = {k for k in unique if store.done(k)}
+    if log is not None:
+        log(f"bnlab audit: {len(request.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
+            f"scale {request.scale}, {request.seeds or 'default'} seed(s) from {request.first_seed}, "
+            f"executor {request.executor} -> {request.out}")
+    if progress is not None:
+        progress.expect(list(unique.values()), cached)
+    records = runner.run(trials, store, progress=progress or _progress_printer(log, cached)) if trials else {}
+    if progress is not None and hasattr(progress, "close"):
+        progress.close()
+    counts = {"unique": len(unique), "cached": len(cached), "ran": len(unique) - len(cached),
+              "failed": sum(1 for r in records.values() if r["status"] != "ok")}
+    return records, counts
+
+
+def _summarise(st: _Claim, records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Phase 4: one planned claim's entry from its trials' records (inconclusive if a trial or summarize failed)."""
+    plan = st.plan
+    assert plan is not None
+    failed = [(t, records[t.key()]) for t in plan.trials if records[t.key()]["status"] != "ok"]
+    if failed:
+        caveats = [f"trial {t.name} failed: {r['error']}" for t, r in failed[:MAX_ERRORS_SHOWN]]
+        if len(failed) > MAX_ERRORS_SHOWN:
+            caveats.append(f"... and {len(failed) - MAX_ERRORS_SHOWN} more failed trials")
+        return _entry(st.id, "inconclusive", f"{len(failed)} of {len(plan.trials)} trials failed, so no verdict "
+                      "was computed (a rerun retries them).", caveats=caveats, config_hash=plan.key(),
+                      n_trials=len(plan.trials), seeds=plan.seeds)
+    results = {t.name: copy.deepcopy(records[t.key()]["result"]) for t in plan.trials}
+    try:
+        return claim_entry(st.id, base.summarize(st.module, plan, results), plan)
+    except Exception as exc:  # noqa: BLE001 - recorded honestly, the other claims go on
+        return _failed(st.id, "summarize() failed", _describe(exc), config_hash=plan.key(),
+                       n_trials=len(plan.trials), seeds=plan.seeds)
+
+
+def _results(request: AuditRequest, states: Sequence[_Claim], trials: Sequence[Trial], counts: dict[str, int],
+             duration_s: float, created: str) -> dict[str, Any]:
+    """Phase 5: results.json as plain data (the claims, then the run's provenance at the top level)."""
+    fingerprints = {t.fn: t.code() for t in trials}
+    provenance = results_schema.provenance()
+    return {
+        "scale": request.scale,
+        "seeds": request.seeds if request.seeds is not None else "default",
+        "first_seed": request.first_seed,
+        "duration_s": round(duration_s, 3),
+        "created": created,
+        "executor": request.executor,
+        "claims_selected": list(request.claims),
+        "trials": counts,
+        "versions": provenance["versions"],
+        "git_commit": provenance["git_commit"],
+        "git_dirty": provenance["git_dirty"],
+        "code_fingerprint": config_hash(sorted(fingerprints.items())),
+        "code_fingerprints": dict(sorted(fingerprints.items())),
+        "data_dir": str(request.data_dir.resolve()) if request.data_dir is not None else None,
+        "claims": [st.entry for st in states],
+    }
 
 
 def _first_look(request: AuditRequest) -> int | base.Look:
@@ -385,13 +433,15 @@ class _StagedRun:
         self.fingerprints: dict[str, str] = {}
         self.stages = 0
 
+    def counts(self) -> dict[str, int]:
+        """Trial counts over all stages: unique, cached (found in the store), ran, failed."""
+        return {"unique": len(self.unique), "cached": len(self.cached), "ran": len(self.unique) - len(self.cached),
+                "failed": sum(1 for r in self.records.values() if r["status"] != "ok")}
+
     def run(self, active: list[_Claim]) -> None:
         for st in active:
             st.look = _first_look(self.request) if self.request.seeds is None else None
         while active:
-            for st in active:
-                st.plan = dataclasses.replace(st.plan, trials=tuple(bind_data(t, self.request.data_dir)
-                                                                    for t in st.plan.trials))
             self._run_trials([t for st in active for t in st.plan.trials])
             active = [st for st in active if self._summarise(st)]
 
@@ -439,7 +489,9 @@ class _StagedRun:
             following = st.look.advanced(undecided, scale) if st.look is not None and undecided else None
             if following is not None:
                 st.look = following
-                st.plan = _check_plan(st.id, st.module.plan(scale, following, self.request.first_seed))
+                plan = _check_plan(st.id, st.module.plan(scale, following, self.request.first_seed))
+                st.plan = dataclasses.replace(plan, trials=tuple(bind_data(t, self.request.data_dir)
+                                                                 for t in plan.trials))
                 return True
             st.entry = claim_entry(st.id, result, plan)
             st.entry["sequential"] = _sequential_entry(scale, st, result)
@@ -476,58 +528,18 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
     A KeyboardInterrupt propagates after the executor has stopped; the finished trials stay in OUT/trials/.
     """
     request = validate_request(scale, seeds, claims, out, executor, workers, address, data_dir, first_seed)
-
     runner = get_executor(request.executor, workers=request.workers, address=request.address, retries=retries)
     prepare_out_folder(request.out)
     start = time.perf_counter()
-    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    created = results_schema.created_now()
 
-    states = [_Claim(cid) for cid in CLAIM_IDS]
-    for st in states:
-        if st.id not in request.claims:
-            st.entry = _entry(st.id, "not_measured", "Not run in this audit: it was not among the claims "
-                              f"selected ({', '.join(request.claims)}).")
-            continue
-        try:
-            st.module = load_experiment(st.id)
-        except Exception as exc:  # noqa: BLE001 - a broken module is reported, the others go on
-            st.entry = _failed(st.id, "the experiment module failed to import", _describe(exc))
-            continue
-        if st.module is None:
-            st.entry = _entry(st.id, "not_measured", "No experiment for this claim exists yet, so bnlab gives no "
-                              f"verdict (its module {CLAIM_MODULES[st.id]} is not written).")
-            continue
-        try:
-            st.plan = _check_plan(st.id, st.module.plan(request.scale, _first_look(request), request.first_seed))
-        except Exception as exc:  # noqa: BLE001
-            st.entry = _failed(st.id, "plan() failed", _describe(exc))
-
+    states = _plan_claims(request)
     run = _StagedRun(request, runner, TrialStore(request.out / TRIALS_DIR), log, progress)
-    run.run([st for st in states if st.plan is not None])
-    unique, cached, records, fingerprints = run.unique, run.cached, run.records, run.fingerprints
-    fingerprint = config_hash(sorted(fingerprints.items()))
+    run.run([st for st in states if st.entry is None and st.plan is not None])
+    counts = run.counts()
 
-    counts = {"unique": len(unique), "cached": len(cached), "ran": len(unique) - len(cached),
-              "failed": sum(1 for r in records.values() if r["status"] != "ok")}
-    git_commit, git_dirty = git_state()
-    results: dict[str, Any] = {
-        "scale": request.scale,
-        "seeds": request.seeds if request.seeds is not None else "default",
-        "first_seed": request.first_seed,
-        "duration_s": round(time.perf_counter() - start, 3),
-        "created": created,
-        "executor": request.executor,
-        "claims_selected": list(request.claims),
-        "trials": counts,
-        "stages": run.stages,  # audit stages run: 1 + the looks that added seeds (docs/protocol.md)
-        "versions": versions(),
-        "git_commit": git_commit,
-        "git_dirty": git_dirty,
-        "code_fingerprint": fingerprint,
-        "code_fingerprints": dict(sorted(fingerprints.items())),
-        "data_dir": str(request.data_dir.resolve()) if request.data_dir is not None else None,
-        "claims": [st.entry for st in states],
-    }
+    results = _results(request, states, list(run.unique.values()), counts, time.perf_counter() - start, created)
+    results["stages"] = run.stages  # audit stages run: 1 + the looks that added seeds (docs/protocol.md)
     results_path = write_json(request.out / RESULTS_FILE, results)
     files = write_report(request.out, results)
     if log is not None:

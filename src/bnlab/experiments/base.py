@@ -3,9 +3,8 @@
 An experiment module `bnlab.experiments.cNN_<name>` tests one claim of `shared/seed/claims.md`. It reads like a
 preregistration -- what is measured, the primary endpoint, the rule, then the code -- and exposes:
 
-    CLAIM_ID = "C05"
-    TITLE = "..."
-    PROTOCOL = Protocol(endpoint=Endpoint(...), ...)     # fixed in code before any run (docs/protocol.md)
+    CLAIM_ID = "C05"                                      # its title is CLAIMS[CLAIM_ID].title (claims.py)
+    PROTOCOL = ClaimProtocol(endpoint=Endpoint(...), ...)  # fixed in code before any run (docs/protocol.md)
     RULE = "..."                                          # the rule in words, next to `decide`
     def plan(scale: str, seeds: int | None, first_seed: int = 0) -> Plan
     def measure(plan: Plan, results: Mapping[str, dict]) -> dict       # plain data, no verdict
@@ -46,12 +45,15 @@ from typing import Any
 from bnlab.config import config_hash, plain
 from bnlab.errors import BnlabError
 from bnlab.experiments import stats
+from bnlab.experiments.claims import CLAIMS
+from bnlab.results import CLAIM_IDS, VERDICTS  # noqa: F401 - the results vocabulary, re-exported
 from bnlab.sweeps.trial import Trial
 
-VERDICTS: tuple[str, ...] = stats.VERDICTS
 SCALES: tuple[str, ...] = ("smoke", "default", "paper")
-CLAIM_IDS: tuple[str, ...] = tuple(f"C{i:02d}" for i in range(1, 15))
 TESTS: tuple[str, ...] = ("t", "sign", "permutation", "tost", "verification")
+# The accuracy margin of C04 (equivalence), C07 (curves coincide at small lr) and C13 (non-inferiority): half of
+# Santurkar's BN advantage on VGG/CIFAR-10, 83% vs 80% test accuracy (App. A).
+ACCURACY_MARGIN: float = 0.015
 
 # Seeds per scale, by the cost of a claim's runs: "cheap" (deep linear net, MLPs, verifications) and "costly"
 # (the VGG runs). Chosen by the time budget (make audit <= 15 min on 2 CPU cores) and the power analysis of
@@ -155,10 +157,22 @@ class Endpoint:
     # the run cost of settings whose runs differ from Protocol.cost ("cheap" | "costly"): which look schedule of
     # LOOKS they follow, e.g. {"dln": "cheap"} in a claim whose VGG runs are costly
     setting_costs: Mapping[str, str] = field(default_factory=dict)
+    # settings whose unit differs from `unit` (which then names them all, for the protocol page), e.g.
+    # {"conv:*": "cosine difference", "ioffe": "log ratio"}; a key "prefix:*" covers the settings found in the data
+    units: Mapping[str, str] = field(default_factory=dict)
 
     def test_of(self, setting: str) -> tuple[str, float]:
         """(test, threshold or margin) of one setting."""
         return tuple(self.per_setting.get(setting, (self.test, self.threshold)))  # type: ignore[return-value]
+
+    def unit_of(self, setting: str) -> str:
+        """The unit a result in `setting` is reported in: its own (`units`, exact or by "prefix:*"), else `unit`."""
+        if setting in self.units:
+            return self.units[setting]
+        for key, unit in self.units.items():
+            if key.endswith(":*") and setting.startswith(key[:-1]):
+                return unit
+        return self.unit
 
     def __post_init__(self) -> None:
         if self.test not in TESTS:
@@ -170,6 +184,9 @@ class Endpoint:
         for setting, (test, threshold) in self.per_setting.items():
             if setting not in self.settings or test not in TESTS or (test == "tost" and not threshold > 0):
                 raise ValueError(f"bad per_setting entry {setting!r}: ({test!r}, {threshold!r})")
+        for setting in self.units:
+            if setting not in self.settings:
+                raise ValueError(f"units names {setting!r}, which is not one of the settings {self.settings}")
         if not set(self.gates) <= set(self.settings) or set(self.gates) == set(self.settings):
             raise ValueError(f"gates {self.gates} must be some, not all, of the settings {self.settings}")
         for setting, cost in self.setting_costs.items():
@@ -198,7 +215,7 @@ class Interest:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class ClaimProtocol:
     """What the protocol page (docs/protocol.md) prints for a claim; `endpoint` is the only thing that votes."""
 
     endpoint: Endpoint
@@ -326,7 +343,7 @@ class ClaimResult:
     decision: Decision
     rule: str  # the rule, written before the run, that decided the verdict
     description: Description
-    protocol: Protocol
+    protocol: ClaimProtocol
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
 
@@ -385,7 +402,7 @@ def setting_result(endpoint: Endpoint, setting: str, values: Sequence[float | No
     refute = stats.schedule_levels(schedule, stats.REFUTE_ALPHA / max(voting, 1), test)[look]
     est, cast = stats.vote_estimate(values, test, threshold, support, refute)
     name = endpoint.name if setting == "all" else f"{endpoint.name} [{setting}]"
-    result = Result.of(name, est, endpoint.unit, vote=cast, setting=setting)
+    result = Result.of(name, est, endpoint.unit_of(setting), vote=cast, setting=setting)
     result.look, result.looks, result.alpha_support, result.alpha_refute = look + 1, len(schedule), support, refute
     result.decided_n = est.n if cast in ("supported", "refuted") else None
     return result
@@ -494,6 +511,6 @@ def summarize(module: ModuleType, plan: Plan, results: Mapping[str, dict],
         metrics["sequential"] = sequential
     decision = module.decide(metrics)
     metrics.pop("sequential", None)
-    return ClaimResult(id=module.CLAIM_ID, title=module.TITLE, decision=decision, rule=module.RULE,
+    return ClaimResult(id=module.CLAIM_ID, title=CLAIMS[module.CLAIM_ID].title, decision=decision, rule=module.RULE,
                        description=module.describe(plan, metrics, decision), protocol=module.PROTOCOL,
                        metrics=plain(metrics), figures=module.figures(plan, results, metrics))

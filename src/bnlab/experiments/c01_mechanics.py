@@ -28,7 +28,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C01"
-TITLE = "BN normalises with batch mean and biased variance, then γ, β; population statistics at inference"
 TRIALS = "bnlab.trials.verification"
 ALG2_TOL = 1e-6  # relative: float32 running buffers against a float64 NumPy Alg. 2 (float32 round-off, ~1e-7)
 
@@ -49,7 +48,7 @@ CONFIGS: dict[str, C01Config] = {
     "paper": C01Config(dataset="mnist5k", steps=50000, precise_batches=100),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every verification row and seed of its error divided by "
         "its tolerance (bnlab.checks.TOLERANCES)", unit="ratio (< 1 passes)", test="verification", threshold=1.0,

@@ -25,7 +25,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C02"
-TITLE = "γ and β restore representational power"
 TRIALS = "bnlab.trials.affine"
 VARIANTS: tuple[tuple[str, str, bool], ...] = (("BN with γ, β", "bn", True), ("BN without γ, β", "bn", False),
                                                ("no BN", "none", True))  # (label, norm, affine)
@@ -52,7 +51,7 @@ CONFIGS: dict[str, C02Config] = {
     "paper": C02Config(steps=50000, probe_every=500, probe_examples=1000),  # Ioffe Fig. 1: 50k steps, batch 60
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="test accuracy: BN with γ, β − BN without", measure="per seed: final test accuracy of Ioffe's sigmoid "
         "MLP with learnable γ, β minus the same net with BN's affine parameters removed (same init and batches)",

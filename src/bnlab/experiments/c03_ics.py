@@ -33,19 +33,18 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C03"
-TITLE = "BN reduces internal covariate shift"
 NORMS: tuple[str, ...] = ("bn", "none")
 FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 LABELS = {"bn": "BN", "none": "no BN"}
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="ICS reduced by BN",
         measure="per seed, in each VGG conv layer after the first: cos(G, G′) with BN − without (Santurkar Def. 2.1, "
                 "mean over probe times); and for Ioffe's MLP: log(percentile drift without BN / with BN)",
         unit="cosine difference; log ratio", test="t", threshold=0.0,
         threshold_source="0 = as much internal covariate shift with BN as without; the claim predicts less with BN",
-        settings=("conv:*", "ioffe")),
+        settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"}),
     cost="costly",
     secondary=("the VGG classifier head's cos(G, G′), BN − none", "log(relative distance ‖G − G′‖/‖G‖ none / BN) per "
                "conv layer", "deep linear net: mean cos(G, G′) over layers, BN − none", "Ioffe MLP test accuracy"),
@@ -118,10 +117,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """One vote per key of metrics["primary"] (every measured conv layer, and "ioffe"), combined by stats.combine."""
-    decision = base.decide_each(PROTOCOL.endpoint, metrics)
-    for v in decision.primary:
-        v.unit = "log ratio" if v.setting == "ioffe" else "cosine difference"
-    return decision
+    return base.decide_each(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

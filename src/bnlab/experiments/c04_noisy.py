@@ -33,13 +33,12 @@ from bnlab.experiments.probed_training import (
 )
 
 CLAIM_ID = "C04"
-TITLE = "ICS is not the main reason BN helps"
 NORMS: tuple[str, ...] = ("bn", "noisy_bn", "none", "noise", "l1", "l2", "linf")
 LABELS: dict[str, str] = {"bn": "BN", "noisy_bn": "noisy BN", "none": "no BN", "noise": "noise only",
                           "l1": "ℓ1 norm", "l2": "ℓ2 norm", "linf": "ℓ∞ norm"}
-MARGIN = 0.015  # half of Santurkar's BN advantage on VGG/CIFAR-10: 83% vs 80% test accuracy (App. A)
+MARGIN = base.ACCURACY_MARGIN  # the equivalence margin in accuracy (experiments.base)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="noisy BN: better than no BN, as good as BN",
         measure="per seed, A = mean test accuracy over all evaluations: A(noisy BN) − A(no BN); A(noisy BN) − A(BN); "
@@ -48,7 +47,9 @@ PROTOCOL = base.Protocol(
         threshold_source=f"0 for the directional components; the equivalence margin ±{MARGIN} is half of Santurkar's "
                          "BN advantage on VGG/CIFAR-10 (83% vs 80%): closer to BN than to halfway to no BN",
         settings=("noisy_vs_none", "noisy_vs_bn", "manipulation", "control"),
-        per_setting={"noisy_vs_bn": ("tost", MARGIN)}, gates=("manipulation", "control")),
+        per_setting={"noisy_vs_bn": ("tost", MARGIN)}, gates=("manipulation", "control"),
+        units={s: "log ratio" if s == "manipulation" else "accuracy"
+               for s in ("noisy_vs_none", "noisy_vs_bn", "manipulation", "control")}),
     cost="costly",
     secondary=("A(ℓ1 / ℓ2 / ℓ∞ norm) − A(no BN)", "final test accuracy, noisy BN − BN",
                "log(activation drift noisy BN / BN)"),
@@ -109,10 +110,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """The gates (manipulation check, control) first: not supported -> inconclusive; then superiority and
     equivalence combined by stats.combine (see RULE)."""
-    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
-    for r in decision.primary:
-        r.unit = "log ratio" if r.setting == "manipulation" else "accuracy"
-    return decision
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

@@ -21,7 +21,6 @@ from dataclasses import asdict
 from typing import Any
 
 from bnlab.experiments import base
-from bnlab.experiments import c05_loss_smoothness as c05
 from bnlab.experiments.curvature import config_for as curvature_config
 from bnlab.experiments.curvature import (
     curvature_trials,
@@ -31,11 +30,23 @@ from bnlab.experiments.curvature import (
     stability_threshold,
 )
 from bnlab.experiments.probed_training import family_seeds
+from bnlab.experiments.smoothness import (
+    FAMILY_NAMES,
+    NORMS,
+    PAPER_TEXT,
+    RUNS_TEXT,
+    band_figure,
+    effects,
+    log_means,
+    method_text,
+    plan_config,
+    scale_caveats,
+    shared_trials,
+)
 
 CLAIM_ID = "C06"
-TITLE = "BN makes the gradient more predictive (β-smoothness)"
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(gradient predictiveness without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "
@@ -48,8 +59,8 @@ PROTOCOL = base.Protocol(
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
                "Hessian trace over training, per BN mode (VGG)",
                "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode (VGG)"),
-    runs=c05.PROTOCOL.runs + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
-    paper=c05.PROTOCOL.paper + " Santurkar reports about two orders of magnitude early in training.",
+    runs=RUNS_TEXT + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
+    paper=PAPER_TEXT + " Santurkar reports about two orders of magnitude early in training.",
     why="One primary measure instead of seven votes that all had to agree (each added measure made a decision "
         "less likely): the band of Fig. 4b is the paper's headline for this claim; β-smoothness and the Hessian "
         "are reported beside it.")
@@ -66,21 +77,21 @@ RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     vgg_seeds = family_seeds("vgg", scale, seeds, first_seed)
-    trials = [*c05.shared_trials(CLAIM_ID, scale, seeds, first_seed),
+    trials = [*shared_trials(CLAIM_ID, scale, seeds, first_seed),
               *curvature_trials(CLAIM_ID, scale, vgg_seeds)]
-    config = {**c05.plan_config(scale, seeds, first_seed), "curvature": asdict(curvature_config(scale))}
+    config = {**plan_config(scale, seeds, first_seed), "curvature": asdict(curvature_config(scale))}
     return base.Plan(CLAIM_ID, scale, tuple(config["seeds"]["dln"]), config, tuple(trials))
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
-    gp = c05.log_means(plan, results, "gradient_predictiveness")
-    beta = c05.log_means(plan, results, "beta_smoothness")
-    secondary = {f"log(β-smoothness no BN / BN) [{f}]": {"values": c05.effects(beta, f, "bn"), "unit": "log ratio"}
-                 for f in c05.NORMS}
+    gp = log_means(plan, results, "gradient_predictiveness")
+    beta = log_means(plan, results, "beta_smoothness")
+    secondary = {f"log(β-smoothness no BN / BN) [{f}]": {"values": effects(beta, f, "bn"), "unit": "log ratio"}
+                 for f in NORMS}
     for name, values in sharpness_effects(results, plan.config["seeds"]["vgg"], at_end=False).items():
         secondary[f"{name}, mean over training [vgg]"] = {"values": values, "unit": "log ratio"}
     secondary.update(edge_of_stability(results, plan.config["seeds"]["vgg"], plan.scale))
-    return {"primary": {f: c05.effects(gp, f, "bn") for f in c05.NORMS}, "secondary": secondary,
+    return {"primary": {f: effects(gp, f, "bn") for f in NORMS}, "secondary": secondary,
             "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
 
@@ -89,26 +100,26 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:
-    fig4b = c05.band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
-                            "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
-                            "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
-                            "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖", "gradient predictiveness")
-    fig4c = c05.band_figure("santurkar_fig4c", "Santurkar Fig. 4c: effective β-smoothness",
-                            "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.", plan,
-                            results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
-                            "effective β-smoothness")
+    fig4b = band_figure("santurkar_fig4b", "Santurkar Fig. 4b: gradient predictiveness",
+                        "Left of each pair: min–max over the step sizes of ‖∇L(w − ηg) − g‖ (first seed); right: "
+                        "the band's width, mean over seeds with min–max band.", plan, results, "dist_min",
+                        "dist_max", "gradient_predictiveness", "‖∇L(w − ηg) − g‖", "gradient predictiveness")
+    fig4c = band_figure("santurkar_fig4c", "Santurkar Fig. 4c: effective β-smoothness",
+                        "max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖, mean over seeds with min–max band.", plan,
+                        results, "dist_min", "dist_max", "beta_smoothness", "‖∇L(w − ηg) − g‖",
+                        "effective β-smoothness")
     fig4c.data["panels"] = [p for i, p in enumerate(fig4c.data["panels"]) if i % 2 == 1]  # bands are in Fig. 4b
     return [fig4b, fig4c, *sharpness_figures(results, plan.config["seeds"]["vgg"], at_end=False,
                                                   threshold=stability_threshold(plan.scale))]
 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
-    parts = [f"{c05.FAMILY_NAMES[f]} {base.brief(r)}" for f, r in zip(c05.NORMS, decision.primary)]
+    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)}" for f, r in zip(NORMS, decision.primary)]
     summary = (f"Mean log(gradient predictiveness without BN / with BN): {'; '.join(parts)}. Positive means the "
                f"gradient changes less along −g with BN. Verdict: {decision.verdict}.")
     caveats = ["Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
                "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two (reported as secondary).",
                "BN's scale invariance makes the raw Hessian λ_max fall as SGD grows the weight norm, with no change "
                "in the function; λ_max·‖W‖² is reported beside it as the invariant form.",
-               *c05.scale_caveats(plan)]
-    return base.Description(summary, c05.method_text(plan), caveats)
+               *scale_caveats(plan)]
+    return base.Description(summary, method_text(plan), caveats)

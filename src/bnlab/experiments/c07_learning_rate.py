@@ -19,63 +19,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from bnlab.config import from_mapping, to_mapping
+from bnlab.config import to_mapping
 from bnlab.experiments import base, stats
 from bnlab.experiments.curvature import curvature_trials, edge_of_stability, sharpness_figures, stability_threshold
+from bnlab.experiments.lr_grid import LR_GRIDS, NORMS, lr_trials, settings_of, trial_name
 from bnlab.experiments.probed_training import family_seeds
-from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C07"
-TITLE = "BN allows much larger learning rates without divergence"
-TRIALS = "bnlab.trials.lr_search"
-NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
-COINCIDE_MARGIN = 0.015  # the C04 margin: half of Santurkar's BN advantage (83% vs 80%)
+CONFIGS = LR_GRIDS  # shared with C13 (bnlab.experiments.lr_grid)
+COINCIDE_MARGIN = base.ACCURACY_MARGIN  # the C04 margin
 
 
-@dataclass(frozen=True)
-class LrSetting:
-    """One model x data set x lr grid; shared with C13 (the same trials are deduplicated by the audit)."""
-
-    label: str
-    dataset: str = "mnist5k"
-    model: str = "mlp"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
-    lrs: tuple[float, ...] = (0.01, 0.1, 1.0)
-    bisect: int = 2
-    steps: int = 800
-    batch_size: int = 60
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    eval_every: int = 25
-    trained_acc: float = 0.8  # slow below this final test accuracy (reported; not divergence)
-    device: str = "cpu"
-
-
-@dataclass(frozen=True)
-class C07Config:
-    settings: tuple[LrSetting, ...]
-
-
-GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-CONFIGS: dict[str, C07Config] = {
-    "smoke": C07Config(settings=(
-        LrSetting(label="small MLP / digits", dataset="digits", model_kwargs={"hidden": [32, 32]},
-                  lrs=(0.1, 1.0, 10.0, 100.0), bisect=1, steps=60, batch_size=32, eval_every=20, trained_acc=0.5),)),
-    "default": C07Config(settings=(LrSetting(label="Ioffe MLP / mnist5k", lrs=GRID),)),
-    "paper": C07Config(settings=(
-        LrSetting(label="Ioffe MLP / mnist5k", lrs=(*GRID, 300.0), steps=50_000, eval_every=500, trained_acc=0.9,
-                  device="auto"),
-        LrSetting(label="VGG-11 / CIFAR-10", dataset="cifar10", model="vgg", model_kwargs={"config": "vgg11"},
-                  lrs=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0), steps=15_000, batch_size=128, momentum=0.9,
-                  weight_decay=5e-4, eval_every=500, trained_acc=0.5, device="auto"),
-    )),
-}
-
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log10(largest stable lr with BN / without)",
         measure="per seed: log10 of the largest learning rate whose run does not diverge (grid, then two bisection "
@@ -111,33 +68,12 @@ RULE = ("Per seed: d = log10(largest stable lr with BN) − log10(largest stable
         "otherwise inconclusive. Slowness and Bjorck's small-lr equivalence are reported, never voted.")
 
 
-def trial_name(s: LrSetting, norm: str, seed: int) -> str:
-    return f"{s.label}/{norm}/search/seed={seed}"
-
-
-def run_params(s: LrSetting, norm: str, seed: int) -> dict[str, Any]:
-    return {"lrs": list(s.lrs), "bisect": s.bisect, "dataset": s.dataset, "model": s.model,
-            "model_kwargs": dict(s.model_kwargs), "dataset_kwargs": dict(s.dataset_kwargs), "norm": norm,
-            "steps": s.steps, "batch_size": s.batch_size, "momentum": s.momentum, "weight_decay": s.weight_decay,
-            "eval_every": s.eval_every, "device": s.device, "seed": seed}
-
-
-def lr_trials(claim: str, settings: tuple[LrSetting, ...], seeds: tuple[int, ...]) -> tuple[Trial, ...]:
-    return tuple(Trial(claim, trial_name(s, norm, seed), f"{TRIALS}:lr_search", run_params(s, norm, seed),
-                       cost=(len(s.lrs) + s.bisect) * s.steps * (1.5 if norm == "bn" else 1.0) / 1000)
-                 for s in settings for norm, _ in NORMS for seed in seeds)
-
-
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
     cfg = base.config_for(CONFIGS, scale)
     seed_list = base.seeds_for(scale, seeds, first_seed, PROTOCOL.cost)
     vgg_seeds = family_seeds("vgg", scale, seeds, first_seed)  # C06's curvature runs, shared (run once)
     return base.Plan(CLAIM_ID, scale, seed_list, {**to_mapping(cfg), "curvature_seeds": list(vgg_seeds)},
                      (*lr_trials(CLAIM_ID, cfg.settings, seed_list), *curvature_trials(CLAIM_ID, scale, vgg_seeds)))
-
-
-def settings_of(config: Mapping[str, Any]) -> tuple[LrSetting, ...]:
-    return tuple(from_mapping(LrSetting, s) for s in config["settings"])
 
 
 def accuracy(rec: Mapping[str, Any], chance: float = 0.1) -> float:

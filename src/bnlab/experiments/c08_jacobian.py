@@ -25,7 +25,6 @@ from bnlab.experiments import base
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C08"
-TITLE = "The BN Jacobian rescales gradients by 1/σ and projects them off 1 and x̂"
 TRIALS = "bnlab.trials.verification"
 REAL_TOL = {"jacobian.vs_autograd": 1e-10, "jacobian.eigenvalues": 1e-10, "thm41.identity": 1e-8}
 
@@ -46,7 +45,7 @@ CONFIGS: dict[str, C08Config] = {
     "paper": C08Config(dataset="mnist5k", steps=5000),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="worst error ÷ tolerance", measure="max over every Jacobian and Thm 4.1 check and seed of its error "
         "divided by its tolerance (synthetic and real layers)", unit="ratio (< 1 passes)", test="verification",

@@ -27,7 +27,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
-TITLE = "Scale invariance: BN(αWx) = BN(Wx), gradients scale by 1/α, an adaptive learning rate"
 TRIALS = "bnlab.trials.scale_invariance"
 RECURSION_TOL = 0.05  # relative; fixed in v1 of this check: ε = 1e-5 makes ∇W ⊥ W inexact, and that accumulates
 
@@ -52,7 +51,7 @@ CONFIGS: dict[str, C09Config] = {
     "paper": C09Config(dataset="mnist5k", steps=20000, lr=0.1, dynamics_lr=0.1, weight_decay=5e-4, record_every=1000),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(output distance of the (αW₀, α²lr) twin: without BN / with BN)",
         measure="per seed: mean over record times of log ‖f(W₀, lr) − f(αW₀, α²lr)‖/‖f(W₀, lr)‖ on held-out inputs, "

@@ -26,7 +26,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
-TITLE = "BN makes training insensitive to initialisation"
 TRIALS = "bnlab.trials.init_scale"
 NORMS: tuple[tuple[str, str], ...] = (("bn", "BN"), ("none", "no BN"))
 SCALE_KEY = {"hidden": "init_scales", "output": "output_scales"}  # which layers are scaled -> the config's scales
@@ -50,7 +49,7 @@ CONFIGS: dict[str, C10Config] = {
     "paper": C10Config(init_scales=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0, 100.0), steps=10000),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="worst-case test accuracy over hidden-layer init scales, BN − no BN",
         measure="per seed: the minimum over init scales s ∈ {1e-3 … 1e2} of the hidden layers of the final test "

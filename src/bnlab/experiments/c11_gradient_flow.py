@@ -28,7 +28,6 @@ from bnlab.probes.gradflow import YANG_RELU, gradient_spread, jacobian_gain, yan
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C11"
-TITLE = "BN prevents vanishing/exploding gradients (layer Jacobians near 1)"
 TRIALS = "bnlab.trials.gradient_flow"
 ARCHS: tuple[str, ...] = ("plain", "residual")
 GAIN_MARGIN = 1.0  # decades of end-to-end squared gain: the equivalence margin of the Jacobian settings
@@ -63,7 +62,7 @@ TRAIN_VARIANTS: tuple[tuple[str, str, bool], ...] = (
     ("BN plain", "bn", False), ("no BN plain", "none", False), ("BN residual", "bn", True),
     ("no BN residual", "none", True))
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="gradient flow near 1",
         measure="jacobian settings: per seed, Σ over hidden blocks of log10 msv(J_l) of the BN net (end-to-end "

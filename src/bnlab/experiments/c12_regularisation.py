@@ -30,7 +30,6 @@ from bnlab.experiments import base, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
-TITLE = "BN regularises like a weak Dropout, through batch noise"
 TRIALS = "bnlab.trials.regularisation"
 REFERENCE = "BN, reference batch (no noise)"
 
@@ -55,7 +54,7 @@ CONFIGS: dict[str, C12Config] = {
     "paper": C12Config(train_size=1000, steps=20000, batch_size=100, ghost_sizes=(4, 8, 16, 32, 64)),
 }
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="train–test gap difference",
         measure="per seed: final (train accuracy − test accuracy) of the comparison net minus BN's (regularisation: "

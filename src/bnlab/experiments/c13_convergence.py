@@ -23,16 +23,22 @@ from typing import Any
 
 from bnlab.config import to_mapping
 from bnlab.experiments import base, stats
-from bnlab.experiments.c07_learning_rate import CONFIGS as C07_CONFIGS
-from bnlab.experiments.c07_learning_rate import NORMS, LrSetting, lr_trials, settings_of, trial_name
+from bnlab.experiments.lr_grid import (
+    LR_GRIDS,
+    NORMS,
+    LrSetting,
+    censored_steps_to_target,
+    lr_trials,
+    settings_of,
+    trial_name,
+)
 
 CLAIM_ID = "C13"
-TITLE = "BN converges faster to a good minimum"
 SELECT = 3  # held-out seeds that choose the target and each net's best lr
-MARGIN = 0.015  # non-inferiority margin in accuracy: C04's, half of Santurkar's BN advantage (83% vs 80%)
-CONFIGS = {scale: C07_CONFIGS[scale] for scale in C07_CONFIGS}
+MARGIN = base.ACCURACY_MARGIN  # the non-inferiority margin in accuracy: C04's
+CONFIGS = dict(LR_GRIDS)  # C07's searches (bnlab.experiments.lr_grid)
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="BN reaches the no-BN net's best accuracy in fewer steps, and ends no worse",
         measure="per scored seed, each net at its best lr chosen on held-out seeds: log(steps to target without BN / "
@@ -41,7 +47,8 @@ PROTOCOL = base.Protocol(
         unit="log ratio; accuracy", test="t", threshold=0.0,
         threshold_source=f"0 = equally fast (speed); −{MARGIN} for non-inferiority of the final accuracy (half of "
                          "Santurkar's BN advantage, as in C04)",
-        settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)}),
+        settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)},
+        units={"speed": "log ratio", "good_minimum": "accuracy"}),
     cost="cheap",
     secondary=("the speed-up factor (steps without BN / with BN)", "fraction of scored runs that reach the target, "
                "per net"),
@@ -76,18 +83,6 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
                 lr_trials(CLAIM_ID, cfg.settings, seed_list))
 
 
-def steps_to_target(rec: Mapping[str, Any], target: float, censor: int) -> tuple[int, bool]:
-    """(first evaluated step with test accuracy >= target, reached?); (censor, False) when never reached before
-    the run ended or diverged. Step 0 counts as 1 so that log-ratios stay finite."""
-    end = rec["stopped_at_step"]
-    for step, acc in zip(rec["eval_step"], rec["test_acc_curve"]):
-        if end is not None and step > end:
-            break
-        if math.isfinite(acc) and acc >= target:
-            return max(int(step), 1), True
-    return censor, False
-
-
 def choose(s: LrSetting, held_out: Sequence[Mapping[str, Any]], held_out_bn: Sequence[Mapping[str, Any]]) -> dict:
     """The target and each net's best lr index, from the held-out seeds' searches only."""
     def peak(rec: Mapping[str, Any]) -> float:
@@ -98,7 +93,7 @@ def choose(s: LrSetting, held_out: Sequence[Mapping[str, Any]], held_out_bn: Seq
     censor = s.steps + s.eval_every
     best = {}
     for norm, runs in (("none", held_out), ("bn", held_out_bn)):
-        mean_steps = [sum(steps_to_target(r["grid"][i], target, censor)[0] for r in runs) / len(runs)
+        mean_steps = [sum(censored_steps_to_target(r["grid"][i], target, censor)[0] for r in runs) / len(runs)
                       for i in range(len(s.lrs))]
         best[norm] = min(range(len(s.lrs)), key=lambda i, m=mean_steps: m[i])
     return {"target": target, "best": best, "censor": censor}
@@ -114,7 +109,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         steps, reached, final = {}, {}, {}
         for n, _ in NORMS:
             recs = [search[n][seed]["grid"][c["best"][n]] for seed in scored]
-            pairs = [steps_to_target(r, c["target"], c["censor"]) for r in recs]
+            pairs = [censored_steps_to_target(r, c["target"], c["censor"]) for r in recs]
             steps[n], reached[n] = [p[0] for p in pairs], [float(p[1]) for p in pairs]
             final[n] = [r["test_acc"] if r["divergence"] is None else 0.1 for r in recs]
         speed = stats.paired_log_ratios(steps["none"], steps["bn"])
@@ -133,9 +128,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    decision = base.decide_endpoint(PROTOCOL.endpoint, metrics)
-    decision.primary[0].unit, decision.primary[1].unit = "log ratio", "accuracy"
-    return decision
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

@@ -31,7 +31,6 @@ from bnlab.state import BN_MODES
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C14"
-TITLE = "Without BN the loss landscape is rugged; with BN it is flat and smooth"
 TRIALS = "bnlab.trials.surface_roughness"
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
@@ -65,7 +64,7 @@ CONFIGS: dict[str, C14Config] = {
 
 
 
-PROTOCOL = base.Protocol(
+PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
         name="log(2-D landscape roughness without BN / with BN), BN mode train",
         measure="per seed: log R(no BN) − log R(BN) of the 2-D training-loss landscapes around the trained nets "

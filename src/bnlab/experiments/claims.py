@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments.base import CLAIM_IDS
+from bnlab.results import CLAIM_IDS
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ClaimInfo:
     """The fixed description of one claim (plain strings, printed as text in the report)."""
 
     id: str
-    title: str  # a short name for the verdict table
+    title: str  # the claim's one title: the verdict table, the report and the protocol page print it
     statement: str  # what the explanation says, faithfully, in English
     how_tested: str  # the experiment bnlab runs (all scales; the module states the scale's protocol)
     reference: str  # the published protocol / number to compare with
@@ -196,7 +196,7 @@ _CLAIMS: tuple[ClaimInfo, ...] = (
         (IOFFE, LUO, WU_JOHNSON, HOFFER, SRIVASTAVA),
     ),
     ClaimInfo(
-        "C13", "BN converges faster",
+        "C13", "BN converges faster to a good minimum",
         "BN accelerates optimisation: with the smoothed landscape the network converges quickly to a good "
         "minimum.",
         "The number of steps to reach a target test accuracy (or loss), BN versus no BN, each network at its "

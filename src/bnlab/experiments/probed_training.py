@@ -8,18 +8,12 @@ plan the same (family, norm, seed) get byte-identical parameters, so the audit r
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from bnlab.errors import BnlabError
 from bnlab.experiments.base import seeds_for
-from bnlab.models import DEFAULT_IN_SHAPES, build_model
-from bnlab.probes.activations import activation_modules
 from bnlab.sweeps.trial import Trial
 
 # ------------------------------------------------------------------------------------------------ summaries
@@ -128,6 +122,8 @@ _RUNS: dict[str, dict[str, dict[str, Any]]] = {
 }
 ETA_RANGES: dict[str, tuple[float, float]] = {"vgg": (0.5, 4.0), "dln": (0.01, 30.0)}
 TRIALS = "bnlab.trials.probed_run"  # the trial function this plan names
+# the watched module: the trial names the last nonlinearity on the model it trains, so planning builds no model
+LAST_ACTIVATION = "last"
 
 _COSTS = {"mlp": 2.0, "vgg": 4.0, "dln": 1.5}
 # which default seed count a family's runs get (experiments.base.DEFAULT_SEEDS): the VGG runs are the costly ones
@@ -148,40 +144,19 @@ def run_settings(family: str, scale: str) -> dict[str, Any]:
     return _RUNS[family][scale]
 
 
-def _last_activation(config: dict[str, Any]) -> str:
-    """Name of the last nonlinearity module (or identity ``act`` of a linear block) of the configured model."""
-    return _last_activation_of(config["model"], config["dataset"], json.dumps(config.get("model_kwargs", {}),
-                                                                              sort_keys=True))
-
-
-@functools.lru_cache(maxsize=32)
-def _last_activation_of(model_name: str, dataset: str, model_kwargs: str) -> str:
-    """Built once per architecture on the CPU (names do not depend on the norm or the seed)."""
-    shapes = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "cifar10": (3, 32, 32), "mnist1d": (1, 40)}
-    in_shape = shapes.get(dataset, DEFAULT_IN_SHAPES[model_name])
-    state = torch.get_rng_state()
-    model = build_model(model_name, in_shape=in_shape, **json.loads(model_kwargs))
-    torch.set_rng_state(state)
-    # a deep linear net's blocks hold an identity "act": its input is the pre-activation all the same
-    names = activation_modules(model) or [n for n, _ in model.named_modules() if n.endswith(".act")]
-    if not names:
-        raise BnlabError(f"model {model_name!r} has no nonlinearity module to watch")
-    return names[-1]
-
-
 def run_trial(claim: str, family: str, scale: str, norm: str, seed: int) -> Any:
     """The shared `Trial` of one (family, norm, seed) run at `scale`, named for `claim`."""
     settings = run_settings(family, scale)
     config = {**settings["config"], "norm": norm, "seed": int(seed)}
     params: dict[str, Any] = {"config": config, "probe_every": settings["probe_every"]}
     if family == "mlp":
-        params.update(probes=["activations"], activation_module=_last_activation(config),
+        params.update(probes=["activations"], activation_module=LAST_ACTIVATION,
                       activation_units=[0, 1, 2, 3, 4], activation_inputs=settings["activation_inputs"])
     else:
         low, high = ETA_RANGES[family]
         probes = ["along_gradient", "ics", "activations"]
         params.update(probes=probes, eta_factors=geometric_etas(low, high, settings["k"]),
-                      activation_module=_last_activation(config), activation_units=[0, 1, 2, 3],
+                      activation_module=LAST_ACTIVATION, activation_units=[0, 1, 2, 3],
                       activation_inputs=0)
     return Trial(claim=claim, name=f"{family}/{norm}/seed={seed}",
                  fn=f"{TRIALS}:probed_run", params=params, cost=_COSTS[family])

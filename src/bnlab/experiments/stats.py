@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special, stats
 
+from bnlab.results import VERDICTS
+
 ALPHA: float = 0.05  # two-sided test level of every directional rule
 POWER: float = 0.80  # the power an MDE is computed for
-VERDICTS: tuple[str, ...] = ("supported", "refuted", "mixed", "inconclusive", "not_measured")
 
 
 @dataclass(frozen=True)

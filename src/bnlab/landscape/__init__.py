@@ -12,15 +12,15 @@ from bnlab.landscape.directions import (
     pca_directions,
     random_directions,
 )
-from bnlab.landscape.evaluate import BN_MODES, evaluate
 from bnlab.landscape.grid import axis, plane_points, symmetric_axis
 from bnlab.landscape.interpolate import interpolate, parameters_of
 from bnlab.landscape.plane import merge_rows, pca_plane, random_line, random_plane
+from bnlab.landscape.points import BN_MODES, evaluate_points
 from bnlab.landscape.roughness import roughness
 from bnlab.landscape.surface import Curve, Surface
 
 __all__ = [
-    "BN_MODES", "Curve", "Surface", "axis", "evaluate", "interpolate", "merge_rows", "model_origin",
+    "BN_MODES", "Curve", "Surface", "axis", "evaluate_points", "interpolate", "merge_rows", "model_origin",
     "normalize_direction", "orthogonalize", "parameters_of", "pca_directions", "pca_plane", "plane_points",
     "random_directions", "random_line", "random_plane", "roughness", "symmetric_axis",
 ]

@@ -17,8 +17,8 @@ from torch import nn
 from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import ParamDict, line_direction
-from bnlab.landscape.evaluate import LossFn, data_hash, evaluate
 from bnlab.landscape.grid import axis
+from bnlab.landscape.points import LossFn, data_hash, evaluate_points
 from bnlab.landscape.surface import Curve
 
 
@@ -47,7 +47,7 @@ def interpolate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch]
         raise BnlabError(f"the grid [{lo}, {hi}] with {steps} steps misses t = 1 (the end checkpoint)")
     d = line_direction(a, b)
     batches = as_batches(data)
-    res = evaluate(model, loss_fn, batches, a, [d], t[:, None], bn_mode, **eval_kwargs)
+    res = evaluate_points(model, loss_fn, batches, a, [d], t[:, None], bn_mode, **eval_kwargs)
     return Curve(kind="interpolation", t=t, loss=res["loss"], acc=res["acc"], origin=a, directions=[d],
                  bn_mode=bn_mode, seed=None, norm="none", one_d="include", data_hash=data_hash(batches),
                  precision=eval_kwargs.get("precision", "fp32"), info=dict(info or {}))

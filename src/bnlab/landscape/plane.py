@@ -1,7 +1,7 @@
 """Random planes and lines around a model (Li et al. 2018, Sec. 4), and PCA planes of a trajectory (Sec. 7).
 
 `random_plane` draws two seeded, normalised directions (`bnlab.landscape.directions`), evaluates the loss on the
-regular grid ``x, y`` (both containing 0) with `bnlab.landscape.evaluate.evaluate` and returns a `Surface`.
+regular grid ``x, y`` (both containing 0) with `bnlab.landscape.points.evaluate_points` and returns a `Surface`.
 Long grids are evaluated a block of rows at a time; with ``out=...`` every finished block is saved atomically, and
 a rerun with the same settings resumes after the last saved row. ``rows=(a, b)`` evaluates only rows a..b-1, so a
 sweep executor can fan a large grid out by rows; `merge_rows` puts the parts back together.
@@ -23,8 +23,8 @@ from bnlab.config import config_hash
 from bnlab.data.batches import Batch, as_batches
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import ParamDict, model_origin, pca_directions, random_directions
-from bnlab.landscape.evaluate import LossFn, data_hash, evaluate
 from bnlab.landscape.grid import plane_points, symmetric_axis
+from bnlab.landscape.points import LossFn, data_hash, evaluate_points
 from bnlab.landscape.surface import Curve, Surface
 
 
@@ -43,7 +43,7 @@ def _bf16_error(model: nn.Module, loss_fn: LossFn, batches: list[Batch], origin:
                 eval_kwargs: dict[str, Any]) -> float:
     """max |loss_bf16 - loss_fp32| over the given check points."""
     kwargs = {**eval_kwargs, "precision": "fp32"}
-    ref = evaluate(model, loss_fn, batches, origin, directions, coords, bn_mode, **kwargs)["loss"]
+    ref = evaluate_points(model, loss_fn, batches, origin, directions, coords, bn_mode, **kwargs)["loss"]
     return float(np.max(np.abs(ref - values)))
 
 
@@ -55,7 +55,7 @@ def random_plane(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch
                  progress: Callable[[int, int], None] | None = None, **eval_kwargs: Any) -> Surface:
     """The loss on a ``steps x steps`` grid over ``[-radius, radius]^2`` spanned by two random directions.
 
-    `eval_kwargs` go to `evaluate` (recal_data, strategy, chunk, channels_last, linear_first_layer, precision).
+    `eval_kwargs` go to `evaluate_points` (recal_data, strategy, chunk, channels_last, linear_first_layer, precision).
     Returns a Surface (partial -- NaN outside `rows` -- when `rows` is given). Writes `out` (.npz) when given.
     """
     batches = as_batches(data)
@@ -95,7 +95,7 @@ def random_plane(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch
         pts = plane_points(x, y[row:end])  # ((end-row) * nx, 2)
         done_before = (row - start_row) * len(x)
         cb = None if progress is None else (lambda d, _t, base=done_before: progress(base + d, n_total))
-        res = evaluate(model, loss_fn, batches, origin, directions, pts, bn_mode, progress=cb, **eval_kwargs)
+        res = evaluate_points(model, loss_fn, batches, origin, directions, pts, bn_mode, progress=cb, **eval_kwargs)
         surface.loss[row:end] = res["loss"].reshape(end - row, len(x))
         surface.acc[row:end] = res["acc"].reshape(end - row, len(x))
         row = end
@@ -146,7 +146,7 @@ def random_line(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch]
     origin = model_origin(model)
     d = direction if direction is not None else random_directions(origin, 1, seed, norm=norm, one_d=one_d)[0]
     t = symmetric_axis(radius, steps)
-    res = evaluate(model, loss_fn, batches, origin, [d], t[:, None], bn_mode, **eval_kwargs)
+    res = evaluate_points(model, loss_fn, batches, origin, [d], t[:, None], bn_mode, **eval_kwargs)
     return Curve(kind="random_line", t=t, loss=res["loss"], acc=res["acc"], origin=origin, directions=[d],
                  bn_mode=bn_mode, seed=seed, norm=norm, one_d=one_d, data_hash=data_hash(batches),
                  precision=eval_kwargs.get("precision", "fp32"), info=dict(info or {}))

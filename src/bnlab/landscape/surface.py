@@ -87,6 +87,16 @@ def _load_common(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     return data, meta
 
 
+def _load_fields(path: str | os.PathLike, key: str, holds_instead: str) -> tuple[Any, dict[str, Any]]:
+    """The arrays of the landscape file at `path` and the fields every landscape has (loss, acc, origin,
+    directions, metadata); BnlabError "`path` holds `holds_instead`" when it lacks the coordinate array `key`."""
+    data, meta = _load_common(path)
+    if key not in data.files:
+        raise BnlabError(f"{path} holds {holds_instead}")
+    return data, {"loss": np.array(data["loss"]), "acc": np.array(data["acc"]),
+                  "origin": _arrays_to_tensors(data, "origin"), "directions": _directions(data), **meta}
+
+
 def _directions(data: Any) -> list[ParamDict]:
     out = []
     i = 0
@@ -122,12 +132,9 @@ class Surface(_Landscape):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Surface:
-        data, meta = _load_common(path)
-        if "y" not in data.files:
-            raise BnlabError(f"{path} holds a 1-D curve, not a surface")
-        return cls(x=np.array(data["x"]), y=np.array(data["y"]), loss=np.array(data["loss"]),
-                   acc=np.array(data["acc"]), path=np.array(data["path"]) if "path" in data.files else None,
-                   origin=_arrays_to_tensors(data, "origin"), directions=_directions(data), **meta)
+        data, common = _load_fields(path, "y", "a 1-D curve, not a surface")
+        return cls(x=np.array(data["x"]), y=np.array(data["y"]),
+                   path=np.array(data["path"]) if "path" in data.files else None, **common)
 
 
 @dataclass
@@ -141,8 +148,5 @@ class Curve(_Landscape):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Curve:
-        data, meta = _load_common(path)
-        if "t" not in data.files:
-            raise BnlabError(f"{path} holds a surface, not a 1-D curve")
-        return cls(t=np.array(data["t"]), loss=np.array(data["loss"]), acc=np.array(data["acc"]),
-                   origin=_arrays_to_tensors(data, "origin"), directions=_directions(data), **meta)
+        data, common = _load_fields(path, "t", "a surface, not a 1-D curve")
+        return cls(t=np.array(data["t"]), **common)

@@ -34,8 +34,9 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from bnlab.atomic import write_bytes
 from bnlab.errors import BnlabError
+from bnlab.results import FIGURE_KINDS
 
-KINDS: tuple[str, ...] = ("lines", "bars", "contours", "surface", "heatmap")
+KINDS: tuple[str, ...] = FIGURE_KINDS  # results.json's vocabulary (bnlab.results)
 
 # Okabe & Ito (2008) colour-blind-safe palette
 NORM_COLOURS: dict[str, str] = {

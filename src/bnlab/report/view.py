@@ -17,14 +17,10 @@ from bnlab.report.numbers import (
     metric_rows,
     power_sentence,
 )
+from bnlab.results import VERDICTS
 
-VERDICT_TEXT: dict[str, str] = {
-    "supported": "supported",
-    "refuted": "refuted",
-    "mixed": "mixed",
-    "inconclusive": "inconclusive",
-    "not_measured": "not measured",
-}
+# how each verdict of results.json (bnlab.results.VERDICTS) reads in the report
+VERDICT_TEXT: dict[str, str] = {v: v.replace("_", " ") for v in VERDICTS}
 
 VERDICT_MEANING: dict[str, str] = {
     "supported": "the pre-written rule found the effect the claim predicts in every setting, beyond noise across seeds",

@@ -14,7 +14,7 @@ from bnlab.data import DATASETS
 from bnlab.errors import BnlabError
 from bnlab.layers.factory import norm_kind
 from bnlab.models import MODELS, check_model_options
-from bnlab.tracking.base import TRACKERS
+from bnlab.tracking.trackers import TRACKERS
 
 LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse", "sum_squared")
 

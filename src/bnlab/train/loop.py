@@ -45,7 +45,7 @@ from bnlab.models import build_model
 from bnlab.tracking import make_trackers
 from bnlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from bnlab.train.config import TrainConfig
-from bnlab.train.evaluate import evaluate
+from bnlab.train.metrics import loss_and_accuracy
 from bnlab.train.optim import make_optimizer
 from bnlab.train.probe import Probe, ProbeContext
 from bnlab.train.result import TrainResult, empty_history
@@ -145,9 +145,9 @@ class _Run:
     def evaluate(self, step: int) -> None:
         classification = self.dataset.task == "classification"
         bs = self.config.eval_batch_size
-        test_loss, test_acc = evaluate(self.model, self.dataset.test_x, self.dataset.test_y, self.loss_fn, bs,
+        test_loss, test_acc = loss_and_accuracy(self.model, self.dataset.test_x, self.dataset.test_y, self.loss_fn, bs,
                                        classification)
-        train_loss, train_acc = evaluate(self.model, *self.train_eval, self.loss_fn, bs, classification)
+        train_loss, train_acc = loss_and_accuracy(self.model, *self.train_eval, self.loss_fn, bs, classification)
         record = {"eval_step": step, "test_loss": test_loss, "test_acc": test_acc, "train_acc": train_acc,
                   "train_eval_loss": train_loss}
         for key, value in record.items():

@@ -22,7 +22,7 @@ from bnlab.layers.reference import ReferenceBatchModel
 from bnlab.models import build_model
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
-from bnlab.train.evaluate import evaluate
+from bnlab.train.metrics import loss_and_accuracy
 
 
 def regularisation_run(*, dataset: str, model: str, activation: str, train_size: int, norm: str,
@@ -52,8 +52,8 @@ def regularisation_run(*, dataset: str, model: str, activation: str, train_size:
         batches = [on.train_x] if reference_batch else list(torch.split(on.train_x, batch_size))
         precise_statistics(trained, batches)
     loss_fn = nn.functional.cross_entropy
-    train_loss, train_acc = evaluate(trained, on.train_x, on.train_y, loss_fn)
-    test_loss, test_acc = evaluate(trained, on.test_x, on.test_y, loss_fn)
+    train_loss, train_acc = loss_and_accuracy(trained, on.train_x, on.train_y, loss_fn)
+    test_loss, test_acc = loss_and_accuracy(trained, on.test_x, on.test_y, loss_fn)
     ok = not diverged and finite
     return {
         "diverged": not ok,

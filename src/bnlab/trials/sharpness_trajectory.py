@@ -20,15 +20,12 @@ from bnlab.models import layers_in_order
 from bnlab.probes.hessian import density
 from bnlab.probes.hessian.scale import scale_invariant_weights
 from bnlab.probes.hessian.sharpness import SharpnessProbe
+from bnlab.results import finite_or_none
 from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config, default_loss, load_for_config
 
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def sharpness_trajectory(*, config: Mapping[str, Any], hessian_samples: int, probe_every: int, tol: float,
@@ -73,16 +70,16 @@ def sharpness_trajectory(*, config: Mapping[str, Any], hessian_samples: int, pro
     for rec in records:
         for m in modes:
             e = rec[m]
-            series[m]["top"].append(_finite(e["top_eigenvalue"]))
-            series[m]["trace"].append(_finite(e.get("trace", math.nan)))
-            series[m]["trace_se"].append(_finite(e.get("trace_se", math.nan)))
+            series[m]["top"].append(finite_or_none(e["top_eigenvalue"]))
+            series[m]["trace"].append(finite_or_none(e.get("trace", math.nan)))
+            series[m]["trace_se"].append(finite_or_none(e.get("trace_se", math.nan)))
             series[m]["products"].append(int(e["products"]))
         inv = rec["train"].get("invariant", [])
-        normalised.append(_finite(max((w["invariant"] for w in inv), default=math.nan)))
-        weight_norm_sq.append(_finite(sum(w["weight_norm_sq"] for w in inv)) if inv else None)
+        normalised.append(finite_or_none(max((w["invariant"] for w in inv), default=math.nan)))
+        weight_norm_sq.append(finite_or_none(sum(w["weight_norm_sq"] for w in inv)) if inv else None)
     return {
         "norm": cfg.norm, "has_bn": has_bn, "seed": cfg.seed, "modes": list(modes), "weights": weights,
-        "diverged_at_step": diverged, "final_test_acc": _finite(result.final.get("test_acc", math.nan)),
+        "diverged_at_step": diverged, "final_test_acc": finite_or_none(result.final.get("test_acc", math.nan)),
         "steps": [int(r["step"]) for r in records], "series": series, "normalised": normalised,
         "weight_norm_sq": weight_norm_sq, "density": densities, "hessian_samples": hessian_samples,
     }  # no timings: trial results are compared bit for bit across executors (the record keeps duration_s)

@@ -43,8 +43,9 @@ def subsample(series: Mapping[str, Sequence[Any]], index_key: str, keys: Sequenc
     return {k: [plain(series[k][i]) for i in idx] for k in (index_key, *keys) if k in series}
 
 
-def steps_to_target(eval_steps: Sequence[int], accs: Sequence[float], target: float) -> int | None:
-    """The first evaluation step whose accuracy reaches `target` (NaN never does); None if none does."""
+def first_step_reaching(eval_steps: Sequence[int], accs: Sequence[float], target: float) -> int | None:
+    """The first evaluation step whose accuracy reaches `target` (NaN never does); None if none does (uncensored:
+    the record's ``steps_to_target``; C13's censored count is `experiments.lr_grid.censored_steps_to_target`)."""
     for step, acc in zip(eval_steps, accs):
         if not math.isnan(acc) and acc >= target:
             return int(step)
@@ -63,6 +64,6 @@ def train_trial(config: dict[str, Any], curve_points: int = 200, target_acc: flo
     out = {"final": final, "diverged_at_step": result.diverged_at_step, "device": device, "curves": curves,
            "steps_to_target": None}
     if target_acc is not None:
-        out["steps_to_target"] = steps_to_target(history.get("eval_step", []), history.get("test_acc", []),
-                                                 target_acc)
+        out["steps_to_target"] = first_step_reaching(history.get("eval_step", []), history.get("test_acc", []),
+                                                     target_acc)
     return out

@@ -22,7 +22,7 @@ from bnlab.layers import precise_statistics
 from bnlab.layers.jacobian import autograd_jacobian, bn_input_and_grad, bn_jacobian, jacobian_spectrum, theorem_4_1
 from bnlab.models import build_model
 from bnlab.state import batchnorm_layers, bn_mode
-from bnlab.train.evaluate import evaluate
+from bnlab.train.metrics import loss_and_accuracy
 
 
 def mechanics(*, seed: int) -> dict:
@@ -57,7 +57,7 @@ def population(*, dataset: str, model: str, steps: int, batch_size: int, lr: flo
         opt.step()
     layers = batchnorm_layers(net)
     ema = {name: (m.running_mean.clone(), m.running_var.clone()) for name, m in layers}
-    _, acc_ema = evaluate(net, data.test_x, data.test_y, loss_fn)
+    _, acc_ema = loss_and_accuracy(net, data.test_x, data.test_y, loss_fn)
     stat_batches = [next(batches) for _ in range(precise_batches)]
     # NumPy Alg. 2 on the BN inputs of the training network (batch statistics, frozen weights)
     inputs: dict[str, list[np.ndarray]] = {name: [] for name, _ in layers}
@@ -69,7 +69,7 @@ def population(*, dataset: str, model: str, steps: int, batch_size: int, lr: flo
     for h in handles:
         h.remove()
     precise_statistics(net, stat_batches)
-    _, acc_precise = evaluate(net, data.test_x, data.test_y, loss_fn)
+    _, acc_precise = loss_and_accuracy(net, data.test_x, data.test_y, loss_fn)
     alg2_err, ema_gap_mean, ema_gap_var = 0.0, 0.0, 0.0
     for name, layer in layers:
         xs = inputs[name]  # list of (m, C)

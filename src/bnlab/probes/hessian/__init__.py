@@ -29,7 +29,7 @@ all under ``bnlab.probes.hessian``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -37,11 +37,10 @@ from torch import nn
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian.dense import dense_hessian, finite_difference_hessian
 from bnlab.probes.hessian.density import DensityResult, slq_density
-from bnlab.probes.hessian.lanczos import EIGEN_METHODS, WHICH, EigenResult, lanczos_eigenpairs, power_eigenpairs
+from bnlab.probes.hessian.lanczos import WHICH, EigenResult, Operator, lanczos_eigenpairs, power_eigenpairs
 from bnlab.probes.hessian.operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
 from bnlab.probes.hessian.spectra import BlockOperator, block_eigenpairs, blocks, extremes, scipy_operator
 from bnlab.probes.hessian.trace import (
-    TRACE_METHODS,
     TraceResult,
     hutchinson_trace,
     hutchpp_trace,
@@ -50,7 +49,8 @@ from bnlab.probes.hessian.trace import (
 
 __all__ = [
     "BlockOperator", "block_eigenpairs", "blocks", "extremes", "scipy_operator",
-    "EIGEN_METHODS", "TRACE_METHODS", "WHICH", "DensityResult", "EigenResult", "HessianOperator",
+    "EIGEN_METHODS", "EIGEN_SOLVERS", "TRACE_ESTIMATORS", "TRACE_METHODS", "WHICH", "DensityResult", "EigenResult",
+    "HessianOperator",
     "MatrixOperator", "TraceResult", "dense_hessian", "density", "eigenpairs", "estimate_trace",
     "finite_difference_hessian", "hessian_operator", "hutchinson_trace", "hutchpp_trace", "krylov_hutchpp_trace",
     "lanczos_eigenpairs",
@@ -58,33 +58,53 @@ __all__ = [
 ]
 
 
+def _by_lanczos(op: Operator, *, k: int, which: str, tol: float, max_steps: int | None, seed: int, start: str,
+                criterion: str) -> EigenResult:
+    return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed, start=start,
+                              criterion=criterion)
+
+
+def _by_power(op: Operator, *, k: int, which: str, tol: float, max_steps: int | None, seed: int, start: str,
+              criterion: str) -> EigenResult:
+    # power iteration has no start vector choice and no stopping criterion but the eigenvalue's change
+    return power_eigenpairs(op, k=k, which=which, tol=tol, max_iter=max_steps or 1000, seed=seed)
+
+
+def _hutchinson_unsketched(op: Operator, *, sketch: int, **stopping: Any) -> TraceResult:
+    return hutchinson_trace(op, **stopping)  # plain Hutchinson deflates nothing: no sketch
+
+
+# The swappable estimators, by name (the names the configs and the command line accept).
+EIGEN_SOLVERS: dict[str, Callable[..., EigenResult]] = {"lanczos": _by_lanczos, "power": _by_power}
+TRACE_ESTIMATORS: dict[str, Callable[..., TraceResult]] = {
+    "hutch++": hutchpp_trace,
+    "krylov-hutch++": krylov_hutchpp_trace,
+    "hutchinson": _hutchinson_unsketched,
+}
+EIGEN_METHODS: tuple[str, ...] = tuple(EIGEN_SOLVERS)
+TRACE_METHODS: tuple[str, ...] = tuple(TRACE_ESTIMATORS)
+
+
 def eigenpairs(op: Any, *, k: int = 1, which: str = "largest", method: str = "lanczos", tol: float = 1e-4,
                max_steps: int | None = None, seed: int = 0, start: str = "auto",
                criterion: str = "residual") -> EigenResult:
-    """Top-k eigenpairs of an operator by `method` ("lanczos" or "power"); `start` and `criterion` apply to
-    Lanczos (`bnlab.probes.hessian.lanczos`)."""
-    if method == "lanczos":
-        return lanczos_eigenpairs(op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed, start=start,
-                                  criterion=criterion)
-    if method == "power":
-        return power_eigenpairs(op, k=k, which=which, tol=tol, max_iter=max_steps or 1000, seed=seed)
-    raise BnlabError(f"method must be one of {', '.join(EIGEN_METHODS)}, got {method!r}")
+    """Top-k eigenpairs of an operator by `method` (`EIGEN_METHODS`: "lanczos" or "power"); `start` and
+    `criterion` apply to Lanczos (`bnlab.probes.hessian.lanczos`)."""
+    if method not in EIGEN_SOLVERS:
+        raise BnlabError(f"method must be one of {', '.join(EIGEN_METHODS)}, got {method!r}")
+    return EIGEN_SOLVERS[method](op, k=k, which=which, tol=tol, max_steps=max_steps, seed=seed, start=start,
+                                 criterion=criterion)
 
 
 def estimate_trace(op: Any, *, method: str = "krylov-hutch++", target_se: float | None = None,
                    rtol: float | None = None, min_samples: int = 10, max_samples: int = 100, sketch: int = 10,
                    seed: int = 0) -> TraceResult:
-    """tr H of an operator by `method` ("hutch++", "krylov-hutch++" or "hutchinson") with its standard error."""
-    if method == "hutch++":
-        return hutchpp_trace(op, sketch=sketch, target_se=target_se, rtol=rtol, min_samples=min_samples,
-                             max_samples=max_samples, seed=seed)
-    if method == "krylov-hutch++":
-        return krylov_hutchpp_trace(op, sketch=sketch, target_se=target_se, rtol=rtol, min_samples=min_samples,
+    """tr H of an operator by `method` (`TRACE_METHODS`: "hutch++", "krylov-hutch++" or "hutchinson") with its
+    standard error."""
+    if method not in TRACE_ESTIMATORS:
+        raise BnlabError(f"method must be one of {', '.join(TRACE_METHODS)}, got {method!r}")
+    return TRACE_ESTIMATORS[method](op, sketch=sketch, target_se=target_se, rtol=rtol, min_samples=min_samples,
                                     max_samples=max_samples, seed=seed)
-    if method == "hutchinson":
-        return hutchinson_trace(op, target_se=target_se, rtol=rtol, min_samples=min_samples,
-                                max_samples=max_samples, seed=seed)
-    raise BnlabError(f"method must be one of {', '.join(TRACE_METHODS)}, got {method!r}")
 
 
 def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data: Any, *, k: int = 1, which: str = "largest",

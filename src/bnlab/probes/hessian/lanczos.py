@@ -50,7 +50,6 @@ import torch
 from bnlab.errors import BnlabError
 
 WHICH: tuple[str, ...] = ("largest", "magnitude", "smallest")
-EIGEN_METHODS: tuple[str, ...] = ("lanczos", "power")
 STARTS: tuple[str, ...] = ("auto", "gradient", "random")
 CRITERIA: tuple[str, ...] = ("residual", "eigenvalue")
 

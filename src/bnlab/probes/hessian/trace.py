@@ -34,8 +34,6 @@ import torch
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian.lanczos import Operator, lanczos
 
-TRACE_METHODS: tuple[str, ...] = ("hutch++", "krylov-hutch++", "hutchinson")
-
 
 @dataclass
 class TraceResult:

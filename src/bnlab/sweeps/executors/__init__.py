@@ -5,20 +5,23 @@
 * ``ray``     -- Ray tasks with per-trial CPU/GPU resources, on a local Ray or an existing cluster
   (`ray_tasks.RayExecutor`; Ray is imported only when this executor is used: ``pip install bnlab[ray]``).
 
-All follow the rules in `base` (cache, locks, retries, longest first, progress).
+All follow the rules in `executor` (cache, locks, retries, longest first, progress).
 """
 
 from __future__ import annotations
 
 from bnlab.errors import BnlabError
-from bnlab.sweeps.executors.base import Executor, Outcome, ProgressEvent
+from bnlab.sweeps.executors.executor import Executor, Outcome, ProgressEvent
 from bnlab.sweeps.executors.local import LocalExecutor
 from bnlab.sweeps.executors.process import ProcessExecutor
 from bnlab.sweeps.executors.ray_tasks import RayExecutor
 
-EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
+# name -> executor class; every one takes (workers, retries), ray also the cluster options (address, gpus_per_trial)
+EXECUTOR_CLASSES: dict[str, type[Executor]] = {"local": LocalExecutor, "process": ProcessExecutor, "ray": RayExecutor}
+EXECUTORS: tuple[str, ...] = tuple(EXECUTOR_CLASSES)
+_CLUSTER_EXECUTORS = ("ray",)  # the executors that take address and gpus_per_trial
 
-__all__ = ["EXECUTORS", "Executor", "Outcome", "ProgressEvent", "get_executor"]
+__all__ = ["EXECUTORS", "EXECUTOR_CLASSES", "Executor", "Outcome", "ProgressEvent", "get_executor"]
 
 
 def get_executor(name: str, *, workers: int | None = None, address: str | None = None, retries: int = 1,
@@ -32,13 +35,10 @@ def get_executor(name: str, *, workers: int | None = None, address: str | None =
     """
     if name not in EXECUTORS:
         raise BnlabError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")
-    if name != "ray" and address is not None:
-        raise BnlabError(f"--address is for the ray executor, not {name!r}")
-    if name != "ray" and gpus_per_trial:
-        raise BnlabError(f"gpus_per_trial is for the ray executor, not {name!r}")
-    if name == "local":
-        return LocalExecutor(workers=workers, retries=retries)
-    if name == "process":
-        return ProcessExecutor(workers=workers, retries=retries)
-
-    return RayExecutor(workers=workers, address=address, retries=retries, gpus_per_trial=gpus_per_trial)
+    if name not in _CLUSTER_EXECUTORS:
+        if address is not None:
+            raise BnlabError(f"--address is for the ray executor, not {name!r}")
+        if gpus_per_trial:
+            raise BnlabError(f"gpus_per_trial is for the ray executor, not {name!r}")
+        return EXECUTOR_CLASSES[name](workers=workers, retries=retries)
+    return EXECUTOR_CLASSES[name](workers=workers, address=address, retries=retries, gpus_per_trial=gpus_per_trial)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from bnlab.sweeps.executors.base import Executor, Scheduler, attempt
+from bnlab.sweeps.executors.executor import Executor, Scheduler, attempt
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from bnlab.sweeps.executors.base import Executor, Job, Outcome, Scheduler, attempt
+from bnlab.sweeps.executors.executor import Executor, Job, Outcome, Scheduler, attempt
 
 PRELOAD: tuple[str, ...] = ("torch", "bnlab.sweeps.executors.process", "bnlab.train")
 

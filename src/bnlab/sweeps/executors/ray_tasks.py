@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.sweeps.executors.base import Executor, Job, Outcome, Scheduler, attempt
+from bnlab.sweeps.executors.executor import Executor, Job, Outcome, Scheduler, attempt
 from bnlab.sweeps.trial import Trial
 
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from bnlab.errors import BnlabError
 
-EXECUTORS: tuple[str, ...] = ("local", "process", "ray")
-
 
 @dataclass(frozen=True)
 class StudyConfig:

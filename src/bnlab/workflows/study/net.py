@@ -19,7 +19,6 @@ A diverged run is a result: its end-of-training numbers are NaN and `diverged_at
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -31,11 +30,12 @@ from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
 from bnlab.landscape.directions import model_origin
-from bnlab.landscape.evaluate import BN_MODES as LANDSCAPE_MODES
+from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
 from bnlab.probes.hessian import top_eigenvalues, trace
 from bnlab.probes.ics import ICSProbe
+from bnlab.results import finite_or_none
 from bnlab.state import BN_MODES as HESSIAN_MODES
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
@@ -47,10 +47,6 @@ CURVE_POINTS = 200  # the training-loss curve kept per net (subsampled)
 TRACE_MAX_SAMPLES = 30  # Hutch++ stops at trace_rtol or here (a trace near 0 has no relative accuracy)
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
                     cfg: StudyConfig, seed: int) -> dict[str, dict[str, float | None]]:
     """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on `sample` (seeded: reproducible)."""
@@ -59,8 +55,8 @@ def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor,
         lam = top_eigenvalues(net, loss_fn, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
         tr = trace(net, loss_fn, sample, bn_mode=mode, rtol=cfg.trace_rtol, max_samples=TRACE_MAX_SAMPLES,
                    seed=seed)
-        out[mode] = {"lambda_max": _finite(float(lam)), "trace": _finite(float(tr.trace)),
-                     "trace_se": _finite(float(tr.se))}
+        out[mode] = {"lambda_max": finite_or_none(float(lam)), "trace": finite_or_none(float(tr.trace)),
+                     "trace_se": finite_or_none(float(tr.se))}
     return out
 
 
@@ -76,8 +72,8 @@ def landscape_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tenso
         curve = random_line(net, loss_fn, sample, radius=r, steps=2 * n - 1, bn_mode=mode, direction=dirs[2])
         out[mode] = {"x": plane.x.tolist(), "y": plane.y.tolist(), "loss": plane.loss.tolist(),
                      "t": curve.t.tolist(), "line_loss": curve.loss.tolist(),
-                     "roughness_2d": _finite(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
-                     "roughness_1d": _finite(roughness(curve.loss, curve.t, None, cfg.rough_radius))}
+                     "roughness_2d": finite_or_none(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
+                     "roughness_1d": finite_or_none(roughness(curve.loss, curve.t, None, cfg.rough_radius))}
     return out
 
 
@@ -119,9 +115,9 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
     first = torch.randperm(len(data.train_x), generator=gen)[: cfg.batch_size]
     grads = layer_gradient_norms(net, loss_fn, (data.train_x[first], data.train_y[first]), bn="train")
     rec: dict[str, Any] = {"seed": seed, "has_bn": len(modes) > 1, "trained": checkpoint is None,
-                           "layers": grads["layers"], "weight_grad_sq_init": [_finite(v) for v in
+                           "layers": grads["layers"], "weight_grad_sq_init": [finite_or_none(v) for v in
                                                                               grads["weight_grad_sq"]],
-                           "gradient_spread": _finite(gradient_spread(grads["weight_grad_sq"])),
+                           "gradient_spread": finite_or_none(gradient_spread(grads["weight_grad_sq"])),
                            "hessian_start": hessian_numbers(net, loss_fn, sample, modes, cfg, seed)}
     probes = [AlongGradientProbe(cfg.probe_every, cfg.eta_factors), ICSProbe(cfg.probe_every)]
     if checkpoint is not None:
@@ -139,17 +135,18 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
         h = result.history
         keep = max(1, len(h["step"]) // CURVE_POINTS)
         rec.update(diverged_at_step=result.diverged_at_step, steps_done=int(result.final.get("steps_done", 0)),
-                   history={"step": h["step"][::keep], "train_loss": [_finite(v) for v in h["train_loss"][::keep]],
-                            "eval_step": list(h["eval_step"]), "test_acc": [_finite(v) for v in h["test_acc"]],
-                            "test_loss": [_finite(v) for v in h["test_loss"]]})
+                   history={"step": h["step"][::keep],
+                            "train_loss": [finite_or_none(v) for v in h["train_loss"][::keep]],
+                            "eval_step": list(h["eval_step"]), "test_acc": [finite_or_none(v) for v in h["test_acc"]],
+                            "test_loss": [finite_or_none(v) for v in h["test_loss"]]})
     rec["along_gradient"] = along_gradient_series(records.get("along_gradient", []))
     rec["ics"] = ics_series(records.get("ics", []))
     ok = rec["diverged_at_step"] is None
     with torch.no_grad():
         net.eval()
         out = net(data.test_x)
-        rec["test_loss"] = _finite(float(loss_fn(out, data.test_y))) if ok else None
-        rec["test_acc"] = (_finite(float((out.argmax(1) == data.test_y).float().mean()))
+        rec["test_loss"] = finite_or_none(float(loss_fn(out, data.test_y))) if ok else None
+        rec["test_acc"] = (finite_or_none(float((out.argmax(1) == data.test_y).float().mean()))
                            if ok and data.task == "classification" else None)
     rec["landscape"] = landscape_numbers(net, loss_fn, sample, modes, cfg, seed) if ok else {}
     rec["hessian_end"] = hessian_numbers(net, loss_fn, sample, modes, cfg, seed) if ok else {}

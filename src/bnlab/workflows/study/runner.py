@@ -20,11 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from bnlab import results as results_schema
 from bnlab.atomic import write_bytes, write_json
 from bnlab.config import from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.state import batchnorm_layers
-from bnlab.workflows.study.config import EXECUTORS, StudyConfig
+from bnlab.sweeps.executors import EXECUTORS
+from bnlab.workflows.study.config import StudyConfig
 from bnlab.workflows.study.inputs import (
     call_factory,
     check_model,
@@ -200,12 +202,10 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     }
     results = {"kind": "study", "title": "bnlab study: BN against its twin on your model",
                "scale": "study", "seeds": cfg.seeds, "first_seed": 0, "executor": executor,
-               "created": time.strftime("%Y-%m-%d %H:%M:%S"), "duration_s": round(time.time() - start, 1),
+               "created": results_schema.created_now(), "duration_s": round(time.time() - start, 1),
                "claims": claim_entries(runs, cfg, chance), "study": study_facts, "runs": runs}
     results["header"] = _header(study_facts)
-    from bnlab.experiments.audit import versions
-
-    results["versions"] = versions()
+    results.update(results_schema.provenance())
     result = StudyResult(results, weights)
     if folder is not None:
         result.write_report(folder)

@@ -24,16 +24,18 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bnlab import results as results_schema
 from bnlab.config import plain
 from bnlab.experiments import base, stats
-from bnlab.experiments.c13_convergence import MARGIN, steps_to_target
 from bnlab.experiments.claims import CLAIMS
+from bnlab.experiments.lr_grid import censored_steps_to_target
 from bnlab.experiments.probed_training import ics_layer_means, seed_band
-from bnlab.landscape.evaluate import BN_MODES
+from bnlab.landscape.points import BN_MODES
 from bnlab.workflows.study.config import StudyConfig
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]
 ARMS = {"bn": "BN", "twin": "twin"}
+MARGIN = base.ACCURACY_MARGIN  # C13's non-inferiority margin in accuracy
 RUNS_TEXT = ("your model (BN) and its twin, trained with the same seeds, batches, optimizer and budget through "
              "bnlab.train")
 
@@ -60,7 +62,8 @@ ENDPOINTS: dict[str, base.Endpoint] = {
                      "per seed: log(steps to --target-acc twin / BN) (unreached: steps + eval_every), and final "
                      "test accuracy BN − twin", "log ratio; accuracy",
                      f"0 = equally fast; −{MARGIN} for non-inferiority of the final accuracy (C13's margin)",
-                     settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)}),
+                     settings=("speed", "good_minimum"), per_setting={"good_minimum": ("t", -MARGIN)},
+                     units={"speed": "log ratio", "good_minimum": "accuracy"}),
     "C14": _endpoint("log(2-D landscape roughness twin / BN), BN mode train",
                      "per seed: log R(twin) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
                      "(filter-normalised directions, R = mean |Δ²L|/h² within rough_radius of the centre)",
@@ -151,9 +154,11 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
 
     def steps(rec: Mapping[str, Any]) -> int:
         h = rec.get("history") or {}
-        return steps_to_target({"stopped_at_step": rec["diverged_at_step"], "eval_step": h.get("eval_step", []),
-                                "test_acc_curve": [math.nan if a is None else a for a in h.get("test_acc", [])]},
-                               target, censor)[0]
+        return censored_steps_to_target({"stopped_at_step": rec["diverged_at_step"],
+                                         "eval_step": h.get("eval_step", []),
+                                         "test_acc_curve": [math.nan if a is None else a
+                                                            for a in h.get("test_acc", [])]},
+                                        target, censor)[0]
 
     def final(rec: Mapping[str, Any]) -> float:
         return chance if rec["test_acc"] is None else float(rec["test_acc"])
@@ -225,20 +230,13 @@ def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str,
             raise ValueError(f"{claim}: no setting to vote in")  # C03 on a net with a single weight layer
         decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
                                                                                                     metrics)
-        protocol = base.Protocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
+        protocol = base.ClaimProtocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
                                  secondary=tuple(metrics["secondary"]))
-        head = decision.primary[0]
-        entries.append(plain({
-            "id": claim, "title": CLAIMS[claim].title, "verdict": decision.verdict, "rule": RULE,
-            "summary": _summary(claim, decision), "method": "",
-            "key_number": {"name": head.name, "value": head.effect, "ci_low": head.ci_low,
-                           "ci_high": head.ci_high, "unit": head.unit},
-            "primary": head.to_dict(), "votes": [r.to_dict() for r in decision.primary],
-            "secondary": [r.to_dict() for r in decision.secondary], "verifications": [],
-            "protocol": dataclasses.asdict(protocol), "seeds": [r["seed"] for r in runs["bn"]],
-            "metrics": {"per_seed": dict(metrics["primary"])},
-            "figures": [{"id": f.id, "kind": f.kind, "title": f.title, "caption": f.caption, "data": f.data}
-                        for f in figures],
-            "caveats": [], "config_hash": None, "n_trials": 2 * len(runs["bn"]),
-            "about": {**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."}}))
+        entries.append(plain(results_schema.claim_entry(
+            claim, CLAIMS[claim].title, decision.verdict, _summary(claim, decision), rule=RULE,
+            primary=decision.primary[0].to_dict(), votes=[r.to_dict() for r in decision.primary],
+            secondary=[r.to_dict() for r in decision.secondary], protocol=dataclasses.asdict(protocol),
+            seeds=[r["seed"] for r in runs["bn"]], metrics={"per_seed": dict(metrics["primary"])},
+            figures=[results_schema.figure_entry(f) for f in figures], n_trials=2 * len(runs["bn"]),
+            about={**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."})))
     return entries

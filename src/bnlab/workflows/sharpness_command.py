@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bnlab.config import check_choice
 from bnlab.errors import BnlabError
 from bnlab.state import BN_MODES
 
@@ -49,10 +50,8 @@ class SharpnessConfig:
     fmt: str = "png"
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise BnlabError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.loss not in SHARPNESS_LOSSES:
-            raise BnlabError(f"loss must be one of {', '.join(SHARPNESS_LOSSES)}, got {self.loss!r}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, SHARPNESS_LOSSES)
         if not self.norms or not self.lrs:
             raise BnlabError("give at least one norm and one learning rate")
         if any(not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0) for lr in self.lrs):

@@ -1,6 +1,6 @@
 """Loss and accuracy at points ``w = origin + sum_i c_i d_i`` of parameter space, with the BN mode explicit.
 
-`evaluate(model, loss_fn, data, origin, directions, coords, bn_mode=...)` evaluates every row of `coords` (P, k)
+`evaluate_points(model, loss_fn, data, origin, directions, coords, bn_mode=...)` evaluates every row of `coords` (P, k)
 through `torch.func.functional_call`: the point's parameters are built once per point (one fused add per direction
 and tensor) and swapped into the model for the forward pass only, so there is no deep copy per point and the
 user's model is left bit-for-bit as it was (`bnlab.state.preserved_state` also restores modes, BN settings,
@@ -275,17 +275,11 @@ def _should_vmap(strategy: str, device: torch.device, bn_mode: str) -> bool:
     return device.type == "cuda"
 
 
-def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], origin: Mapping[str, torch.Tensor],
-             directions: Sequence[Mapping[str, torch.Tensor]], coords: np.ndarray | Sequence[Sequence[float]],
-             bn_mode: str = "train", *, recal_data: Batch | Sequence[Batch] | None = None, strategy: str = "auto",
-             chunk: int = 16, channels_last: bool | None = None, linear_first_layer: bool | None = None,
-             precision: str = "fp32", compile: bool = False,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """Loss and accuracy at ``origin + sum_i coords[p, i] * directions[i]`` for every row p of `coords` (P, k).
-
-    Returns ``{"loss": (P,), "acc": (P,)}`` float64 arrays (acc is NaN when the task is not classification with
-    integer labels). Side effects: none on `model` (restored exactly; RNG restored too).
-    """
+def _checked_coords(model: nn.Module, origin: Mapping[str, torch.Tensor],
+                    directions: Sequence[Mapping[str, torch.Tensor]], coords: np.ndarray | Sequence[Sequence[float]],
+                    bn_mode: str, strategy: str, precision: str) -> tuple[np.ndarray, list[str]]:
+    """The options, and `origin` / `directions` against the model's parameters (names and shapes), checked before
+    anything runs; returns `coords` as a float64 (P, k) array and the parameter names."""
     if bn_mode not in BN_MODES:
         raise BnlabError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
     if strategy not in STRATEGIES:
@@ -312,6 +306,24 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
                                  f"{tuple(params[n].shape)}, the model's has {shapes[n]}")
     if not names:
         raise BnlabError("the model has no parameters: there is no landscape to draw")
+    return coords, names
+
+
+@dataclass
+class _Placed:
+    """The evaluation's inputs on the model's device, in its memory layout (NHWC when `channels_last`)."""
+
+    batches: list[Batch]
+    recal: list[Batch]
+    origin: dict[str, torch.Tensor]
+    directions: list[dict[str, torch.Tensor]]
+    active: list[set[str]]  # per direction, the tensors it moves (a zero block, e.g. a zeroed bias, stays put)
+    total: int  # examples over all batches
+
+
+def _placed(model: nn.Module, names: Sequence[str], data: Batch | Sequence[Batch],
+            recal_data: Batch | Sequence[Batch] | None, origin: Mapping[str, torch.Tensor],
+            directions: Sequence[Mapping[str, torch.Tensor]], channels_last: bool | None) -> _Placed:
     device = next(model.parameters()).device
     batches = as_batches(data)
     if channels_last is None:  # NHWC pays off for convolutions only
@@ -323,73 +335,98 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch], o
             bs = [(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, y) for x, y in bs]
         return bs
 
-    batches = prepare(batches)
-    recal = batches if recal_data is None else prepare(as_batches(recal_data))
-
     def layout(t: torch.Tensor) -> torch.Tensor:
         t = t.detach().to(device)
         return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
 
-    origin = {n: layout(origin[n]) for n in names}
-    directions = [{n: layout(d[n]) for n in names} for d in directions]
-    active = [{n for n in names if bool(d[n].any())} for d in directions]
-    total = sum(x.shape[0] for x, _ in batches)
-    n_points = coords.shape[0]
-    loss = np.full(n_points, np.nan)
-    acc = np.full(n_points, np.nan)
+    batches = prepare(batches)
+    recal = batches if recal_data is None else prepare(as_batches(recal_data))
+    placed_dirs = [{n: layout(d[n]) for n in names} for d in directions]
+    return _Placed(batches, recal, {n: layout(origin[n]) for n in names}, placed_dirs,
+                   [{n for n in names if bool(d[n].any())} for d in placed_dirs], sum(x.shape[0] for x, _ in batches))
+
+
+def evaluate_points(model: nn.Module, loss_fn: LossFn, data: Batch | Sequence[Batch],
+                    origin: Mapping[str, torch.Tensor], directions: Sequence[Mapping[str, torch.Tensor]],
+                    coords: np.ndarray | Sequence[Sequence[float]], bn_mode: str = "train", *,
+                    recal_data: Batch | Sequence[Batch] | None = None, strategy: str = "auto", chunk: int = 16,
+                    channels_last: bool | None = None, linear_first_layer: bool | None = None,
+                    precision: str = "fp32", compile: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Loss and accuracy at ``origin + sum_i coords[p, i] * directions[i]`` for every row p of `coords` (P, k).
+
+    Returns ``{"loss": (P,), "acc": (P,)}`` float64 arrays (acc is NaN when the task is not classification with
+    integer labels). Side effects: none on `model` (restored exactly; RNG restored too).
+    """
+    coords, names = _checked_coords(model, origin, directions, coords, bn_mode, strategy, precision)
+    device = next(model.parameters()).device
+    at = _placed(model, names, data, recal_data, origin, directions, channels_last)
+    loss = np.full(coords.shape[0], np.nan)
+    acc = np.full(coords.shape[0], np.nan)
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
 
     with preserved_state(model, params=False, rng=True):
         bn_layers = _configure_bn(model, bn_mode)
         buffers = dict(model.named_buffers())
-        bn_names = _bn_buffer_names(model)
         use_vmap = _should_vmap(strategy, device, bn_mode)
         first_wanted = False if (use_vmap or compile) else linear_first_layer
         if compile and linear_first_layer:
             raise BnlabError("linear_first_layer and compile cannot be combined; choose one")
         forward = _forward_fn(model, compile)
-        with torch.inference_mode(), autocast, _linear_first_layer(model, batches, origin, directions,
+        with torch.inference_mode(), autocast, _linear_first_layer(model, at.batches, at.origin, at.directions,
                                                                    first_wanted) as first:
             done = 0
             if use_vmap:
                 try:
-                    done = _evaluate_vmap(model, loss_fn, batches, origin, directions, active, coords, buffers,
-                                          chunk, total, loss, acc, progress)
+                    done = _evaluate_vmap(model, loss_fn, at.batches, at.origin, at.directions, at.active, coords,
+                                          buffers, chunk, at.total, loss, acc, progress)
                 except BnlabError:
                     raise
                 except Exception:  # noqa: BLE001 - models vmap cannot batch fall back to the loop
                     if strategy == "vmap":
                         raise
                     done = 0
-            # one reusable buffer per moving tensor: no allocation per point (a point's tensors are dead once its
-            # forward has returned; torch.compile'd forwards get fresh tensors, as they may keep references)
-            work = None if compile else {n: torch.empty_like(origin[n]) for n in set().union(*active)}
-            for p in range(done, n_points):
-                c = [float(v) for v in coords[p]]
-                if first is not None:
-                    first.coeffs[:] = c
-                params = _point_params(origin, directions, active, c, work)
-                state = params  # buffers stay the module's own (read-only in train / eval mode): fewer swaps
-                if bn_mode == "recalibrated":
-                    state = {**params, **_fresh_bn_buffers(buffers, bn_names)}
-                    for m in bn_layers:
-                        m.train()
-                    for x, _ in recal:
-                        forward(state, x)
-                    for m in bn_layers:
-                        m.eval()
-                lsum, correct = 0.0, 0.0
-                for x, y in batches:
-                    out = forward(state, x)
-                    lb, cb = _batch_metrics(out, y, loss_fn)
-                    lsum += lb * x.shape[0]
-                    correct += cb
-                loss[p] = lsum / total
-                acc[p] = correct / total
-                if progress is not None:
-                    progress(p + 1, n_points)
+            recalibrate = (bn_layers, buffers, _bn_buffer_names(model)) if bn_mode == "recalibrated" else None
+            _evaluate_loop(forward, loss_fn, at, coords[done:], first, recalibrate, compile, loss[done:], acc[done:],
+                           None if progress is None else lambda p, _: progress(done + p, coords.shape[0]))
     return {"loss": loss, "acc": acc}
+
+
+def _evaluate_loop(forward: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor], loss_fn: LossFn,
+                   at: _Placed, coords: np.ndarray, first: _FirstLayer | None,
+                   recalibrate: tuple[list[nn.Module], dict[str, torch.Tensor], list[str]] | None, compile: bool,
+                   loss: np.ndarray, acc: np.ndarray, progress: Callable[[int, int], None] | None) -> None:
+    """One point at a time; fills the views `loss` / `acc` (P,). `recalibrate`: (BN layers, buffers, BN buffer
+    names) to re-estimate the population statistics at each point from `at.recal` (BN mode recalibrated)."""
+    # one reusable buffer per moving tensor: no allocation per point (a point's tensors are dead once its
+    # forward has returned; torch.compile'd forwards get fresh tensors, as they may keep references)
+    work = None if compile else {n: torch.empty_like(at.origin[n]) for n in set().union(*at.active)}
+    for p in range(coords.shape[0]):
+        c = [float(v) for v in coords[p]]
+        if first is not None:
+            first.coeffs[:] = c
+        params = _point_params(at.origin, at.directions, at.active, c, work)
+        state = params  # buffers stay the module's own (read-only in train / eval mode): fewer swaps
+        if recalibrate is not None:
+            bn_layers, buffers, bn_names = recalibrate
+            state = {**params, **_fresh_bn_buffers(buffers, bn_names)}
+            for m in bn_layers:
+                m.train()
+            for x, _ in at.recal:
+                forward(state, x)
+            for m in bn_layers:
+                m.eval()
+        lsum, correct = 0.0, 0.0
+        for x, y in at.batches:
+            out = forward(state, x)
+            lb, cb = _batch_metrics(out, y, loss_fn)
+            lsum += lb * x.shape[0]
+            correct += cb
+        loss[p] = lsum / at.total
+        acc[p] = correct / at.total
+        if progress is not None:
+            progress(p + 1, coords.shape[0])
 
 
 def _evaluate_vmap(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], origin: Mapping[str, torch.Tensor],

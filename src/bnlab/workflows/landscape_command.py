@@ -20,14 +20,14 @@ import torch
 from torch import nn
 
 from bnlab.atomic import write_json
-from bnlab.config import to_mapping
+from bnlab.config import check_choice, to_mapping
 from bnlab.data import load_dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import NORMS as DIRECTION_NORMS
 from bnlab.landscape.directions import ONE_D_POLICIES, model_origin, random_directions
-from bnlab.landscape.evaluate import BN_MODES, PRECISIONS
 from bnlab.landscape.interpolate import interpolate
 from bnlab.landscape.plane import random_line, random_plane
+from bnlab.landscape.points import BN_MODES, PRECISIONS
 from bnlab.landscape.roughness import roughness
 from bnlab.landscape.surface import Curve, Surface
 from bnlab.report.figures import save_figure
@@ -35,7 +35,7 @@ from bnlab.report.interactive import plotly_html
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config
-from bnlab.train.run import load_run
+from bnlab.train.run_folder import load_run
 from bnlab.train.seeding import seed_everything
 
 LABELS = {"bn": "BN", "torch_bn": "BN (torch)", "none": "no BN", "noisy_bn": "noisy BN", "l1": "l1 norm",
@@ -76,12 +76,9 @@ class LandscapeConfig:
                 raise BnlabError(f"bn mode must be one of {', '.join(BN_MODES)}, got {mode!r}")
         if not self.bn_modes:
             raise BnlabError("give at least one bn mode")
-        if self.directions not in DIRECTION_NORMS:
-            raise BnlabError(f"directions must be one of {', '.join(DIRECTION_NORMS)}, got {self.directions!r}")
-        if self.one_d not in ONE_D_POLICIES:
-            raise BnlabError(f"one_d must be one of {', '.join(ONE_D_POLICIES)}, got {self.one_d!r}")
-        if self.precision not in PRECISIONS:
-            raise BnlabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_choice("directions", self.directions, DIRECTION_NORMS)
+        check_choice("one_d", self.one_d, ONE_D_POLICIES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.fmt not in ("png", "svg"):
             raise BnlabError(f"format must be png or svg, got {self.fmt!r}")
         if self.zscale not in ("linear", "log"):
@@ -178,44 +175,65 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
     write_json(out / "landscape_config.json", to_mapping(cfg))
     nets = loaded if loaded is not None else _train_nets(cfg, out, dataset, log)
     batch = (dataset.train_x[: cfg.samples], dataset.train_y[: cfg.samples])
-    loss_fn = nn.CrossEntropyLoss()
     summary: dict[str, Any] = {"config": to_mapping(cfg), "nets": {}}
-    planes: dict[tuple[str, str], Surface] = {}
-    lines: dict[tuple[str, str], Curve] = {}
-    interps: dict[str, Curve] = {}
+    drawn = _Landscapes({}, {}, {})
     for net in nets:
-        dirs = random_directions(model_origin(net.model), 3, cfg.seed, norm=cfg.directions, one_d=cfg.one_d,
-                                 orthogonal=cfg.orthogonal)
-        info = {"net": net.label, "model": cfg.model, "dataset": cfg.dataset, "samples": cfg.samples}
-        entry: dict[str, Any] = {}
-        # without BN layers every BN mode is the same function (other modules are always in eval mode)
-        modes = cfg.bn_modes if batchnorm_layers(net.model) else cfg.bn_modes[:1]
-        for mode in modes:
-            t = time.perf_counter()
-            stem = f"{_slug(net.label)}_{mode}"
-            plane = random_plane(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.grid, seed=cfg.seed,
-                                 norm=cfg.directions, one_d=cfg.one_d, orthogonal=cfg.orthogonal, bn_mode=mode,
-                                 directions=dirs[:2], out=out / f"plane_{stem}.npz", info=info,
-                                 precision=cfg.precision)
-            line = random_line(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.line, seed=cfg.seed,
-                               norm=cfg.directions, one_d=cfg.one_d, bn_mode=mode, direction=dirs[2], info=info,
-                               precision=cfg.precision)
-            line.save(out / f"line_{stem}.npz")
-            planes[(net.label, mode)], lines[(net.label, mode)] = plane, line
-            entry[mode] = {"roughness_2d": roughness(plane.loss, plane.x, plane.y),
-                           "roughness_1d": roughness(line.loss, line.t),
-                           "centre_loss": float(plane.loss[cfg.grid // 2, cfg.grid // 2]),
-                           "bf16_error": plane.bf16_error, "seconds": time.perf_counter() - t}
-            log(f"{net.label}, BN mode {mode}: {cfg.grid}x{cfg.grid} plane + {cfg.line}-point line in "
-                f"{entry[mode]['seconds']:.1f} s, roughness {entry[mode]['roughness_2d']:.4g}")
-        if net.init is not None:
-            mode = "recalibrated" if "recalibrated" in cfg.bn_modes else cfg.bn_modes[0]
-            final = {k: v.detach().clone() for k, v in net.model.named_parameters()}
-            interps[net.label] = interpolate(net.model, loss_fn, batch, net.init, final, bn_mode=mode,
-                                             steps=31, info={"net": net.label, "from": "init", "to": "final"})
-            interps[net.label].save(out / f"interp_{_slug(net.label)}.npz")
-        summary["nets"][net.label] = entry
+        summary["nets"][net.label] = _measure_net(cfg, net, batch, out, drawn, log)
+    summary["figures"] = [str(p) for p in _draw(cfg, drawn, out)]
+    write_json(out / "summary.json", summary)
+    return summary
 
+
+@dataclass
+class _Landscapes:
+    """Every net's landscapes, as the figures group them."""
+
+    planes: dict[tuple[str, str], Surface]  # (net, BN mode) -> 2-D plane
+    lines: dict[tuple[str, str], Curve]  # (net, BN mode) -> 1-D line
+    interps: dict[str, Curve]  # net -> init-to-final interpolation
+
+
+def _measure_net(cfg: LandscapeConfig, net: _Net, batch: tuple[torch.Tensor, torch.Tensor], out: Path,
+                 drawn: _Landscapes, log: Any) -> dict[str, Any]:
+    """One net's plane and line in each BN mode (and its interpolation when trained here), saved under `out` and
+    added to `drawn`; returns the net's summary entry (roughness, centre loss, bf16 error, seconds per mode)."""
+    loss_fn = nn.CrossEntropyLoss()
+    dirs = random_directions(model_origin(net.model), 3, cfg.seed, norm=cfg.directions, one_d=cfg.one_d,
+                             orthogonal=cfg.orthogonal)
+    info = {"net": net.label, "model": cfg.model, "dataset": cfg.dataset, "samples": cfg.samples}
+    entry: dict[str, Any] = {}
+    # without BN layers every BN mode is the same function (other modules are always in eval mode)
+    modes = cfg.bn_modes if batchnorm_layers(net.model) else cfg.bn_modes[:1]
+    for mode in modes:
+        t = time.perf_counter()
+        stem = f"{_slug(net.label)}_{mode}"
+        plane = random_plane(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.grid, seed=cfg.seed,
+                             norm=cfg.directions, one_d=cfg.one_d, orthogonal=cfg.orthogonal, bn_mode=mode,
+                             directions=dirs[:2], out=out / f"plane_{stem}.npz", info=info,
+                             precision=cfg.precision)
+        line = random_line(net.model, loss_fn, batch, radius=cfg.radius, steps=cfg.line, seed=cfg.seed,
+                           norm=cfg.directions, one_d=cfg.one_d, bn_mode=mode, direction=dirs[2], info=info,
+                           precision=cfg.precision)
+        line.save(out / f"line_{stem}.npz")
+        drawn.planes[(net.label, mode)], drawn.lines[(net.label, mode)] = plane, line
+        entry[mode] = {"roughness_2d": roughness(plane.loss, plane.x, plane.y),
+                       "roughness_1d": roughness(line.loss, line.t),
+                       "centre_loss": float(plane.loss[cfg.grid // 2, cfg.grid // 2]),
+                       "bf16_error": plane.bf16_error, "seconds": time.perf_counter() - t}
+        log(f"{net.label}, BN mode {mode}: {cfg.grid}x{cfg.grid} plane + {cfg.line}-point line in "
+            f"{entry[mode]['seconds']:.1f} s, roughness {entry[mode]['roughness_2d']:.4g}")
+    if net.init is not None:
+        mode = "recalibrated" if "recalibrated" in cfg.bn_modes else cfg.bn_modes[0]
+        final = {k: v.detach().clone() for k, v in net.model.named_parameters()}
+        drawn.interps[net.label] = interpolate(net.model, loss_fn, batch, net.init, final, bn_mode=mode,
+                                               steps=31, info={"net": net.label, "from": "init", "to": "final"})
+        drawn.interps[net.label].save(out / f"interp_{_slug(net.label)}.npz")
+    return entry
+
+
+def _draw(cfg: LandscapeConfig, drawn: _Landscapes, out: Path) -> list[Path]:
+    """The contour, surface, 1-D and interpolation figures (and the interactive page with cfg.html)."""
+    planes, lines, interps = drawn.planes, drawn.lines, drawn.interps
     panels = []
     for (label, mode), plane in planes.items():
         with_bn = sum(1 for key in planes if key[0] == label) > 1 or len(cfg.bn_modes) == 1
@@ -225,6 +243,7 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
     figures = [save_figure(_spec("contours", title, data), out / f"contours.{cfg.fmt}"),
                save_figure(_spec("contours", title, {**data, "style": "lines"}), out / f"contour_lines.{cfg.fmt}"),
                save_figure(_spec("surface", title, data), out / "surface.png")]
+
     def single_mode(label: str) -> bool:  # a net without BN: its one curve goes in every panel
         return sum(1 for key in lines if key[0] == label) == 1
 
@@ -244,7 +263,4 @@ def run_landscape(cfg: LandscapeConfig, out: str | Path, log: Any = print) -> di
                                           "yscale": cfg.zscale}), out / f"interpolation.{cfg.fmt}"))
     if cfg.html:
         figures.append(plotly_html({"panels": panels}, out / "surface.html", title=title))
-    summary["figures"] = [str(p) for p in figures]
-    write_json(out / "summary.json", summary)
-    return summary
-
+    return figures

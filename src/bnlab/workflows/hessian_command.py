@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from bnlab.atomic import write_bytes, write_json
-from bnlab.config import from_mapping, to_mapping
+from bnlab.config import check_choice, from_mapping, to_mapping
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian import estimate_trace, hessian_operator, lanczos_eigenpairs, slq_density
 from bnlab.probes.hessian.lanczos import CRITERIA, STARTS
@@ -25,7 +25,7 @@ from bnlab.report.figures import render_figure
 from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.train.loop import build_for_config, default_loss, load_for_config
-from bnlab.train.run import load_run
+from bnlab.train.run_folder import load_run
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,8 @@ class HessianConfig:
         if not (self.tol > 0 and self.trace_rtol > 0):
             raise BnlabError("tol and trace_rtol must be positive")
 
-        if self.criterion not in CRITERIA:
-            raise BnlabError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
-        if self.start not in STARTS:
-            raise BnlabError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        check_choice("criterion", self.criterion, CRITERIA)
+        check_choice("start", self.start, STARTS)
         if self.fmt not in ("png", "svg"):
             raise BnlabError(f"format must be png or svg, got {self.fmt!r}")
 

@@ -14,7 +14,7 @@ from torch import nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int = 2000,
              classification: bool = True) -> tuple[float, float]:
     """(mean loss, accuracy) over (x, y); accuracy is NaN when not `classification`. `loss_fn` is a mean."""

@@ -11,7 +11,7 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.landscape.directions import model_origin, random_directions
-from bnlab.landscape.evaluate import data_hash, evaluate
+from bnlab.landscape.points import data_hash, evaluate_points
 from bnlab.layers.batchnorm import BatchNorm
 
 
@@ -86,7 +86,7 @@ def test_cnn_points_match_reference(bn_type: type, bn_mode: str) -> None:
     coords = np.array([[0.0, 0.0], [0.4, -0.7], [-1.0, 1.0]])
     loss_fn = nn.CrossEntropyLoss()
     snap = _snapshot(model)
-    got = evaluate(model, loss_fn, batches, origin, dirs, coords, bn_mode)
+    got = evaluate_points(model, loss_fn, batches, origin, dirs, coords, bn_mode)
     ref = _reference(model, loss_fn, batches, batches, origin, dirs, coords, bn_mode, (nn.BatchNorm2d, BatchNorm))
     np.testing.assert_allclose(got["loss"], ref, rtol=1e-5, atol=1e-5)
     assert np.all((got["acc"] >= 0) & (got["acc"] <= 1))
@@ -105,7 +105,8 @@ def test_mlp_points_match_reference_with_first_layer_products(bn_mode: str, firs
     coords = np.array([[0.0, 0.0], [0.3, 0.2], [1.0, -0.5]])
     loss_fn = nn.CrossEntropyLoss()
     snap = _snapshot(model)
-    got = evaluate(model, loss_fn, batch, origin, dirs, coords, bn_mode, recal_data=recal, linear_first_layer=first)
+    got = evaluate_points(model, loss_fn, batch, origin, dirs, coords, bn_mode, recal_data=recal,
+                          linear_first_layer=first)
     ref = _reference(model, loss_fn, [batch], recal, origin, dirs, coords, bn_mode, (nn.BatchNorm1d,))
     np.testing.assert_allclose(got["loss"], ref, rtol=1e-5, atol=1e-5)
     assert _unchanged(model, snap)
@@ -120,8 +121,8 @@ def test_vmap_strategy_matches_loop(bn_mode: str) -> None:
     dirs = random_directions(origin, 2, seed=3)
     coords = np.random.default_rng(0).uniform(-1, 1, size=(5, 2))
     loss_fn = nn.CrossEntropyLoss()
-    loop = evaluate(model, loss_fn, batch, origin, dirs, coords, bn_mode, strategy="loop")
-    vm = evaluate(model, loss_fn, batch, origin, dirs, coords, bn_mode, strategy="vmap", chunk=2)
+    loop = evaluate_points(model, loss_fn, batch, origin, dirs, coords, bn_mode, strategy="loop")
+    vm = evaluate_points(model, loss_fn, batch, origin, dirs, coords, bn_mode, strategy="vmap", chunk=2)
     np.testing.assert_allclose(vm["loss"], loop["loss"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(vm["acc"], loop["acc"])
 
@@ -133,8 +134,8 @@ def test_bf16_close_to_fp32_and_regression_has_nan_accuracy() -> None:
     origin = model_origin(model)
     dirs = random_directions(origin, 1, seed=0)
     coords = np.array([[0.0], [0.5]])
-    fp32 = evaluate(model, nn.MSELoss(), batch, origin, dirs, coords, "eval")
-    bf16 = evaluate(model, nn.MSELoss(), batch, origin, dirs, coords, "eval", precision="bf16")
+    fp32 = evaluate_points(model, nn.MSELoss(), batch, origin, dirs, coords, "eval")
+    bf16 = evaluate_points(model, nn.MSELoss(), batch, origin, dirs, coords, "eval", precision="bf16")
     assert np.all(np.isnan(fp32["acc"]))
     np.testing.assert_allclose(bf16["loss"], fp32["loss"], rtol=3e-2)
     assert not np.array_equal(bf16["loss"], fp32["loss"])  # it did run in bf16
@@ -149,7 +150,7 @@ def test_user_model_gradients_and_rng_untouched() -> None:
     grads = [p.grad.clone() for p in model.parameters()]
     rng = torch.get_rng_state()
     origin = model_origin(model)
-    evaluate(model, nn.CrossEntropyLoss(), (x, y), origin, random_directions(origin, 2, seed=0), [[0.1, 0.2]])
+    evaluate_points(model, nn.CrossEntropyLoss(), (x, y), origin, random_directions(origin, 2, seed=0), [[0.1, 0.2]])
     assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters()))
     assert torch.equal(rng, torch.get_rng_state())
     assert model.training
@@ -161,15 +162,15 @@ def test_bad_input_is_one_line_error() -> None:
     dirs = random_directions(origin, 2, seed=0)
     batch = (torch.randn(4, 70), torch.randint(0, 4, (4,)))
     with pytest.raises(BnlabError, match="bn_mode"):
-        evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0]], "frozen")
+        evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0]], "frozen")
     with pytest.raises(BnlabError, match="coords"):
-        evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0, 0]])
+        evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0, 0]])
     with pytest.raises(BnlabError, match="origin"):
-        evaluate(model, nn.CrossEntropyLoss(), batch, {"x": torch.zeros(1)}, dirs, [[0, 0]])
+        evaluate_points(model, nn.CrossEntropyLoss(), batch, {"x": torch.zeros(1)}, dirs, [[0, 0]])
     with pytest.raises(BnlabError, match="targets"):
-        evaluate(model, nn.CrossEntropyLoss(), (torch.randn(4, 70), torch.zeros(3)), origin, dirs, [[0, 0]])
+        evaluate_points(model, nn.CrossEntropyLoss(), (torch.randn(4, 70), torch.zeros(3)), origin, dirs, [[0, 0]])
     with pytest.raises(BnlabError, match="vmap"):
-        evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0]], "recalibrated", strategy="vmap")
+        evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, [[0, 0]], "recalibrated", strategy="vmap")
 
 
 def test_data_hash_identifies_data() -> None:
@@ -189,13 +190,13 @@ def test_compiled_forward_matches_eager(bn_mode: str) -> None:
     origin = model_origin(model)
     dirs = random_directions(origin, 2, seed=3)
     coords = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 0.25]])
-    eager = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode)
-    compiled = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, compile=True)
+    eager = evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode)
+    compiled = evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, compile=True)
     np.testing.assert_allclose(compiled["loss"], eager["loss"], rtol=1e-5, atol=1e-5)
 
 
 def test_first_layer_products_are_used_and_removed() -> None:
-    from bnlab.landscape.evaluate import _linear_first_layer
+    from bnlab.landscape.points import _linear_first_layer
 
     torch.manual_seed(6)
     model = _mlp(nn.BatchNorm1d).eval()
@@ -233,7 +234,7 @@ class _FlattenFirst(nn.Module):
 
 @pytest.mark.parametrize("bn_mode", ["train", "recalibrated"])
 def test_first_layer_products_through_a_reshape(bn_mode: str) -> None:
-    from bnlab.landscape.evaluate import _find_first_layer
+    from bnlab.landscape.points import _find_first_layer
 
     torch.manual_seed(7)
     model = _trained(_FlattenFirst(), (1, 8, 8))
@@ -242,7 +243,7 @@ def test_first_layer_products_through_a_reshape(bn_mode: str) -> None:
     origin = model_origin(model)
     dirs = random_directions(origin, 2, seed=2, one_d="filter")
     coords = np.array([[0.0, 0.0], [0.6, -0.2]])
-    got = evaluate(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, linear_first_layer=True)
+    got = evaluate_points(model, nn.CrossEntropyLoss(), batch, origin, dirs, coords, bn_mode, linear_first_layer=True)
     ref = _reference(model, nn.CrossEntropyLoss(), [batch], [batch], origin, dirs, coords, bn_mode, (nn.BatchNorm1d,))
     np.testing.assert_allclose(got["loss"], ref, rtol=1e-5, atol=1e-5)
 
@@ -261,6 +262,6 @@ def test_float64_model_keeps_float64_precision(bn_mode: str) -> None:
     dirs = random_directions(origin, 2, seed=1, one_d="filter")
     coords = np.array([[0.0, 0.0], [0.4, -0.7], [-1.0, 1.0]])
     loss_fn = nn.CrossEntropyLoss()
-    got = evaluate(model, loss_fn, batches, origin, dirs, coords, bn_mode)
+    got = evaluate_points(model, loss_fn, batches, origin, dirs, coords, bn_mode)
     ref = _reference(model, loss_fn, batches, batches, origin, dirs, coords, bn_mode, (BatchNorm,))
     np.testing.assert_allclose(got["loss"], ref, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,8 +14,6 @@ from bnlab.errors import BnlabError
 from bnlab.tracking.jsonl import JsonlTracker
 from bnlab.tracking.tensorboard import TensorBoardTracker
 from bnlab.tracking.wandb import WandbTracker
-
-TRACKERS: tuple[str, ...] = ("jsonl", "tensorboard", "wandb")
 
 
 class Tracker(Protocol):
@@ -28,15 +26,20 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
+# name -> builder from (run folder, run config); the optional ones import their package only when built
+_BUILDERS: dict[str, Callable[[Path, Mapping[str, Any]], Tracker]] = {
+    "jsonl": lambda run_dir, config: JsonlTracker(run_dir / "metrics.jsonl"),
+    "tensorboard": lambda run_dir, config: TensorBoardTracker(run_dir / "tensorboard"),
+    "wandb": lambda run_dir, config: WandbTracker(run_dir, config),
+}
+TRACKERS: tuple[str, ...] = tuple(_BUILDERS)
+
+
 def make_trackers(names: Sequence[str], run_dir: Path, config: Mapping[str, Any]) -> list[Tracker]:
+    """One tracker per name, in order; an unknown name raises BnlabError naming the known ones."""
     trackers: list[Tracker] = []
     for name in names:
-        if name == "jsonl":
-            trackers.append(JsonlTracker(run_dir / "metrics.jsonl"))
-        elif name == "tensorboard":
-            trackers.append(TensorBoardTracker(run_dir / "tensorboard"))
-        elif name == "wandb":
-            trackers.append(WandbTracker(run_dir, config))
-        else:
+        if name not in _BUILDERS:
             raise BnlabError(f"unknown tracker '{name}' (choose from {', '.join(TRACKERS)})")
+        trackers.append(_BUILDERS[name](run_dir, config))
     return trackers
