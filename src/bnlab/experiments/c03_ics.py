@@ -44,7 +44,8 @@ PROTOCOL = base.ClaimProtocol(
                 "mean over probe times); and for Ioffe's MLP: log(percentile drift without BN / with BN)",
         unit="cosine difference; log ratio", test="t", threshold=0.0,
         threshold_source="0 = as much internal covariate shift with BN as without; the claim predicts less with BN",
-        settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"}),
+        settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"},
+        setting_costs={"ioffe": "cheap"}),
     cost="costly",
     secondary=("the VGG classifier head's cos(G, G′), BN − none", "log(relative distance ‖G − G′‖/‖G‖ none / BN) per "
                "conv layer", "deep linear net: mean cos(G, G′) over layers, BN − none", "Ioffe MLP test accuracy"),
