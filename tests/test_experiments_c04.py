@@ -37,12 +37,15 @@ def test_manipulation_check_is_against_no_bn():
     assert c04_noisy.decide(metrics).verdict == "inconclusive"
 
 
-def test_the_control_is_part_of_the_rule():
-    """Noise that does not hurt a net without BN: the claim as stated is not supported."""
+def test_the_control_is_a_gate():
+    """Noise that does not hurt a net without BN: the experiment did not show its noise matters, so the claim is
+    inconclusive and says so (issue 25: a positive control is a gate, not a setting; it was a voting setting before,
+    which made a refuted control give 'mixed')."""
     metrics = {"primary": {**GOOD, "control": [-0.01, 0.02, -0.03, 0.01, 0.0]}}
     assert c04_noisy.decide(metrics).verdict == "inconclusive"
     hurts_bn_only = {**GOOD, "control": [-0.2, -0.25, -0.22, -0.3, -0.21]}
-    assert c04_noisy.decide({"primary": hurts_bn_only}).verdict == "mixed"
+    decision = c04_noisy.decide({"primary": hurts_bn_only})
+    assert decision.verdict == "inconclusive" and "gate not passed: control" in decision.reason
 
 
 @pytest.mark.parametrize("change, want", [

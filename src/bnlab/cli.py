@@ -192,6 +192,8 @@ def audit(
     seeds: int = typer.Option(None, help="seeds per setting (default: each claim's own for the scale, e.g. 8 for "
                               "cheap runs and 5 for the VGG runs at the default scale; see docs/protocol.md)"),
     first_seed: int = typer.Option(0, "--first-seed", help="run seeds N, N+1, ... (a replication on other seeds)"),
+    replicate: bool = typer.Option(False, "--replicate", help="then run the same plan on seeds from 1000 into "
+                                   "OUT/replication and report per claim whether the verdict replicated"),
     claims: str = typer.Option(None, help="comma-separated claim ids to run, e.g. C07,C13 (default: all)"),
     executor: str = typer.Option("process", help="process (one worker per core) | local (one process, for "
                                  "debugging) | ray"),
@@ -211,8 +213,14 @@ def audit(
     from bnlab.sweeps.progress import ProgressBar
 
     bar = ProgressBar() if not quiet and sys.stderr.isatty() else None
-    result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
-                       first_seed=first_seed, log=None if quiet else typer.echo, progress=bar, force=force)
+    run = run_audit
+    if replicate:
+        from bnlab.experiments.replication import run_replicated_audit
+
+        def run(*args, **kw):  # type: ignore[no-redef]
+            return run_replicated_audit(*args, **kw)[0]
+    result = run(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
+                 first_seed=first_seed, log=None if quiet else typer.echo, progress=bar, force=force)
     typer.echo("")
     typer.echo(verdict_table(result.results))
     typer.echo(f"\nreport: {result.report_html}")

@@ -55,7 +55,8 @@ PROTOCOL = base.ClaimProtocol(
                 "drift of each watched percentile over training in units of the unit's own 15–85 spread",
         unit="cosine difference; log ratio", test="t", threshold=0.0,
         threshold_source="0 = as much internal covariate shift with BN as without; the claim predicts less with BN",
-        settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"}),
+        settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"},
+        setting_costs={"ioffe": "cheap"}),
     cost="costly",
     secondary=("log(raw percentile drift none / BN), Ioffe MLP",
                "the VGG classifier head's cos(G, G′), BN − none",
@@ -73,13 +74,20 @@ PROTOCOL = base.ClaimProtocol(
         "the drift is divided by the unit's own 15–85 spread; the raw drift is reported beside it. The verdict "
         "depends on which definition of ICS is taken, and the reading says so.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.05,
+    "0.05 of cosine similarity (a judgement: a twentieth of the range over which Santurkar's Fig. 5 "
+    "cosines move); for Ioffe's percentile drift a factor of 2 (log 2)",
+    per_setting={"ioffe": 0.69})
+
 RULE = ("One vote per setting: each VGG conv layer after the first (per seed: cos(G, G′) with BN − without, mean over "
         "probe times) and Ioffe's MLP (per seed: log(relative percentile drift without BN / with BN), the drift in "
         "units of each unit's own 15–85 spread). Each: the 95% "
         "t-interval of the mean wholly above 0 -> supported (BN reduces ICS), wholly below 0 -> refuted, otherwise "
-        "inconclusive. The claim: supported (refuted) only when every setting says so; supported in one and refuted "
-        "in another -> mixed; otherwise inconclusive. The head, relative distances and the deep linear net are "
-        "reported, never voted.")
+        "inconclusive. The claim: supported only when every setting is; refuted when one is refuted and none "
+        "supported; supported in one and refuted in another -> mixed; otherwise inconclusive. The head, relative "
+        "distances and the deep linear net are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:

@@ -58,7 +58,7 @@ PROTOCOL = base.ClaimProtocol(
                          f"±{MARGIN} margin (half of Santurkar's 3-point CIFAR-10 advantage), applied to the "
                          "advantage BN has in this setting",
         settings=("noisy_vs_none", "kept_share", "manipulation", "control"),
-        per_setting={"kept_share": ("t", KEPT_SHARE)},
+        per_setting={"kept_share": ("t", KEPT_SHARE)}, gates=("manipulation", "control"),
         units={"noisy_vs_none": "accuracy", "kept_share": "share of BN's advantage", "manipulation": "log ratio",
                "control": "accuracy"}),
     cost="costly",
@@ -77,16 +77,21 @@ PROTOCOL = base.ClaimProtocol(
         "BN' requires (BN's own drift is ≈ 0 by construction); the noise-on-no-BN control is stated by the claim, "
         "so it is part of the rule.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT + "; kept share: a true share of 0.75 (0.25 above ½); manipulation: "
+                         "a factor of 2", per_setting={"manipulation": 0.69, "kept_share": 0.25})
+
 RULE = ("Per seed, A = mean test accuracy over all evaluations. Four components, each over seeds: (1) A(noisy BN) − "
         "A(no BN), 95% t-interval wholly above 0 -> supported, below -> refuted; (2) the share of BN's advantage "
         "noisy BN keeps, (A(noisy BN) − A(no BN)) / (A(BN) − A(no BN)) (seeds with A(BN) ≤ A(no BN) left out): "
         f"95% t-interval wholly above {KEPT_SHARE} -> supported (noisy BN loses less than half of BN's advantage), "
         f"wholly below {KEPT_SHARE} -> refuted; (3) the manipulation check log(drift noisy BN / drift no BN) and (4) "
-        "the control A(no BN) − A(noise on no BN), each directional as (1). If the manipulation check is not "
+        "the control A(no BN) − A(noise on no BN), each directional as (1). (3) and (4) are gates: if either is not "
         "supported, the verdict is inconclusive (the noise did not shift the distributions more than training "
-        "without BN does). Otherwise the verdict combines (1), (2) and (4) by stats.combine: supported (refuted) "
-        "only when all three say so, mixed when some are supported and others refuted, inconclusive otherwise. The "
-        f"absolute TOST (±{MARGIN}) and the ℓp nets are reported, never voted.")
+        "without BN does, or did not hurt a net without BN). Otherwise (1) and (2) vote by stats.combine: supported "
+        "only when both are, refuted when one is refuted and none supported, mixed when one is supported and the "
+        f"other refuted, inconclusive otherwise. The absolute TOST (±{MARGIN}) and the ℓp nets are reported, never "
+        "voted.")
 
 
 def kept_shares(noisy: list, bn: list, none: list) -> list[float]:
@@ -133,15 +138,9 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
-    """Manipulation check first (not supported -> inconclusive); then superiority, equivalence and control combined
-    by stats.combine (see RULE)."""
-    results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"])
-    votes = {r.setting: r.vote for r in results}
-    if votes["manipulation"] != "supported":
-        verdict = "inconclusive"
-    else:
-        verdict = stats.combine([votes["noisy_vs_none"], votes["kept_share"], votes["control"]])
-    return base.Decision(verdict, results, base.secondary_results(metrics))
+    """The gates (manipulation check, control) first: not supported -> inconclusive; then superiority and the
+    kept share combined by stats.combine (see RULE)."""
+    return base.decide_endpoint(PROTOCOL.endpoint, metrics)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

@@ -47,7 +47,7 @@ PROTOCOL = base.ClaimProtocol(
                 "same with BN (same batch, BN with batch statistics)",
         unit="log ratio", test="t", threshold=0.0,
         threshold_source="0 = equal smoothness; Santurkar Fig. 4a predicts a narrower band with BN (effect > 0)",
-        settings=("vgg", "dln")),
+        settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
     secondary=("ℓ1 / ℓ2 / ℓ∞ normalisation vs no BN on the VGG (same measure)",
                "loss variation relative to the loss at w (BN vs no BN), per net"),
@@ -58,11 +58,14 @@ PROTOCOL = base.ClaimProtocol(
         "VGG about 44× raw against about 1.7× relative to the loss at w), so the relative variation is reported "
         "beside it in the summary. The DLN runs Santurkar's protocol (summed loss, lr 1e-6).")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(loss variation) without BN "
         "minus with BN. Per net: the 95% t-interval of the mean effect over seeds wholly above 0 -> supported, wholly "
-        "below 0 -> refuted, otherwise inconclusive. The claim: supported (refuted) only when both nets say so; one "
-        "supported and one refuted -> mixed; otherwise inconclusive. ℓp nets and the relative variation are "
-        "reported, never voted.")
+        "below 0 -> refuted, otherwise inconclusive. The claim: supported only when both nets are; refuted when one "
+        "is and none supported; one supported and one refuted -> mixed; otherwise inconclusive. ℓp nets and the "
+        "relative variation are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:

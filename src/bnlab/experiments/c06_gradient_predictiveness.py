@@ -57,7 +57,7 @@ PROTOCOL = base.ClaimProtocol(
                 "with BN (same batch, BN with batch statistics)",
         unit="log ratio", test="t", threshold=0.0,
         threshold_source="0 = equal β; Santurkar Fig. 4c predicts a smaller effective β-smoothness with BN",
-        settings=("vgg", "dln")),
+        settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
     secondary=("gradient predictiveness (the band max_η − min_η of ‖∇L(w − ηg) − g‖, Fig. 4b), per net",
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
@@ -71,11 +71,15 @@ PROTOCOL = base.ClaimProtocol(
         "divided by the step length: on the VGG its ratio (about 14×) is mostly gradient scale, where the effective "
         "β differs about 1.4×. The band is reported beside it.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(effective β-smoothness, "
         "max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN minus with BN. Per net: the 95% t-interval of the mean effect "
-        "wholly above 0 -> supported, wholly below 0 -> refuted, otherwise inconclusive. The claim: supported "
-        "(refuted) only when both nets say so; one supported and one refuted -> mixed; otherwise inconclusive. The "
-        "gradient-predictiveness band and the Hessian results are reported, never voted.")
+        "wholly above 0 -> supported, wholly below 0 -> refuted, otherwise inconclusive. The claim: supported only "
+        "when both nets are; refuted when one is and none supported; one supported and one refuted -> mixed; "
+        "otherwise inconclusive. The gradient-predictiveness band and the Hessian results are reported, never "
+        "voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:

@@ -57,6 +57,12 @@ PROTOCOL = base.ClaimProtocol(
         "every seed would give the same number and a zero-width interval; bisection refines it, and the exact sign "
         "test decides.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.7,
+    "0.7 decades = a 5x larger stable learning rate: Ioffe & Szegedy's smaller learning-rate increase "
+    "with BN (BN-x5, Sec. 4.2.1)")
+
 RULE = ("Per seed: d = log10(largest stable lr with BN) − log10(largest stable lr without BN), where a run is stable "
         "unless its training loss turns non-finite, reaches 1000× its first value, or ends no lower than it began. "
         "Exact two-sided sign test over seeds: p < 0.05 with d > 0 -> supported, p < 0.05 with d < 0 -> refuted, "

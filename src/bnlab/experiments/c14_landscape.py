@@ -99,12 +99,17 @@ PROTOCOL = base.ClaimProtocol(
         "ravines': a steep smooth bowl is rough by it. Ruggedness, the part of the surface a quadratic bowl does "
         "not explain, votes beside it.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.69, base.FACTOR_TWO + "; ruggedness: 0.1 of unexplained root-mean-square (U) between the arms",
+    per_setting={"ruggedness:train": 0.1, "ruggedness:eval": 0.1})
+
 RULE = ("Per seed and BN mode (train, eval): roughness effect = log R(no BN) − log R(BN) of the 2-D landscapes; "
         "ruggedness effect = U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit within r. Four "
         "votes: each 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, "
-        "otherwise inconclusive. The claim: supported (refuted) only when all four say so; some supported and some "
-        "refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity and the Hessian are reported, never "
-        "voted.")
+        "otherwise inconclusive. The claim: supported only when all four are; refuted when one is and none "
+        "supported; some supported and some refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity "
+        "and the Hessian are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
