@@ -8,7 +8,7 @@ SCALE  ?= default
 OUT    ?= runs/audit
 EXECUTOR ?= process
 
-.PHONY: install install-dev audit test test-fast test-models test-models-full models lint bench check clean protocol docs
+.PHONY: install install-dev audit audit-replicate readme-table test test-fast test-models test-models-full models lint bench check clean protocol docs
 
 $(VENV)/.installed: requirements/base.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ install-dev: $(VENV)/.installed-dev
 
 audit: install
 	$(VENV)/bin/bnlab audit --scale $(SCALE) --out $(OUT) --executor $(EXECUTOR)
+
+# the audit and its replication on seeds from 1000 (OUT/replication), then the README's table from both
+audit-replicate: install
+	$(VENV)/bin/bnlab audit --scale $(SCALE) --out $(OUT) --executor $(EXECUTOR) --replicate
+
+readme-table: install
+	$(PY) -m bnlab.report.readme_table $(OUT)
 
 check: install
 	$(VENV)/bin/bnlab check

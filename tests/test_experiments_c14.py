@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from bnlab.errors import BnlabError
@@ -26,10 +27,8 @@ def test_plan_pairs_bn_and_no_bn_and_shares_the_curvature_runs() -> None:
 
 def test_smoke_trials_and_summary() -> None:
     plan, results, result = run_and_check(c14)
-    assert [r.setting for r in result.decision.primary] == ["train"]
-    finding = result.decision.secondary[0]
-    assert finding.name.endswith("BN mode eval") and finding.note.startswith("finding")
-    assert "eval mode" in result.description.summary and finding.effect is not None
+    assert [r.setting for r in result.decision.primary] == list(c14.SETTINGS)
+    assert "eval mode" in result.description.summary and "ruggedness" in result.description.summary
     for label in c14.NORMS:
         for s in plan.seeds:
             rec = results[f"{label}/seed={s}"]
@@ -37,25 +36,44 @@ def test_smoke_trials_and_summary() -> None:
                 m = rec["modes"][mode]
                 assert len(m["loss"]) == plan.config["grid"] and len(m["line_loss"]) == plan.config["line"]
                 assert math.isfinite(m["roughness_2d"]) and m["roughness_2d"] >= 0
+                assert 0 <= m["ruggedness_2d"] <= 1
     assert {f.id for f in result.figures} >= {"landscape_2d", "roughness", "sharpness_end"}
 
 
-def _m(train, evalmode):
-    return {"primary": {"train": train},
-            "secondary": {"log(2-D roughness no BN / BN), BN mode eval": {"values": evalmode, "note": "finding"}}}
+def _m(rough_train, rough_eval, rugged_train, rugged_eval):
+    return {"primary": {"roughness:train": rough_train, "roughness:eval": rough_eval,
+                        "ruggedness:train": rugged_train, "ruggedness:eval": rugged_eval}}
 
 
-def test_eval_mode_reversal_is_a_finding_not_a_buried_vote() -> None:
-    """The old rule combined both modes: train supported + eval refuted gave 'mixed'/'inconclusive'. Now train mode
-    decides and the eval-mode reversal is reported with its CI."""
-    train = [0.8, 1.1, 0.9, 1.3, 0.7]
-    rougher_in_eval = [-1.3, -1.9, -0.8, -1.5, -1.1]
-    d = c14.decide(_m(train, rougher_in_eval))
-    assert d.verdict == "supported"
-    assert d.secondary[0].ci_high < 0 and d.secondary[0].vote is None
-    assert c14.decide(_m([-v for v in train], train)).verdict == "refuted"
-    assert c14.decide(_m([0.5, -0.4, 0.1, -0.2, 0.0], train)).verdict == "inconclusive"
-    assert c14.decide(_m([math.nan, 1.0], train)).verdict == "inconclusive"
+UP = [0.8, 1.1, 0.9, 1.3, 0.7]
+DOWN = [-1.3, -1.9, -0.8, -1.5, -1.1]
+FLAT = [0.5, -0.4, 0.1, -0.2, 0.0]
+
+
+@pytest.mark.parametrize("votes, want", [
+    ((UP, UP, UP, UP), "supported"),
+    ((DOWN, DOWN, DOWN, DOWN), "refuted"),
+    ((UP, DOWN, UP, UP), "mixed"),  # the default audit's roughness: train mode supports, eval mode refutes
+    ((UP, UP, FLAT, UP), "inconclusive"),  # rough but not shown rugged: not the claim's cliffs and ravines
+    (([math.nan, 1.0], UP, UP, UP), "inconclusive"),
+])
+def test_both_modes_and_ruggedness_vote(votes, want) -> None:
+    """Both BN modes are settings (eval mode is how the visualisation tools draw a BN net), and ruggedness votes
+    beside roughness: supported only when all four agree."""
+    assert c14.decide(_m(*votes)).verdict == want
+
+
+def test_rule_under_simulated_nulls_and_effects() -> None:
+    rng = np.random.default_rng(5)
+
+    def verdicts(means: tuple[float, ...], sims: int = 300) -> list[str]:
+        return [c14.decide(_m(*(list(rng.normal(m, 0.3, 5)) for m in means))).verdict for _ in range(sims)]
+
+    null = verdicts((0.0, 0.0, 0.0, 0.0))
+    assert sum(v != "inconclusive" for v in null) <= 0.05 * 300 + 12
+    assert verdicts((1.0, 1.0, 1.0, 1.0)).count("supported") >= 0.8 * 300
+    assert verdicts((0.52, -1.18, 1.0, 1.0)).count("mixed") >= 0.8 * 300
+    assert verdicts((1.0, 1.0, 0.0, 1.0)).count("supported") <= 0.05 * 300 + 12
 
 
 def test_log_roughness_ratios() -> None:

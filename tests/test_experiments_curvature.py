@@ -108,3 +108,28 @@ def test_effects_on_hand_made_runs() -> None:
     assert len(sharpness_effects(res, seeds, at_end=False)["log(λ_max no BN / BN), BN mode train"]) == 3
     missing = {k: v for k, v in res.items() if k.endswith("seed=0")}
     assert len(sharpness_effects(missing, seeds, at_end=True)["log(λ_max no BN / BN), BN mode train"]) == 1
+
+
+def test_smoke_trials_measure_batch_sharpness_beside_lambda_max(smoke_results: dict[str, dict]) -> None:
+    """Every run records the batch sharpness per BN mode over SGD mini-batches, with the batch size BN's
+    statistics used; the edge-of-stability secondaries report it beside λ_max against 2/η."""
+    from bnlab.experiments.curvature import edge_of_stability
+
+    bn, none = smoke_results[trial_name("bn", 0)], smoke_results[trial_name("none", 0)]
+    assert bn["sgd_batch_size"] == 32 and bn["sgd_batches"] == CONFIGS["smoke"].sgd_batches
+    for run in (bn, none):
+        for mode in run["modes"]:
+            assert all(v is not None and v > 0 for v in run["series"][mode]["batch_sharpness"])
+    assert bn["bn_batch_size"]["train"] == {"top": 32, "batch_sharpness": 32}
+    assert bn["bn_batch_size"]["eval"] == {"top": None, "batch_sharpness": None}
+    assert none["bn_batch_size"]["train"] == {"top": None, "batch_sharpness": None}
+    eos = edge_of_stability(smoke_results, (0, 1), "smoke")
+    names = [n for n in eos if n.startswith("log(batch sharpness")]
+    assert len(names) == 3 and all(len(eos[n]["values"]) == 2 for n in names)
+    assert "BN statistics over 32 examples" in eos["log(batch sharpness / (2/η)), BN, BN mode train, last third of "
+                                                  "training"]["note"]
+    old = {k: {**v, "series": {m: {kk: vv for kk, vv in s.items() if not kk.startswith("batch")}
+                               for m, s in v["series"].items()}} for k, v in smoke_results.items()}
+    assert not any(n.startswith("log(batch") for n in edge_of_stability(old, (0, 1), "smoke"))
+    panels = sharpness_figures(smoke_results, (0, 1), False, threshold=1.0)[0].data["panels"]
+    assert panels[-1]["title"].startswith("batch sharpness")

@@ -17,6 +17,7 @@ from bnlab.experiments.stats import (
     VERDICTS,
     Estimate,
     combine,
+    combine_reason,
     directional_verdict,
     equivalence_verdict,
     finite,
@@ -282,34 +283,53 @@ def test_directional_verdict_t() -> None:
 
 
 def test_combine_rules() -> None:
+    """A universal claim: supported only when every setting supports; one refutation (none supporting) refutes."""
     assert combine([]) == "not_measured"
     assert combine(["not_measured", "not_measured"]) == "not_measured"
     assert combine(["supported", "not_measured"]) == "supported"
     assert combine(["refuted", "refuted", "not_measured"]) == "refuted"
     assert combine(["supported", "supported", "inconclusive"]) == "inconclusive"
-    assert combine(["refuted", "inconclusive"]) == "inconclusive"
+    assert combine(["refuted", "inconclusive"]) == "refuted"  # C11 at 23663f1: three refute, one undecided
+    assert combine(["refuted", "refuted", "refuted", "inconclusive"]) == "refuted"
     assert combine(["supported", "refuted"]) == "mixed"
     assert combine(["supported", "refuted", "inconclusive"]) == "mixed"
     assert combine(["mixed", "not_measured"]) == "mixed"
     assert combine(["supported", "mixed"]) == "mixed"
     assert combine(iter(["supported"])) == "supported"
+    assert combine(["supported"], gates=["inconclusive"]) == "inconclusive"
+    assert combine(["refuted"], gates=["refuted"]) == "inconclusive"
+    assert combine(["refuted"], gates=["supported", "not_measured"]) == "refuted"
     with pytest.raises(ValueError, match="'maybe'"):
         combine(["supported", "maybe"])
+    with pytest.raises(ValueError, match="'maybe'"):
+        combine(["supported"], gates=["maybe"])
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_combine_all_short_lists(k: int) -> None:
+def _expected_combination(votes: tuple[str, ...], gates: tuple[str, ...]) -> str:
+    """The rule of issue 25 written out independently of `combine`, for the exhaustive test."""
+    left = [v for v in votes if v != "not_measured"]
+    if not left:
+        return "not_measured"
+    if any(g not in ("supported", "not_measured") for g in gates):
+        return "inconclusive"
+    supports = sum(v in ("supported", "mixed") for v in left)
+    refutes = sum(v in ("refuted", "mixed") for v in left)
+    if supports and refutes:
+        return "mixed"
+    if supports == len(left):
+        return "supported"
+    return "refuted" if refutes else "inconclusive"
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_combine_every_combination_of_votes_and_gates(k: int) -> None:
+    """Every combination of k setting votes (all five verdicts) with 0, 1 or 2 gate votes."""
     for vs in itertools.product(VERDICTS, repeat=k):
-        left = {v for v in vs if v != "not_measured"}
-        got = combine(vs)
-        if not left:
-            assert got == "not_measured"
-        elif "mixed" in left or {"supported", "refuted"} <= left:
-            assert got == "mixed"
-        elif left in ({"supported"}, {"refuted"}):
-            assert got == left.pop()
-        else:
-            assert got == "inconclusive", vs
+        for g in range(3 if k <= 3 else 2):
+            for gates in itertools.product(VERDICTS, repeat=g):
+                assert combine(vs, gates) == _expected_combination(vs, gates), (vs, gates)
+                verdict, reason = combine_reason(vs, gates)
+                assert verdict == combine(vs, gates) and reason
 
 
 # --- serialisation --------------------------------------------------------------------------------------------

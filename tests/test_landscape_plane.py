@@ -22,7 +22,7 @@ from bnlab.landscape import (
     random_plane,
     roughness,
 )
-from bnlab.landscape.roughness import negative_curvature_fraction
+from bnlab.landscape.roughness import negative_curvature_fraction, quadratic_residual
 
 
 def _setup() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -144,3 +144,35 @@ def test_roughness_against_closed_form() -> None:
     assert np.isfinite(roughness(cliff, x, y))
     with pytest.raises(BnlabError, match="radius"):
         roughness(bowl, x, y, radius=0.0)
+
+
+def test_ruggedness_against_an_orthogonal_residual() -> None:
+    """Reference oracle (float64): a bowl plus a residual e built orthogonal to the quadratic design by an
+    independent route (scipy's null space of the design, not a least-squares fit) must give exactly
+    sqrt(‖e‖² / ‖z − mean z‖²); any bowl, however sharp, gives 0; scaling and adding a quadratic change nothing."""
+    from scipy.linalg import null_space
+
+    x = np.linspace(-1, 1, 11)
+    y = np.linspace(-1, 1, 11)
+    xx, yy = np.meshgrid(x, y)
+    inside = np.hypot(xx, yy) <= 0.8 + 1e-12
+    px, py = xx[inside], yy[inside]
+    design = np.stack([np.ones_like(px), px, py, px**2, px * py, py**2], axis=1)  # (m, 6)
+    basis = null_space(design.T)  # (m, m - 6): every vector here is orthogonal to all quadratics
+    e = basis @ np.random.default_rng(0).normal(size=basis.shape[1]) * 0.3  # (m,)
+    bowl = 3.0 * xx**2 + 0.5 * xx * yy + 0.2 * yy**2 - xx + 2.0
+    surface = bowl.copy()
+    surface[inside] += e
+    surface[~inside] = 1e6  # outside the radius: never seen by the fit
+    z = surface[inside]
+    want = np.sqrt(np.sum(e**2) / np.sum((z - z.mean()) ** 2))
+    assert quadratic_residual(surface, x, y, radius=0.8) == pytest.approx(want, rel=1e-9)
+    assert quadratic_residual(bowl, x, y) == pytest.approx(0.0, abs=1e-7)
+    assert quadratic_residual(50 * bowl, x, y) == pytest.approx(0.0, abs=1e-7)  # sharpness is not ruggedness
+    assert quadratic_residual(7 * surface + 4 * xx**2, x, y, radius=0.8) == pytest.approx(
+        np.sqrt(np.sum((7 * e) ** 2) / np.sum((7 * z + 4 * px**2 - np.mean(7 * z + 4 * px**2)) ** 2)), rel=1e-9)
+    assert quadratic_residual(np.full((11, 11), 3.0), x, y) == 0.0
+    cliff = bowl + 5.0 * (xx > 0.3)  # a step: a smooth bowl explains little of it
+    assert quadratic_residual(cliff, x, y) > 0.2
+    with pytest.raises(BnlabError, match="6 grid points"):
+        quadratic_residual(bowl, x, y, radius=0.1)

@@ -220,6 +220,34 @@ def test_linearize_backend() -> None:
             pass
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_forward_over_reverse_backend_is_exact(mode: str, kind: str) -> None:
+    """backend="jvp" (torch.func.jvp of grad, per product) against the dense Hessian (itself checked by finite
+    differences) in float64, in both BN modes, through BN as plain ops (default) and torch's native batch_norm,
+    one batch and two: exact to round-off (unlike torch.func.hessian through train-mode BN, see below)."""
+    model, batch = setup(kind, "torch")
+    h = oracle(kind, "torch", mode)[0]
+    block = torch.randn(h.shape[0], 2, dtype=DT)  # (P, 2)
+    for composite in (True, False):
+        with hessian_operator(model, F.cross_entropy, batch, bn_mode=mode, backend="jvp",
+                              composite_bn=composite) as op:
+            assert torch.allclose(op.matvec(block), h @ block, atol=1e-10), composite
+            assert op.products == 2 and op.describe()["backend"] == "jvp"
+    halves = [(batch[0][:6], batch[1][:6]), (batch[0][6:], batch[1][6:])]
+    with hessian_operator(model, F.cross_entropy, halves, bn_mode=mode) as ref:
+        want = ref.matvec(block)
+    with hessian_operator(model, F.cross_entropy, halves, bn_mode=mode, backend="jvp") as op:
+        assert torch.allclose(op.matvec(block), want, atol=1e-10)
+
+
+def test_forward_over_reverse_backend_refuses_what_it_cannot_differentiate() -> None:
+    model, batch = setup("mlp", "bnlab")  # bnlab's BN: an autograd.Function without forward-mode AD
+    with hessian_operator(model, F.cross_entropy, batch, bn_mode="train", backend="jvp") as op:
+        with pytest.raises(BnlabError, match="backend 'jvp'"):
+            op.matvec(torch.randn(op.dim, dtype=DT))
+
+
 # ----------------------------------------------------------------------------- trace
 
 

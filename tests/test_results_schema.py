@@ -56,8 +56,9 @@ def test_finite_or_none_and_provenance() -> None:
 @pytest.mark.parametrize("claim, primary, want", [
     ("C03", {"conv:features.3": [0.1, 0.2, 0.15], "ioffe": [0.5, 0.6, 0.4]},
      {"conv:features.3": "cosine difference", "ioffe": "log ratio"}),
-    ("C04", {"noisy_vs_none": [0.1] * 3, "noisy_vs_bn": [0.0] * 3, "manipulation": [1.0] * 3, "control": [0.1] * 3},
-     {"noisy_vs_none": "accuracy", "noisy_vs_bn": "accuracy", "manipulation": "log ratio", "control": "accuracy"}),
+    ("C04", {"noisy_vs_none": [0.1] * 3, "kept_share": [0.9] * 3, "manipulation": [1.0] * 3, "control": [0.1] * 3},
+     {"noisy_vs_none": "accuracy", "kept_share": "share of BN's advantage", "manipulation": "log ratio",
+      "control": "accuracy"}),
     ("C13", {"speed": [0.5, 0.6, 0.4], "good_minimum": [0.0, 0.01, -0.01]},
      {"speed": "log ratio", "good_minimum": "accuracy"}),
 ])

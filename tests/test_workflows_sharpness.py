@@ -48,3 +48,52 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--lr" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+USER_FILES = '''
+import torch
+from torch import nn
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 2, 3, generator=g)
+    y = (x.flatten(1).sum(1) > 0).long() + (x[:, 0, 0] > 1).long()
+    return x[:64], y[:64], x[64:], y[64:]
+'''
+
+
+def test_cli_on_a_users_model_under_sgd(tmp_path: Path):
+    """`bnlab sharpness --model FILE.py:FACTORY --data FILE.py:FACTORY --optimizer sgd`: per BN mode λ_max and the
+    batch sharpness beside 2/η, each with the batch size its BN statistics used; the twin without BN, one mode."""
+    src = tmp_path / "user.py"
+    src.write_text(USER_FILES)
+    out = tmp_path / "s"
+    argv = ["sharpness", "--model", f"{src}:model", "--data", f"{src}:data", "--optimizer", "sgd",
+            "--batch-size", "16", "--sgd-batches", "3", "--lr", "0.5", "--steps", "20", "--every", "10",
+            "--train-size", "48", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "sharpness.json").read_text())
+    runs = {r["norm"]: r for r in result["runs"]}
+    bn, none = runs["bn"], runs["none"]
+    assert bn["has_bn"] and not none["has_bn"] and set(none["top"]) == {"train"}
+    for mode in ("train", "eval"):
+        assert len(bn["top"][mode]) == len(bn["batch_sharpness"][mode]) == len(bn["steps"]) == 3
+        assert all(v is not None and v > 0 for v in bn["batch_sharpness"][mode])
+    assert bn["bn_batch_size"] == {"train": {"top": 48, "batch_sharpness": 16},
+                                   "eval": {"top": None, "batch_sharpness": None}}
+    assert none["bn_batch_size"]["train"] == {"top": None, "batch_sharpness": None}
+    assert bn["sgd_batch_size"] == 16 and bn["late_batch_ratio_to_limit"] is not None
+    assert (out / "sharpness.png").stat().st_size > 0
+    assert main(["sharpness", "--model", f"{src}:nope", "--data", f"{src}:data", "--out", str(tmp_path / "t")]) == 2
+    assert not (tmp_path / "t").exists()
+
+
+def test_user_model_takes_bn_and_none_only():
+    with pytest.raises(BnlabError, match="twin"):
+        SharpnessConfig(model_file="m.py:f", norms=("bn", "gn"))

@@ -16,6 +16,7 @@ import bnlab
 from bnlab.cli import main
 from bnlab.landscape import random_directions, random_plane, roughness
 from bnlab.landscape.directions import model_origin
+from bnlab.landscape.roughness import quadratic_residual
 from bnlab.layers.batchnorm import BatchNorm
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
 from bnlab.probes.hessian import top_eigenvalues
@@ -107,6 +108,8 @@ def test_study_numbers_equal_the_probes_on_the_same_trained_weights(tmp_path: Pa
                 plane = random_plane(net, loss, sample, radius=1.0, steps=5, bn_mode=mode, directions=dirs[:2])
                 assert rec["landscape"][mode]["roughness_2d"] == pytest.approx(
                     roughness(plane.loss, plane.x, plane.y, 1.0), rel=1e-9)
+                assert rec["landscape"][mode]["ruggedness_2d"] == pytest.approx(
+                    quadratic_residual(plane.loss, plane.x, plane.y, 1.0), rel=1e-9, abs=1e-12)
             with torch.no_grad():
                 acc = float((net.eval()(tensors[2]).argmax(1) == tensors[3]).float().mean())
             assert rec["test_acc"] == pytest.approx(acc)
@@ -115,7 +118,9 @@ def test_study_numbers_equal_the_probes_on_the_same_trained_weights(tmp_path: Pa
     runs = result.results["runs"]
     expect = [math.log(t["landscape"]["train"]["roughness_2d"] / b["landscape"]["train"]["roughness_2d"])
               for b, t in zip(runs["bn"], runs["twin"])]
-    assert c14["metrics"]["per_seed"]["train"] == pytest.approx(expect)
+    assert c14["metrics"]["per_seed"]["roughness:train"] == pytest.approx(expect)
+    assert [v["setting"] for v in c14["votes"]] == ["roughness:train", "roughness:eval", "ruggedness:train",
+                                                    "ruggedness:eval"]
     html = result.write_report(tmp_path / "py")
     assert html.is_file() and (tmp_path / "py" / "weights" / "bn-seed0.pt").is_file()
 

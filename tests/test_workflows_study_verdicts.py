@@ -19,19 +19,23 @@ CHANCE = 0.1
 
 def _record(seed: int, smooth: float, spread: float, acc: float | None, diverged: int | None = None,
             **extra: Any) -> dict[str, Any]:
-    """One net's record: loss variation, gradient predictiveness and roughness ~ exp(smooth + noise)."""
+    """One net's record: loss variation, gradient predictiveness, β-smoothness and roughness ~ exp(smooth + noise)
+    (both BN modes' landscapes, as C14 votes on both)."""
     rng = random.Random(seed * 7 + int(smooth * 100) + 1)
     ag = {"step": [0, 5, 10], "loss_variation": [math.exp(smooth + rng.gauss(0, 0.05)) for _ in range(3)],
-          "gradient_predictiveness": [math.exp(smooth + rng.gauss(0, 0.05)) for _ in range(3)]}
+          "gradient_predictiveness": [math.exp(smooth + rng.gauss(0, 0.05)) for _ in range(3)],
+          "beta_smoothness": [math.exp(smooth + rng.gauss(0, 0.05)) for _ in range(3)]}
     ics = {"step": [0, 5, 10], "layers": LAYERS,
            "cosine": [[1.0, 0.9 - smooth / 10 + rng.gauss(0, 0.01), 0.8] for _ in range(3)]}
     grid = [[math.exp(smooth) * (x * x + y * y) for x in range(5)] for y in range(5)]
-    plane = {"x": [-1, -0.5, 0, 0.5, 1], "y": [-1, -0.5, 0, 0.5, 1], "loss": grid, "t": [0.0], "line_loss": [1.0],
-             "roughness_2d": math.exp(smooth + rng.gauss(0, 0.05)), "roughness_1d": 1.0}
+    def plane() -> dict[str, Any]:  # one BN mode's landscape: roughness ~ exp(smooth), ruggedness ~ 0.3 smooth
+        return {"x": [-1, -0.5, 0, 0.5, 1], "y": [-1, -0.5, 0, 0.5, 1], "loss": grid, "t": [0.0], "line_loss": [1.0],
+                "roughness_2d": math.exp(smooth + rng.gauss(0, 0.05)), "roughness_1d": 1.0,
+                "ruggedness_2d": 0.3 * smooth + rng.gauss(0, 0.01)}
     return {"seed": seed, "trained": True, "lr": 0.05, "diverged_at_step": diverged, "test_acc": acc,
             "train_acc": acc, "layers": LAYERS, "weight_grad_sq_init": [1.0, 1.0, 1.0],
             "gradient_spread": spread + rng.gauss(0, 0.02), "along_gradient": ag, "ics": ics,
-            "landscape": {"train": plane}, "hessian_start": {}, "hessian_end": {},
+            "landscape": {"train": plane(), "eval": plane()}, "hessian_start": {}, "hessian_end": {},
             "history": {"eval_step": [0, 10], "test_acc": [CHANCE, acc]}, "not_measured": {}, "not_selected": [],
             **extra}
 

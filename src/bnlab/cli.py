@@ -194,6 +194,8 @@ def audit(
     seeds: int = typer.Option(None, help="seeds per setting (default: each claim's own for the scale, e.g. 8 for "
                               "cheap runs and 5 for the VGG runs at the default scale; see docs/protocol.md)"),
     first_seed: int = typer.Option(0, "--first-seed", help="run seeds N, N+1, ... (a replication on other seeds)"),
+    replicate: bool = typer.Option(False, "--replicate", help="then run the same plan on seeds from 1000 into "
+                                   "OUT/replication and report per claim whether the verdict replicated"),
     claims: str = typer.Option(None, help="comma-separated claim ids to run, e.g. C07,C13 (default: all)"),
     executor: str = typer.Option("process", help="process (one worker per core) | local (one process, for "
                                  "debugging) | ray"),
@@ -213,8 +215,14 @@ def audit(
     from bnlab.sweeps.progress import ProgressBar
 
     bar = ProgressBar() if not quiet and sys.stderr.isatty() else None
-    result = run_audit(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
-                       first_seed=first_seed, log=None if quiet else typer.echo, progress=bar, force=force)
+    run = run_audit
+    if replicate:
+        from bnlab.experiments.replication import run_replicated_audit
+
+        def run(*args, **kw):  # type: ignore[no-redef]
+            return run_replicated_audit(*args, **kw)[0]
+    result = run(scale, seeds, claims, out, executor, workers=workers, address=address, data_dir=data_dir,
+                 first_seed=first_seed, log=None if quiet else typer.echo, progress=bar, force=force)
     typer.echo("")
     typer.echo(verdict_table(result.results))
     typer.echo(f"\nreport: {result.report_html}")
@@ -365,14 +373,19 @@ def gradflow(
 @app.command(cls=RegistryHelpCommand)
 def sharpness(
     out: str = typer.Option("runs/sharpness", help="output folder: sharpness.json and sharpness.<format>"),
-    model: str = typer.Option("mlp", help="{models:activation} (built-in model)"),
+    model: str = typer.Option("mlp", help="{models:activation} (built-in model, or FILE.py:FACTORY returning "
+                              "your nn.Module; norm bn = as given, none = its BN layers replaced by identities)"),
     activation: str = typer.Option("tanh", help="activation of the built-in model"),
     dataset: str = typer.Option("digits", help="{datasets:classification,packaged}"),
+    data: str = typer.Option(None, help="FILE.py:FACTORY returning your data (train_x, train_y, test_x, test_y) "
+                             "or a (train, test) pair of Datasets / DataLoaders; replaces --dataset"),
     train_size: int = typer.Option(500, "--train-size", help="training examples (the full batch of GD)"),
     norm: str = typer.Option("none,bn", help="comma-separated norms to compare"),
     lr: str = typer.Option("0.02,0.03,0.04", help="comma-separated learning rates η (2/η is drawn for each)"),
     optimizer: str = typer.Option("gd", help="gd (full batch, Cohen et al.) | sgd (mini-batches of --batch-size)"),
     batch_size: int = typer.Option(64, "--batch-size", help="mini-batch size for --optimizer sgd"),
+    sgd_batches: int = typer.Option(8, "--sgd-batches", help="mini-batches behind each batch-sharpness estimate "
+                                    "(--optimizer sgd: E_B[g_Bᵀ H_B g_B / ‖g_B‖²], Andreyev & Beneventano 2024)"),
     loss: str = typer.Option("mse", help="mse (½‖f − onehot‖², Cohen et al.) | cross_entropy"),
     steps: int = typer.Option(3000, help="training steps per (norm, lr)"),
     every: int = typer.Option(100, help="measure λ_max every this many steps"),
@@ -384,7 +397,8 @@ def sharpness(
     force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
                                "not write (see docs/reliability.md)"),
 ) -> None:
-    """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability)."""
+    """Sharpness over training: λ_max(t) against 2/η for each (norm, lr), in each BN mode (the edge of stability);
+    under --optimizer sgd also the batch sharpness, the quantity that settles at 2/η under SGD."""
     from bnlab.workflows.sharpness_command import SharpnessConfig, run_sharpness
 
     def floats(text: str, name: str) -> tuple[float, ...]:
@@ -393,7 +407,9 @@ def sharpness(
         except ValueError:
             raise BnlabError(f"{name} must be comma-separated numbers, got {text!r}") from None
 
-    cfg = SharpnessConfig(model=model, activation=activation, dataset=dataset, train_size=train_size,
+    user_model = model if ":" in model else None
+    cfg = SharpnessConfig(model="mlp" if user_model else model, activation=activation, dataset=dataset,
+                          train_size=train_size, model_file=user_model, data_file=data, sgd_batches=sgd_batches,
                           norms=tuple(n.strip() for n in norm.split(",") if n.strip()), lrs=floats(lr, "--lr"),
                           optimizer=optimizer, batch_size=batch_size, loss=loss, steps=steps, every=every,
                           bn_modes=tuple(m.strip() for m in bn_mode.split(",") if m.strip()), tol=tol, seed=seed,

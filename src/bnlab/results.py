@@ -11,7 +11,11 @@ A claim entry (one per claim under ``"claims"``) is plain data:
      "verifications", "protocol", "seeds", "metrics", "figures", "caveats", "config_hash", "n_trials", "about"}
 
 ``primary`` is the headline setting of the primary endpoint; ``votes`` the endpoint in every setting with the vote
-each cast; ``key_number`` (the older contract) is the headline again as {name, value, ci_low, ci_high, unit}.
+each cast (with its sequential ``look``, ``looks``, ``decided_n`` and ``history``); ``key_number`` (the older
+contract) is the headline again as {name, value, ci_low, ci_high, unit}. An audit adds `OPTIONAL_ENTRY_KEYS` to a
+claim it summarised: ``reason`` (how the settings combined), ``sequential`` (the plan, the looks reached and the
+settings ``capped`` undecided) and, with ``--replicate``, ``replication`` (the verdict on seeds from 1000 and
+whether it replicated or flipped).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ FIGURE_KINDS: tuple[str, ...] = ("lines", "bars", "contours", "surface", "heatma
 ENTRY_KEYS: tuple[str, ...] = ("id", "title", "verdict", "rule", "summary", "method", "key_number", "primary",
                                "votes", "secondary", "verifications", "protocol", "seeds", "metrics", "figures",
                                "caveats", "config_hash", "n_trials", "about")
+
+OPTIONAL_ENTRY_KEYS: tuple[str, ...] = ("reason", "sequential", "replication")
 
 
 def finite_or_none(x: float | None) -> float | None:

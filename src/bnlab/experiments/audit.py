@@ -147,6 +147,9 @@ class _Claim:
     plan: Plan | None = None
     entry: dict[str, Any] | None = None  # set once the claim's result is final
     failure: str | None = None
+    look: base.Look | None = None  # the sequential plan's look of this stage (None: fixed n, --seeds N)
+    frozen: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> the vote decided at a look
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # setting -> every look's numbers
 
 
 @dataclass
@@ -227,7 +230,7 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
         files.add(file)
         figures.append({**spec, "file": file})
     decision = result.decision
-    return plain(results_schema.claim_entry(
+    entry = plain(results_schema.claim_entry(
         claim_id, CLAIMS[claim_id].title, result.verdict, result.description.summary, rule=result.rule,
         method=result.description.method, primary=decision.primary[0].to_dict(),
         votes=[r.to_dict() for r in decision.primary], secondary=[r.to_dict() for r in decision.secondary],
@@ -235,6 +238,8 @@ def claim_entry(claim_id: str, result: ClaimResult, plan: Plan) -> dict[str, Any
         seeds=plan.seeds, metrics=result.metrics, figures=figures,
         caveats=stand_in_caveats(plan) + list(result.description.caveats), config_hash=plan.key(),
         n_trials=len(plan.trials), about=_about(claim_id)))
+    entry["reason"] = decision.reason  # how stats.combine decided, naming refuting settings or failed gates
+    return entry
 
 
 def stand_in_caveats(plan: Any) -> list[str]:
@@ -286,7 +291,7 @@ def _plan_claims(request: AuditRequest) -> list[_Claim]:
                               f"verdict (its module {CLAIM_MODULES[st.id]} is not written).")
             continue
         try:
-            plan = _check_plan(st.id, st.module.plan(request.scale, request.seeds, request.first_seed))
+            plan = _check_plan(st.id, st.module.plan(request.scale, _first_look(request), request.first_seed))
         except Exception as exc:  # noqa: BLE001
             st.entry = _failed(st.id, "plan() failed", _describe(exc))
             continue
@@ -359,6 +364,133 @@ def _results(request: AuditRequest, states: Sequence[_Claim], trials: Sequence[T
     }
 
 
+def _first_look(request: AuditRequest) -> int | base.Look:
+    """`--seeds N`: a fixed-n audit (one look); otherwise the sequential plan's first look (`base.LOOKS`)."""
+    return request.seeds if request.seeds is not None else base.Look({})
+
+
+def _sequential_state(scale: str, st: _Claim) -> dict[str, Any] | None:
+    """What `base.setting_result` reads from ``metrics["sequential"]`` for this claim's stage."""
+    if st.look is None:
+        return None
+    return {"default_cost": st.module.PROTOCOL.cost, "schedules": {c: list(n) for c, n in base.LOOKS[scale].items()},
+            "looks": {c: st.look.of(c) for c in base.LOOKS[scale]}, "frozen": dict(st.frozen)}
+
+
+def _record_looks(st: _Claim, result: ClaimResult, scale: str) -> list[str]:
+    """Book the votes of this look (history; decided ones frozen) and return the costs of undecided settings."""
+    endpoint = result.protocol.endpoint
+    undecided = []
+    for r in result.decision.primary:
+        if r.test == "verification" or r.setting in st.frozen:
+            continue
+        st.history.setdefault(r.setting, []).append(
+            {"look": r.look, "n": r.n_seeds, "effect": r.effect, "p": r.p, "alpha_support": r.alpha_support,
+             "alpha_refute": r.alpha_refute, "vote": r.vote})
+        if r.vote in ("supported", "refuted"):
+            st.frozen[r.setting] = r.to_dict()
+        else:
+            undecided.append(endpoint.setting_costs.get(r.setting, result.protocol.cost))
+    for r in result.decision.primary:
+        r.history = list(st.history.get(r.setting, []))
+    return undecided
+
+
+class _StagedRun:
+    """The audit's run, stage after stage: plan -> run the trials -> decide per setting -> the next look's seeds for
+    the claims with a setting still undecided (trials are cached by key, so only the added seeds run) -> ..."""
+
+    def __init__(self, request: AuditRequest, runner: Any, store: TrialStore, log: Log | None, progress: Any):
+        self.request, self.runner, self.store, self.log, self.progress = request, runner, store, log, progress
+        self.unique: dict[str, Trial] = {}
+        self.cached: set[str] = set()
+        self.records: dict[str, dict[str, Any]] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.stages = 0
+
+    def counts(self) -> dict[str, int]:
+        """Trial counts over all stages: unique, cached (found in the store), ran, failed."""
+        return {"unique": len(self.unique), "cached": len(self.cached), "ran": len(self.unique) - len(self.cached),
+                "failed": sum(1 for r in self.records.values() if r["status"] != "ok")}
+
+    def run(self, active: list[_Claim]) -> None:
+        for st in active:
+            st.look = _first_look(self.request) if self.request.seeds is None else None
+        while active:
+            self._run_trials([t for st in active for t in st.plan.trials])
+            active = [st for st in active if self._summarise(st)]
+
+    def _run_trials(self, trials: list[Trial]) -> None:
+        self.stages += 1
+        self.fingerprints.update({t.fn: t.code() for t in trials})
+        unique = {t.key(): t for t in trials}
+        fresh = {k for k in unique if k not in self.unique}
+        cached = {k for k in fresh if self.store.done(k)}
+        self.unique.update(unique)
+        self.cached |= cached
+        req, log = self.request, self.log
+        if log is not None:
+            first = self.stages == 1
+            log(f"bnlab audit: {len(req.claims)} claim(s), {len(unique)} unique trial(s) ({len(cached)} cached), "
+                f"scale {req.scale}, {req.seeds or 'default'} seed(s) from {req.first_seed}, executor "
+                f"{req.executor} -> {req.out}" if first else
+                f"bnlab audit, stage {self.stages}: more seeds for the claims still undecided "
+                f"({len(fresh) - len(cached)} new trial(s))")
+        if self.progress is not None:
+            self.progress.expect(list(unique.values()), cached | (set(unique) - fresh))
+        if trials:
+            self.records.update(self.runner.run(trials, self.store, progress=self.progress or
+                                                _progress_printer(log, cached | (set(unique) - fresh))))
+        if self.progress is not None and hasattr(self.progress, "close"):
+            self.progress.close()
+
+    def _summarise(self, st: _Claim) -> bool:
+        """Decide the claim at this look; True when it goes on to the next look (a setting undecided, seeds left)."""
+        plan, records = st.plan, self.records
+        failed = [(t, records[t.key()]) for t in plan.trials if records[t.key()]["status"] != "ok"]
+        if failed:
+            caveats = [f"trial {t.name} failed: {r['error']}" for t, r in failed[:MAX_ERRORS_SHOWN]]
+            if len(failed) > MAX_ERRORS_SHOWN:
+                caveats.append(f"... and {len(failed) - MAX_ERRORS_SHOWN} more failed trials")
+            st.entry = _entry(st.id, "inconclusive", f"{len(failed)} of {len(plan.trials)} trials failed, so no "
+                              "verdict was computed (a rerun retries them).", caveats=caveats,
+                              config_hash=plan.key(), n_trials=len(plan.trials), seeds=plan.seeds)
+            return False
+        results = {t.name: copy.deepcopy(records[t.key()]["result"]) for t in plan.trials}
+        scale = self.request.scale
+        try:
+            result = base.summarize(st.module, plan, results, _sequential_state(scale, st))
+            undecided = _record_looks(st, result, scale) if st.look is not None else []
+            following = st.look.advanced(undecided, scale) if st.look is not None and undecided else None
+            if following is not None:
+                st.look = following
+                plan = _check_plan(st.id, st.module.plan(scale, following, self.request.first_seed))
+                st.plan = dataclasses.replace(plan, trials=tuple(bind_data(t, self.request.data_dir)
+                                                                 for t in plan.trials))
+                return True
+            st.entry = claim_entry(st.id, result, plan)
+            st.entry["sequential"] = _sequential_entry(scale, st, result)
+        except Exception as exc:  # noqa: BLE001 - recorded honestly, the other claims go on
+            st.entry = _failed(st.id, "summarize() failed", _describe(exc), config_hash=plan.key(),
+                               n_trials=len(plan.trials), seeds=plan.seeds)
+        return False
+
+
+def _sequential_entry(scale: str, st: _Claim, result: ClaimResult) -> dict[str, Any]:
+    """results.json's record of the claim's sequential plan: the looks reached per cost and the settings that
+    reached their cap undecided (None for a fixed-n audit)."""
+    if st.look is None:
+        return {"plan": "fixed", "capped": []}
+    endpoint = result.protocol.endpoint
+    capped = [r.setting for r in result.decision.primary
+              if r.test != "verification" and r.vote not in ("supported", "refuted")
+              and st.look.of(endpoint.setting_costs.get(r.setting, result.protocol.cost)) + 1
+              >= len(base.LOOKS[scale][endpoint.setting_costs.get(r.setting, result.protocol.cost)])]
+    return {"plan": "sequential", "schedules": {c: list(n) for c, n in base.LOOKS[scale].items()},
+            "looks_reached": {c: st.look.of(c) + 1 for c in base.LOOKS[scale]}, "capped": capped,
+            "reason": result.decision.reason}
+
+
 def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Sequence[str] | None = None,
               out: str | os.PathLike = "runs/audit", executor: str = "process", *, workers: int | None = None,
               address: str | None = None, data_dir: str | os.PathLike | None = None, first_seed: int = 0,
@@ -378,13 +510,12 @@ def run_audit(scale: str = "default", seeds: int | None = None, claims: str | Se
     created = results_schema.created_now()
 
     states = _plan_claims(request)
-    trials = [t for st in states if st.plan is not None for t in st.plan.trials]
-    records, counts = _run_trials(request, runner, trials, log, progress)
-    for st in states:
-        if st.entry is None and st.plan is not None:
-            st.entry = _summarise(st, records)
+    run = _StagedRun(request, runner, TrialStore(request.out / TRIALS_DIR), log, progress)
+    run.run([st for st in states if st.entry is None and st.plan is not None])
+    counts = run.counts()
 
-    results = _results(request, states, trials, counts, time.perf_counter() - start, created)
+    results = _results(request, states, list(run.unique.values()), counts, time.perf_counter() - start, created)
+    results["stages"] = run.stages  # audit stages run: 1 + the looks that added seeds (docs/protocol.md)
     results_path = write_json(request.out / RESULTS_FILE, results)
     files = write_report(request.out, results)
     if log is not None:

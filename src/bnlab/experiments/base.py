@@ -64,13 +64,56 @@ DEFAULT_SEEDS: dict[str, dict[str, int]] = {
     "paper": {"cheap": 5, "costly": 3},
 }
 
+# The pre-registered group-sequential plan: the seed counts at which a setting is looked at, per scale and cost of
+# its runs. The first look is DEFAULT_SEEDS; an audit adds the next look's seeds only to claims with a setting still
+# undecided, up to the last (the cap). The caps come from the budget: the first look alone is the 13-minute default
+# audit (591 trials on 2 cores), so the default scale adds one look of half the seeds again (cheap 8 -> 12, the VGG
+# runs 5 -> 7), which keeps the expected audit near 15 minutes when the claims that were undecided at 23663f1 (C04,
+# C06, C11, C12, C13) all take it (docs/audit.md, "Budget"). The smoke scale checks the machinery, not the verdicts:
+# one look. Nominal levels per look: `stats.schedule_levels` (Pocock-type alpha spending), fixed by the counts alone.
+LOOKS: dict[str, dict[str, tuple[int, ...]]] = {
+    "smoke": {"cheap": (2,), "costly": (2,)},
+    "default": {"cheap": (8, 12), "costly": (5, 7)},
+    "paper": {"cheap": (5, 8), "costly": (3, 5)},
+}
 
-def seeds_for(scale: str, seeds: int | None = None, first_seed: int = 0, cost: str = "cheap") -> tuple[int, ...]:
-    """The seeds first_seed, ..., first_seed + n - 1, with n = `seeds` or the scale's default for `cost`."""
+
+@dataclass(frozen=True)
+class Look:
+    """Which look of the sequential plan (`LOOKS`) an audit stage plans: cost -> look index (0 = the first look).
+
+    Passed to a claim's ``plan(scale, seeds=Look(...))`` in place of a seed count; the claim hands it on to
+    `seeds_for` unchanged, so claim modules need no code for it."""
+
+    index: Mapping[str, int]
+
+    def of(self, cost: str) -> int:
+        return int(self.index.get(cost, 0))
+
+    def advanced(self, costs: Sequence[str], scale: str) -> Look | None:
+        """The next stage's look: every cost in `costs` one look further (None when all are at their cap)."""
+        index = dict(self.index)
+        moved = False
+        for cost in set(costs):
+            if self.of(cost) + 1 < len(LOOKS[scale][cost]):
+                index[cost] = self.of(cost) + 1
+                moved = True
+        return Look(index) if moved else None
+
+
+def seeds_for(scale: str, seeds: int | Look | None = None, first_seed: int = 0,
+              cost: str = "cheap") -> tuple[int, ...]:
+    """The seeds first_seed, ..., first_seed + n - 1, with n = `seeds`, the scale's default for `cost` (None), or
+    the seed count of a `Look` of the sequential plan (`LOOKS`)."""
     if scale not in SCALES:
         raise BnlabError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
     if cost not in DEFAULT_SEEDS[scale]:
         raise BnlabError(f"unknown run cost {cost!r} (choose from {', '.join(DEFAULT_SEEDS[scale])})")
+    if isinstance(seeds, Look):
+        schedule = LOOKS[scale][cost]
+        if not 0 <= seeds.of(cost) < len(schedule):
+            raise BnlabError(f"look {seeds.of(cost) + 1} is beyond the {len(schedule)} look(s) of {cost} runs")
+        seeds = schedule[seeds.of(cost)]
     n = DEFAULT_SEEDS[scale][cost] if seeds is None else seeds
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise BnlabError(f"seeds must be an integer >= 1, got {n!r}")
@@ -108,6 +151,12 @@ class Endpoint:
     direction: str = "greater"
     # settings whose (test, threshold) differ from the endpoint's, e.g. {"noisy_vs_bn": ("tost", 0.015)}
     per_setting: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    # settings that are gates (a manipulation check, a positive control): they must be supported for the others
+    # to vote, and never vote themselves (stats.combine)
+    gates: tuple[str, ...] = ()
+    # the run cost of settings whose runs differ from Protocol.cost ("cheap" | "costly"): which look schedule of
+    # LOOKS they follow, e.g. {"dln": "cheap"} in a claim whose VGG runs are costly
+    setting_costs: Mapping[str, str] = field(default_factory=dict)
     # settings whose unit differs from `unit` (which then names them all, for the protocol page), e.g.
     # {"conv:*": "cosine difference", "ioffe": "log ratio"}; a key "prefix:*" covers the settings found in the data
     units: Mapping[str, str] = field(default_factory=dict)
@@ -138,6 +187,31 @@ class Endpoint:
         for setting in self.units:
             if setting not in self.settings:
                 raise ValueError(f"units names {setting!r}, which is not one of the settings {self.settings}")
+        if not set(self.gates) <= set(self.settings) or set(self.gates) == set(self.settings):
+            raise ValueError(f"gates {self.gates} must be some, not all, of the settings {self.settings}")
+        for setting, cost in self.setting_costs.items():
+            if setting not in self.settings or cost not in ("cheap", "costly"):
+                raise ValueError(f"bad setting_costs entry {setting!r}: {cost!r}")
+
+
+@dataclass(frozen=True)
+class Interest:
+    """The smallest effect a claim's endpoint cares about, and where that number comes from: the MDE and the power
+    on the protocol page are computed at it (never at an observed effect). `per_setting` overrides it for settings
+    in other units, e.g. {"noisy_vs_bn": 0.01}."""
+
+    effect: float
+    source: str
+    per_setting: Mapping[str, float] = field(default_factory=dict)
+
+    def of(self, setting: str) -> float:
+        return float(self.per_setting.get(setting, self.effect))
+
+    def __post_init__(self) -> None:
+        if not (self.effect > 0 and all(v > 0 for v in self.per_setting.values())):
+            raise ValueError("an effect of interest is > 0 (in the direction the claim predicts)")
+        if not self.source:
+            raise ValueError("an effect of interest says where its number comes from")
 
 
 @dataclass(frozen=True)
@@ -151,6 +225,13 @@ class ClaimProtocol:
     runs: str = ""  # what is run at the default scale
     paper: str = ""  # the paper's protocol, and how the default scale differs from it
     why: str = ""  # why this endpoint and threshold (changes from the starting points, with reasons)
+
+
+# Where the common effects of interest come from (claims name them in their INTEREST, `Interest.source`).
+ONE_POINT = ("one point of accuracy: the resolution at which the cited papers' tables report accuracy; below C04's "
+             "margin of 1.5 points (half Santurkar's 3-point BN advantage)")
+FACTOR_TWO = ("a factor of 2 between the arms (log 2 = 0.69): the smallest gap a log-scale figure such as Santurkar's "
+              "Fig. 4 shows plainly; Santurkar reports up to two orders of magnitude")
 
 
 # ----------------------------------------------------------------------------- what decide returns
@@ -173,6 +254,12 @@ class Result:
     vote: str | None = None  # the verdict this result cast (primary settings only)
     note: str = ""
     setting: str = ""  # the key of metrics["primary"] this vote came from (primary settings only)
+    look: int | None = None  # the look of the sequential plan this vote was cast at (1-based; primary only)
+    looks: int | None = None  # the looks the plan has (its cap is the last)
+    decided_n: int | None = None  # the seed count at which the vote was decided (None: undecided)
+    alpha_support: float | None = None  # the one-sided nominal level of this look for the claim's prediction
+    alpha_refute: float | None = None  # ... and for the opposite finding (divided among the voting settings)
+    history: list[dict[str, Any]] = field(default_factory=list)  # every look: n, effect, p, levels, vote
 
     @classmethod
     def of(cls, name: str, est: stats.Estimate, unit: str = "", vote: str | None = None, note: str = "",
@@ -207,6 +294,7 @@ class Decision:
     primary: list[Result]  # one per setting of the endpoint, in Endpoint.settings order; [0] is the headline
     secondary: list[Result] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
+    reason: str = ""  # which rule of stats.combine decided the verdict, in words
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -285,30 +373,75 @@ def vote(est: stats.Estimate) -> str:
     return stats.equivalence_verdict(est) if est.test == "tost" else stats.directional_verdict(est)
 
 
-def setting_result(endpoint: Endpoint, setting: str, values: Sequence[float | None]) -> Result:
-    """The endpoint's estimate and vote in one setting."""
-    est = estimate(values, *endpoint.test_of(setting))
+def _sequential(metrics: Mapping[str, Any], endpoint: Endpoint, setting: str) -> tuple[Any, int, Any]:
+    """(look schedule, look index, frozen vote) of one setting, from ``metrics["sequential"]`` (put there by the
+    audit: {"default_cost", "schedules": {cost: [n_1, ...]}, "looks": {cost: index}, "frozen": {setting: result}}),
+    or (None, 0, None) for a fixed-n decision."""
+    seq = metrics.get("sequential") if isinstance(metrics, Mapping) else None
+    if not seq:
+        return None, 0, None
+    cost = endpoint.setting_costs.get(setting, seq["default_cost"])
+    return tuple(seq["schedules"][cost]), int(seq["looks"][cost]), (seq.get("frozen") or {}).get(setting)
+
+
+def setting_result(endpoint: Endpoint, setting: str, values: Sequence[float | None],
+                   metrics: Mapping[str, Any] | None = None, voting: int = 1) -> Result:
+    """The endpoint's estimate and vote in one setting, at the nominal levels of its look.
+
+    Fixed n (no ``metrics["sequential"]``): one look at the 5% level. Sequential: the one-sided levels of look k
+    of the setting's schedule (`stats.schedule_levels`, Pocock-type spending); a setting decided at an earlier look
+    keeps that vote (``frozen``). The refutation level is divided among the `voting` settings (Bonferroni), since one
+    refuting setting refutes the claim (`stats.combine`)."""
+    schedule, look, frozen = _sequential(metrics or {}, endpoint, setting)
+    if frozen is not None:
+        return Result(**frozen)
+    test, threshold = endpoint.test_of(setting)
+    n = len(stats.finite(values))
+    schedule = schedule or (max(n, 1),)
+    support = stats.schedule_levels(schedule, stats.SUPPORT_ALPHA[test], test)[look]
+    refute = stats.schedule_levels(schedule, stats.REFUTE_ALPHA / max(voting, 1), test)[look]
+    est, cast = stats.vote_estimate(values, test, threshold, support, refute)
     name = endpoint.name if setting == "all" else f"{endpoint.name} [{setting}]"
-    return Result.of(name, est, endpoint.unit_of(setting), vote=vote(est), setting=setting)
+    result = Result.of(name, est, endpoint.unit_of(setting), vote=cast, setting=setting)
+    result.look, result.looks, result.alpha_support, result.alpha_refute = look + 1, len(schedule), support, refute
+    result.decided_n = est.n if cast in ("supported", "refuted") else None
+    return result
 
 
-def endpoint_results(endpoint: Endpoint, per_setting: Mapping[str, Sequence[float | None]]) -> list[Result]:
+def endpoint_results(endpoint: Endpoint, per_setting: Mapping[str, Sequence[float | None]],
+                     metrics: Mapping[str, Any] | None = None) -> list[Result]:
     """The endpoint's estimate and vote in each of its settings (per-seed values from ``metrics["primary"]``)."""
     missing = [s for s in endpoint.settings if s not in per_setting]
     if missing:
         raise KeyError(f"metrics['primary'] lacks the setting(s) {missing}")
-    return [setting_result(endpoint, s, per_setting[s]) for s in endpoint.settings]
+    voting = len(endpoint.settings) - len(endpoint.gates)
+    return [setting_result(endpoint, s, per_setting[s], metrics, voting) for s in endpoint.settings]
+
+
+def combined(endpoint: Endpoint, results: Sequence[Result]) -> tuple[str, str]:
+    """(verdict, reason) of `stats.combine` over the results, gates apart; the reason names refuting settings."""
+    gates = [r.vote or "inconclusive" for r in results if r.setting in endpoint.gates]
+    votes = [r.vote or "inconclusive" for r in results if r.setting not in endpoint.gates]
+    verdict, reason = stats.combine_reason(votes, gates)
+    refuting = [r.setting for r in results if r.setting not in endpoint.gates and r.vote == "refuted"]
+    failed = [r.setting for r in results if r.setting in endpoint.gates and r.vote != "supported"]
+    if failed:
+        reason += f" (gate not passed: {', '.join(failed)})"
+    elif refuting and verdict in ("refuted", "mixed"):
+        reason += f" (refuting: {', '.join(refuting)})"
+    return verdict, reason
 
 
 def decide_each(endpoint: Endpoint, metrics: Mapping[str, Any],
                 verifications: Sequence[Verification] = ()) -> Decision:
     """As `decide_endpoint`, for an endpoint whose settings are only known from the data (Endpoint.settings holds a
     pattern such as "conv:*"): one vote per key of ``metrics["primary"]``, in order, combined by `stats.combine`."""
-    results = [setting_result(endpoint, key, values) for key, values in metrics["primary"].items()]
+    voting = len(metrics["primary"])
+    results = [setting_result(endpoint, key, values, metrics, voting) for key, values in metrics["primary"].items()]
     if not results:
         raise ValueError("metrics['primary'] holds no setting")
-    return Decision(stats.combine([r.vote for r in results]), results, secondary_results(metrics),
-                    list(verifications))
+    verdict, reason = combined(endpoint, results)
+    return Decision(verdict, results, secondary_results(metrics), list(verifications), reason)
 
 
 def secondary_result(name: str, values: Sequence[float | None], unit: str = "", test: str = "t",
@@ -327,12 +460,12 @@ def secondary_results(metrics: Mapping[str, Any]) -> list[Result]:
 
 def decide_endpoint(endpoint: Endpoint, metrics: Mapping[str, Any],
                     verifications: Sequence[Verification] = ()) -> Decision:
-    """The house rule for one endpoint: its vote in every setting, combined by `stats.combine` (supported or
-    refuted only where every setting says so; supported and refuted together -> mixed; otherwise inconclusive).
-    Secondary results come from ``metrics["secondary"]`` and never vote."""
-    results = endpoint_results(endpoint, metrics["primary"])
-    return Decision(stats.combine([r.vote for r in results]), results, secondary_results(metrics),
-                    list(verifications))
+    """The house rule for one endpoint: its vote in every setting, combined by `stats.combine` (supported only when
+    every setting supports; refuted when one refutes and none supports; both -> mixed; a gate not passed ->
+    inconclusive). Secondary results come from ``metrics["secondary"]`` and never vote."""
+    results = endpoint_results(endpoint, metrics["primary"], metrics)
+    verdict, reason = combined(endpoint, results)
+    return Decision(verdict, results, secondary_results(metrics), list(verifications), reason)
 
 
 def verification(name: str, ratios: Sequence[float], note: str = "") -> Verification:
@@ -367,10 +500,17 @@ def brief(r: Result, digits: int = 2) -> str:
     return f"{r.effect:+.{digits}f}{ci}" + (f" ({r.vote})" if r.vote else "")
 
 
-def summarize(module: ModuleType, plan: Plan, results: Mapping[str, dict]) -> ClaimResult:
-    """A claim's result: `measure` -> `decide` -> `figures` -> `describe` of its module (nothing else)."""
+def summarize(module: ModuleType, plan: Plan, results: Mapping[str, dict],
+              sequential: Mapping[str, Any] | None = None) -> ClaimResult:
+    """A claim's result: `measure` -> `decide` -> `figures` -> `describe` of its module (nothing else).
+
+    `sequential` (from the audit's staged run): the look schedules, the current look per cost and the votes frozen
+    at earlier looks, handed to `decide` as ``metrics["sequential"]`` (see `setting_result`) and not kept."""
     metrics = module.measure(plan, results)
+    if sequential:
+        metrics["sequential"] = sequential
     decision = module.decide(metrics)
+    metrics.pop("sequential", None)
     return ClaimResult(id=module.CLAIM_ID, title=CLAIMS[module.CLAIM_ID].title, decision=decision, rule=module.RULE,
                        description=module.describe(plan, metrics, decision), protocol=module.PROTOCOL,
                        metrics=plain(metrics), figures=module.figures(plan, results, metrics))

@@ -67,6 +67,9 @@ PROTOCOL = base.ClaimProtocol(
     why="Accuracy is where lost representational power would show; the near-linear fraction is the mechanism the "
         "explanation names and is reported beside it. Identity recovery is an identity: verified, not voted.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT)
+
 RULE = ("Per seed: effect = final test accuracy with γ, β minus without. The 95% t-interval of the mean effect over "
         "seeds wholly above 0 -> supported, wholly below 0 -> refuted, otherwise inconclusive. Identity recovery is "
         "a verification, reported apart; the near-linear fraction is reported, never voted.")

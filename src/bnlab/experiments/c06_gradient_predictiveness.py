@@ -5,17 +5,21 @@ the step's batch. The *gradient predictiveness* at a probe time is the width of 
 *effective β-smoothness* is max over η of ‖∇L(w − ηg) − g‖ / ‖ηg‖ (Fig. 4c). On separate VGG runs
 (`bnlab.experiments.curvature`, shared with C14): the Hessian's top eigenvalue every few steps, in both BN modes.
 
-Primary endpoint. Per net (VGG, deep linear net) and seed: the mean over probe times of log(gradient
-predictiveness) without BN minus the same with BN (log of the ratio of geometric means, paired by seed). Positive:
-the gradient changes less along −g with BN, i.e. it is more predictive.
+Primary endpoint. Per net (VGG, deep linear net) and seed: the mean over probe times of log(effective
+β-smoothness) without BN minus the same with BN (log of the ratio of geometric means, paired by seed). Positive:
+a smaller β with BN. The claim is the constant β in ‖∇L(w₁) − ∇L(w₂)‖ ≤ β‖w₁ − w₂‖; along −g, w₁ − w₂ = ηg, so
+max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖ is the claim's own quantity. The raw band of Fig. 4b (gradient predictiveness) is not
+divided by ‖ηg‖: it shrinks whenever the gradient is small, so most of its ratio is gradient scale.
 
 Rule (RULE, `decide`): as C05's — per net, the 95% t-interval wholly above 0 -> supported, wholly below -> refuted,
-else inconclusive; nets combined by `stats.combine`. Secondary (never voting): the effective β-smoothness per net,
-and the Hessian λ_max over training per BN mode (log ratio no BN / BN), its weight-norm-invariant form and trace.
+else inconclusive; nets combined by `stats.combine`. Secondary (never voting): the gradient-predictiveness band
+per net (Fig. 4b), and the Hessian λ_max over training per BN mode (log ratio no BN / BN), its
+weight-norm-invariant form and trace.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -48,28 +52,34 @@ CLAIM_ID = "C06"
 
 PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
-        name="log(gradient predictiveness without BN / with BN)",
-        measure="per seed: mean over probe times of log(max_η − min_η of ‖∇L(w − ηg) − g‖) without BN, minus the "
-                "same with BN (same batch, BN with batch statistics)",
+        name="log(effective β-smoothness without BN / with BN)",
+        measure="per seed: mean over probe times of log(max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN, minus the same "
+                "with BN (same batch, BN with batch statistics)",
         unit="log ratio", test="t", threshold=0.0,
-        threshold_source="0 = equally predictive gradients; Santurkar Fig. 4b predicts a narrower band with BN",
-        settings=("vgg", "dln")),
+        threshold_source="0 = equal β; Santurkar Fig. 4c predicts a smaller effective β-smoothness with BN",
+        settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
-    secondary=("effective β-smoothness max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖, per net",
+    secondary=("gradient predictiveness (the band max_η − min_η of ‖∇L(w − ηg) − g‖, Fig. 4b), per net",
                "Hessian λ_max over training, BN modes train and eval, and λ_max·‖W‖² (VGG)",
                "Hessian trace over training, per BN mode (VGG)",
-               "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode (VGG)"),
+               "edge of stability: log(λ_max over the last third of training / 2/η) per net and BN mode, and the same "
+               "for the batch sharpness E_B[g_Bᵀ H_B g_B / ‖g_B‖²] over SGD mini-batches (VGG)"),
     runs=RUNS_TEXT + "; the Hessian runs: the same VGG, λ_max by Lanczos every 50 steps on 128 examples",
     paper=PAPER_TEXT + " Santurkar reports about two orders of magnitude early in training.",
-    why="One primary measure instead of seven votes that all had to agree (each added measure made a decision "
-        "less likely): the band of Fig. 4b is the paper's headline for this claim; β-smoothness and the Hessian "
-        "are reported beside it.")
+    why="The claim is the constant β in ‖∇L(w₁) − ∇L(w₂)‖ ≤ β‖w₁ − w₂‖, so the primary is the effective β "
+        "(max over η of ‖Δg‖ / ‖ηg‖), the claim's own quantity. The band of Fig. 4b, which voted before, is not "
+        "divided by the step length: on the VGG its ratio (about 14×) is mostly gradient scale, where the effective "
+        "β differs about 1.4×. The band is reported beside it.")
 
-RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(gradient predictiveness) "
-        "without BN minus with BN. Per net: the 95% t-interval of the mean effect wholly above 0 -> supported, wholly "
-        "below 0 -> refuted, otherwise inconclusive. The claim: supported (refuted) only when both nets say so; one "
-        "supported and one refuted -> mixed; otherwise inconclusive. β-smoothness and Hessian results are "
-        "reported, never voted.")
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.69, base.FACTOR_TWO)
+
+RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(effective β-smoothness, "
+        "max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN minus with BN. Per net: the 95% t-interval of the mean effect "
+        "wholly above 0 -> supported, wholly below 0 -> refuted, otherwise inconclusive. The claim: supported only "
+        "when both nets are; refuted when one is and none supported; one supported and one refuted -> mixed; "
+        "otherwise inconclusive. The gradient-predictiveness band and the Hessian results are reported, never "
+        "voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -83,12 +93,13 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     gp = log_means(plan, results, "gradient_predictiveness")
     beta = log_means(plan, results, "beta_smoothness")
-    secondary = {f"log(β-smoothness no BN / BN) [{f}]": {"values": effects(beta, f, "bn"), "unit": "log ratio"}
-                 for f in NORMS}
+    secondary = {f"log(gradient predictiveness no BN / BN) [{f}]": {
+        "values": effects(gp, f, "bn"), "unit": "log ratio",
+        "note": "Fig. 4b's band, not divided by ‖ηg‖: it also shrinks with the gradient's size"} for f in NORMS}
     for name, values in sharpness_effects(results, plan.config["seeds"]["vgg"], at_end=False).items():
         secondary[f"{name}, mean over training [vgg]"] = {"values": values, "unit": "log ratio"}
     secondary.update(edge_of_stability(results, plan.config["seeds"]["vgg"], plan.scale))
-    return {"primary": {f: effects(gp, f, "bn") for f in NORMS}, "secondary": secondary,
+    return {"primary": {f: effects(beta, f, "bn") for f in NORMS}, "secondary": secondary,
             "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
 
@@ -111,12 +122,23 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
-    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)}" for f, r in zip(NORMS, decision.primary)]
-    summary = (f"Mean log(gradient predictiveness without BN / with BN): {'; '.join(parts)}. Positive means the "
-               f"gradient changes less along −g with BN. Verdict: {decision.verdict}.")
+    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{_times(r)})" for f, r in zip(NORMS, decision.primary)]
+    band = [next(s for s in decision.secondary if s.name == f"log(gradient predictiveness no BN / BN) [{f}]")
+            for f in NORMS]
+    beside = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{_times(r)})" for f, r in zip(NORMS, band)]
+    summary = (f"Mean log(effective β-smoothness without BN / with BN): {'; '.join(parts)}. Positive means a smaller "
+               f"β with BN: the gradient changes less per unit step along −g. Beside it, the raw band of Fig. 4b, "
+               f"log(gradient predictiveness no BN / BN): {'; '.join(beside)}; the gap between the two ratios is "
+               f"gradient scale. Santurkar reports about two orders of magnitude (×100) early in training. Verdict: "
+               f"{decision.verdict}.")
     caveats = ["Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
-               "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two (reported as secondary).",
+               "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two, which is why it votes.",
                "BN's scale invariance makes the raw Hessian λ_max fall as SGD grows the weight norm, with no change "
                "in the function; λ_max·‖W‖² is reported beside it as the invariant form.",
                *scale_caveats(plan)]
     return base.Description(summary, method_text(plan), caveats)
+
+
+def _times(r: base.Result) -> str:
+    """exp(effect) as a factor for prose: 'no BN / BN' as '×1.4'."""
+    return "n/a" if r.effect is None else f"{math.exp(r.effect):.3g}"

@@ -45,7 +45,8 @@ PROTOCOL = base.ClaimProtocol(
     secondary=("fraction of runs that are finite but slow (test accuracy below trained_acc), per net",
                f"test accuracy BN − no BN at the smallest grid lr, TOST within ±{COINCIDE_MARGIN} (Bjorck et al.)",
                "the largest stable lr per net (decades)",
-               "edge of stability (C06's VGG curvature runs): log(λ_max late in training / 2/η) per net and BN mode"),
+               "edge of stability (C06's VGG curvature runs): log(λ_max late in training / 2/η) per net and BN mode, "
+               "and of the batch sharpness E_B[g_Bᵀ H_B g_B / ‖g_B‖²] (SGD's own curvature)"),
     runs="Ioffe's 3 × 100 sigmoid MLP on mnist5k, SGD, batch 60, 800 steps per run, lr grid 0.01 … 100 (half "
          "decades) plus two bisection runs, 8 seeds",
     paper="Santurkar Fig. 1: VGG on CIFAR-10 at lr 0.1 and 0.5; Ioffe: Inception at 5× and 30× the lr; Bjorck et "
@@ -55,6 +56,12 @@ PROTOCOL = base.ClaimProtocol(
         "would count slowness and sigmoid saturation as divergence. A grid alone knows the lr to a grid step, so "
         "every seed would give the same number and a zero-width interval; bisection refines it, and the exact sign "
         "test decides.")
+
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.7,
+    "0.7 decades = a 5x larger stable learning rate: Ioffe & Szegedy's smaller learning-rate increase "
+    "with BN (BN-x5, Sec. 4.2.1)")
 
 RULE = ("Per seed: d = log10(largest stable lr with BN) − log10(largest stable lr without BN), where a run is stable "
         "unless its training loss turns non-finite, reaches 1000× its first value, or ends no lower than it began. "

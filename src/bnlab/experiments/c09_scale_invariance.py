@@ -104,6 +104,10 @@ PROTOCOL = base.ClaimProtocol(
         "the norm's time scale (1 − α)/(2ηλ) = 1000 steps and one pilot run on seed 1000, outside the audit's "
         "seeds, whose angle had settled by step 2000.")
 
+# the smallest effect the endpoint cares about: an equivalence vote's power is computed at a true difference of 0
+# (the predicted equilibrium holds exactly); the number below is the margin's size, stated for the page
+INTEREST = base.Interest(0.22, "equivalence within ±log 1.25 (0.22): power at a true difference of 0")
+
 RULE = ("Per layer, per seed: effect = log(mean angular update of the BN net's pre-norm weight over the last third "
         "of training / √(2ηλ/(1+α))). Per layer, TOST with margin log 1.25: the 90% t-interval inside ±log 1.25 "
         "-> supported, the 95% interval wholly outside -> refuted, otherwise inconclusive; the layers combined by "

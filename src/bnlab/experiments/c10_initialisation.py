@@ -68,6 +68,9 @@ PROTOCOL = base.ClaimProtocol(
         "case does not. The output layer, which BN cannot normalise, is rescaled apart from the hidden layers and "
         "reported as a secondary, so that BN is not blamed for a layer it does not normalise.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT)
+
 RULE = ("Per seed: effect = min over hidden-layer init scales of the final test accuracy with BN, minus the same "
         "without BN (a diverged run counts as chance). The 95% t-interval of the mean effect wholly above 0 -> "
         "supported, wholly below 0 -> refuted, otherwise inconclusive. The trained fraction and the output-layer "

@@ -116,14 +116,20 @@ PROTOCOL = base.ClaimProtocol(
         "Inputs are standardised: raw pixels would make the first block normalise inputs of a different scale, "
         "adding about a decade to every BN net's gain whatever its depth.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    1.0,
+    "one decade (10x) of activation-gradient spread, the same 10x that defines 'near 1' in the Jacobian settings "
+    "(whose equivalence is powered at a true gain of 0)")
+
 RULE = ("ReLU nets at initialisation, standardised inputs, four settings. Jacobian (plain, residual): per seed G = "
         "Σ_l log10 msv(J_l) of the BN net's hidden blocks; TOST within ±1 decade (≤ √10 ≈ 3.2× in norm): "
         "equivalent -> supported, the 95% interval wholly outside ±1 -> refuted, else inconclusive. Gradient "
         "(plain, residual): per seed |log10(‖∂L/∂h_first‖² / ‖∂L/∂h_last‖²)| of the activation gradients, fair "
         "no-BN net (He init; residual branches × 1/√L) minus BN; the 95% t-interval wholly above 0 -> supported, "
         "wholly below -> refuted, else inconclusive. The claim: stats.combine of the four (all supported -> "
-        "supported; supported and refuted -> mixed). tanh/linear nets, Yang's rate, Meterez et al.'s net and "
-        "trainability are reported, never voted.")
+        "supported; one refuted and none supported -> refuted; supported and refuted -> mixed). tanh/linear nets, "
+        "Yang's rate, Meterez et al.'s net and trainability are reported, never voted.")
 
 
 def _check(cfg: C11Config) -> C11Config:

@@ -103,6 +103,9 @@ PROTOCOL = base.ClaimProtocol(
         "effect does not carry the claim. The reference-batch control removes only the noise (the gradient through "
         "the statistics stays); every net is evaluated with precise statistics.")
 
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(0.01, base.ONE_POINT)
+
 RULE = ("Per seed, gap = train accuracy − test accuracy at the end (precise BN statistics). Setting "
         "'regularisation': gap(no BN) − gap(BN); setting 'dropout control': gap(no BN) − gap(Dropout); setting "
         "'batch noise': gap(BN with reference-batch statistics, no noise) − gap(BN) − "
@@ -208,7 +211,7 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
     """The regularisation and mechanism votes, combined by `stats.combine`; the mechanism vote counts only when the
     positive control (Dropout regularises in this setting) is supported, else it is inconclusive: a setting where a
     known regulariser shows no effect cannot show whether batch noise regularises."""
-    results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"])
+    results = base.endpoint_results(PROTOCOL.endpoint, metrics["primary"], metrics)
     by = {r.setting: r for r in results}
     control, mechanism = by["dropout control"], by["batch noise"]
     control.note = "positive control: gates the batch-noise vote, never votes on the claim"
@@ -217,9 +220,9 @@ def decide(metrics: Mapping[str, Any]) -> base.Decision:
                           f"the test alone says {mechanism.vote}")
         mechanism.vote = "inconclusive"
     control_vote, control.vote = control.vote, None
-    verdict = stats.combine([by["regularisation"].vote, mechanism.vote])
+    verdict, reason = stats.combine_reason([by["regularisation"].vote, mechanism.vote], [])
     control.vote = control_vote
-    return base.Decision(verdict, results, base.secondary_results(metrics))
+    return base.Decision(verdict, results, base.secondary_results(metrics), [], reason)
 
 
 def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, Any]) -> list[base.Figure]:

@@ -78,6 +78,15 @@ PROTOCOL = base.ClaimProtocol(
         "below Ioffe's 14×), not against 1×; the test against 1× is reported as a secondary. The restricted "
         "ratio understates a speed-up when the no-BN runs miss the target (their time is capped at τ).")
 
+# the smallest effect the endpoint cares about, above each setting's threshold: the protocol page's power and MDE
+# are computed at it. Speed: a true 2x speed-up (log 2 − log 1.5 above the 1.5x threshold); good minimum: a true
+# accuracy difference of 0, i.e. 1.5 points above the non-inferiority bound
+INTEREST = base.Interest(
+    0.29,
+    "speed: a true 2x speed-up (log 2 − log 1.5 above the 1.5x smallest speed-up of interest; Ioffe reports 14x); "
+    "good minimum: a true accuracy difference of 0, 1.5 points above the non-inferiority bound",
+    per_setting={"good_minimum": 0.015})
+
 RULE = (f"The first {SELECT} seeds choose: the target ({FRACTION:g} × the no-BN net's best test accuracy over its "
         "evaluations, mean over them, at its best grid lr) and each net's lr with the smallest mean restricted "
         "time to it. On every other seed: restricted time = min(first evaluated step at the target, horizon); "

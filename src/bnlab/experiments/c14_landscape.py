@@ -11,11 +11,19 @@ filter-normalised coordinates make the BN net's surface independent of how large
 On the curvature runs shared with C06 (`bnlab.experiments.curvature`): the Hessian λ_max, trace and spectral
 density at the end of training.
 
-Primary endpoint: per seed, log(R(no BN) / R(BN, train mode)) of the 2-D landscapes; the 95% t-interval wholly
-above 0 -> supported (no BN rougher), wholly below -> refuted, else inconclusive.
-Secondary, never voting: the same in eval mode, reported as a finding in its own right (PyHessian and the
-loss-landscape tool evaluate BN this way); 1-D roughness per mode; the fraction of non-convex stencils; the
-Hessian λ_max, λ_max·‖W‖² and trace at the end per mode.
+Ruggedness U = sqrt(SS_res / SS_tot) of the least-squares quadratic fit to the 2-D surface within the same radius
+(`bnlab.landscape.roughness.quadratic_residual`): the part of the surface a smooth bowl does not explain — cliffs,
+ravines and bumps, whatever the bowl's sharpness (which R measures).
+
+Primary endpoint, four votes: in each BN mode (``train``: batch statistics, the function SGD optimises and
+Santurkar's setting; ``eval``: running statistics, how the visualisation tools the explanation offers — Li et al.'s
+loss-landscape code, PyHessian — evaluate a BN net), per seed
+* roughness: log(R(no BN) / R(BN)) of the 2-D landscapes ("flat with BN");
+* ruggedness: U(no BN) − U(BN) ("rugged without BN, smooth with BN").
+Each: the 95% t-interval wholly above 0 -> supported, wholly below -> refuted, else inconclusive; the four votes
+combined by `stats.combine` (supported or refuted only when all four agree; both -> mixed).
+Secondary, never voting: 1-D roughness per mode; the fraction of non-convex stencils; the Hessian λ_max,
+λ_max·‖W‖² and trace at the end per mode.
 """
 
 from __future__ import annotations
@@ -64,29 +72,44 @@ CONFIGS: dict[str, C14Config] = {
 
 
 
+SETTINGS: tuple[str, ...] = ("roughness:train", "roughness:eval", "ruggedness:train", "ruggedness:eval")
+
 PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
-        name="log(2-D landscape roughness without BN / with BN), BN mode train",
-        measure="per seed: log R(no BN) − log R(BN) of the 2-D training-loss landscapes around the trained nets "
-                "(filter-normalised directions, R = mean |Δ²L|/h² within r of the centre), BN with batch statistics",
-        unit="log ratio", test="t", threshold=0.0,
-        threshold_source="0 = equally rough; the claim predicts a rougher landscape without BN",
-        settings=("train",)),
+        name="no BN rougher and more rugged than BN, per BN mode",
+        measure="per seed and BN mode (train: batch statistics; eval: running statistics): log R(no BN) − log R(BN) "
+                "of the 2-D training-loss landscapes around the trained nets (filter-normalised directions, R = mean "
+                "|Δ²L|/h² within r of the centre), and U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the "
+                "least-squares quadratic fit within r (the part a smooth bowl does not explain)",
+        unit="log ratio; share of the surface's spread", test="t", threshold=0.0,
+        threshold_source="0 = as rough / as rugged with BN as without; the claim predicts more without BN in both",
+        settings=SETTINGS,
+        units={s: "log ratio" if s.startswith("roughness") else "share of the surface's spread" for s in SETTINGS}),
     cost="costly",
-    secondary=("the same in BN eval mode (running statistics): a finding reported with its CI",
-               "1-D roughness per BN mode", "fraction of non-convex stencils, no BN − BN",
+    secondary=("1-D roughness per BN mode", "fraction of non-convex stencils, no BN − BN, per BN mode",
                "Hessian λ_max, λ_max·‖W‖² and trace at the end of training, per BN mode (log ratio no BN / BN)"),
     runs="narrow VGG with and without BN on sklearn digits, SGD lr 0.05, momentum 0.9, 300 steps, 5 seeds; "
          "21 × 21 grid and 41-point line over ±1 filter-normalised units on 256 training examples",
     paper="Li et al. draw VGG/ResNet landscapes on CIFAR-10 (their BN runs in eval mode); Santurkar's Sec. 3 "
           "measures along the gradient. The paper scale trains VGG-11 on CIFAR-10 (needs --data-dir) for 20k steps.",
-    why="A rule requiring both BN modes to agree would bury a consistent eval-mode reversal as "
-        "'inconclusive'. Train mode is the function SGD optimises and Santurkar's setting; the eval-mode result is a "
-        "finding of its own, reported with its CI.")
+    why="Both BN modes vote. Train mode is the function SGD optimises; eval mode is how the visualisation tools the "
+        "explanation offers (Li et al.'s landscapes, PyHessian) draw a BN net, so the picture the claim rests on is "
+        "an eval-mode picture. Letting train mode alone vote, after eval mode had refuted the claim, chose the "
+        "setting by its outcome. Mean |curvature| (roughness) measures how sharp the surface is, not 'cliffs and "
+        "ravines': a steep smooth bowl is rough by it. Ruggedness, the part of the surface a quadratic bowl does "
+        "not explain, votes beside it.")
 
-RULE = ("Per seed: effect = log R(no BN) − log R(BN) of the 2-D landscapes, BN in train mode (batch statistics). "
-        "The 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, otherwise "
-        "inconclusive. Eval mode, 1-D roughness, non-convexity and the Hessian are reported, never voted.")
+# the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
+INTEREST = base.Interest(
+    0.69, base.FACTOR_TWO + "; ruggedness: 0.1 of unexplained root-mean-square (U) between the arms",
+    per_setting={"ruggedness:train": 0.1, "ruggedness:eval": 0.1})
+
+RULE = ("Per seed and BN mode (train, eval): roughness effect = log R(no BN) − log R(BN) of the 2-D landscapes; "
+        "ruggedness effect = U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit within r. Four "
+        "votes: each 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, "
+        "otherwise inconclusive. The claim: supported only when all four are; refuted when one is and none "
+        "supported; some supported and some refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity "
+        "and the Hessian are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -114,15 +137,18 @@ def log_roughness_ratios(bn: Sequence[dict], plain: Sequence[dict], key: str, mo
     return [stats.log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
 
 
+def ruggedness_differences(bn: Sequence[dict], plain: Sequence[dict], mode: str) -> list[float]:
+    """Per seed: U(no BN) − U(BN) of the 2-D landscapes in BN mode `mode` (positive: no BN more rugged)."""
+    return stats.paired_differences([p["modes"][mode]["ruggedness_2d"] for p in plain],
+                                    [b["modes"][mode]["ruggedness_2d"] for b in bn])
+
+
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = _runs(plan, results)
     bn, plain = runs["BN"], runs["no BN"]
-    secondary: dict[str, dict[str, Any]] = {
-        "log(2-D roughness no BN / BN), BN mode eval": {
-            "values": log_roughness_ratios(bn, plain, "roughness_2d", "eval"), "unit": "log ratio",
-            "note": "finding: the landscape with BN's running statistics (how PyHessian and loss-landscape "
-                    "evaluate BN nets); negative = BN rougher in eval mode"},
-    }
+    primary = {**{f"roughness:{mode}": log_roughness_ratios(bn, plain, "roughness_2d", mode) for mode in MODES},
+               **{f"ruggedness:{mode}": ruggedness_differences(bn, plain, mode) for mode in MODES}}
+    secondary: dict[str, dict[str, Any]] = {}
     for mode in MODES:
         secondary[f"log(1-D roughness no BN / BN), BN mode {mode}"] = {
             "values": log_roughness_ratios(bn, plain, "roughness_1d", mode), "unit": "log ratio"}
@@ -132,13 +158,13 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "unit": "fraction"}
     for name, values in sharpness_effects(results, plan.seeds, at_end=True).items():
         secondary[f"{name}, end of training"] = {"values": values, "unit": "log ratio"}
+    keys = ("roughness_2d", "ruggedness_2d", "roughness_1d", "negative_curvature")
     per_net = {label: {"diverged": sum(bool(r["diverged"]) for r in rs),
                        "final_test_acc": stats.mean_ci([r["final_test_acc"] for r in rs]).effect,
                        **{f"{key}_{mode}": stats.mean_ci([r["modes"][mode][key] for r in rs]).to_dict()
-                          for mode in MODES for key in ("roughness_2d", "roughness_1d", "negative_curvature")}}
+                          for mode in MODES for key in keys}}
                for label, rs in runs.items()}
-    return {"primary": {"train": log_roughness_ratios(bn, plain, "roughness_2d", "train")},
-            "secondary": secondary, "per_net": per_net}
+    return {"primary": primary, "secondary": secondary, "per_net": per_net}
 
 
 def decide(metrics: Mapping[str, Any]) -> base.Decision:
@@ -157,12 +183,13 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                     "series": [{"label": label, "x": first[label][mode]["t"], "y": first[label][mode]["line_loss"]}
                                for label in NORMS]} for mode in MODES]
     pn = metrics["per_net"]
-    bar_panels = [{"title": f"2-D roughness, BN {mode} mode", "ylabel": "mean |Δ²L| / h² (nats)",
-                   "categories": list(NORMS),
-                   "groups": [{"label": "roughness",
-                               "values": [pn[lab][f"roughness_2d_{mode}"]["effect"] for lab in NORMS],
-                               "lo": [pn[lab][f"roughness_2d_{mode}"]["ci_low"] for lab in NORMS],
-                               "hi": [pn[lab][f"roughness_2d_{mode}"]["ci_high"] for lab in NORMS]}]}
+    bar_panels = [{"title": f"2-D {name}, BN {mode} mode", "ylabel": ylabel, "categories": list(NORMS),
+                   "groups": [{"label": name,
+                               "values": [pn[lab][f"{key}_{mode}"]["effect"] for lab in NORMS],
+                               "lo": [pn[lab][f"{key}_{mode}"]["ci_low"] for lab in NORMS],
+                               "hi": [pn[lab][f"{key}_{mode}"]["ci_high"] for lab in NORMS]}]}
+                  for key, name, ylabel in (("roughness_2d", "roughness", "mean |Δ²L| / h² (nats)"),
+                                            ("ruggedness_2d", "ruggedness", "sqrt(SS_res / SS_tot), quadratic fit"))
                   for mode in MODES]
     return [
         base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels and colour scale",
@@ -173,8 +200,10 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                "First seed; one z range and colour scale for all panels.", {"panels": panels_2d}),
         base.Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
                "Training loss along a third filter-normalised random direction.", {"panels": line_panels}),
-        base.Figure("roughness", "bars", "Roughness of the 2-D landscapes",
-               f"Mean |Δ²L|/h² within r = {cfg['rough_radius']}; mean and 95% CI over {len(plan.seeds)} seeds.",
+        base.Figure("roughness", "bars", "Roughness and ruggedness of the 2-D landscapes",
+               f"Roughness: mean |Δ²L|/h² within r = {cfg['rough_radius']} (how sharp); ruggedness: the share of "
+               "the surface's spread a quadratic bowl does not explain (cliffs, ravines, bumps); mean and 95% CI "
+               f"over {len(plan.seeds)} seeds.",
                {"panels": bar_panels}),
         *sharpness_figures(results, plan.seeds, at_end=True),
     ]
@@ -183,23 +212,27 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
     cfg = plan.config
     pn = metrics["per_net"]
-    ev = decision.secondary[0]
     lam = next((s for s in decision.secondary if s.name.startswith("log(λ_max no BN / BN), BN mode train")), None)
-    summary = (f"2-D roughness within r = {cfg['rough_radius']}: BN (train mode) "
-               f"{pn['BN']['roughness_2d_train']['effect']:.3g}, BN (eval mode) "
-               f"{pn['BN']['roughness_2d_eval']['effect']:.3g}, no BN {pn['no BN']['roughness_2d_train']['effect']:.3g}"
-               f". Primary, log(no BN / BN) in train mode: {base.brief(decision.primary[0])}. Finding, the same "
-               f"with BN's running statistics (eval mode): {base.brief(ev)}"
-               + (f"; Hessian λ_max at the end, log(no BN / BN), train mode: {base.brief(lam)}" if lam else "")
-               + f". Verdict: {decision.verdict}.")
+    votes = {r.setting: r for r in decision.primary}
+    per_mode = "; ".join(
+        f"BN {mode} mode: roughness BN {pn['BN'][f'roughness_2d_{mode}']['effect']:.3g} vs no BN "
+        f"{pn['no BN'][f'roughness_2d_{mode}']['effect']:.3g}, log(no BN / BN) {base.brief(votes[f'roughness:{mode}'])}"
+        f"; ruggedness BN {pn['BN'][f'ruggedness_2d_{mode}']['effect']:.3g} vs no BN "
+        f"{pn['no BN'][f'ruggedness_2d_{mode}']['effect']:.3g}, no BN − BN {base.brief(votes[f'ruggedness:{mode}'])}"
+        for mode in MODES)
+    summary = (f"2-D landscapes within r = {cfg['rough_radius']}, {per_mode}"
+               + (f". Hessian λ_max at the end, log(no BN / BN), train mode: {base.brief(lam)}" if lam else "")
+               + f". The eval-mode numbers describe the picture the visualisation tools draw of a BN net. Verdict: "
+               f"{decision.verdict}.")
     method = (f"{cfg['model']} ({cfg['model_config']}, width {cfg['width']}) with and without BN on {cfg['dataset']}, "
               f"SGD lr {cfg['lr']}, momentum {cfg['momentum']}, batch {cfg['batch_size']}, {cfg['steps']} steps, "
               f"{len(plan.seeds)} seeds; landscapes on {cfg['eval_samples']} training examples, {cfg['grid']}×"
               f"{cfg['grid']} grid and {cfg['line']}-point line over ±{cfg['radius']} (filter-normalised Gaussian "
               "directions, 1-D parameters 0), BN in train and eval mode; Hessian on the C06 curvature runs.")
     caveats = [
-        "Roughness grows with sharpness (a steep bowl) as well as with bumps and cliffs; the fraction of "
-        "non-convex stencils (secondary) separates ruggedness from curvature.",
+        "Roughness grows with sharpness (a steep bowl) as well as with bumps and cliffs; ruggedness (the residual of "
+        "a quadratic fit) does not grow with sharpness, and the fraction of non-convex stencils is reported beside "
+        "them.",
         "Both nets get the same learning rate and steps; a no-BN net trained with a smaller rate may sit in a "
         "different region of its landscape.",
         "Random 2-D slices show a tiny part of a high-dimensional landscape; seeds vary both the init and the "

@@ -54,14 +54,16 @@ class CurvatureConfig:
     density_runs: int = 2
     density_steps: int = 30
     grid_points: int = 128
+    sgd_batches: int = 8  # mini-batches of the SGD batch size behind each batch-sharpness estimate
 
 
 CONFIGS: dict[str, CurvatureConfig] = {
     "smoke": CurvatureConfig(hessian_samples=32, probe_every=8, max_steps=8, trace_samples=2, sketch=2,
-                             density_runs=1, density_steps=8, grid_points=64),
+                             density_runs=1, density_steps=8, grid_points=64, sgd_batches=2),
     "default": CurvatureConfig(hessian_samples=128),
     "paper": CurvatureConfig(hessian_samples=1024, probe_every=500, tol=1e-3, max_steps=100, trace_samples=30,
-                             sketch=20, density_runs=10, density_steps=90, grid_points=512),
+                             sketch=20, density_runs=10, density_steps=90, grid_points=512,
+                             sgd_batches=16),
 }
 
 
@@ -105,7 +107,7 @@ def _series(run: dict, mode: str, key: str) -> list[float | None]:
     if key == "normalised":
         return run["normalised"]
     m = mode if mode in run["series"] else run["modes"][0]
-    return run["series"][m][key]
+    return run["series"][m].get(key, [])  # batch sharpness: absent from results measured before it existed
 
 
 def _effects(runs: dict[str, list[dict]], mode: str, key: str, at_end: bool) -> list[float]:
@@ -148,24 +150,45 @@ def stability_threshold(scale: str) -> float | None:
 
 def edge_of_stability(results: Mapping[str, dict], seeds: Sequence[int], scale: str) -> dict[str, dict[str, Any]]:
     """Secondary results "where do BN and no-BN nets sit relative to 2/η?": per net and BN mode, per seed, log(mean
-    λ_max over the last third of the probe times / 2(1 + β)/η) (0 = at the edge of stability, < 0 below it)."""
+    over the last third of the probe times / 2(1 + β)/η) of the full-batch λ_max and of the batch sharpness
+    E_B[g_Bᵀ H_B g_B / ‖g_B‖²] (Andreyev & Beneventano 2024: under SGD it is the batch sharpness that settles at
+    the threshold, λ_max stays below). 0 = at the edge of stability, < 0 below it. Each entry names the batch size
+    its BN statistics used."""
     threshold = stability_threshold(scale)
     if threshold is None:
         return {}
     runs = _runs(results, seeds)
     out: dict[str, dict[str, Any]] = {}
-    for label, norm in NORMS.items():
-        for mode in MODES if norm != "none" else MODES[:1]:
-            values = []
-            for run in runs[norm]:
-                curve = [v for v in _series(run, mode, "top") if v is not None]
-                late = curve[len(curve) - max(1, len(curve) // 3):]
-                values.append(math.log(sum(late) / len(late) / threshold) if late else math.nan)
-            where = f", BN mode {mode}" if norm != "none" else ""
-            out[f"log(λ_max / (2/η)), {label}{where}, last third of training"] = {
-                "values": values, "unit": "log ratio",
-                "note": f"edge of stability: 2/η = {threshold:g} for the runs' SGD; < 0 = the net trains below it"}
+    for key, what in (("top", "λ_max"), ("batch_sharpness", "batch sharpness")):
+        for label, norm in NORMS.items():
+            for mode in MODES if norm != "none" else MODES[:1]:
+                values = [_late_log_ratio(_series(run, mode, key), threshold) for run in runs[norm]]
+                if key == "batch_sharpness" and all(math.isnan(v) for v in values):
+                    continue  # results from before batch sharpness was measured
+                where = f", BN mode {mode}" if norm != "none" else ""
+                out[f"log({what} / (2/η)), {label}{where}, last third of training"] = {
+                    "values": values, "unit": "log ratio",
+                    "note": f"edge of stability: 2/η = {threshold:g} for the runs' SGD; < 0 = the net trains below "
+                            f"it; {_bn_batch_note(runs[norm], mode, key)}"}
     return out
+
+
+def _late_log_ratio(curve: list[float | None], threshold: float) -> float:
+    """log(mean of the last third of a curve's finite values / threshold); nan without a positive mean."""
+    finite = [v for v in curve if v is not None]
+    late = finite[len(finite) - max(1, len(finite) // 3):]
+    mean = sum(late) / len(late) if late else math.nan
+    return math.log(mean / threshold) if mean > 0 else math.nan
+
+
+def _bn_batch_note(runs: list[dict], mode: str, key: str) -> str:
+    """Which examples BN's statistics came from, for the note beside a curvature number."""
+    size = next((r.get("bn_batch_size", {}).get(mode, {}).get(key) for r in runs), None)
+    sgd = next((r.get("sgd_batch_size") for r in runs), None)
+    what = (f"over SGD mini-batches of {sgd}" if key == "batch_sharpness" else "on the fixed Hessian batch")
+    if size is None:
+        return f"{what}, no batch statistics (running statistics or no BN)"
+    return f"{what}, BN statistics over {size} examples"
 
 
 def sharpness_figures(results: Mapping[str, dict], seeds: Sequence[int], at_end: bool,
@@ -214,16 +237,21 @@ def _over_training_figure(runs: dict[str, list[dict]], threshold: float | None =
     for title, mode, key, ylabel in (("λ_max, BN mode train", "train", "top", "λ_max"),
                                      ("λ_max, BN mode eval", "eval", "top", "λ_max"),
                                      ("normalised: max_l λ_max(H_ll)·‖W_l‖²", "train", "normalised",
-                                      "λ_max·‖W‖²")):
+                                      "λ_max·‖W‖²"),
+                                     ("batch sharpness E_B[gᵀHg/‖g‖²], BN mode train", "train", "batch_sharpness",
+                                      "batch sharpness")):
         series = [s for s in (_band(runs["bn"], mode, key, "BN"), _band(runs["none"], mode, key, "no BN")) if s]
-        if threshold is not None and key == "top" and series:
+        if key == "batch_sharpness" and not any(v is not None for s in series for v in s["y"]):
+            continue  # results from before batch sharpness was measured
+        if threshold is not None and key in ("top", "batch_sharpness") and series:
             steps = series[0]["x"]
             series.append({"label": f"2/η = {threshold:g}", "x": [steps[0], steps[-1]], "y": [threshold] * 2})
         panels.append({"title": title, "xlabel": "step", "ylabel": ylabel, "yscale": "log", "series": series})
     return [Figure(id="hessian_top_eigenvalue", kind="lines", title="Hessian top eigenvalue over training",
                    caption="Largest Hessian eigenvalue of the training loss on a fixed batch, mean over seeds with "
                            "min–max band, BN vs no BN, with batch (train) and running (eval) statistics; right: "
-                           "the weight-norm-invariant form λ_max(H_WW)·‖W‖² (max over conv layers). The flat "
+                           "the weight-norm-invariant form λ_max(H_WW)·‖W‖² (max over conv layers); last: the "
+                           "batch sharpness over SGD mini-batches (Andreyev & Beneventano 2024). The flat "
                            "line is the SGD stability threshold 2/η (Cohen et al. 2021).",
                    data={"panels": panels})]
 

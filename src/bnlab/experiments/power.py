@@ -1,18 +1,18 @@
-"""Power by design: every claim's rule run on simulated audits, under a null and under the effect the default audit
-measured.
+"""Power by design: every claim's rule run on simulated audits, under a null and at the effect of interest.
 
 A claim's `decide` reads the per-seed values of its primary endpoint from ``metrics["primary"]`` (one list per
 setting), so a simulated audit is a dict of normal draws: per setting, `n` values with the setting's mean and
-per-seed standard deviation. Two questions, answered by simulation (`SIMS` audits, fixed seeds):
+per-seed standard deviation. Two questions, answered by simulation (fixed seeds):
 
 * **false decisions under the null** -- every setting's true effect at its null (the threshold of a directional
   test; the margin, the least favourable point, of an equivalence test): how often does the rule still say
-  supported or refuted? It must stay at about 5% or below.
-* **power at the measured effect** -- every setting at the effect and spread the default audit measured
-  (`measured.json`, written by `update_measured` from a default audit's results.json): how often does the rule reach
-  the measured effect's verdict (supported when it is beyond the threshold in the claim's direction)? Where that
-  is below 80% at the default seed count, the protocol page says the claim is underpowered and how many seeds
-  would reach 80% (`seeds_needed`).
+  supported or refuted (at the first look, fixed n)? It must stay at about 5% or below.
+* **power at the effect of interest** -- each setting's true effect at the smallest effect its claim cares about
+  (the module's ``INTEREST``, with its source; for an equivalence setting a true difference of 0), with the
+  per-seed spread the last default audit measured (`measured.json`, a planning value): how often does the
+  sequential plan (`base.LOOKS`, `bnlab.experiments.sequential`) decide it in the predicted direction by its cap?
+  Where that is below 80%, the protocol page says the setting is underpowered and how many seeds a fixed-n audit
+  would need. The observed effect is never used: power at an observed effect only restates its interval.
 
 Run ``python -m bnlab.experiments.power runs/audit/results.json`` after a default audit to refresh measured.json.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +31,8 @@ import numpy as np
 
 from bnlab.atomic import write_json
 from bnlab.errors import BnlabError
-from bnlab.experiments import stats
+from bnlab.experiments import sequential, stats
+from bnlab.experiments.base import LOOKS
 from bnlab.experiments.registry import CLAIM_MODULES, load_experiment
 
 MEASURED_FILE = Path(__file__).with_name("measured.json")
@@ -73,8 +74,12 @@ def null_spec(module: ModuleType, measured: Mapping[str, Any], n: int | None = N
     return out
 
 
-def effect_spec(measured: Mapping[str, Any], n: int | None = None) -> dict[str, tuple]:
-    return {s: (float(m["effect"]), _sd(m), n or int(m["n_seeds"])) for s, m in measured["settings"].items()}
+def false_decisions(module: ModuleType, measured: Mapping[str, Any], n: int | None = None,
+                    sims: int = SIMS) -> float:
+    """Fraction of simulated null audits (fixed n: the measured seed counts, or `n`) in which the rule says
+    supported or refuted."""
+    counts = simulate(module, null_spec(module, measured, n), sims)
+    return (counts["supported"] + counts["refuted"]) / sims
 
 
 def _sd(m: Mapping[str, Any]) -> float:
@@ -82,63 +87,51 @@ def _sd(m: Mapping[str, Any]) -> float:
     return float(sd) if sd is not None and sd > 0 else 1e-12  # zero spread: deterministic draws
 
 
-def expected_verdict(module: ModuleType, measured: Mapping[str, Any]) -> str:
-    """The verdict the measured effects point to: the claim's own `decide` fed many seeds of each measured effect
-    with a vanishing spread (so every component is decided by the sign of its effect, whatever the rule's shape)."""
-    rng = np.random.default_rng(12345)
-    draws = {s: [float(m["effect"]) + v for v in rng.normal(0.0, 1e-9 * (abs(float(m["effect"])) + 1.0), 256)]
-             for s, m in measured["settings"].items()}
-    return module.decide({"primary": draws}).verdict
+def setting_cost(module: ModuleType, setting: str) -> str:
+    """The run cost whose look schedule a setting follows (Endpoint.setting_costs, else Protocol.cost)."""
+    return module.PROTOCOL.endpoint.setting_costs.get(setting, module.PROTOCOL.cost)
 
 
-def power(module: ModuleType, measured: Mapping[str, Any], n: int | None = None, sims: int = SIMS) -> float:
-    """Fraction of simulated audits at the measured effects that reach `expected_verdict`."""
-    counts = simulate(module, effect_spec(measured, n), sims)
-    return counts[expected_verdict(module, measured)] / sims
+def voting_settings(module: ModuleType, settings: Sequence[str]) -> int:
+    """How many of `settings` vote (gates do not): the refutation level is divided among them."""
+    return max(1, sum(s not in module.PROTOCOL.endpoint.gates for s in settings))
 
 
-def false_decisions(module: ModuleType, measured: Mapping[str, Any], n: int | None = None,
-                    sims: int = SIMS) -> float:
-    """Fraction of simulated null audits in which the rule says supported or refuted."""
-    counts = simulate(module, null_spec(module, measured, n), sims)
-    return (counts["supported"] + counts["refuted"]) / sims
+def interest(module: ModuleType, setting: str) -> float:
+    """The claim's smallest effect of interest in one setting (its ``INTEREST``); ValueError when it states none."""
+    stated = getattr(module, "INTEREST", None)
+    if stated is None:
+        raise ValueError(f"{module.CLAIM_ID} states no effect of interest (INTEREST = base.Interest(...))")
+    return stated.of(setting)
 
 
-def seeds_needed(module: ModuleType, measured: Mapping[str, Any], sims: int = 500) -> int | None:
-    """The smallest seed count (every setting) whose simulated power reaches POWER_GOAL; None beyond MAX_SEEDS."""
-    if expected_verdict(module, measured) == "mixed":
-        return None  # a mixed verdict is two opposite decisions: it is reached, not powered for
-    for n in range(2, MAX_SEEDS + 1):
-        if power(module, measured, n, sims) >= POWER_GOAL:
-            return n
-    return None
+def interest_mean(module: ModuleType, setting: str) -> tuple[str, float, float]:
+    """(test, threshold or margin, the true mean the power is computed at): threshold + effect of interest for a
+    directional test, 0 (exact equivalence) for tost."""
+    test, threshold = module.PROTOCOL.endpoint.test_of(setting)
+    return test, float(threshold), 0.0 if test == "tost" else float(threshold) + interest(module, setting)
 
 
-def setting_power(module: ModuleType, measured: Mapping[str, Any], setting: str, n: int | None = None,
-                  sims: int = SIMS) -> tuple[str, float]:
-    """(the vote the measured effect points to, the fraction of simulated audits casting it) for one setting of the
-    primary endpoint alone: how a claim whose settings point to opposite verdicts (mixed) is powered per setting."""
-    from bnlab.experiments.base import setting_result  # base imports stats only; deferred to keep power light
-
-    endpoint = module.PROTOCOL.endpoint
-    m = measured["settings"][setting]
-    effect, sd, k = float(m["effect"]), _sd(m), n or int(m["n_seeds"])
-    rng = np.random.default_rng(0)
-    tiny = [effect + v for v in rng.normal(0.0, 1e-9 * (abs(effect) + 1.0), 256)]
-    expected = setting_result(endpoint, setting, tiny).vote or "inconclusive"
-    hits = sum(setting_result(endpoint, setting, [float(v) for v in rng.normal(effect, sd, k)]).vote == expected
-               for _ in range(sims))
-    return expected, hits / sims
+def interest_power(module: ModuleType, measured: Mapping[str, Any], setting: str, scale: str = "default",
+                   sims: int = SIMS) -> sequential.Outcome:
+    """The sequential plan of `scale` run on `sims` simulated audits of one setting at its effect of interest, with
+    the per-seed sd measured by the last default audit; `.supported` is the power."""
+    test, threshold, mean = interest_mean(module, setting)
+    schedule = LOOKS[scale][setting_cost(module, setting)]
+    voting = voting_settings(module, list(measured["settings"]))
+    return sequential.simulate(test, schedule, mean, _sd(measured["settings"][setting]), threshold, sims,
+                               voting=voting)
 
 
-def setting_seeds_needed(module: ModuleType, measured: Mapping[str, Any], setting: str, sims: int = 500) -> int | None:
-    """The smallest seed count at which one setting reaches its expected vote with POWER_GOAL; None beyond
-    MAX_SEEDS (or when its expected vote is inconclusive: an effect exactly at the threshold)."""
-    for n in range(2, MAX_SEEDS + 1):
-        expected, achieved = setting_power(module, measured, setting, n, sims)
-        if expected == "inconclusive":
-            return None
-        if achieved >= POWER_GOAL:
+def fixed_n_needed(module: ModuleType, measured: Mapping[str, Any], setting: str, sims: int = 1000) -> int | None:
+    """The smallest seed count at which a fixed-n audit (one look at 5%) decides the setting at its effect of
+    interest with POWER_GOAL; None beyond MAX_SEEDS. The permutation test is approximated by the t test."""
+    test, threshold, mean = interest_mean(module, setting)
+    test = "t" if test == "permutation" else test
+    sd = _sd(measured["settings"][setting])
+    voting = voting_settings(module, list(measured["settings"]))
+    for n in range(3, MAX_SEEDS + 1):
+        if sequential.simulate(test, (n,), mean, sd, threshold, sims, voting=voting).supported >= POWER_GOAL:
             return n
     return None
 

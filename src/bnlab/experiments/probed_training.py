@@ -35,6 +35,25 @@ def percentile_drift(series: dict[str, Any]) -> float:
     return sum(ranges) / len(ranges)
 
 
+def relative_percentile_drift(series: dict[str, Any]) -> float:
+    """Ioffe Fig. 1's shift, scale-free: each watched unit's percentile ranges over probe times (as
+    `percentile_drift`) divided by the unit's own spread, the mean over probe times of its highest minus lowest
+    watched percentile (85th − 15th), then averaged over units and percentiles. A drift of 1 moves a percentile by
+    the unit's whole 15–85 spread; a net whose pre-activations are simply larger drifts no more for it. NaN
+    without two probe times or with a unit of zero spread."""
+    qs = series["unit_percentiles"]  # (T, U, P)
+    if len(qs) < 2:
+        return math.nan
+    n_units, n_p = len(qs[0]), len(qs[0][0])
+    ratios = []
+    for u in range(n_units):
+        spread = sum(max(q[u]) - min(q[u]) for q in qs) / len(qs)  # mean 85th − 15th of unit u
+        if not spread > 0:
+            return math.nan
+        ratios += [(max(q[u][p] for q in qs) - min(q[u][p] for q in qs)) / spread for p in range(n_p)]
+    return sum(ratios) / len(ratios)
+
+
 def moment_drift(series: dict[str, Any]) -> float:
     """Santurkar Fig. 2's moving distributions, as one number: the mean over watched units and consecutive probe
     times of |Δ mean| + |Δ std| of the unit's pre-activation."""

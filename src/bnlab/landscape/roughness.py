@@ -16,6 +16,9 @@ of the grid resolution (for a smooth surface it converges to the mean |second de
 sharpness (a steep bowl) and ruggedness (bumps, cliffs); the companion `negative_curvature_fraction` isolates
 non-convexity (the fraction of those stencils with k < 0).
 
+Ruggedness (`quadratic_residual`) separates the two: the share of the surface's variation within ``radius`` that the
+best quadratic bowl does not explain. A bowl of any sharpness scores 0; cliffs, ravines and bumps score up to 1.
+
 Non-finite values (a loss that overflowed on a cliff) are replaced by the largest finite value of the landscape
 before differencing, so a cliff counts as a large step rather than vanishing from the mean.
 """
@@ -75,3 +78,31 @@ def negative_curvature_fraction(values: np.ndarray, x: np.ndarray, y: np.ndarray
     """Fraction of the second differences within `radius` that are negative (non-convex spots)."""
     ks = _curvatures(values, x, y, radius)
     return float(np.mean(np.concatenate(ks) < 0))
+
+
+def quadratic_residual(values: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float | None = None) -> float:
+    """Ruggedness of a surface: sqrt(SS_res / SS_tot) of the least-squares quadratic fit within `radius`.
+
+    Over the grid points with sqrt(x² + y²) <= radius (all points when None), fit
+    L ≈ c₀ + c₁x + c₂y + c₃x² + c₄xy + c₅y² by least squares (float64) and return
+    sqrt(Σ (L − L̂)² / Σ (L − mean L)²) = sqrt(1 − R²): the share of the surface's standard deviation that a
+    quadratic bowl does not explain. Dimensionless, in [0, 1], unchanged by adding a quadratic, by scaling the
+    loss, or by how sharp the bowl is (which `roughness` measures). 0 for a constant surface (nothing to explain).
+    Non-finite values are cleaned as for `roughness`. BnlabError for a bad shape or fewer than 6 points in radius.
+    """
+    if radius is not None and not radius > 0:
+        raise BnlabError(f"ruggedness radius must be > 0, got {radius}")
+    v = _clean(values)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if v.shape != (len(y), len(x)):
+        raise BnlabError(f"a surface needs values of shape (len(y), len(x)), got {v.shape}")
+    xx, yy = np.meshgrid(x, y)  # (ny, nx)
+    inside = np.hypot(xx, yy) <= (np.inf if radius is None else radius + 1e-12)
+    if inside.sum() < 6:
+        raise BnlabError(f"a quadratic fit needs >= 6 grid points within radius {radius}, got {int(inside.sum())}")
+    px, py, z = xx[inside], yy[inside], v[inside]  # (m,)
+    design = np.stack([np.ones_like(px), px, py, px**2, px * py, py**2], axis=1)  # (m, 6)
+    coef, *_ = np.linalg.lstsq(design, z, rcond=None)  # (6,)
+    ss_res = float(np.sum((z - design @ coef) ** 2))
+    ss_tot = float(np.sum((z - z.mean()) ** 2))
+    return 0.0 if ss_tot == 0 else float(np.sqrt(min(1.0, ss_res / ss_tot)))

@@ -49,6 +49,7 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
         key = escape(c["key_main"]) + (f" ({escape(c['key_ci'])})" if c["key_ci"] else "")
         key += f"; votes: {escape(c['votes_brief'])}" if c["votes_brief"] else ""
         key += "".join(f"; finding: {escape(f)}" for f in c["findings"])
+        key += f"; {escape(c['replication'])}" if c["replication"] else ""
         out.append(f"| [{escape(c['id'])}](#{c['anchor']}) | {escape(c['title'])} | **{c['verdict_text']}** "
                    f"| {key} |")
     out += ["", "Verdicts: " + "; ".join(f"**{text}**: {meaning}" for text, _, meaning in v["legend"]) + "."]
@@ -58,9 +59,15 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, Any]) -> st
                 + (" (smoke scale: a plumbing check, not evidence)" if v["plumbing"] else ""), ""]
         if c["summary"]:
             out += [escape(c["summary"]), ""]
+        if c["reason"]:
+            capped = f" Undecided at the seed cap: {escape(', '.join(c['capped']))}." if c["capped"] else ""
+            out += [f"How the settings combined: {escape(c['reason'])}.{capped}", ""]
+        if c["replication"]:
+            out += [f"Replication: {escape(c['replication'])}.", ""]
         if c["votes"]:
             out += ["**Primary endpoint** (the only thing that votes):", ""]
-            out += [f"- {escape(r['main'])} ({escape(r['ci'])}): **{escape(r['vote'])}**" for r in c["votes"]]
+            out += [f"- {escape(r['main'])} ({escape(r['ci'])}): **{escape(r['vote'])}**"
+                    + (f" — {escape(r['look'])}" if r["look"] else "") for r in c["votes"]]
             out += [""] + [escape(line) for line in c["power"]] + ([""] if c["power"] else [])
         elif c["key_main"] != "—":
             out += [f"Key number: {escape(c['key_main'])}" + (f" ({escape(c['key_ci'])})" if c["key_ci"] else ""),

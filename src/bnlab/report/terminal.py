@@ -22,6 +22,10 @@ def verdict_table(results: Mapping[str, Any]) -> str:
         main, ci = (format_result(claim["primary"]) if isinstance(claim.get("primary"), Mapping)
                     else format_key_number(claim.get("key_number")))
         key = f"{main} ({ci})".strip() if main != "—" else ""
+        rep = claim.get("replication")
+        if isinstance(rep, Mapping):
+            again = VERDICT_TEXT.get(str(rep.get("verdict")), str(rep.get("verdict")))
+            key = f"[replication: {again}{'' if rep.get('replicated') else ', NOT replicated'}] {key}".rstrip()
         verdict = VERDICT_TEXT.get(str(claim.get("verdict")), str(claim.get("verdict")))
         title = _clip(str(claim.get("title", "")), 52)
         lines.append(f"{str(claim.get('id', '')):<6} {verdict:<13} {title:<52} {_clip(key, 110)}".rstrip())

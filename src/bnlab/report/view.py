@@ -26,10 +26,11 @@ PLUMBING_NOTE = ("Smoke scale: these verdicts are a plumbing check (every trial,
                  "tiny runs), not evidence about the claims; run the default scale for verdicts.")
 
 VERDICT_MEANING: dict[str, str] = {
-    "supported": "the pre-written rule found the effect the claim predicts, beyond noise across seeds",
-    "refuted": "the rule found the opposite effect, beyond noise across seeds",
+    "supported": "the pre-written rule found the effect the claim predicts in every setting, beyond noise across seeds",
+    "refuted": "at least one setting showed the opposite, beyond noise across seeds, and none supported the claim",
     "mixed": "the claim holds in some settings and fails in others",
-    "inconclusive": "the effect is within noise across seeds, or the experiment could not decide",
+    "inconclusive": "no setting refutes the claim but not every setting supports it (undecided at its seed cap), a "
+                    "gate did not pass, or the experiment could not decide",
     "not_measured": "no experiment ran for this claim in this audit",
 }
 
@@ -43,15 +44,40 @@ def _about(claim: Mapping[str, Any]) -> dict[str, Any]:
             "references": [str(r) for r in refs] if isinstance(refs, (list, tuple)) else []}
 
 
+def look_text(r: Mapping[str, Any]) -> str:
+    """Where the sequential plan decided a vote: "decided at n = 13, look 2 of 4", "undecided at its cap, n = 16
+    (look 3 of 3)"; "" for a vote without looks (a verification, or a results.json from before the plan)."""
+    look, looks = r.get("look"), r.get("looks")
+    if not isinstance(look, int) or not isinstance(looks, int):
+        return ""
+    if isinstance(r.get("decided_n"), int):
+        return f"decided at n = {r['decided_n']}, look {look} of {looks}"
+    where = "at its cap" if look == looks else "at"
+    return f"undecided {where}, n = {format_number(r.get('n_seeds'))} (look {look} of {looks})"
+
+
 def _rows(results: Any) -> list[dict[str, str]]:
-    """Result dicts (votes or secondary) as rows: name = effect, CI · seeds · MDE, vote, note."""
+    """Result dicts (votes or secondary) as rows: name = effect, CI · seeds · MDE, vote, note, look."""
     rows = []
     for r in results if isinstance(results, list) else []:
         if isinstance(r, Mapping):
             main, ci = format_result(r)
             rows.append({"main": main, "ci": ci, "vote": str(r.get("vote") or ""), "note": str(r.get("note") or ""),
-                         "p": format_number(r.get("p")) if r.get("p") is not None else ""})
+                         "p": format_number(r.get("p")) if r.get("p") is not None else "", "look": look_text(r)})
     return rows
+
+
+def replication_text(claim: Mapping[str, Any]) -> str:
+    """"replicated (supported on seeds from 1000)" / "NOT replicated: ..."; "" when no replication ran."""
+    rep = claim.get("replication")
+    if not isinstance(rep, Mapping):
+        return ""
+    other = VERDICT_TEXT.get(str(rep.get("verdict")), str(rep.get("verdict")))
+    where = f"seeds from {rep.get('first_seed')}"
+    if rep.get("replicated"):
+        return f"replicated ({other} on {where})"
+    flip = " — a flip between supported and refuted" if rep.get("flipped") else ""
+    return f"NOT replicated: {other} on {where}{flip}"
 
 
 def _findings(claim: Mapping[str, Any]) -> list[str]:
@@ -138,6 +164,10 @@ def claim_view(claim: Mapping[str, Any], images: Mapping[str, Any], scale: str =
                            "note": str(v.get("note") or "")}
                           for v in claim.get("verifications") or [] if isinstance(v, Mapping)],
         "findings": _findings(claim),
+        "reason": str(claim.get("reason") or ""),
+        "capped": [str(s) for s in (claim.get("sequential") or {}).get("capped") or []]
+        if isinstance(claim.get("sequential"), Mapping) else [],
+        "replication": replication_text(claim),
         "power": _power(claim),
         "protocol": _protocol(claim, scale),
         "seed_list": ", ".join(str(s) for s in claim.get("seeds") or []),

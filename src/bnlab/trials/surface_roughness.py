@@ -5,7 +5,9 @@ et al.'s ``biasbn``) over [-radius, radius]² and a 1-D line along a third, of t
 of the training set, with BN in mode ``train`` (batch statistics of that prefix) and ``eval`` (running
 statistics). A no-BN net (no BN layer, no Dropout) is one function in both modes: measured once, used for both.
 Roughness (`bnlab.landscape.roughness`): mean |second difference| / h² over the interior grid points within
-``rough_radius`` of the centre. A trial function: plain data in, plain data out.
+``rough_radius`` of the centre. Ruggedness (`bnlab.landscape.roughness.quadratic_residual`): sqrt(1 − R²) of the
+least-squares quadratic fit to the 2-D surface within ``rough_radius``, the part a smooth bowl does not explain.
+A trial function: plain data in, plain data out.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 from bnlab.data import load_dataset
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
 from bnlab.landscape.directions import model_origin
-from bnlab.landscape.roughness import negative_curvature_fraction
+from bnlab.landscape.roughness import negative_curvature_fraction, quadratic_residual
 from bnlab.models import build_model
 from bnlab.state import BN_MODES, batchnorm_layers
 from bnlab.train import TrainConfig, train
@@ -63,6 +65,7 @@ def roughness_run(*, dataset: str, model: str, model_config: str, width: float, 
             "roughness_2d": roughness(plane.loss, plane.x, plane.y, rough_radius),
             "roughness_1d": roughness(curve.loss, curve.t, None, rough_radius),
             "negative_curvature": negative_curvature_fraction(plane.loss, plane.x, plane.y, rough_radius),
+            "ruggedness_2d": quadratic_residual(plane.loss, plane.x, plane.y, rough_radius),
         }
     if not has_bn:  # no BN layer and no Dropout: eval mode is the same function
         out["modes"]["eval"] = out["modes"]["train"]

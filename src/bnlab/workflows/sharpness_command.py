@@ -27,6 +27,15 @@ MODES = BN_MODES  # the BN modes every curvature / landscape number is measured 
 # reaches 2/η, the stability limit of GD on a quadratic, and then hovers there while the loss keeps falling
 # non-monotonically. `run_sharpness` trains each (norm, lr) pair and records λ_max every `every` steps in each BN
 # mode, the loss, and the first step at which λ_max ≥ 2/η (BN mode train: the function GD differentiates).
+#
+# Under SGD (Andreyev & Beneventano 2024, "Edge of Stochastic Stability") the full-batch λ_max stays below 2/η and
+# it is the batch sharpness E_B[g_Bᵀ H_B g_B / ‖g_B‖²] over mini-batches of the SGD batch size that settles there:
+# with `optimizer="sgd"` each probe also records it per BN mode (`bnlab.probes.hessian.batch_sharpness`, over
+# `sgd_batches` seeded mini-batches). Every number records the batch size its BN statistics used.
+#
+# On the user's own model and data (`model_file` / `data_file` = "FILE.py:FACTORY", the study's loaders
+# `bnlab.workflows.study.inputs`): norm "bn" is the model as the factory returns it, "none" its twin with every
+# BN layer replaced by an identity (`remove_bn`).
 
 OPTIMIZERS: tuple[str, ...] = ("gd", "sgd")
 SHARPNESS_LOSSES: tuple[str, ...] = ("mse", "cross_entropy")
@@ -49,6 +58,9 @@ class SharpnessConfig:
     tol: float = 1e-3
     seed: int = 0
     fmt: str = "png"
+    sgd_batches: int = 8  # mini-batches behind each batch-sharpness estimate (optimizer sgd)
+    model_file: str | None = None  # FILE.py:FACTORY returning the user's nn.Module (replaces `model`)
+    data_file: str | None = None  # FILE.py:FACTORY returning the user's data (replaces `dataset`)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -60,7 +72,10 @@ class SharpnessConfig:
         bad = [m for m in self.bn_modes if m not in MODES]
         if bad or not self.bn_modes:
             raise BnlabError(f"bn_modes must be a non-empty subset of {', '.join(MODES)}, got {list(self.bn_modes)}")
-        for key in ("train_size", "batch_size", "steps", "every"):
+        if self.model_file is not None and any(n not in ("bn", "none") for n in self.norms):
+            raise BnlabError(f"with a model file the norms are bn (the model as given) and none (its BN-free twin), "
+                             f"got {list(self.norms)}")
+        for key in ("train_size", "batch_size", "steps", "every", "sgd_batches"):
             if getattr(self, key) < 1:
                 raise BnlabError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.fmt not in ("png", "svg"):
@@ -72,22 +87,79 @@ def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (out - torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype)).square().sum(1).mean()
 
 
-def edge_of_stability_run(cfg: SharpnessConfig, norm: str, lr: float, data: Any) -> dict[str, Any]:
-    """Train one (norm, lr) pair; λ_max every `cfg.every` steps per BN mode, the loss, and when λ_max ≥ 2/η."""
-    from bnlab.models import build_model
+def _build_net(cfg: SharpnessConfig, norm: str, data: Any) -> torch.nn.Module:
+    """A fresh net for one (norm, lr) run: a built-in model, or the user's factory (norm "none": its BN-free twin)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.model_file is None:
+        from bnlab.models import build_model
+
+        return build_model(cfg.model, norm=norm, in_shape=data.in_shape, num_classes=data.num_classes,
+                           activation=cfg.activation)
+    from bnlab.workflows.study.inputs import call_factory, check_model, load_factory
+    from bnlab.workflows.study.twin import remove_bn
+
+    net = call_factory(load_factory(cfg.model_file), "model")
+    check_model(net, data)
+    return remove_bn(net)[0] if norm == "none" else net
+
+
+def _loss_for(cfg: SharpnessConfig, data: Any) -> Any:
+    if cfg.loss == "cross_entropy":
+        if data.task != "classification":
+            raise BnlabError("loss cross_entropy needs integer class labels; the data's targets are floats")
+        return torch.nn.functional.cross_entropy
+    return half_mse if data.task == "classification" else half_mse_regression
+
+
+def half_mse_regression(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """½ mean over examples of ‖out − y‖² for float targets."""
+    return 0.5 * (out - y.reshape(out.shape)).square().reshape(out.shape[0], -1).sum(1).mean()
+
+
+def _probe(net: torch.nn.Module, loss_fn: Any, cfg: SharpnessConfig, data: tuple, modes: tuple, step: int,
+           rec: dict[str, Any]) -> None:
+    """λ_max on the full batch per BN mode and, under SGD, the batch sharpness over seeded mini-batches."""
     from bnlab.probes.hessian import hessian_operator, lanczos_eigenpairs
+    from bnlab.probes.hessian.batch_sharpness import batch_sharpness, sample_batches
+
+    x, y = data
+    for m in modes:
+        try:
+            with hessian_operator(net, loss_fn, (x, y), bn_mode=m) as op:
+                rec["top"][m].append(lanczos_eigenpairs(op, tol=cfg.tol, seed=cfg.seed + step).eigenvalues[0])
+        except BnlabError:  # a non-finite Hessian: the run has diverged
+            rec["top"][m].append(None)
+        if cfg.optimizer != "sgd":
+            continue
+        batches = sample_batches(x, y, min(cfg.batch_size, len(x)), cfg.sgd_batches, seed=cfg.seed + step)
+        try:
+            value = batch_sharpness(net, loss_fn, batches, bn_mode=m).value
+            rec["batch_sharpness"][m].append(value if math.isfinite(value) else None)
+        except BnlabError:
+            rec["batch_sharpness"][m].append(None)
+
+
+def edge_of_stability_run(cfg: SharpnessConfig, norm: str, lr: float, data: Any) -> dict[str, Any]:
+    """Train one (norm, lr) pair; λ_max (and, under SGD, batch sharpness) every `cfg.every` steps per BN mode, the
+    loss, and when λ_max ≥ 2/η."""
     from bnlab.state import batchnorm_layers as bn_layers
 
-    torch.manual_seed(cfg.seed)
-    net = build_model(cfg.model, norm=norm, in_shape=data.in_shape, num_classes=data.num_classes,
-                      activation=cfg.activation)
-    loss_fn = half_mse if cfg.loss == "mse" else torch.nn.functional.cross_entropy
+    net = _build_net(cfg, norm, data)
+    loss_fn = _loss_for(cfg, data)
     x, y = data.train_x, data.train_y
-    modes = cfg.bn_modes if bn_layers(net) else cfg.bn_modes[:1]
+    has_bn = bool(bn_layers(net))
+    modes = cfg.bn_modes if has_bn else cfg.bn_modes[:1]
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    rec: dict[str, Any] = {"norm": norm, "lr": lr, "limit": 2 / lr, "steps": [], "loss": [],
-                           "top": {m: [] for m in modes}, "diverged_at": None}
+    sgd_size = min(cfg.batch_size, len(x))
+    rec: dict[str, Any] = {
+        "norm": norm, "lr": lr, "limit": 2 / lr, "steps": [], "loss": [], "top": {m: [] for m in modes},
+        "batch_sharpness": {m: [] for m in modes} if cfg.optimizer == "sgd" else {}, "diverged_at": None,
+        "has_bn": has_bn, "sgd_batch_size": sgd_size if cfg.optimizer == "sgd" else None,
+        # the examples behind each BN statistic: the full batch for λ_max, the SGD batch for batch sharpness
+        "bn_batch_size": {m: {"top": len(x) if has_bn and m == "train" else None,
+                              "batch_sharpness": sgd_size if has_bn and m == "train" and cfg.optimizer == "sgd"
+                              else None} for m in modes}}
     for step in range(cfg.steps + 1):
         if step % cfg.every == 0 or step == cfg.steps:
             with torch.no_grad():
@@ -95,12 +167,7 @@ def edge_of_stability_run(cfg: SharpnessConfig, norm: str, lr: float, data: Any)
                 full = float(loss_fn(net(x), y))
             rec["steps"].append(step)
             rec["loss"].append(full if math.isfinite(full) else None)
-            for m in modes:
-                try:
-                    with hessian_operator(net, loss_fn, (x, y), bn_mode=m) as op:
-                        rec["top"][m].append(lanczos_eigenpairs(op, tol=cfg.tol, seed=cfg.seed + step).eigenvalues[0])
-                except BnlabError:  # a non-finite Hessian: the run has diverged
-                    rec["top"][m].append(None)
+            _probe(net, loss_fn, cfg, (x, y), modes, step, rec)
             if not math.isfinite(full):
                 rec["diverged_at"] = step
                 break
@@ -110,39 +177,41 @@ def edge_of_stability_run(cfg: SharpnessConfig, norm: str, lr: float, data: Any)
         if cfg.optimizer == "gd":
             xb, yb = x, y
         else:
-            idx = torch.randint(0, len(x), (min(cfg.batch_size, len(x)),), generator=gen)
+            idx = torch.randint(0, len(x), (sgd_size,), generator=gen)
             xb, yb = x[idx], y[idx]
         opt.zero_grad()
         loss_fn(net(xb), yb).backward()
         opt.step()
     tops = rec["top"][modes[0]]
     rec["first_at_limit"] = next((s for s, t in zip(rec["steps"], tops) if t is not None and t >= rec["limit"]), None)
-    # the "hover": λ_max over the last third of the probes, relative to 2/η
-    tail = [t for t in tops[len(tops) * 2 // 3:] if t is not None]
-    rec["late_ratio_to_limit"] = (sum(tail) / len(tail)) / rec["limit"] if tail else None
+    # the "hover": λ_max (and batch sharpness) over the last third of the probes, relative to 2/η
+    rec["late_ratio_to_limit"] = _late_ratio(tops, rec["limit"])
+    if rec["batch_sharpness"]:
+        rec["late_batch_ratio_to_limit"] = _late_ratio(rec["batch_sharpness"][modes[0]], rec["limit"])
     return rec
 
 
-def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print, force: bool = False) -> dict[str, Any]:
-    """Every (norm, lr) pair of `cfg`; writes ``sharpness.json`` and ``sharpness.<fmt>`` under `out` (which must be
-    empty or a sharpness folder, unless `force`: checked before the work, claimed when written)."""
-    from bnlab.atomic import write_json
-    from bnlab.config import to_mapping
-    from bnlab.data import load_dataset
-    from bnlab.report.figures import save_figure
+def _late_ratio(values: list[float | None], limit: float) -> float | None:
+    tail = [t for t in values[len(values) * 2 // 3:] if t is not None]
+    return (sum(tail) / len(tail)) / limit if tail else None
 
-    data = load_dataset(cfg.dataset, train_size=cfg.train_size)
-    out = check_owner(out, "sharpness", force=force)
-    runs = []
-    for norm in cfg.norms:
-        for lr in cfg.lrs:
-            rec = edge_of_stability_run(cfg, norm, float(lr), data)
-            runs.append(rec)
-            if log:
-                first = rec["first_at_limit"]
-                log(f"{norm:>5} lr {lr:g}: 2/η = {rec['limit']:.4g}, λ_max {rec['top'][cfg.bn_modes[0]][0]:.4g} -> "
-                    f"{_last(rec['top'][cfg.bn_modes[0]])}, reaches 2/η at step {first}"
-                    + (f", diverged at step {rec['diverged_at']}" if rec["diverged_at"] is not None else ""))
+
+def _load(cfg: SharpnessConfig) -> Any:
+    """The training set: a built-in dataset, or the user's data factory's (its first `train_size` examples)."""
+    from bnlab.data import load_dataset
+
+    if cfg.data_file is None:
+        return load_dataset(cfg.dataset, train_size=cfg.train_size)
+    import dataclasses
+
+    from bnlab.workflows.study.inputs import call_factory, load_data, load_factory
+
+    data = load_data(call_factory(load_factory(cfg.data_file), "data"))
+    return dataclasses.replace(data, train_x=data.train_x[: cfg.train_size], train_y=data.train_y[: cfg.train_size])
+
+
+def _panels(cfg: SharpnessConfig, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One panel per (norm, BN mode): λ_max, the batch sharpness (SGD) and 2/η per learning rate."""
     panels = []
     for norm in cfg.norms:
         for mode in cfg.bn_modes:
@@ -150,15 +219,49 @@ def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print, force
             for rec in (r for r in runs if r["norm"] == norm):
                 if mode not in rec["top"]:
                     continue
-                series.append({"label": f"lr {rec['lr']:g}", "x": rec["steps"], "y": rec["top"][mode]})
-                series.append({"label": f"2/η = {rec['limit']:.3g}", "colour_of": f"lr {rec['lr']:g}",
+                lr = f"lr {rec['lr']:g}"
+                series.append({"label": f"λ_max, {lr}", "colour_of": lr, "x": rec["steps"], "y": rec["top"][mode]})
+                series.append({"label": f"2/η = {rec['limit']:.3g}", "colour_of": lr,
                                "x": [rec["steps"][0], rec["steps"][-1]], "y": [rec["limit"]] * 2})
+                if rec["batch_sharpness"].get(mode):
+                    series.append({"label": f"batch sharpness, {lr}", "colour_of": lr, "x": rec["steps"],
+                                   "y": rec["batch_sharpness"][mode]})
             if series:
-                panels.append({"title": f"{'BN' if norm != 'none' else 'no BN'}, BN mode {mode}"
-                               if norm != "none" else "no BN", "xlabel": f"{cfg.optimizer.upper()} step",
-                               "ylabel": "λ_max", "series": series})
-    figure = {"id": "sharpness", "kind": "lines", "title": "Sharpness over training and 2/η (Cohen et al. Fig. 1)",
-              "caption": "", "data": {"panels": panels}}
+                bn = rec["bn_batch_size"][mode]
+                stats = f" (BN statistics over {bn['top']} / {bn['batch_sharpness']})" \
+                    if bn["top"] is not None and bn["batch_sharpness"] is not None else ""
+                panels.append({"title": (f"BN, BN mode {mode}{stats}" if norm != "none" else "no BN"),
+                               "xlabel": f"{cfg.optimizer.upper()} step", "ylabel": "sharpness", "series": series})
+    return panels
+
+
+def run_sharpness(cfg: SharpnessConfig, out: str | Path, log: Any = print, force: bool = False) -> dict[str, Any]:
+    """Every (norm, lr) pair of `cfg`; writes ``sharpness.json`` and ``sharpness.<fmt>`` under `out` (which must be
+    empty or a sharpness folder, unless `force`: checked before the work, claimed when written)."""
+    from bnlab.atomic import write_json
+    from bnlab.config import to_mapping
+    from bnlab.report.figures import save_figure
+
+    data = _load(cfg)
+    out = check_owner(out, "sharpness", force=force)
+    runs = []
+    for norm in cfg.norms:
+        for lr in cfg.lrs:
+            rec = edge_of_stability_run(cfg, norm, float(lr), data)
+            runs.append(rec)
+            if log:
+                mode = next(iter(rec["top"]))
+                first = rec["first_at_limit"]
+                batch = (f", batch sharpness -> {_last(rec['batch_sharpness'][mode])}"
+                         if rec["batch_sharpness"] else "")
+                log(f"{norm:>5} lr {lr:g}: 2/η = {rec['limit']:.4g}, λ_max {_last(rec['top'][mode][:1])} -> "
+                    f"{_last(rec['top'][mode])}{batch}, λ_max reaches 2/η at step {first}"
+                    + (f", diverged at step {rec['diverged_at']}" if rec["diverged_at"] is not None else ""))
+    sgd = cfg.optimizer == "sgd"
+    figure = {"id": "sharpness", "kind": "lines",
+              "title": "Sharpness over training and 2/η" + (" (λ_max and batch sharpness under SGD)" if sgd
+                                                           else " (Cohen et al. Fig. 1)"),
+              "caption": "", "data": {"panels": _panels(cfg, runs)}}
     claim_out_folder(out, "sharpness", force=force)
     save_figure(figure, out / f"sharpness.{cfg.fmt}")
     result = {"config": to_mapping(cfg), "runs": runs}

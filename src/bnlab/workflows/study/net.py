@@ -11,7 +11,7 @@ During training, at step 0 and every `probe_every` steps, before the step's upda
 * C13: test accuracy every `eval_every` steps (the training loop's evaluation).
 At the end:
 * C14: 2-D and 1-D landscapes of the training loss on `samples` examples, filter-normalised directions, in BN
-  modes train, eval and recalibrated (`random_plane`, `random_line`), and their roughness;
+  modes train, eval and recalibrated (`random_plane`, `random_line`), their roughness and ruggedness;
 * the Hessian again, in each BN mode.
 A net without BN has one function in every mode: it is measured once and the numbers are shared.
 A diverged run is a result: its end-of-training numbers are NaN and `diverged_at_step` says when.
@@ -36,6 +36,7 @@ from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
 from bnlab.landscape.directions import model_origin
 from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
+from bnlab.landscape.roughness import quadratic_residual
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
 from bnlab.probes.hessian import top_eigenvalues, trace
@@ -80,8 +81,18 @@ def landscape_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tenso
         out[mode] = {"x": plane.x.tolist(), "y": plane.y.tolist(), "loss": plane.loss.tolist(),
                      "t": curve.t.tolist(), "line_loss": curve.loss.tolist(),
                      "roughness_2d": finite_or_none(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
-                     "roughness_1d": finite_or_none(roughness(curve.loss, curve.t, None, cfg.rough_radius))}
+                     "roughness_1d": finite_or_none(roughness(curve.loss, curve.t, None, cfg.rough_radius)),
+                     "ruggedness_2d": _ruggedness(plane.loss, plane.x, plane.y, cfg.rough_radius)}
     return out
+
+
+def _ruggedness(loss: Any, x: Any, y: Any, radius: float) -> float | None:
+    """C14's ruggedness (`quadratic_residual`); None when the grid holds fewer than 6 points within the radius
+    (too coarse a landscape for a quadratic fit: that seed's ruggedness is missing, not made up)."""
+    try:
+        return finite_or_none(quadratic_residual(loss, x, y, radius))
+    except BnlabError:
+        return None
 
 
 def load_weights(net: nn.Module, path: str) -> None:
