@@ -8,7 +8,7 @@ SCALE  ?= default
 OUT    ?= runs/audit
 EXECUTOR ?= process
 
-.PHONY: install install-dev audit audit-replicate readme-table test test-fast lint bench check clean protocol docs
+.PHONY: install install-dev audit audit-replicate readme-table test test-fast test-models test-models-full models lint bench check clean protocol docs
 
 $(VENV)/.installed: requirements/base.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ $(VENV)/.installed: requirements/base.lock pyproject.toml
 $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.lock
 	$(PIP) install -r requirements/dev.lock
 	touch $@
+
+# bnlab on real models (timm, torchvision): its own venv, since torch 2.14.1 + torchvision 0.29.1 + timm 1.0.31 install
+# together and the main venv's CPU torch 2.13.0 stays as is (requirements/models.lock)
+MODELS_VENV := .venv-models
+$(MODELS_VENV)/.installed: requirements/models.lock pyproject.toml
+	$(PYTHON) -m venv $(MODELS_VENV)
+	$(MODELS_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/models.lock
+	$(MODELS_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	touch $@
+
+models: $(MODELS_VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -38,6 +49,17 @@ check: install
 
 test: install-dev
 	$(PY) -m pytest -q
+	$(MAKE) test-models
+
+# the study on timm's and torchvision's ResNets and MobileNets, in the models venv: the lean part make test runs
+# (twins of 5 real models, a MobileNetV3 study on tiny inputs, the lr grid and resuming; about 3-4 CPU minutes)
+test-models: models
+	$(MODELS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/models_venv/test_study_real_models.py
+
+# everything in tests/models_venv, with the end-to-end resnet10t study (2 seeds, 3x32x32, an lr grid; tens of CPU
+# minutes on 2 cores): not part of make test
+test-models-full: models
+	$(MODELS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/models_venv
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not slow"
@@ -53,7 +75,7 @@ bench: install-dev
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(MODELS_VENV) runs .pytest_cache
 
 # the documentation site (mkdocs-material, API reference from the docstrings) into site/; strict: a broken link or
 # reference fails the build (tests/test_docs.py runs the same build in make test)

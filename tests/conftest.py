@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -18,3 +19,8 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+# tests/models_venv/ needs timm and torchvision: it runs in the models venv (make test-models, which make test calls)
+if importlib.util.find_spec("timm") is None:
+    collect_ignore = ["models_venv"]

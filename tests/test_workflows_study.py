@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,12 +60,20 @@ def test_example_study_end_to_end_from_the_cli_and_resumed(tmp_path: Path) -> No
     assert "Your model:" in (out / "report.md").read_text() and "| [C14](#claim-C14)" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert "bnlab study" in html and 'class="verdicts"' in html and "data:image/svg+xml" in html
+    assert '<span class="ci votes">votes: ' in html and ".ci.votes { white-space: normal; }" in html  # C03 wraps
     assert sorted(p.name for p in (out / "weights").iterdir()) == ["bn-seed0.pt", "bn-seed1.pt", "twin-seed0.pt",
                                                                    "twin-seed1.pt"]
     # a rerun in the same folder takes every net from the trial store: identical numbers
     assert main(args) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["claims"] == results["claims"]
+    # a net interrupted after training resumes from its checkpoint in OUT/nets (its init numbers kept there too)
+    nets = sorted(p.name.rsplit("-", 1)[0] for p in (out / "nets").iterdir())
+    assert nets == ["bn-seed0", "bn-seed1", "twin-seed0", "twin-seed1"]
+    assert all((p / "init.json").is_file() and (p / "checkpoint.pt").is_file() for p in (out / "nets").iterdir())
+    shutil.rmtree(out / "trials")
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["claims"] == results["claims"]
 
 
 def _mlp_file(tmp_path: Path) -> Path:
@@ -156,8 +165,8 @@ def test_datasets_and_dataloaders_give_the_same_data_as_tensors() -> None:
 def test_remove_bn_replaces_torch_and_bnlab_bn_and_reports_the_bias() -> None:
     net = nn.Sequential(nn.Linear(3, 4), BatchNorm(4), nn.ReLU(), nn.Linear(4, 4, bias=False), nn.BatchNorm1d(4))
     twin, replaced = remove_bn(net)
-    assert replaced == [{"layer": "1", "kind": "BatchNorm", "bias_before": True},
-                        {"layer": "4", "kind": "BatchNorm1d", "bias_before": False}]
+    assert [(r["layer"], r["kind"], r["by"], r["bias_before"], r["kept"]) for r in replaced] == [
+        ("1", "BatchNorm", "Identity", True, []), ("4", "BatchNorm1d", "Identity", False, [])]
     assert isinstance(twin[1], nn.Identity) and isinstance(twin[4], nn.Identity)
     x = torch.randn(5, 3)
     torch.testing.assert_close(twin(x), twin[3](torch.relu(twin[0](x))))

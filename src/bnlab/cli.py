@@ -19,9 +19,11 @@ command, not at the top: importing torch costs about a second, and `bnlab --help
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import sys
+import textwrap
 from typing import Any
 
 import typer
@@ -423,41 +425,77 @@ def study(
     model: str = typer.Option(..., help="FILE.py:FACTORY returning your nn.Module with BN (imported from that path)"),
     data: str = typer.Option(..., help="FILE.py:FACTORY returning (train_x, train_y, test_x, test_y) tensors, a "
                                        "(train, test) pair of torch Datasets, or of DataLoaders"),
-    twin: str = typer.Option("remove-bn", help="remove-bn (every BatchNorm -> identity) | FILE.py:FACTORY"),
+    twin: str = typer.Option("remove-bn", help="remove-bn = identity (only the normalisation removed; fused "
+                             "norm+act layers keep their activation) | groupnorm | layernorm | FILE.py:FACTORY"),
+    match_init: bool = typer.Option(False, "--match-init", help="where the BN net's γ starts at 0 (timm ResNets), "
+                                    "start the twin's branch off too"),
     loss: str = typer.Option("cross_entropy", help="cross_entropy | mse | FILE.py:FN (called as FN(output, y))"),
     out: str = typer.Option("runs/study", help="output folder: results.json, report.html, report.md, figures/"),
     seeds: int = typer.Option(3, help="seeds (each trains both nets with the same init stream and batches)"),
     steps: int = typer.Option(300, help="training steps per net"),
-    lr: float = typer.Option(0.05, help="learning rate"),
+    lr: str = typer.Option("0.05", help="learning rate, or a grid (0.01,0.05,0.2): each net trains at the grid lr "
+                           "with its lowest final training loss on a held-out seed"),
     optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9) | adam"),
     batch_size: int = typer.Option(64, "--batch-size", help="training batch size"),
     probe_every: int = typer.Option(None, "--probe-every", help="probe every k steps (default steps / 5)"),
     target_acc: float = typer.Option(None, "--target-acc", help="C13: steps until the test accuracy reaches A"),
     samples: int = typer.Option(256, help="training examples the landscapes and the Hessian are measured on"),
     grid: int = typer.Option(11, help="landscape points per axis (a grid × grid plane, a (2 grid − 1)-point line)"),
+    probes: str = typer.Option("all", help="what to measure: all, or some of gradient_flow, ics, along_gradient, "
+                               "hessian, landscape, eval_modes (comma-separated; a claim whose probe is left out is "
+                               "not measured)"),
     checkpoint: list[str] = typer.Option(None, help="BN.pt then TWIN.pt (state dicts, read weights_only): measure "
                                                     "these weights instead of training; give it twice"),
     executor: str = typer.Option("local", help="local | process | ray (each net a cached trial in OUT/trials)"),
     workers: int = typer.Option(None, help="parallel nets (process, ray)"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     force: bool = typer.Option(False, "--force", help="write into OUT although it holds files this command did "
                                "not write (see docs/reliability.md)"),
 ) -> None:
-    """Measure C03, C05, C06, C11, C13 and C14 (and the Hessian) on your own model against its twin without BN."""
+    """Measure C03, C05, C06, C11, C13 and C14 (and the Hessian) on your own model against its twin without BN.
+
+    On a terminal a progress bar shows the nets done, the elapsed time and the time left; elsewhere one plain line
+    is printed per finished net."""
+    from bnlab.report.terminal import verdict_table
+    from bnlab.sweeps.progress import ProgressBar
+    from bnlab.sweeps.run import ProgressPrinter
     from bnlab.workflows.study import StudyConfig
     from bnlab.workflows.study import study as run_study
+    from bnlab.workflows.study.config import PROBES
 
-    cfg = StudyConfig(steps=steps, lr=lr, optimizer=optimizer, batch_size=batch_size, seeds=seeds,
+    lrs = _floats("--lr", lr)
+    cfg = StudyConfig(steps=steps, lr=lrs[0], lr_grid=lrs if len(lrs) > 1 else (), optimizer=optimizer,
+                      batch_size=batch_size, seeds=seeds,
                       probe_every=max(steps // 5, 1) if probe_every is None else probe_every,  # 0 is refused
                       eval_every=max(min(25, steps // 10), 1), target_acc=target_acc, samples=samples,
-                      landscape_points=grid, device=device)
+                      landscape_points=grid, device=device, match_init=match_init,
+                      probes=PROBES if probes == "all" else tuple(p.strip() for p in probes.split(",") if p.strip()))
     _use_threads(threads)
+    progress = None if quiet else ProgressBar() if sys.stderr.isatty() else ProgressPrinter(sys.stdout)
     result = run_study(model, data, twin=twin, loss=loss, config=cfg, checkpoints=checkpoint or None,
-                       executor=executor, workers=workers, out=out, log=typer.echo, force=force)
+                       executor=executor, workers=workers, out=out, log=None if quiet else typer.echo,
+                       progress=progress, force=force)
+    typer.echo("\n".join(textwrap.fill(line, 118, subsequent_indent="  ") for line in result.results["header"]))
+    typer.echo("\n" + verdict_table(result.results))
+    notes: dict[str, list[str]] = {}  # each caveat once, with the claims it touches
     for c in result.results["claims"]:
-        typer.echo(f"{c['id']}  {c['verdict']:<13} {c['primary']['name']}: {c['primary']['effect']}")
+        for note in c.get("caveats") or []:
+            notes.setdefault(note, []).append(c["id"])
+    for note, ids in notes.items():
+        typer.echo(textwrap.fill(f"{', '.join(ids)}: {note}", 118, subsequent_indent="  "))
     typer.echo(f"study: {out}/report.html, {out}/report.md, {out}/results.json")
+
+
+def _floats(option: str, text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BnlabError(f"{option} must be a number or comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise BnlabError(f"{option} must be a finite number > 0 (or several, comma-separated), got {text!r}")
+    return values
 
 
 # --- sweep (sweep files; executors local | process | ray) -------------------------------------------------------------

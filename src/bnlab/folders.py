@@ -33,7 +33,7 @@ OWNER_FILE = ".bnlab-owner"
 LEGACY: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
     "audit": (frozenset({"trials"}), frozenset({"trials", "results.json", "report.html", "report.md", "figures"})),
     "study": (frozenset({"trials"}),
-              frozenset({"trials", "weights", "results.json", "report.html", "report.md", "figures"})),
+              frozenset({"trials", "nets", "weights", "results.json", "report.html", "report.md", "figures"})),
     "sweep": (frozenset({"sweep.json"}), frozenset({"sweep.json", "results.json", "trials"})),
     "train": (frozenset({"config.json"}), None),
     "landscape": (frozenset({"landscape_config.json"}), None),

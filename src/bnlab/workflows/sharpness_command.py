@@ -95,7 +95,8 @@ def _build_net(cfg: SharpnessConfig, norm: str, data: Any) -> torch.nn.Module:
 
         return build_model(cfg.model, norm=norm, in_shape=data.in_shape, num_classes=data.num_classes,
                            activation=cfg.activation)
-    from bnlab.workflows.study.inputs import call_factory, check_model, load_factory, remove_bn
+    from bnlab.workflows.study.inputs import call_factory, check_model, load_factory
+    from bnlab.workflows.study.twin import remove_bn
 
     net = call_factory(load_factory(cfg.model_file), "model")
     check_model(net, data)

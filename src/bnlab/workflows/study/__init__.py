@@ -18,7 +18,9 @@ secondary results. With one seed no interval exists and every verdict is inconcl
 """
 
 from bnlab.workflows.study.config import StudyConfig
-from bnlab.workflows.study.inputs import load_data, load_factory, remove_bn
+from bnlab.workflows.study.inputs import load_data, load_factory
 from bnlab.workflows.study.runner import StudyResult, study
+from bnlab.workflows.study.twin import TWINS, init_confounds, make_twin, remove_bn
 
-__all__ = ["StudyConfig", "StudyResult", "load_data", "load_factory", "remove_bn", "study"]
+__all__ = ["TWINS", "StudyConfig", "StudyResult", "init_confounds", "load_data", "load_factory", "make_twin",
+           "remove_bn", "study"]

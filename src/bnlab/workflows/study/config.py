@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from bnlab.errors import BnlabError
 
+# what `probes` may select: C11's gradients at init, C03's ICS, C05/C06's along-gradient probes, the Hessian (start
+# and end), C14's landscapes, and the landscapes/Hessian in BN's eval and recalibrated modes besides train mode
+PROBES: tuple[str, ...] = ("gradient_flow", "ics", "along_gradient", "hessian", "landscape", "eval_modes")
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -26,12 +30,20 @@ class StudyConfig:
     landscape_points: int = 11  # a points × points 2-D grid and a (2 points − 1)-point line, over ±radius
     landscape_radius: float = 1.0  # in filter-normalised units (Li et al.)
     rough_radius: float = 1.0  # roughness over the interior points within this distance of the centre (C14's)
-    hessian_tol: float = 1e-3  # relative accuracy of λ_max (Lanczos, Ritz residual)
-    trace_rtol: float = 0.05  # relative standard error of the Hutch++ trace
+    hessian_samples: int = 64  # the Hessian on the first of those examples: a Hessian-vector product is the
+    # study's dearest operation (resnet10t at 3×32×32: ~4 forward passes' worth), and λ_max and the trace enter
+    # only secondary results, as log ratios
+    hessian_tol: float = 1e-2  # relative accuracy of λ_max (Lanczos, Ritz residual)
+    trace_rtol: float = 0.1  # relative standard error of the Hutch++ trace
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    probes: tuple[str, ...] = PROBES  # what is measured (a claim whose probe is left out is not measured)
+    lr_grid: tuple[float, ...] = ()  # when given: each net trains at the grid lr with the lowest final training
+    # loss on `lr_seeds` held-out seeds (1000, 1001, ...), so each net is compared trained as well as it can be
+    lr_seeds: int = 1
+    match_init: bool = False  # the twin starts its branches off where the BN net's γ = 0 does (twin.py)
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "seeds", "probe_every", "eval_every", "samples"):
+        for key in ("steps", "batch_size", "seeds", "probe_every", "eval_every", "samples", "hessian_samples"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise BnlabError(f"{key} must be an integer >= 1, got {value!r}")
@@ -47,5 +59,12 @@ class StudyConfig:
             raise BnlabError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not self.eta_factors or not all(math.isfinite(f) and f > 0 for f in self.eta_factors):
             raise BnlabError(f"eta_factors must be positive numbers, got {self.eta_factors!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in self.lr_grid):
+            raise BnlabError(f"lr_grid must hold finite numbers > 0, got {self.lr_grid!r}")
+        if not isinstance(self.lr_seeds, int) or self.lr_seeds < 1:
+            raise BnlabError(f"lr_seeds must be an integer >= 1, got {self.lr_seeds!r}")
+        unknown = [p for p in self.probes if p not in PROBES]
+        if unknown or not isinstance(self.probes, tuple):
+            raise BnlabError(f"probes must be among {', '.join(PROBES)}, got {', '.join(map(str, unknown))}")
         if self.target_acc is not None and not (0 < self.target_acc <= 1):
             raise BnlabError(f"target_acc must be in (0, 1], got {self.target_acc!r}")

@@ -4,7 +4,7 @@
 results file -- and returns NAME; it is the user's code, run as such. `load_data` accepts what a data factory may
 return -- four tensors (train_x, train_y, test_x, test_y), a (train, test) pair of `torch.utils.data.Dataset`s, or a
 pair of `DataLoader`s -- and turns it into a `bnlab.data.Dataset`, naming the problem when shapes, dtypes or values
-are wrong. `remove_bn` builds the default twin: every BatchNorm (torch's and bnlab's) replaced by an identity.
+are wrong. The twin is built in `bnlab.workflows.study.twin`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from torch.nn import functional as F
 
 from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
-from bnlab.state import batchnorm_layers
 
 LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
 
@@ -78,25 +77,6 @@ def call_factory(factory: Callable[..., Any], what: str) -> Any:
         name = getattr(factory, "__name__", repr(factory))
         raise BnlabError(f"the {what} factory {name!r}{f' in {where}' if where else ''} raised "
                          f"{type(exc).__name__}: {_one_line(exc)}") from None
-
-
-def remove_bn(model: nn.Module) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """The model with every BN layer replaced by nn.Identity (in place), and per replaced layer its name, its kind
-    and whether the weight layer just before it (in registration order) has a bias -- without one, the twin's
-    layer has no shift at all (BN's β was the only one)."""
-    replaced: list[dict[str, Any]] = []
-    previous: nn.Module | None = None
-    bn_names = {n for n, _ in batchnorm_layers(model)}
-    for name, module in list(model.named_modules()):
-        if name in bn_names:
-            bias = getattr(previous, "bias", None) is not None if previous is not None else None
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, nn.Identity())
-            replaced.append({"layer": name, "kind": type(module).__name__, "bias_before": bias})
-        elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            previous = module
-    return model, replaced
 
 
 class OneHotMSE:

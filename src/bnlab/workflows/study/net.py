@@ -19,13 +19,18 @@ A diverged run is a result: its end-of-training numbers are NaN and `diverged_at
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
+from bnlab.atomic import write_json
 from bnlab.data.dataset import Dataset
 from bnlab.errors import BnlabError
 from bnlab.landscape import random_directions, random_line, random_plane, roughness
@@ -41,7 +46,7 @@ from bnlab.state import BN_MODES as HESSIAN_MODES
 from bnlab.state import batchnorm_layers
 from bnlab.train import TrainConfig, train
 from bnlab.trials.probed_run import along_gradient_series, ics_series
-from bnlab.workflows.study.config import StudyConfig
+from bnlab.workflows.study.config import PROBES, StudyConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_POINTS = 200  # the training-loss curve kept per net (subsampled)
@@ -50,7 +55,9 @@ TRACE_MAX_SAMPLES = 30  # Hutch++ stops at trace_rtol or here (a trace near 0 ha
 
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
                     cfg: StudyConfig, seed: int) -> dict[str, dict[str, float | None]]:
-    """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on `sample` (seeded: reproducible)."""
+    """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on the first `hessian_samples` of
+    `sample` (seeded: reproducible)."""
+    sample = (sample[0][: cfg.hessian_samples], sample[1][: cfg.hessian_samples])  # (H, *in_shape), (H, ...)
     out = {}
     for mode in [m for m in modes if m in HESSIAN_MODES]:
         lam = top_eigenvalues(net, loss_fn, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
@@ -105,6 +112,49 @@ def load_weights(net: nn.Module, path: str) -> None:
         raise BnlabError(f"checkpoint '{path}' does not fit the model: {' '.join(str(exc).split())[:300]}") from None
 
 
+def _reason(exc: BaseException) -> str:
+    """One line naming why a probe could not run (an op without double backward, out of memory, ...)."""
+    text = " ".join((str(exc).splitlines() or [""])[0].split())
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def guarded(failed: dict[str, str], key: str, fn: Callable[[], Any], default: Any,
+            clock: dict[str, float] | None = None) -> Any:
+    """fn(), or `default` with failed[key] = the reason when the model cannot support the probe. Only torch's
+    errors (RuntimeError -- which out-of-memory errors are -- and NotImplementedError) are caught: a bug of
+    bnlab's own is not turned into "not measured". With `clock`, the process's CPU seconds (all threads) spent
+    are added to clock[key]: where a study's time goes."""
+    start = time.process_time()
+    try:
+        return fn()
+    except (RuntimeError, NotImplementedError) as exc:
+        failed.setdefault(key, _reason(exc))
+        return default
+    finally:
+        if clock is not None:
+            clock[key] = round(clock.get(key, 0.0) + time.process_time() - start, 2)
+
+
+class GuardedProbe:
+    """A training probe that records "not measured: <reason>" instead of stopping the run when it fails; after
+    its first failure it is not called again and its earlier records are dropped (a series with holes would be
+    averaged over other probe times than the other net's)."""
+
+    def __init__(self, probe: Any, failed: dict[str, str], clock: dict[str, float] | None = None) -> None:
+        self.probe, self.failed, self.clock = probe, failed, clock
+        self.name, self.every = probe.name, probe.every
+
+    def __call__(self, ctx: Any) -> dict[str, Any]:
+        if self.name in self.failed:
+            return {"failed": True}
+        out = guarded(self.failed, self.name, lambda: self.probe(ctx), None, self.clock)
+        return {"failed": True} if out is None else out
+
+
+def _records(records: Mapping[str, list[dict[str, Any]]], name: str, failed: Mapping[str, str]) -> list[Any]:
+    return [] if name in failed else [r for r in records.get(name, []) if not r.get("failed")]
+
+
 def _probe_once(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor], cfg: StudyConfig,
                 probes: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """The training probes at the loaded weights, once (a checkpoint has no training run to probe)."""
@@ -115,43 +165,115 @@ def _probe_once(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torc
     return {p.name: [p(ctx)] for p in probes}
 
 
+def _init_numbers(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor],
+                  sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...], cfg: StudyConfig, seed: int,
+                  failed: dict[str, str], clock: dict[str, float]) -> dict[str, Any]:
+    """C11's gradient norms and the Hessian, at initialisation (each only when selected and supported)."""
+    out: dict[str, Any] = {"layers": [], "weight_grad_sq_init": [], "gradient_spread": None, "hessian_start": {}}
+    if "gradient_flow" in cfg.probes:
+        grads = guarded(failed, "gradient_flow", lambda: layer_gradient_norms(net, loss_fn, batch, bn="train"), None,
+                        clock)
+        if grads is not None:
+            out.update(layers=grads["layers"], weight_grad_sq_init=[finite_or_none(v) for v in grads["weight_grad_sq"]],
+                       gradient_spread=finite_or_none(gradient_spread(grads["weight_grad_sq"])))
+    if "hessian" in cfg.probes:
+        out["hessian_start"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
+                                                                                  seed), {}, clock)
+    return out
+
+
+def _train_config(cfg: StudyConfig, data: Dataset, seed: int, lr: float) -> TrainConfig:
+    return TrainConfig(model="mlp", dataset="digits", optimizer=cfg.optimizer, lr=lr,
+                       momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0, steps=cfg.steps,
+                       batch_size=min(cfg.batch_size, len(data.train_x)), eval_every=cfg.eval_every,
+                       eval_train_size=min(1000, len(data.train_x)), seed=seed, device=cfg.device,
+                       progress=False, trackers=())
+
+
+def lr_score(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int,
+             lr: float) -> float:
+    """The final training loss (mean over the last 10% of steps; inf when the run diverged) of a net trained at
+    `lr` on a held-out seed, without probes: the number the lr grid is chosen by (training data only, so the
+    test set reported later plays no part in the choice)."""
+    torch.manual_seed(seed)
+    result = train(_train_config(cfg, data, seed, lr), model=build(), dataset=data, loss_fn=loss_fn)
+    losses = result.history["train_loss"]
+    if result.diverged_at_step is not None or not losses:
+        return math.inf
+    tail = losses[-max(1, len(losses) // 10):]
+    value = sum(tail) / len(tail)
+    return value if math.isfinite(value) else math.inf
+
+
+def _train(net: nn.Module, data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int, probes: list[Any],
+           run_dir: str | None) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Train through `bnlab.train` (checkpointed in `run_dir` when given, so an interrupted net resumes)."""
+    config = _train_config(cfg, data, seed, cfg.lr)
+    result = train(config, model=net, dataset=data, loss_fn=loss_fn, probes=probes, out_dir=run_dir)
+    h = result.history
+    keep = max(1, len(h["step"]) // CURVE_POINTS)
+    rec = {"diverged_at_step": result.diverged_at_step, "steps_done": int(result.final.get("steps_done", 0)),
+           "train_acc": finite_or_none(result.final.get("train_acc")) if result.diverged_at_step is None else None,
+           "history": {"step": h["step"][::keep], "train_loss": [finite_or_none(v) for v in h["train_loss"][::keep]],
+                       "eval_step": list(h["eval_step"]), "test_acc": [finite_or_none(v) for v in h["test_acc"]],
+                       "test_loss": [finite_or_none(v) for v in h["test_loss"]]}}
+    return result.model.cpu(), rec, result.probes
+
+
+def _end_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
+                 cfg: StudyConfig, seed: int, failed: dict[str, str], clock: dict[str, float]) -> dict[str, Any]:
+    """C14's landscapes and the Hessian around the trained net (each only when selected and supported)."""
+    out: dict[str, Any] = {"landscape": {}, "hessian_end": {}}
+    if "landscape" in cfg.probes:
+        out["landscape"] = guarded(failed, "landscape",
+                                   lambda: landscape_numbers(net, loss_fn, sample, modes, cfg, seed), {}, clock)
+    if "hessian" in cfg.probes and "hessian" not in failed:
+        out["hessian_end"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
+                                                                                seed), {}, clock)
+    return out
+
+
 def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, cfg: StudyConfig, seed: int, *,
-                checkpoint: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Train (or load) one net and measure it (module doc); returns (plain-data record, final state dict)."""
+                checkpoint: str | None = None,
+                run_dir: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Train (or load) one net and measure it (module doc); returns (plain-data record, final state dict). With
+    `run_dir`, the numbers at initialisation and training checkpoints are kept there, so an interrupted net resumes.
+    A probe the model cannot support is listed in the record's ``not_measured`` with the reason, and the rest
+    goes on; a probe left out of ``cfg.probes`` is listed in ``not_selected``."""
     torch.manual_seed(seed)
     net = build()
-    modes = LANDSCAPE_MODES if batchnorm_layers(net) else LANDSCAPE_MODES[:1]
+    has_bn = bool(batchnorm_layers(net))
+    modes = LANDSCAPE_MODES if has_bn and "eval_modes" in cfg.probes else LANDSCAPE_MODES[:1]
     sample = (data.train_x[: cfg.samples], data.train_y[: cfg.samples])  # (S, *in_shape), (S, ...)
     gen = torch.Generator().manual_seed(10_000 + seed)
     first = torch.randperm(len(data.train_x), generator=gen)[: cfg.batch_size]
-    grads = layer_gradient_norms(net, loss_fn, (data.train_x[first], data.train_y[first]), bn="train")
-    rec: dict[str, Any] = {"seed": seed, "has_bn": len(modes) > 1, "trained": checkpoint is None,
-                           "layers": grads["layers"], "weight_grad_sq_init": [finite_or_none(v) for v in
-                                                                              grads["weight_grad_sq"]],
-                           "gradient_spread": finite_or_none(gradient_spread(grads["weight_grad_sq"])),
-                           "hessian_start": hessian_numbers(net, loss_fn, sample, modes, cfg, seed)}
-    probes = [AlongGradientProbe(cfg.probe_every, cfg.eta_factors), ICSProbe(cfg.probe_every)]
+    batch = (data.train_x[first], data.train_y[first])  # (B, *in_shape), (B, ...)
+    init = Path(run_dir) / "init.json" if run_dir is not None and checkpoint is None else None
+    if init is not None and init.is_file():  # an interrupted net: its numbers at initialisation are kept
+        saved = json.loads(init.read_text())
+        failed, numbers, clock = saved["not_measured"], saved["numbers"], saved["cpu_s"]
+    else:
+        failed, clock = {}, {}
+        numbers = _init_numbers(net, loss_fn, batch, sample, modes, cfg, seed, failed, clock)
+        if init is not None:
+            write_json(init, {"not_measured": failed, "numbers": numbers, "cpu_s": clock})
+    rec: dict[str, Any] = {"seed": seed, "has_bn": has_bn, "trained": checkpoint is None, "lr": cfg.lr,
+                           "not_measured": failed, "not_selected": [p for p in PROBES if p not in cfg.probes],
+                           "cpu_s": clock, **numbers}
+    wanted = [AlongGradientProbe(cfg.probe_every, cfg.eta_factors), ICSProbe(cfg.probe_every)]
+    probes = [GuardedProbe(p, failed, clock) for p in wanted if p.name in cfg.probes]
     if checkpoint is not None:
         load_weights(net, checkpoint)
-        records = _probe_once(net, loss_fn, (data.train_x[first], data.train_y[first]), cfg, probes)
-        rec.update(diverged_at_step=None, steps_done=0, history={})
+        records = _probe_once(net, loss_fn, batch, cfg, probes)
+        rec.update(diverged_at_step=None, steps_done=0, history={}, train_acc=None)
     else:
-        config = TrainConfig(model="mlp", dataset="digits", optimizer=cfg.optimizer, lr=cfg.lr,
-                             momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0, steps=cfg.steps,
-                             batch_size=min(cfg.batch_size, len(data.train_x)), eval_every=cfg.eval_every,
-                             eval_train_size=min(1000, len(data.train_x)), seed=seed, device=cfg.device,
-                             progress=False, trackers=())
-        result = train(config, model=net, dataset=data, loss_fn=loss_fn, probes=probes)
-        net, records = result.model.cpu(), result.probes
-        h = result.history
-        keep = max(1, len(h["step"]) // CURVE_POINTS)
-        rec.update(diverged_at_step=result.diverged_at_step, steps_done=int(result.final.get("steps_done", 0)),
-                   history={"step": h["step"][::keep],
-                            "train_loss": [finite_or_none(v) for v in h["train_loss"][::keep]],
-                            "eval_step": list(h["eval_step"]), "test_acc": [finite_or_none(v) for v in h["test_acc"]],
-                            "test_loss": [finite_or_none(v) for v in h["test_loss"]]})
-    rec["along_gradient"] = along_gradient_series(records.get("along_gradient", []))
-    rec["ics"] = ics_series(records.get("ics", []))
+        start = time.process_time()
+        net, trained, records = _train(net, data, loss_fn, cfg, seed, probes, run_dir)
+        rec.update(trained)
+        probe_s = sum(clock.get(p.name, 0.0) for p in probes)  # the training probes ran inside the loop
+        clock["training"] = round(time.process_time() - start - probe_s, 2)
+    rec["along_gradient"] = along_gradient_series(_records(records, "along_gradient", failed))
+    rec["ics"] = ics_series(_records(records, "ics", failed))
     ok = rec["diverged_at_step"] is None
     with torch.no_grad():
         net.eval()
@@ -159,10 +281,10 @@ def measure_net(build: Callable[[], nn.Module], data: Dataset, loss_fn: LossFn, 
         rec["test_loss"] = finite_or_none(float(loss_fn(out, data.test_y))) if ok else None
         rec["test_acc"] = (finite_or_none(float((out.argmax(1) == data.test_y).float().mean()))
                            if ok and data.task == "classification" else None)
-    rec["landscape"] = landscape_numbers(net, loss_fn, sample, modes, cfg, seed) if ok else {}
-    rec["hessian_end"] = hessian_numbers(net, loss_fn, sample, modes, cfg, seed) if ok else {}
+    rec.update(_end_numbers(net, loss_fn, sample, modes, cfg, seed, failed, clock) if ok else
+               {"landscape": {}, "hessian_end": {}})
     for key in ("hessian_start", "hessian_end", "landscape"):  # one function in every mode: shared numbers
-        if rec[key] and len(modes) == 1:
+        if rec[key] and not has_bn:
             shared = LANDSCAPE_MODES if key == "landscape" else HESSIAN_MODES
             rec[key] = {mode: rec[key]["train"] for mode in shared}
     return rec, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

@@ -9,6 +9,7 @@ the sha256 of each user file, so editing the model or data file recomputes inste
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -35,11 +36,11 @@ from bnlab.workflows.study.inputs import (
     file_digest,
     load_data,
     load_factory,
-    remove_bn,
     resolve_loss,
 )
-from bnlab.workflows.study.net import load_weights, measure_net
-from bnlab.workflows.study.verdicts import claim_entries
+from bnlab.workflows.study.net import load_weights, lr_score, measure_net
+from bnlab.workflows.study.twin import TWINS, init_confounds, make_twin
+from bnlab.workflows.study.verdicts import claim_entries, net_problems
 
 ARMS: tuple[str, ...] = ("bn", "twin")
 WEIGHTS_DIGEST = "weights_sha256"  # in a net trial's record: the sha256 of the weights file it wrote
@@ -77,14 +78,15 @@ class StudyResult:
         return write_report(folder, self.results).html
 
 
-def _twin_factory(model_fn: Factory, twin: str | Factory) -> Factory:
-    if twin == "remove-bn":
+def _twin_factory(model_fn: Factory, twin: str | Factory, match_init: bool = False) -> Factory:
+    """The twin's factory: one of `TWINS` applied to a fresh model, or the user's own factory."""
+    if isinstance(twin, str) and twin in TWINS:
         def twin_fn() -> nn.Module:
-            return remove_bn(model_fn())[0]
+            return make_twin(model_fn(), twin, match_init=match_init)[0]
         return twin_fn
     if callable(twin):
         return twin
-    raise BnlabError(f"twin must be 'remove-bn' or a factory, got {twin!r}")
+    raise BnlabError(f"twin must be one of {', '.join(TWINS)} or FILE.py:FACTORY, got {twin!r}")
 
 
 def _factory(spec: str | Factory) -> Factory:
@@ -97,20 +99,37 @@ def _data(spec: Any) -> Any:
     return call_factory(spec, "data") if callable(spec) else spec
 
 
-def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: Mapping[str, Any], seed: int,
-              checkpoint: str | None, weights: str, digests: Mapping[str, str]) -> dict[str, Any]:
-    """Trial: one net of a study (arm "bn" or "twin"), from the user's files; writes its final weights to
-    `weights` and returns its record, with the sha256 of the weights file written (checked when it is read back).
-    `digests` (the files' sha256) is here only to key the cache: the paths are the trial's locations, outside
-    its key, so a study folder that is moved is reused."""
-    del digests
+def _arm_inputs(model: str, twin: str, arm: str, data: str, loss: str,
+                config: Mapping[str, Any]) -> tuple[StudyConfig, Factory, Any, Callable]:
     cfg = from_mapping(StudyConfig, dict(config), where="study config: ")
     model_fn = load_factory(model)
-    build = model_fn if arm == "bn" else _twin_factory(model_fn, twin if twin == "remove-bn"
-                                                        else load_factory(twin))
+    build = model_fn if arm == "bn" else _twin_factory(model_fn, twin if twin in TWINS else load_factory(twin),
+                                                        cfg.match_init)
     dataset = load_data(_data(data))
-    loss_fn = resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
-    rec, state = measure_net(build, dataset, loss_fn, cfg, seed, checkpoint=checkpoint)
+    return cfg, build, dataset, resolve_loss(loss, dataset.task == "classification", dataset.num_classes)
+
+
+def lr_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: Mapping[str, Any], seed: int,
+             lr: float, digests: Mapping[str, str]) -> dict[str, Any]:
+    """Trial: one run of the lr grid (arm "bn" or "twin", held-out `seed`, no probes): its final training loss
+    (None when it diverged). `digests` (the files' sha256) is here only to key the cache."""
+    del digests
+    cfg, build, dataset, loss_fn = _arm_inputs(model, twin, arm, data, loss, config)
+    value = lr_score(build, dataset, loss_fn, cfg, seed, lr)
+    return {"final_train_loss": value if math.isfinite(value) else None}
+
+
+def net_trial(*, model: str, twin: str, arm: str, data: str, loss: str, config: Mapping[str, Any], seed: int,
+              checkpoint: str | None, weights: str, digests: Mapping[str, str],
+              run_dir: str | None = None) -> dict[str, Any]:
+    """Trial: one net of a study (arm "bn" or "twin"), from the user's files; writes its final weights to
+    `weights` and returns its record, with the sha256 of the weights file written (checked when it is read back);
+    `run_dir` keeps its checkpoints (an interrupted net resumes there). `digests` (the files' sha256) is here only
+    to key the cache: the paths are the trial's locations, outside its key, so a study folder that is moved is
+    reused."""
+    del digests
+    cfg, build, dataset, loss_fn = _arm_inputs(model, twin, arm, data, loss, config)
+    rec, state = measure_net(build, dataset, loss_fn, cfg, seed, checkpoint=checkpoint, run_dir=run_dir)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(weights, buffer.getvalue())
@@ -134,24 +153,42 @@ def _header(study: Mapping[str, Any]) -> list[str]:
              f"{cfg['batch_size']}; probes every {cfg['probe_every']} steps; landscapes and Hessian on "
              f"{cfg['samples']} training examples" + ("; nets loaded from checkpoints (not trained)"
                                                       if study["checkpoints"] else "") + "."]
+    return lines + _twin_lines(study)
+
+
+def _twin_lines(study: Mapping[str, Any]) -> list[str]:
+    """What the twin replaced and kept, and the init confound (γ = 0 in the BN net), in words."""
+    lines = []
     if study["replaced"]:
-        lines.append("Replaced by an identity in the twin: " + "; ".join(
-            f"{r['layer']} ({r['kind']}; the layer before it has a bias: "
-            f"{'yes' if r['bias_before'] else 'no' if r['bias_before'] is False else 'no layer before'})"
-            for r in study["replaced"]) + ".")
+        def one(r: Mapping[str, Any]) -> str:
+            bias = {True: "yes", False: "no"}.get(r["bias_before"], "no layer before")
+            kept = f", kept {', '.join(r['kept'])}" if r.get("kept") else ""
+            return f"{r['layer']} ({r['kind']} -> {r.get('by', 'Identity')}{kept}; bias before: {bias})"
+        kept = sum(len(r.get("kept") or []) for r in study["replaced"])
+        lines.append(f"Twin: {len(study['replaced'])} BN layers replaced, {kept} activation/dropout parts of fused "
+                     "layers kept: " + "; ".join(one(r) for r in study["replaced"]) + ".")
+    zero = study.get("zero_gamma") or []
+    if zero:
+        matched = any(r.get("matched") for r in study["replaced"])
+        lines.append(f"Init confound: {len(zero)} BN layers start with γ = 0 ({', '.join(zero[:6])}"
+                     f"{', ...' if len(zero) > 6 else ''}): the BN net starts with those branches off, "
+                     + ("and the twin too (--match-init)." if matched else
+                        "the twin with them on; --match-init starts the twin's off as well."))
     return lines
 
 
 def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn", loss: str | Callable = "cross_entropy",
           config: StudyConfig | None = None, checkpoints: Sequence[str] | None = None, executor: str = "local",
           workers: int | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None, force: bool = False) -> StudyResult:
+          log: Callable[[str], None] | None = None, progress: Any = None, force: bool = False) -> StudyResult:
     """Measure the model-agnostic claims on `model` (a factory returning your nn.Module with BN, or "FILE.py:NAME")
-    against its `twin` (``"remove-bn"``: every BatchNorm -> identity; or a second factory) on `data` (four tensors,
-    a (train, test) pair of Datasets or DataLoaders, a factory returning one, or "FILE.py:NAME").
-    `checkpoints` = (BN.pt, TWIN.pt): measure those weights instead of training (read weights_only and loaded into
-    both nets here, before anything is written). `out` must be empty or a study's folder, unless `force`
-    (`bnlab.folders.claim_out_folder`). See the package doc."""
+    against its `twin` (one of `TWINS`: ``"remove-bn"`` = ``"identity"``, ``"groupnorm"``, ``"layernorm"`` -- only
+    the normalisation replaced --, or a second factory) on `data` (four tensors, a (train, test) pair of Datasets or
+    DataLoaders, a factory returning one, or "FILE.py:NAME"). `checkpoints` = (BN.pt, TWIN.pt): measure those
+    weights instead of training (read weights_only and loaded into both nets here, before anything is written).
+    `progress`: a `bnlab.sweeps.progress.ProgressBar` or `ProgressPrinter` for the cached trials (FILE.py specs
+    with `out`). `out` must be empty or a study's folder, unless `force` (`bnlab.folders.claim_out_folder`).
+    See the package doc."""
     cfg = config or StudyConfig()
     if executor not in EXECUTORS:
         raise BnlabError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -170,11 +207,12 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     probe_model = call_factory(model_fn, "model")
     check_model(probe_model, dataset)
     replaced: list[dict[str, Any]] = []
-    if twin == "remove-bn":
+    named_twin = isinstance(twin, str) and twin in TWINS
+    if named_twin:
         if not batchnorm_layers(probe_model):
-            raise BnlabError("--twin remove-bn needs a model with BatchNorm layers; this one has none")
-        replaced = remove_bn(call_factory(model_fn, "model"))[1]
-    twin_fn = _twin_factory(model_fn, twin if twin == "remove-bn" else _factory(twin))
+            raise BnlabError(f"--twin {twin} needs a model with BatchNorm layers; this one has none")
+        replaced = make_twin(call_factory(model_fn, "model"), twin, match_init=cfg.match_init)[1]
+    twin_fn = _twin_factory(model_fn, twin if named_twin else _factory(twin), cfg.match_init)
     twin_model = call_factory(twin_fn, "twin")
     check_model(twin_model, dataset)
     if checkpoints:  # a bad checkpoint (a pickle, another model's) is refused now, not inside every trial
@@ -186,26 +224,24 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     folder = claim_out_folder(out, "study", force=force) if out is not None else None
     say = log or (lambda _line: None)
     start = time.time()
-    seeds = list(range(cfg.seeds))
-    weights: dict[str, dict[str, torch.Tensor]] = {}
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     if specs and folder is not None:
-        runs, weights = _run_trials(model, twin, data, loss, cfg, seeds, checkpoints, executor, workers, folder, say)
+        trials = _Trials(model, twin, data, loss, executor, workers, folder, say, progress)
+        lrs = trials.lr_stage(cfg) if cfg.lr_grid and not checkpoints else {}
+        runs, weights = trials.nets(_arm_configs(cfg, lrs), checkpoints)
     else:
-        for seed in seeds:
-            for i, (arm, build) in enumerate((("bn", model_fn), ("twin", twin_fn))):
-                say(f"study: {arm} seed {seed} ...")
-                rec, state = measure_net(build, dataset, loss_fn, cfg, seed,
-                                         checkpoint=checkpoints[i] if checkpoints else None)
-                runs[arm].append(rec)
-                weights[f"{arm}/seed={seed}"] = state
+        builds = {"bn": model_fn, "twin": twin_fn}
+        lrs = (_choose(cfg, {arm: {lr: [lr_score(builds[arm], dataset, loss_fn, cfg, LR_SEED + s, lr)
+                                        for s in range(cfg.lr_seeds)] for lr in cfg.lr_grid} for arm in ARMS})
+               if cfg.lr_grid and not checkpoints else {})
+        runs, weights = _run_local(builds, dataset, loss_fn, _arm_configs(cfg, lrs), checkpoints, say)
     chance = 1.0 / dataset.num_classes if dataset.num_classes else math.nan
-    study_facts = {
+    facts = {
         "model_spec": model if isinstance(model, str) else getattr(model, "__name__", "model"),
         "twin_spec": twin if isinstance(twin, str) else getattr(twin, "__name__", "twin"),
         "data_spec": data if isinstance(data, str) else "(given in Python)",
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "loss"),
         "model": _model_facts(probe_model), "twin_model": _model_facts(twin_model), "replaced": replaced,
+        "zero_gamma": init_confounds(probe_model), "lr_choice": lrs,
         "data": {"train_x": list(dataset.train_x.shape), "test_x": list(dataset.test_x.shape),
                  "task": dataset.task, "classes": dataset.num_classes},
         "config": to_mapping(cfg), "checkpoints": list(checkpoints or []),
@@ -213,13 +249,80 @@ def study(model: str | Factory, data: Any, *, twin: str | Factory = "remove-bn",
     results = {"kind": "study", "title": "bnlab study: BN against its twin on your model",
                "scale": "study", "seeds": cfg.seeds, "first_seed": 0, "executor": executor,
                "created": results_schema.created_now(), "duration_s": round(time.time() - start, 1),
-               "claims": claim_entries(runs, cfg, chance), "study": study_facts, "runs": runs}
-    results["header"] = _header(study_facts)
+               "claims": claim_entries(runs, cfg, chance), "study": facts, "runs": runs}
+    results["header"] = _header(facts) + _outcome_lines(runs, chance, bool(lrs))
     results.update(results_schema.provenance())
     result = StudyResult(results, weights)
     if folder is not None:
         result.write_report(folder)
     return result
+
+
+LR_SEED = 1000  # the held-out seeds the lr grid is chosen on: 1000, 1001, ... (the study's seeds are 0, 1, ...)
+
+
+def _arm_configs(cfg: StudyConfig, lrs: Mapping[str, Mapping[str, Any]]) -> dict[str, StudyConfig]:
+    return {arm: dataclasses.replace(cfg, lr=lrs[arm]["lr"]) if arm in lrs else cfg for arm in ARMS}
+
+
+def _choose(cfg: StudyConfig, scores: Mapping[str, Mapping[float, Sequence[float]]]) -> dict[str, Any]:
+    """Per net, the grid lr with the lowest mean final training loss over the held-out seeds (a diverged run
+    scores inf; when every lr diverged, the smallest), and the whole grid's scores."""
+    out = {}
+    for arm, per_lr in scores.items():
+        grid = [{"lr": lr, "final_train_loss": (sum(v) / len(v) if v and all(math.isfinite(x) for x in v)
+                                                else None)} for lr, v in per_lr.items()]
+        finite = [g for g in grid if g["final_train_loss"] is not None]
+        chosen = min(finite, key=lambda g: g["final_train_loss"])["lr"] if finite else min(per_lr)
+        out[arm] = {"lr": chosen, "grid": grid, "seeds": [LR_SEED + s for s in range(cfg.lr_seeds)]}
+    return out
+
+
+def _run_local(builds: Mapping[str, Factory], dataset: Any, loss_fn: Callable, cfgs: Mapping[str, StudyConfig],
+               checkpoints: Sequence[str] | None,
+               say: Callable[[str], None]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Both nets of every seed, here, one after another."""
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    weights: dict[str, Any] = {}
+    seeds = range(cfgs["bn"].seeds)
+    for seed in seeds:
+        for i, arm in enumerate(ARMS):
+            say(f"study: {arm} seed {seed} ({2 * seed + i + 1} of {2 * len(seeds)} nets) ...")
+            rec, state = measure_net(builds[arm], dataset, loss_fn, cfgs[arm], seed,
+                                     checkpoint=checkpoints[i] if checkpoints else None)
+            runs[arm].append(rec)
+            weights[f"{arm}/seed={seed}"] = state
+    return runs, weights
+
+
+def _outcome_lines(runs: Mapping[str, Sequence[Mapping[str, Any]]], chance: float, grid: bool) -> list[str]:
+    """The final train and test accuracy of both nets (mean over seeds), and every net that did not train."""
+    def mean(arm: str, key: str) -> str:
+        values = [r.get(key) for r in runs[arm]]
+        ok = [v for v in values if v is not None]
+        return f"{sum(ok) / len(ok):.3f}" if ok and len(ok) == len(values) else "n/a (diverged)" if not ok else \
+            f"{sum(ok) / len(ok):.3f} over {len(ok)} of {len(values)} seeds"
+
+    lines = []
+    if any(r.get("trained") for r in runs["bn"]) and all(r.get("test_acc") is not None or r.get("diverged_at_step")
+                                                         is not None for arm in ARMS for r in runs[arm]):
+        lines.append("Final accuracy (mean over seeds): " + "; ".join(
+            f"{name} train {mean(arm, 'train_acc')}, test {mean(arm, 'test_acc')} (lr {runs[arm][0].get('lr')})"
+            for arm, name in (("bn", "BN net"), ("twin", "twin"))) + ".")
+    cpu: dict[str, float] = {}
+    for r in (r for arm in ARMS for r in runs[arm]):
+        for key, seconds in (r.get("cpu_s") or {}).items():
+            cpu[key] = cpu.get(key, 0.0) + seconds
+    if cpu:
+        lines.append("Where the time went (CPU seconds, all nets, all threads): " + ", ".join(
+            f"{key.replace('_', ' ')} {seconds:.0f} s" for key, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
+            + ".")
+    problems = net_problems(runs, chance)
+    if problems:
+        lines.append("Did not train: " + "; ".join(problems) + ". The claims measured on trained nets are "
+                     "inconclusive for that reason" + ("" if grid else "; try --lr with a grid (each net at its "
+                                                                       "best lr)") + ".")
+    return lines
 
 
 def _absolute(spec: str) -> str:
@@ -234,30 +337,6 @@ def _spec_digest(spec: str) -> str:
     """What a FILE.py:NAME spec keys a trial by: the file's sha256 and the name (not the path); other specs
     ("remove-bn", "cross_entropy") as they are."""
     return f"sha256:{file_digest(spec)}:{spec.rpartition(':')[2]}" if ":" in spec else spec
-
-
-def _net_trials(model: str, twin: str, data: str, loss: str, cfg: StudyConfig, seeds: list[int],
-                checkpoints: Sequence[str] | None, folder: Path) -> tuple[list[Any], dict[str, Path]]:
-    """One `Trial` per (seed, arm): its key holds the contents (digests) of every input, its locations the
-    paths, so neither moving the study folder nor the user's files recomputes anything."""
-    from bnlab.experiments.base import Trial
-
-    digests = {role: _spec_digest(spec) for role, spec in (("model", model), ("twin", twin), ("data", data),
-                                                           ("loss", loss))}
-    trials, paths = [], {}
-    for seed in seeds:
-        for i, arm in enumerate(ARMS):
-            label = f"{arm}/seed={seed}"
-            paths[label] = folder / "weights" / f"{arm}-seed{seed}.pt"
-            checkpoint = str(Path(checkpoints[i]).resolve()) if checkpoints else None
-            key_digests = {**digests, "checkpoint": _file_sha256(checkpoint) if checkpoint else None}
-            trials.append(Trial("study", label, "bnlab.workflows.study.runner:net_trial",
-                                {"arm": arm, "config": to_mapping(cfg), "seed": seed, "digests": key_digests},
-                                cost=2.0 if arm == "bn" else 1.0,
-                                locations={"model": _absolute(model), "twin": _absolute(twin),
-                                           "data": _absolute(data), "loss": _absolute(loss),
-                                           "checkpoint": checkpoint, "weights": str(paths[label].resolve())}))
-    return trials, paths
 
 
 def _file_sha256(path: str | Path) -> str:
@@ -275,42 +354,107 @@ def _read_weights(path: Path, digest: Any) -> dict[str, Any] | None:
         return None
 
 
-def _run_trials(model: str, twin: str, data: str, loss: str, cfg: StudyConfig, seeds: list[int],
-                checkpoints: Sequence[str] | None, executor: str, workers: int | None, folder: Path,
-                say: Callable[[str], None]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Every net as a cached trial in OUT/trials, run by `executor`. A net whose weights file is missing, altered
-    or unreadable is recomputed (its record is dropped and it runs again), and the run says so."""
-    from bnlab.sweeps import TrialStore, get_executor
+class _Trials:
+    """Every net (and every lr-grid run) as a cached trial in OUT/trials, run by `executor`: an interrupted study
+    resumes ("resuming: 2 of 4 nets cached"), and an interrupted net resumes from its checkpoint in OUT/nets.
+    A trial's key holds the contents (digests) of every input, its locations the paths, so neither moving the
+    study folder nor the user's files recomputes anything; a net whose weights file is missing, altered or
+    unreadable is recomputed, and the run says so."""
 
-    trials, paths = _net_trials(model, twin, data, loss, cfg, seeds, checkpoints, folder)
-    store = TrialStore(folder / "trials")
-    runner = get_executor(executor, workers=workers)
-    records = runner.run(trials, store)
-    weights: dict[str, Any] = {}
-    damaged = []
-    for trial in trials:
-        record = records[trial.key()]
-        if record.get("status") == "ok":
-            state = _read_weights(paths[trial.name], record["result"].get(WEIGHTS_DIGEST))
+    def __init__(self, model: str, twin: str, data: str, loss: str, executor: str, workers: int | None,
+                 folder: Path, say: Callable[[str], None], progress: Any) -> None:
+        from bnlab.sweeps import TrialStore
+
+        self.specs = {"model": _absolute(model), "twin": _absolute(twin), "data": _absolute(data),
+                      "loss": _absolute(loss)}
+        self.digests = {role: _spec_digest(spec) for role, spec in (("model", model), ("twin", twin),
+                                                                    ("data", data), ("loss", loss))}
+        self.executor, self.workers, self.folder, self.say, self.progress = executor, workers, folder, say, progress
+        folder.mkdir(parents=True, exist_ok=True)
+        self.store = TrialStore(folder / "trials")
+
+    def run(self, trials: list[Any], what: str) -> dict[str, Any]:
+        """Every trial's record (cached ones read back); a failed trial is an error naming it."""
+        from bnlab.sweeps import get_executor
+
+        cached = {t.key() for t in trials if self.store.done(t.key())}
+        if cached:
+            self.say(f"study: resuming: {len(cached)} of {len(trials)} {what} cached")
+        if self.progress is not None and hasattr(self.progress, "expect"):
+            self.progress.expect(trials, cached)
+        records = get_executor(self.executor, workers=self.workers).run(trials, self.store, progress=self.progress)
+        if self.progress is not None and hasattr(self.progress, "close"):
+            self.progress.close()
+        for trial in trials:
+            record = records[trial.key()]
+            if record.get("status") != "ok":
+                raise BnlabError(f"study {trial.name} failed: {record.get('error', 'unknown error')}")
+        return records
+
+    def lr_stage(self, cfg: StudyConfig) -> dict[str, Any]:
+        """Each net's lr, chosen from `cfg.lr_grid` on the held-out seeds (`_choose`)."""
+        from bnlab.experiments.base import Trial
+
+        trials = [Trial("study", f"lr/{arm}/lr={lr:g}/seed={LR_SEED + s}", "bnlab.workflows.study.runner:lr_trial",
+                        {"arm": arm, "config": to_mapping(cfg), "seed": LR_SEED + s, "lr": lr,
+                         "digests": self.digests}, cost=1.0, locations=self.specs)
+                  for arm in ARMS for lr in cfg.lr_grid for s in range(cfg.lr_seeds)]
+        self.say(f"study: choosing each net's lr from {', '.join(f'{lr:g}' for lr in cfg.lr_grid)} "
+                 f"({len(trials)} training runs)")
+        records = self.run(trials, "lr-grid runs")
+        scores: dict[str, dict[float, list[float]]] = {arm: {lr: [] for lr in cfg.lr_grid} for arm in ARMS}
+        for t in trials:
+            value = records[t.key()]["result"]["final_train_loss"]
+            scores[t.params["arm"]][t.params["lr"]].append(math.inf if value is None else value)
+        return _choose(cfg, scores)
+
+    def _net_trials(self, cfgs: Mapping[str, StudyConfig],
+                    checkpoints: Sequence[str] | None) -> tuple[list[Any], dict[str, Path]]:
+        """One `Trial` per (seed, arm), keyed by digests; paths (inputs, weights, checkpoints dir) as locations."""
+        from bnlab.config import config_hash
+        from bnlab.experiments.base import Trial
+
+        trials, paths = [], {}
+        for seed in range(cfgs["bn"].seeds):
+            for i, arm in enumerate(ARMS):
+                label = f"{arm}/seed={seed}"
+                paths[label] = self.folder / "weights" / f"{arm}-seed{seed}.pt"
+                run_dir = self.folder / "nets" / f"{arm}-seed{seed}-{config_hash(cfgs[arm])[:12]}"
+                checkpoint = str(Path(checkpoints[i]).resolve()) if checkpoints else None
+                key_digests = {**self.digests, "checkpoint": _file_sha256(checkpoint) if checkpoint else None}
+                trials.append(Trial("study", label, "bnlab.workflows.study.runner:net_trial",
+                                    {"arm": arm, "config": to_mapping(cfgs[arm]), "seed": seed,
+                                     "digests": key_digests}, cost=2.0 if arm == "bn" else 1.0,
+                                    locations={**self.specs, "checkpoint": checkpoint,
+                                               "weights": str(paths[label].resolve()),
+                                               "run_dir": str(run_dir.resolve())}))
+        return trials, paths
+
+    def nets(self, cfgs: Mapping[str, StudyConfig],
+             checkpoints: Sequence[str] | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        """Every net's record and weights; a net whose weights file is missing or damaged runs again."""
+        trials, paths = self._net_trials(cfgs, checkpoints)
+        records = self.run(trials, "nets")
+        weights: dict[str, Any] = {}
+        damaged = []
+        for trial in trials:
+            state = _read_weights(paths[trial.name], records[trial.key()]["result"].get(WEIGHTS_DIGEST))
             if state is None:
-                say(f"study: weights file {paths[trial.name]} is missing or damaged; recomputing net {trial.name}")
-                store.path(trial.key()).unlink(missing_ok=True)
+                self.say(f"study: weights file {paths[trial.name]} is missing or damaged; recomputing net "
+                         f"{trial.name}")
+                self.store.path(trial.key()).unlink(missing_ok=True)
                 damaged.append(trial)
             else:
                 weights[trial.name] = state
-    if damaged:
-        records.update(runner.run(damaged, store))
-        for trial in damaged:
-            record = records[trial.key()]
-            state = _read_weights(paths[trial.name], record["result"].get(WEIGHTS_DIGEST)) \
-                if record.get("status") == "ok" else None
-            if state is not None:
-                weights[trial.name] = state
-    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
-    for trial in trials:
-        record = records[trial.key()]
-        if record.get("status") != "ok":
-            raise BnlabError(f"study net {trial.name} failed: {record.get('error', 'unknown error')}")
-        runs[trial.params["arm"]].append({k: v for k, v in record["result"].items() if k != WEIGHTS_DIGEST})
-    say(f"study: {len(trials)} nets done (trial records in {folder / 'trials'})")
-    return runs, weights
+        if damaged:
+            records.update(self.run(damaged, "nets"))
+            for trial in damaged:
+                state = _read_weights(paths[trial.name], records[trial.key()]["result"].get(WEIGHTS_DIGEST))
+                if state is not None:
+                    weights[trial.name] = state
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        for trial in trials:
+            result = records[trial.key()]["result"]
+            runs[trial.params["arm"]].append({k: v for k, v in result.items() if k != WEIGHTS_DIGEST})
+        self.say(f"study: {len(trials)} nets done (trial records in {self.folder / 'trials'})")
+        return runs, weights

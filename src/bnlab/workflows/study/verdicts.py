@@ -95,6 +95,25 @@ def _log_ratios(runs: Runs, group: str, mode: str, key: str) -> list[float]:
             for b, t in zip(runs["bn"], runs["twin"])]
 
 
+def _hessian_secondary(runs: Runs, group: str, mode: str, key: str) -> dict[str, Any]:
+    """A secondary log ratio of the Hessian's λ_max or trace, with a note naming why seeds are missing: a trace
+    (or λ_max) <= 0 has no logarithm (the Hessian is indefinite there: negative curvature outweighs the
+    positive), and a probe the model could not support has no value at all."""
+    values = _log_ratios(runs, group, mode, key)
+    notes = []
+    for arm, name in NAMES.items():
+        reason = next(((r.get("not_measured") or {}).get("hessian") for r in runs[arm]
+                       if (r.get("not_measured") or {}).get("hessian")), None)
+        if reason:
+            notes.append(f"not measured on {name}: {reason}")
+            continue
+        negative = [r["seed"] for r in runs[arm] if _mode_value(r, group, mode, key) <= 0]
+        if negative:
+            notes.append(f"{name}'s {key.replace('_', ' ')} is <= 0 in seed(s) {', '.join(map(str, negative))}: "
+                         "no log ratio there (the Hessian is indefinite, negative curvature outweighs the positive)")
+    return {"values": values, "unit": "log ratio", "note": "; ".join(notes)}
+
+
 def _curve_figure(fig_id: str, title: str, runs: Runs, key: str, ylabel: str) -> base.Figure:
     series = [seed_band([r["along_gradient"]["step"] for r in runs[a]], [r["along_gradient"][key] for r in runs[a]],
                         label) for a, label in ARMS.items()]
@@ -139,9 +158,9 @@ def c06(runs: Runs) -> tuple[dict[str, Any], list[base.Figure]]:
         "values": stats.paired_differences(_series_log_mean(runs, "twin", "gradient_predictiveness"),
                                            _series_log_mean(runs, "bn", "gradient_predictiveness")),
         "unit": "log ratio", "note": "Fig. 4b's band, not divided by ‖ηg‖: it also shrinks with the gradient's size"}}
-    secondary |= {f"log(Hessian {key} twin / BN) at initialisation, BN mode {mode}": {
-        "values": _log_ratios(runs, "hessian_start", mode, key), "unit": "log ratio"}
-        for key in ("lambda_max", "trace") for mode in ("train", "eval")}
+    secondary |= {f"log(Hessian {key} twin / BN) at initialisation, BN mode {mode}":
+                  _hessian_secondary(runs, "hessian_start", mode, key)
+                  for key in ("lambda_max", "trace") for mode in ("train", "eval")}
     return ({"primary": {"all": values}, "secondary": secondary},
             [_curve_figure("gradient_predictiveness", "Gradient predictiveness along −g", runs,
                            "gradient_predictiveness", "max ‖∇L(w − ηg) − g‖")])
@@ -175,8 +194,9 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
 
     speed = stats.paired_log_ratios([steps(r) for r in runs["twin"]], [steps(r) for r in runs["bn"]])
     good = stats.paired_differences([final(r) for r in runs["bn"]], [final(r) for r in runs["twin"]])
-    secondary = {f"steps to {target:g} test accuracy, {label}": {"values": [float(steps(r)) for r in runs[a]],
-                                                                 "unit": "steps"} for a, label in ARMS.items()}
+    secondary = {f"steps to {target:g} test accuracy, {label} (seeds that never reached it left out)": {
+        "values": [float(steps(r)) if steps(r) < censor else None for r in runs[a]], "unit": "steps"}
+        for a, label in ARMS.items()}
     series = [seed_band([r["history"]["eval_step"] for r in runs[a]], [r["history"]["test_acc"] for r in runs[a]],
                         label) for a, label in ARMS.items()]
     series.append({"label": f"target {target:g}", "x": [0, cfg.steps], "y": [target, target]})
@@ -184,7 +204,15 @@ def c13(runs: Runs, cfg: StudyConfig, chance: float) -> tuple[dict[str, Any], li
                       "band; the horizontal line is --target-acc.",
                       {"panels": [{"title": "test accuracy", "xlabel": "step", "ylabel": "accuracy",
                                    "series": series}]})
-    return {"primary": {"speed": speed, "good_minimum": good}, "secondary": secondary}, [fig]
+    metrics: dict[str, Any] = {"primary": {"speed": speed, "good_minimum": good}, "secondary": secondary}
+    if all(steps(r) >= censor for arm in runs.values() for r in arm):
+        best = {a: max((a_ for r in runs[a] for a_ in (r.get("history") or {}).get("test_acc", []) if a_ is not None),
+                       default=math.nan) for a in ARMS}
+        metrics["inconclusive_because"] = (
+            f"no net reached the target test accuracy {target:g} within {cfg.steps} steps in any seed (best: BN "
+            f"{best['bn']:.2f}, twin {best['twin']:.2f}), so there is no speed to compare; lower --target-acc or "
+            "train longer (--steps)")
+    return metrics, [fig]
 
 
 def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]]:
@@ -197,13 +225,14 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
             "values": _log_ratios(runs, "landscape", mode, "roughness_1d"), "unit": "log ratio"}
     for key in ("lambda_max", "trace"):
         for mode in ("train", "eval"):
-            secondary[f"log(Hessian {key} twin / BN) at the end, BN mode {mode}"] = {
-                "values": _log_ratios(runs, "hessian_end", mode, key), "unit": "log ratio"}
+            secondary[f"log(Hessian {key} twin / BN) at the end, BN mode {mode}"] = _hessian_secondary(
+                runs, "hessian_end", mode, key)
     figures: list[base.Figure] = []
     bn, twin = runs["bn"][0].get("landscape") or {}, runs["twin"][0].get("landscape") or {}
     if bn and twin:
+        modes = [m for m in BN_MODES if m in bn and m in twin]  # eval modes only when measured (--probes)
         panels = [{"title": f"BN, {mode} mode", "x": bn[mode]["x"], "y": bn[mode]["y"], "z": bn[mode]["loss"]}
-                  for mode in BN_MODES] + [{"title": "twin", "x": twin["train"]["x"], "y": twin["train"]["y"],
+                  for mode in modes] + [{"title": "twin", "x": twin["train"]["x"], "y": twin["train"]["y"],
                                             "z": twin["train"]["loss"]}]
         figures.append(base.Figure("landscape_2d", "contours", "2-D loss landscapes (first seed), shared levels",
                                    "Training loss on two filter-normalised random directions (the same in every "
@@ -212,7 +241,7 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
         lines = [{"title": f"BN {mode} mode", "xlabel": "filter-normalised step", "ylabel": "training loss",
                   "yscale": "log", "series": [{"label": "BN", "x": bn[mode]["t"], "y": bn[mode]["line_loss"]},
                                               {"label": "twin", "x": twin[mode]["t"], "y": twin[mode]["line_loss"]}]}
-                 for mode in BN_MODES]
+                 for mode in modes]
         figures.append(base.Figure("landscape_1d", "lines", "1-D loss landscapes (first seed)",
                                    "Training loss along a third filter-normalised random direction.",
                                    {"panels": lines}))
@@ -225,33 +254,107 @@ def c14(runs: Runs, cfg: StudyConfig) -> tuple[dict[str, Any], list[base.Figure]
     return {"primary": primary, "secondary": secondary}, figures
 
 
+# the probe each claim's primary endpoint needs (C13 needs only the training run)
+CLAIM_PROBES = {"C03": "ics", "C05": "along_gradient", "C06": "along_gradient", "C11": "gradient_flow",
+                "C14": "landscape"}
+# the claims a net that diverged or stayed at chance touches: every one measured on the trained or training net
+# (C11 is measured at initialisation, before any step)
+TRAINED_CLAIMS = ("C03", "C05", "C06", "C13", "C14")
+NAMES = {"bn": "the BN net", "twin": "the twin"}
+
+
+def at_chance(rec: Mapping[str, Any], chance: float) -> bool:
+    """A trained classifier whose final test accuracy is below chance + 10% of the way to 1: it did not learn."""
+    acc = rec.get("test_acc")
+    return bool(rec.get("trained")) and acc is not None and math.isfinite(chance) and acc < chance + 0.1 * (1 - chance)
+
+
+def net_problems(runs: Runs, chance: float) -> list[str]:
+    """Each net that diverged or ended at chance, in words (seeds and steps named)."""
+    problems = []
+    for arm, name in NAMES.items():
+        diverged = [(r["seed"], r["diverged_at_step"]) for r in runs[arm] if r.get("diverged_at_step") is not None]
+        if diverged:
+            problems.append(f"{name} diverged (" + ", ".join(f"seed {s} at step {k}" for s, k in diverged) +
+                            f") at lr {runs[arm][0].get('lr', '?')}")
+        stuck = [(r["seed"], r["test_acc"]) for r in runs[arm] if at_chance(r, chance)]
+        if stuck:
+            problems.append(f"{name} ended at chance (test accuracy " + ", ".join(f"{a:.2f} in seed {s}"
+                                                                                  for s, a in stuck) +
+                            f"; chance {chance:.2f}) at lr {runs[arm][0].get('lr', '?')}")
+    return problems
+
+
+def _not_measured(runs: Runs, probe: str) -> str | None:
+    """Why `probe` has no numbers (left out with --probes, or the model could not support it), or None."""
+    for arm, name in NAMES.items():
+        for r in runs[arm]:
+            if probe in (r.get("not_selected") or []):
+                return f"not measured: left out with --probes (no {probe})"
+            reason = (r.get("not_measured") or {}).get(probe)
+            if reason:
+                return f"not measured: {probe} failed on {name}, seed {r['seed']}: {reason}"
+    return None
+
+
+def _entry(claim: str, verdict: str, summary: str, runs: Runs, caveats: Sequence[str] = ()) -> dict[str, Any]:
+    """A claim entry without a decision (not measured)."""
+    return results_schema.claim_entry(claim, CLAIMS[claim].title, verdict, summary, rule=RULE, caveats=caveats,
+                                      seeds=[r["seed"] for r in runs["bn"]], n_trials=2 * len(runs["bn"]),
+                                      about=CLAIMS[claim].to_dict())
+
+
 def _summary(claim: str, decision: base.Decision) -> str:
     votes = "; ".join(f"{r.setting}: {base.brief(r)}" if r.setting != "all" else base.brief(r)
                       for r in decision.primary)
     return f"On your model, {ENDPOINTS[claim].name}: {votes}. Verdict: {decision.verdict}."
 
 
-def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str, Any]]:
-    """results.json's claim entries of a study (the claims of the module doc; C13 only with a target)."""
-    measured: dict[str, tuple[dict[str, Any], list[base.Figure]]] = {
-        "C03": c03(runs), "C05": c05(runs), "C06": c06(runs), "C11": c11(runs), "C14": c14(runs, cfg)}
+def _measured(runs: Runs, cfg: StudyConfig, chance: float) -> dict[str, Any]:
+    """claim -> (metrics, figures) or the reason it is not measured."""
+    makers = {"C03": lambda: c03(runs), "C05": lambda: c05(runs), "C06": lambda: c06(runs), "C11": lambda: c11(runs),
+              "C14": lambda: c14(runs, cfg)}
     if cfg.target_acc is not None and all(r["trained"] for arm in runs.values() for r in arm):
-        measured["C13"] = c13(runs, cfg, chance)
+        makers["C13"] = lambda: c13(runs, cfg, chance)
+    out: dict[str, Any] = {}
+    for claim, make in makers.items():
+        reason = _not_measured(runs, CLAIM_PROBES[claim]) if claim in CLAIM_PROBES else None
+        out[claim] = reason if reason else make()
+    return out
+
+
+def claim_entries(runs: Runs, cfg: StudyConfig, chance: float) -> list[dict[str, Any]]:
+    """results.json's claim entries of a study (the claims of the module doc; C13 only with a target). A claim
+    whose probe was left out or failed is not measured (the reason named); a claim touched by a net that diverged
+    or ended at chance is inconclusive with that reason, whatever its interval says."""
+    problems = net_problems(runs, chance)
     entries = []
-    for claim in sorted(measured):
-        metrics, figures = measured[claim]
+    for claim, measured in sorted(_measured(runs, cfg, chance).items()):
+        if isinstance(measured, str):
+            entries.append(_entry(claim, "not_measured", f"On your model: {measured}.", runs, [measured]))
+            continue
+        metrics, figures = measured
         endpoint = ENDPOINTS[claim]
         if not metrics["primary"]:
             raise ValueError(f"{claim}: no setting to vote in")  # C03 on a net with a single weight layer
         decision = (base.decide_each if endpoint.settings == ("layer:*",) else base.decide_endpoint)(endpoint,
                                                                                                     metrics)
+        verdict, summary, caveats = decision.verdict, _summary(claim, decision), []
+        if metrics.get("inconclusive_because"):
+            verdict, caveats = "inconclusive", [metrics["inconclusive_because"]]
+            summary = f"On your model, {endpoint.name}: inconclusive: {metrics['inconclusive_because']}."
+        elif problems and claim in TRAINED_CLAIMS:
+            caveats = [f"{p}: this claim is inconclusive, never decided by a net that did not train" for p in problems]
+            verdict = "inconclusive"
+            summary = (f"{summary[: -len(decision.verdict) - 1]}inconclusive, because " + "; ".join(problems) +
+                       f" (the interval alone would say {decision.verdict}).")
         protocol = base.ClaimProtocol(endpoint=endpoint, cost="study", runs=RUNS_TEXT,
-                                 secondary=tuple(metrics["secondary"]))
+                                      secondary=tuple(metrics["secondary"]))
         entries.append(plain(results_schema.claim_entry(
-            claim, CLAIMS[claim].title, decision.verdict, _summary(claim, decision), rule=RULE,
+            claim, CLAIMS[claim].title, verdict, summary, rule=RULE,
             primary=decision.primary[0].to_dict(), votes=[r.to_dict() for r in decision.primary],
             secondary=[r.to_dict() for r in decision.secondary], protocol=dataclasses.asdict(protocol),
             seeds=[r["seed"] for r in runs["bn"]], metrics={"per_seed": dict(metrics["primary"])},
-            figures=[results_schema.figure_entry(f) for f in figures], n_trials=2 * len(runs["bn"]),
+            figures=[results_schema.figure_entry(f) for f in figures], caveats=caveats, n_trials=2 * len(runs["bn"]),
             about={**CLAIMS[claim].to_dict(), "how_tested": f"On your model: {endpoint.measure}."})))
     return entries
