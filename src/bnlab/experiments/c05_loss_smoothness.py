@@ -17,13 +17,11 @@ The runs are shared with C03, C04 and C06 (`bnlab.experiments.probed_training`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from bnlab.experiments import base, stats
 from bnlab.experiments.smoothness import (
-    FAMILY_NAMES,
     LABELS,
     NORMS,
     PAPER_TEXT,
@@ -32,6 +30,7 @@ from bnlab.experiments.smoothness import (
     effects,
     log_means,
     method_text,
+    per_net_factors,
     plan_config,
     runs_of,
     scale_caveats,
@@ -118,19 +117,14 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
                         plan, results, "loss_min", "loss_max", "loss_variation", "loss along −g", "loss variation")]
 
 
-def times(r: base.Result) -> str:
-    """exp(effect) of a log-ratio result as a factor for prose ('44' for no BN / BN = ×44); 'n/a' without one."""
-    return "n/a" if r.effect is None else f"{math.exp(r.effect):.3g}"
-
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
-    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{times(r)})" for f, r in zip(NORMS, decision.primary)]
     relative = [next(s for s in decision.secondary if s.name == f"log(relative loss variation no BN / BN) [{f}]")
                 for f in NORMS]
-    beside = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{times(r)})" for f, r in zip(NORMS, relative)]
-    summary = (f"Mean log(loss variation without BN / with BN): {'; '.join(parts)}. Positive means the loss varies "
+    parts, beside = per_net_factors(decision.primary), per_net_factors(relative)
+    summary = (f"Mean log(loss variation without BN / with BN): {parts}. Positive means the loss varies "
                f"less along the gradient with BN. Relative to the loss level (variation / lowest loss along −g), "
-               f"log(no BN / BN): {'; '.join(beside)}: the part of the raw ratio that is not the no-BN net's higher "
+               f"log(no BN / BN): {beside}: the part of the raw ratio that is not the no-BN net's higher "
                f"loss. Santurkar reports about two orders of magnitude (×100) early in training. Verdict: "
                f"{decision.verdict}.")
     caveats = ["Loss variation also scales with the loss level (a net that has trained further has smaller losses "

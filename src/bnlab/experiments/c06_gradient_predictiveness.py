@@ -19,7 +19,6 @@ weight-norm-invariant form and trace.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -35,7 +34,6 @@ from bnlab.experiments.curvature import (
 )
 from bnlab.experiments.probed_training import family_seeds
 from bnlab.experiments.smoothness import (
-    FAMILY_NAMES,
     NORMS,
     PAPER_TEXT,
     RUNS_TEXT,
@@ -43,6 +41,7 @@ from bnlab.experiments.smoothness import (
     effects,
     log_means,
     method_text,
+    per_net_factors,
     plan_config,
     scale_caveats,
     shared_trials,
@@ -122,13 +121,12 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
 
 
 def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decision) -> base.Description:
-    parts = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{_times(r)})" for f, r in zip(NORMS, decision.primary)]
     band = [next(s for s in decision.secondary if s.name == f"log(gradient predictiveness no BN / BN) [{f}]")
             for f in NORMS]
-    beside = [f"{FAMILY_NAMES[f]} {base.brief(r)} (×{_times(r)})" for f, r in zip(NORMS, band)]
-    summary = (f"Mean log(effective β-smoothness without BN / with BN): {'; '.join(parts)}. Positive means a smaller "
+    parts, beside = per_net_factors(decision.primary), per_net_factors(band)
+    summary = (f"Mean log(effective β-smoothness without BN / with BN): {parts}. Positive means a smaller "
                f"β with BN: the gradient changes less per unit step along −g. Beside it, the raw band of Fig. 4b, "
-               f"log(gradient predictiveness no BN / BN): {'; '.join(beside)}; the gap between the two ratios is "
+               f"log(gradient predictiveness no BN / BN): {beside}; the gap between the two ratios is "
                f"gradient scale. Santurkar reports about two orders of magnitude (×100) early in training. Verdict: "
                f"{decision.verdict}.")
     caveats = ["Like the loss variation, gradient distances shrink as the loss flattens late in training; the "
@@ -138,7 +136,3 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
                *scale_caveats(plan)]
     return base.Description(summary, method_text(plan), caveats)
 
-
-def _times(r: base.Result) -> str:
-    """exp(effect) as a factor for prose: 'no BN / BN' as '×1.4'."""
-    return "n/a" if r.effect is None else f"{math.exp(r.effect):.3g}"

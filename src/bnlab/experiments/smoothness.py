@@ -7,7 +7,8 @@ C05 and C06 plan byte-identical trials (`shared_trials`), so the audit runs them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bnlab.experiments import base, stats
@@ -94,3 +95,12 @@ def scale_caveats(plan: base.Plan) -> list[str]:
             "steps, not VGG on CIFAR-10 for 15k; the deep linear net runs Santurkar's protocol for "
             f"{plan.config['runs']['dln']['config']['steps']} of his 10k steps. Santurkar's gaps (up to two orders of "
             "magnitude early in training) need not appear at this size."]
+
+
+def per_net_factors(results: Sequence[base.Result]) -> str:
+    """'VGG +3.80 [+3.38, +4.23] (supported) (×44.9); deep linear net ...': one log-ratio result per net (NORMS
+    order) with exp(effect) as a factor for prose, 'n/a' where a net has no effect."""
+    def factor(r: base.Result) -> str:
+        return "n/a" if r.effect is None else f"{math.exp(r.effect):.3g}"
+
+    return "; ".join(f"{FAMILY_NAMES[f]} {base.brief(r)} (×{factor(r)})" for f, r in zip(NORMS, results))
