@@ -117,3 +117,26 @@ def test_the_paper_protocol_deep_linear_net_trains_with_and_without_bn():
         for factor in ETA_RANGES["dln"]:
             moved = {k: params[k] - factor * base["lr"] * grads[k] for k in params}
             assert math.isfinite(float(sum_squared_error(functional_call(model, moved, (x,)), y)))
+
+
+def test_a_diverged_run_is_the_worst_outcome_not_a_dropped_seed():
+    """Issue 25: C05 dropped the seed whose no-BN deep linear net diverged, C06 kept it. Now both count it as the
+    worst outcome for the net that diverged: +inf (no BN), −inf (BN), a tie (both); so does a probe time with no
+    finite band."""
+    import copy
+    import math
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c05)
+    s = plan.config["seeds"]["dln"][0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"dln/{net}/seed={s}"]["diverged_at_step"] = 7
+        assert c05.measure(plan, edited)["primary"]["dln"][0] == want, nets
+    edited = copy.deepcopy(results)
+    series = edited[f"vgg/none/seed={plan.config['seeds']['vgg'][0]}"]["along_gradient"]
+    series["loss_variation"][-1] = None  # a probe time whose band diverged
+    assert c05.measure(plan, edited)["primary"]["vgg"][0] == math.inf
+    assert all(math.isfinite(v) for v in c05.measure(plan, results)["primary"]["vgg"])

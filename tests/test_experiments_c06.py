@@ -44,3 +44,18 @@ def test_beta_rule_under_simulated_null_and_effect():
     assert sum(v in ("supported", "refuted") for v in null) <= 0.05 * 300 + 12
     assert verdicts(0.5, 0.2).count("supported") >= 0.8 * 300
     assert verdicts(-0.5, 0.2).count("refuted") >= 0.8 * 300
+
+
+def test_a_diverged_run_is_the_worst_outcome_as_in_c05():
+    import copy
+    import math
+
+    plan, results = smoke_results(c06)
+    s = plan.config["seeds"]["dln"][0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"dln/{net}/seed={s}"]["diverged_at_step"] = 7
+        m = c06.measure(plan, edited)
+        assert m["primary"]["dln"][0] == want, nets
+        assert math.isfinite(m["secondary"]["log(gradient predictiveness no BN / BN) [dln]"]["values"][0])

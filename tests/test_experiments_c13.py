@@ -62,3 +62,28 @@ def test_speed_is_tested_against_the_smallest_speed_up_of_interest():
 ])
 def test_rule_prose_cases(speed, good, want):
     assert c13.decide({"primary": {"speed": speed, "good_minimum": good}}).verdict == want
+
+
+def test_a_diverged_run_is_ranked_beyond_a_run_censored_at_the_horizon():
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c13)
+    scored = plan.seeds[plan.config["select"]]
+    label = lr_grid.settings_of(plan.config)[0].label
+    base = c13.measure(plan, results)
+    assert all(math.isfinite(v) for v in base["primary"]["speed"])
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            for grid_run in edited[f"{label}/{net}/search/seed={scored}"]["grid"]:
+                grid_run["divergence"] = "non-finite"
+        m = c13.measure(plan, edited)
+        assert m["primary"]["speed"][0] == want, nets
+        if len(nets) == 2:  # both scored chance in the final accuracy
+            assert m["primary"]["good_minimum"][0] == 0.0
+        else:  # the net that diverged scores chance, so it cannot come out ahead by more than the other's accuracy
+            assert math.isfinite(m["primary"]["good_minimum"][0])
+            good = m["primary"]["good_minimum"][0]
+            assert good <= 0.9 if nets == ("bn",) else good >= -0.1
