@@ -44,7 +44,7 @@ def test_the_head_alone_cannot_say_bn_reduces_ics():
     assert old_average[0] > old_average[1]  # the old measure: "BN reduces ICS"
     per_layer = {layer: [ics_layer_means(with_bn)[layer] - ics_layer_means(without)[layer] + d for d in (0, .01, -.01)]
                  for layer in ("features.2.conv", "features.4.conv")}
-    metrics = {"primary": {f"conv:{k}": v for k, v in per_layer.items()} | {"ioffe": [0.5, 0.6, 0.4]}}
+    metrics = {"primary": {f"conv:{k}": v for k, v in per_layer.items()} | {"ioffe": [0.5, 0.6, 0.4, 0.55, 0.45, 0.5, 0.65, 0.52]}}
     decision = c03_ics.decide(metrics)
     assert [r.vote for r in decision.primary[:2]] == ["refuted", "refuted"]
     assert decision.verdict == "mixed"  # Ioffe's drift says reduced, Santurkar's layers say increased
@@ -57,6 +57,7 @@ def test_the_head_alone_cannot_say_bn_reduces_ics():
     ([0.1, 0.12, 0.11], [0.2, 0.22, 0.21], [-0.5, -0.6, -0.55], "mixed"),
 ])
 def test_rule_prose_cases(conv2, conv4, ioffe, want):
+    ioffe = (ioffe * 3)[:8]  # a log ratio: the exact signed-rank test needs at least 6 seeds to reach p < 0.05
     metrics = {"primary": {"conv:a": conv2, "conv:b": conv4, "ioffe": ioffe}}
     assert c03_ics.decide(metrics).verdict == want
 

@@ -24,7 +24,8 @@ def test_one_heavy_tailed_probe_time_does_not_decide():
 
 
 def test_rule_prose_cases():
-    up, down, flat = [1.0, 1.3, 0.8, 1.1, 0.9], [-1.0, -1.2, -0.7, -1.1, -0.9], [0.2, -0.3, 0.1, -0.1, 0.05]
+    up = [1.0, 1.3, 0.8, 1.1, 0.9, 1.2, 0.7, 1.05]  # 8 seeds: the signed-rank test needs 6 to reach p < 0.05
+    down, flat = [-v for v in up], [0.2, -0.3, 0.1, -0.1, 0.05, -0.15, 0.12, -0.02]
     assert c05.decide({"primary": {"vgg": up, "dln": up}}).verdict == "supported"
     assert c05.decide({"primary": {"vgg": down, "dln": down}}).verdict == "refuted"
     assert c05.decide({"primary": {"vgg": up, "dln": flat}}).verdict == "inconclusive"

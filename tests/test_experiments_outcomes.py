@@ -93,3 +93,17 @@ def test_divergence_moves_every_rank_setting_the_right_way(claim: str, setting: 
     assert vote(mixed) == "inconclusive"
     assert vote([INF if v < threshold else v for v in mixed]) == "supported"  # the no-BN nets failed
     assert vote([-INF if v > threshold else v for v in mixed]) == "refuted"  # the BN nets failed
+
+
+@pytest.mark.parametrize("claim", [f"C{i:02d}" for i in range(1, 15)])
+def test_every_setting_declares_the_test_its_unit_fixes(claim: str):
+    """base.UNIT_TESTS: bounded units -> t (tost), log ratios and decades -> signed_rank (rank_tost), grid values ->
+    sign; a setting whose declared test differs from its unit's would break the pre-registration."""
+    from bnlab.experiments import base
+
+    endpoint = load_experiment(claim).PROTOCOL.endpoint
+    settings = [s for s in endpoint.settings if not s.endswith(":*")] + [s for s in endpoint.units if s.endswith(":*")]
+    for setting in settings:
+        test, _ = endpoint.test_of(setting)
+        want = base.fixed_test(endpoint.unit_of(setting), equivalence=test in base.EQUIVALENCE_TESTS)
+        assert test == want, (claim, setting, endpoint.unit_of(setting), test)
