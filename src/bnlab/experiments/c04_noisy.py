@@ -95,11 +95,11 @@ RULE = ("Per seed, A = mean test accuracy over all evaluations; a run that diver
         f"wholly below {KEPT_SHARE} -> refuted; (3) the manipulation check log(drift noisy BN / drift no BN), exact "
         "Wilcoxon signed-rank test, two-sided p < 0.05 with the Hodges–Lehmann effect above 0 -> supported, below "
         "-> refuted, and (4) the control A(no BN) − A(noise on no BN), directional as (1). (3) and (4) are "
-        f"gates: if either is not supported, the verdict is inconclusive (the noise did not shift the distributions "
-        f"more than training without BN does, or did not hurt a net without BN). Otherwise (1) and (2) vote by "
-        f"stats.combine: supported only when both are, refuted when one is refuted and none supported, mixed when "
+        "gates: if either is not supported, the verdict is inconclusive (the noise did not shift the distributions "
+        "more than training without BN does, or did not hurt a net without BN). Otherwise (1) and (2) vote by "
+        "stats.combine: supported only when both are, refuted when one is refuted and none supported, mixed when "
         f"one is supported and the other refuted, inconclusive otherwise. The absolute TOST (±{MARGIN}) and the ℓp "
-        f"nets are reported, never voted.")
+        "nets are reported, never voted.")
 
 
 def kept_shares(noisy: list, bn: list, none: list) -> list[float]:

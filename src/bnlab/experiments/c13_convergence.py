@@ -101,7 +101,7 @@ RULE = (f"The first {SELECT} seeds choose: the target ({FRACTION:g} × the no-BN
         f"{MIN_SPEEDUP:g}, two-sided p < 0.05 with the Hodges–Lehmann effect above it -> supported, below it -> "
         f"refuted (any speed-up is smaller than {MIN_SPEEDUP:g}×). Good minimum: the interval's lower end "
         f"above −{MARGIN} -> supported (not worse), its upper end below −{MARGIN} -> refuted. The claim: "
-        f"stats.combine of the two (supported only when both are).")
+        "stats.combine of the two (supported only when both are).")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
