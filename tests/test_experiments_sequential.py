@@ -191,7 +191,7 @@ def _value(setting: str, seed: int) -> dict:
     return {"x": 0.9 + float(rng.normal(0, 1.0))}
 
 
-ENDPOINT = base.Endpoint("effect", "a fake per-seed value", "units", "t", 0.0, "0 = nothing", ("clear", "slow"))
+ENDPOINT = base.Endpoint("effect", "a fake per-seed value", "accuracy", "t", 0.0, "0 = nothing", ("clear", "slow"))
 
 
 def _fake_module(claim: str) -> types.ModuleType:

@@ -225,6 +225,15 @@ class Endpoint:
         for setting, cost in self.setting_costs.items():
             if setting not in self.settings or cost not in ("cheap", "costly"):
                 raise ValueError(f"bad setting_costs entry {setting!r}: {cost!r}")
+        for setting in self.settings:  # the test follows from the values' type, before any run (UNIT_TESTS)
+            if self.unit_of(setting) not in UNIT_TESTS:
+                raise ValueError(f"setting {setting!r}: no test is fixed for values in {self.unit_of(setting)!r} "
+                                 "(add the unit to base.UNIT_TESTS)")
+            test = self.test_of(setting)[0]
+            fixed = fixed_test(self.unit_of(setting), equivalence=test in EQUIVALENCE_TESTS)
+            if test != fixed:
+                raise ValueError(f"setting {setting!r} in {self.unit_of(setting)!r} is decided by {fixed!r} "
+                                 f"(base.UNIT_TESTS), not {test!r}")
 
 
 @dataclass(frozen=True)
