@@ -110,6 +110,14 @@ def test_tracker_bad_input(tmp_path: Path):
         SharpnessTracker(tmp_path, F.cross_entropy, lr=0.1, bn_modes=("running",))
     with pytest.raises(BnlabError, match="spherical"):
         SharpnessTracker(tmp_path, F.cross_entropy, lr=0.1, spherical="yes")
+    model = nn.Sequential(nn.Linear(5, 3))
+    used = SharpnessTracker(tmp_path / "used", F.cross_entropy, lr=0.1)
+    used.step(model, (torch.randn(8, 5), torch.randint(0, 3, (8,))))
+    used.close()
+    before = (tmp_path / "used" / "sharpness.jsonl").read_text()
+    with pytest.raises(BnlabError, match="already holds a run"):  # a second run would be drawn as one with it
+        SharpnessTracker(tmp_path / "used", F.cross_entropy, lr=0.1)
+    assert (tmp_path / "used" / "sharpness.jsonl").read_text() == before  # nothing overwritten
     (tmp_path / "file").write_text("x")
     with pytest.raises(BnlabError, match="not a folder"):
         SharpnessTracker(tmp_path / "file", F.cross_entropy, lr=0.1)

@@ -27,8 +27,10 @@ Per measured step and BN mode, one JSONL record (``OUT/sharpness.jsonl``, `bnlab
   model has no such weight; the field is absent when the flag is off;
 * ``products``: the Hessian-vector products the record cost, all of the above included.
 
-No state is left behind: the measurement runs inside `bnlab.state.preserved_state` (parameters, buffers, ``.grad``,
-``requires_grad``, modes, BN settings, hooks and the global RNG streams are restored).
+One run per folder: a folder whose ``sharpness.jsonl`` already holds records is refused (appending would draw two
+runs as one line). No state is left behind: the measurement runs inside `bnlab.state.preserved_state`
+(parameters, buffers, ``.grad``, ``requires_grad``, modes, BN settings, hooks and the global RNG streams are
+restored).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class SharpnessTracker:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise BnlabError(f"output path {self.out} exists and is not a folder")
+        if read_jsonl(self.out / "sharpness.jsonl"):  # appending would draw two runs as one line in the figure
+            raise BnlabError(f"{self.out / 'sharpness.jsonl'} already holds a run's records; give the tracker a new "
+                             "folder (or delete that file)")
         self.loss_fn, self.lr, self.every, self.bn_modes = loss_fn, float(lr), every, tuple(bn_modes)
         self.threshold = float(threshold) if threshold is not None else 2.0 / self.lr
         self._default_threshold = threshold is None
