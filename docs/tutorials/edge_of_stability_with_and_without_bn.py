@@ -142,7 +142,7 @@ except ImportError:  # run as a plain script: the file is the output
 # Each statement below is asserted on the numbers printed above, so the page cannot say what its run did not show.
 #
 # **Without BN: progressive sharpening, then the edge.** The batch λ_max and the full-batch λ_max both start far
-# below 2/η, rise to it within a few dozen steps and then hover around it, overshooting and falling back: the edge
+# below 2/η, rise to it and then hover around it, overshooting and falling back: the edge
 # of stability of Cohen et al. Later in the run (steps ≥ 75) the full-batch λ_max drifts below 2/η while the
 # batch λ_max stays at it: the separation Andreyev & Beneventano describe for SGD, here late and modest (the
 # fractions are printed above). The batch-sharpness estimate climbs towards 2/η but in this short, small run it
