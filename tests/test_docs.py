@@ -24,12 +24,13 @@ def build(site: Path) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One strict build (≈ 20 s: the tutorials execute in it) for every test of the site."""
+    """One strict build (≈ 2.5 min on 2 cores: the tutorials execute in it) for every test of the site."""
     site = tmp_path_factory.mktemp("docs") / "site"
     build(site)
     return site
 
 
+@pytest.mark.slow  # ~2.5 min: the build executes every tutorial (the edge-of-stability one trains 4 nets)
 def test_site_builds_strictly_with_the_api_reference(site: Path) -> None:
     pages = {p.name for p in site.glob("*.html")}
     assert {"index.html", "audit.html", "protocol.html", "commands.html", "api.html"} <= pages
