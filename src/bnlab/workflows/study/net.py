@@ -39,7 +39,7 @@ from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
 from bnlab.landscape.roughness import quadratic_residual
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
-from bnlab.probes.hessian import eigenpairs, estimate_trace, hessian_operator
+from bnlab.probes.hessian import hessian_operator, top_and_trace
 from bnlab.probes.ics import ICSProbe
 from bnlab.results import finite_or_none
 from bnlab.state import BN_MODES as HESSIAN_MODES
@@ -51,28 +51,28 @@ from bnlab.workflows.study.config import PROBES, StudyConfig
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_POINTS = 200  # the training-loss curve kept per net (subsampled)
 TRACE_MIN_SAMPLES = 10  # Hutch++ checks trace_rtol from here on (a standard error of fewer is itself noisy)
+TRACE_SKETCH = 10  # Lanczos vectors deflated before the trace's Hutchinson samples
 
 
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
                     cfg: StudyConfig, seed: int) -> dict[str, dict[str, float | None]]:
     """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on the first `hessian_samples` of
-    `sample` (seeded: reproducible), from one Hessian operator per mode (its gradient graph built once, used by
-    both estimators).
+    `sample` (seeded: reproducible), both from one Lanczos run (`bnlab.probes.hessian.top_and_trace`).
 
     λ_max: Lanczos from the gradient-plus-random start, stopped when the estimated eigenvalue error
     min(r, r²/δ) <= hessian_tol·|θ| (Parlett, *The Symmetric Eigenvalue Problem*, Thm 11.7.1, δ the gap to the
-    next Ritz value: ``hessian_criterion="eigenvalue"``; an estimate, where the residual criterion r <= tol·|θ|
-    is a bound and takes more products). The trace: Krylov-aware Hutch++ (a 10-step Lanczos sketch,
-    exact there, plus Hutchinson samples on the rest) with at most `trace_samples` samples, fewer once its
-    standard error is below trace_rtol·|trace|; `trace_se` is that standard error; the Hessian-vector
-    products each took are recorded."""
+    next Ritz value: ``hessian_criterion="eigenvalue"``; an estimate, where the residual criterion r <= tol·|θ| is
+    a bound and takes more products) and holding at least TRACE_SKETCH vectors. The trace: Krylov-aware Hutch++
+    on that basis (exact there) plus at most `trace_samples` Hutchinson samples on the rest, fewer once its
+    standard error is below trace_rtol·|trace|; `trace_se` is that standard error. The examples and the
+    Hessian-vector products each took are recorded."""
     sample = (sample[0][: cfg.hessian_samples], sample[1][: cfg.hessian_samples])  # (H, *in_shape), (H, ...)
     out = {}
     for mode in [m for m in modes if m in HESSIAN_MODES]:
         with hessian_operator(net, loss_fn, sample, bn_mode=mode) as op:
-            eig = eigenpairs(op, tol=cfg.hessian_tol, seed=seed, criterion=cfg.hessian_criterion)
-            tr = estimate_trace(op, rtol=cfg.trace_rtol, min_samples=min(TRACE_MIN_SAMPLES, cfg.trace_samples),
-                                max_samples=cfg.trace_samples, seed=seed)
+            eig, tr = top_and_trace(op, tol=cfg.hessian_tol, criterion=cfg.hessian_criterion, sketch=TRACE_SKETCH,
+                                    rtol=cfg.trace_rtol, min_samples=min(TRACE_MIN_SAMPLES, cfg.trace_samples),
+                                    max_samples=cfg.trace_samples, seed=seed)
         out[mode] = {"lambda_max": finite_or_none(float(eig.eigenvalues[0])), "trace": finite_or_none(float(tr.trace)),
                      "trace_se": finite_or_none(float(tr.se)), "examples": len(sample[0]),
                      "lambda_products": eig.products, "trace_products": tr.products}
