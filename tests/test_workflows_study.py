@@ -131,6 +131,8 @@ def test_study_numbers_equal_the_probes_on_the_same_trained_weights(tmp_path: Pa
     assert c14["metrics"]["per_seed"]["roughness:train"] == pytest.approx(expect)
     assert [v["setting"] for v in c14["votes"]] == ["roughness:train", "roughness:eval", "ruggedness:train",
                                                     "ruggedness:eval"]
+    assert ("landscapes on 64 training examples (5×5 grid), the Hessian on the first 64 (λ_max to an estimated 1%, "
+            "its trace from at most 10 samples)") in " ".join(result.results["header"])
     c06 = {r["name"]: r for r in next(c for c in result.results["claims"] if c["id"] == "C06")["secondary"]}
     at_init = c06["log(Hessian lambda_max twin / BN) at initialisation, BN mode eval"]
     assert "running statistics were still their initial (0, 1)" in at_init["note"] and at_init["effect"] is None

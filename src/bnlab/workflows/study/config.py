@@ -39,8 +39,8 @@ class StudyConfig:
     # most this share of λ_max (Parlett's bound with the gap δ estimated from the Ritz values: `hessian_criterion`)
     hessian_criterion: str = "eigenvalue"  # eigenvalue | residual (‖Hy − θy‖ <= tol·|θ|: a bound, ~2x products)
     trace_rtol: float = 0.1  # the Hutch++ trace stops early when its standard error is below this share ...
-    trace_samples: int = 10  # ... and at most after this many Hutchinson samples (after a 10-vector Krylov
-    # sketch: at most 20 Hessian-vector products per trace); its standard error is recorded beside it (trace_se)
+    trace_samples: int = 10  # ... and at most after this many Hutchinson samples (deflated by λ_max's Lanczos
+    # basis of >= 10 vectors: net.hessian_numbers); its standard error is recorded beside it (trace_se)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     probes: tuple[str, ...] = PROBES  # what is measured (a claim whose probe is left out is not measured)
     lr_grid: tuple[float, ...] = ()  # when given: each net trains at the grid lr with the lowest final training

@@ -4,7 +4,8 @@ what the claims' endpoints need, with the very functions the audit's trials use.
 At initialisation (before any step):
 * C11: ‖∂L/∂W_l‖² of every weight layer on the first batch, BN in train mode (`layer_gradient_norms`), and the
   spread |log10 ‖∂L/∂W_first hidden‖²/‖∂L/∂W_last hidden‖²| (`gradient_spread`, the audit's C11 measure);
-* the Hessian λ_max (Lanczos to `hessian_tol`) and trace (Hutch++, `trace_samples`) in each BN mode.
+* the Hessian λ_max (Lanczos to `hessian_tol`) and trace (Hutch++ on that Lanczos basis, `trace_samples`) in
+  each BN mode -- not in eval mode while every running statistic is still (0, 1) (`running_stats_at_init`).
 During training, at step 0 and every `probe_every` steps, before the step's update and on the step's batch:
 * C03: ICS per weight layer (Santurkar Def. 2.1, `ICSProbe`, under the run's own optimizer);
 * C05, C06: loss variation and gradient predictiveness along −g (`AlongGradientProbe`, η = eta_factors × lr);
