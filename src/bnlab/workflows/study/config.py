@@ -33,8 +33,8 @@ class StudyConfig:
     landscape_radius: float = 1.0  # in filter-normalised units (Li et al.)
     rough_radius: float = 1.0  # roughness over the interior points within this distance of the centre (C14's)
     hessian_samples: int = 64  # the Hessian on the first of those examples (all when fewer): a Hessian-vector
-    # product is the study's dearest operation (resnet10t at 3×32×32 on 64 examples: 1.2-4 CPU s, a forward pass
-    # over 128 examples ~0.15 s), and λ_max and the trace enter only secondary results, as log ratios
+    # product is the study's dearest operation (resnet10t at 3×32×32 on 64 examples: ~0.4 CPU s, a forward pass
+    # over 128 examples ~0.07 s), and λ_max and the trace enter only secondary results, as log ratios
     hessian_tol: float = 1e-2  # λ_max: Lanczos stops when its estimated eigenvalue error min(r, r²/δ) is at
     # most this share of λ_max (Parlett's bound with the gap δ estimated from the Ritz values: `hessian_criterion`)
     hessian_criterion: str = "eigenvalue"  # eigenvalue | residual (‖Hy − θy‖ <= tol·|θ|: a bound, ~2x products)
