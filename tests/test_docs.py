@@ -24,20 +24,23 @@ def build(site: Path) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One strict build (≈ 20 s: the tutorials execute in it) for every test of the site."""
+    """One strict build (≈ 2.5 min on 2 cores: the tutorials execute in it) for every test of the site."""
     site = tmp_path_factory.mktemp("docs") / "site"
     build(site)
     return site
 
 
+@pytest.mark.slow  # ~2.5 min: the build executes every tutorial (the edge-of-stability one trains 4 nets)
 def test_site_builds_strictly_with_the_api_reference(site: Path) -> None:
     pages = {p.name for p in site.glob("*.html")}
     assert {"index.html", "audit.html", "protocol.html", "commands.html", "api.html"} <= pages
     for name in ("bn_from_scratch", "curvature_and_bn_mode", "landscape_with_and_without_bn",
-                 "santurkar_probes_on_your_model"):  # executed in the build: the pages carry the cells' outputs
+                 "santurkar_probes_on_your_model", "edge_of_stability_with_and_without_bn"):
+        # executed in the build: the pages carry the cells' outputs
         html = (site / "tutorials" / f"{name}.html").read_text()
         assert html.count("jp-OutputArea-output") >= 2, name
-    assert "data:image/png;base64" in (site / "tutorials" / "landscape_with_and_without_bn.html").read_text()
+    for name in ("landscape_with_and_without_bn", "edge_of_stability_with_and_without_bn"):  # figures shown inline
+        assert "data:image/png;base64" in (site / "tutorials" / f"{name}.html").read_text(), name
     api = (site / "api.html").read_text()
     assert "reference_normalise" in api and "minimum_detectable_effect" in api  # mkdocstrings rendered the code
     for page in site.glob("*.html"):

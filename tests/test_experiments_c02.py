@@ -45,3 +45,15 @@ def test_default_and_paper_plans_are_plain_data():
         json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
         assert plan.seeds == (tuple(range(8)) if seeds is None else tuple(range(first, first + seeds)))
         assert len({t.name for t in plan.trials}) == len(plan.trials)
+
+
+def test_a_diverged_run_scores_chance_never_a_missing_seed():
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c02)
+    s = plan.seeds[0]
+    acc = {label: results[f"train/{label}/seed={s}"]["test_acc"] for label in ("BN with γ, β", "BN without γ, β")}
+    for label, want in (("BN without γ, β", acc["BN with γ, β"] - 0.1), ("BN with γ, β", 0.1 - acc["BN without γ, β"])):
+        edited = json.loads(json.dumps(results))
+        edited[f"train/{label}/seed={s}"].update(diverged=True, test_acc=float("nan"))
+        assert abs(c02.measure(plan, edited)["primary"]["all"][0] - want) < 1e-12, label

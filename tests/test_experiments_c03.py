@@ -44,7 +44,8 @@ def test_the_head_alone_cannot_say_bn_reduces_ics():
     assert old_average[0] > old_average[1]  # the old measure: "BN reduces ICS"
     per_layer = {layer: [ics_layer_means(with_bn)[layer] - ics_layer_means(without)[layer] + d for d in (0, .01, -.01)]
                  for layer in ("features.2.conv", "features.4.conv")}
-    metrics = {"primary": {f"conv:{k}": v for k, v in per_layer.items()} | {"ioffe": [0.5, 0.6, 0.4]}}
+    ioffe = [0.5, 0.6, 0.4, 0.55, 0.45, 0.5, 0.65, 0.52]  # a log ratio, rank-tested: 8 seeds
+    metrics = {"primary": {f"conv:{k}": v for k, v in per_layer.items()} | {"ioffe": ioffe}}
     decision = c03_ics.decide(metrics)
     assert [r.vote for r in decision.primary[:2]] == ["refuted", "refuted"]
     assert decision.verdict == "mixed"  # Ioffe's drift says reduced, Santurkar's layers say increased
@@ -57,6 +58,7 @@ def test_the_head_alone_cannot_say_bn_reduces_ics():
     ([0.1, 0.12, 0.11], [0.2, 0.22, 0.21], [-0.5, -0.6, -0.55], "mixed"),
 ])
 def test_rule_prose_cases(conv2, conv4, ioffe, want):
+    ioffe = (ioffe * 3)[:8]  # a log ratio: the exact signed-rank test needs at least 6 seeds to reach p < 0.05
     metrics = {"primary": {"conv:a": conv2, "conv:b": conv4, "ioffe": ioffe}}
     assert c03_ics.decide(metrics).verdict == want
 
@@ -102,3 +104,24 @@ def test_a_diverged_run_does_not_shrink_the_fig3_bands():
     assert f"no BN: seed {seed} diverged at step 3 and is left out of the band" in fig.caption
     distance = fig.data["panels"][0]
     assert distance["yscale"] == "log" and all(v is None or v > 0 for s in distance["series"] for v in s["y"])
+
+
+def test_a_diverged_run_is_the_worst_outcome_for_its_net():
+    """Ioffe's drift ratio: ±inf for the net that diverged (a tie when both did); a conv layer's cosine: −1."""
+    import copy
+
+    plan, results = smoke_results(c03_ics)
+    mlp_seed, vgg_seed = plan.config["seeds"]["mlp"][0], plan.config["seeds"]["vgg"][0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"mlp/{net}/seed={mlp_seed}"]["diverged_at_step"] = 3
+        assert c03_ics.measure(plan, edited)["primary"]["ioffe"][0] == want, nets
+    base = c03_ics.measure(plan, results)
+    edited = copy.deepcopy(results)
+    edited[f"vgg/none/seed={vgg_seed}"]["diverged_at_step"] = 3
+    primary = c03_ics.measure(plan, edited)["primary"]
+    conv = [k for k in primary if k.startswith("conv:")]
+    assert conv and all(math.isfinite(primary[k][0]) for k in conv)  # t-tested: never ±inf
+    bn_cos = [base["vgg_cosine"]["bn"][0][base["vgg_layers"].index(k.removeprefix("conv:"))] for k in conv]
+    assert all(abs(primary[k][0] - (c + 1.0)) < 1e-12 for k, c in zip(conv, bn_cos))  # BN's cosine − (−1)

@@ -26,7 +26,8 @@ def test_smoke_end_to_end():
 
 
 GOOD = {"noisy_vs_none": [0.10, 0.12, 0.11, 0.13, 0.09], "kept_share": [0.95, 0.9, 1.0, 0.92, 0.97],
-        "manipulation": [1.0, 1.2, 0.9, 1.1, 1.0], "control": [0.2, 0.25, 0.22, 0.3, 0.21]}
+        "manipulation": [1.0, 1.2, 0.9, 1.1, 1.0, 1.05, 0.95, 1.15],  # signed-rank: 8 seeds
+        "control": [0.2, 0.25, 0.22, 0.3, 0.21]}
 
 
 def test_manipulation_check_is_against_no_bn():
@@ -91,3 +92,26 @@ def test_relative_margin_under_simulated_null_and_effects():
     assert null.get("supported", 0) + null.get("mixed", 0) <= 0.05 * 400 + 3 * math.sqrt(0.05 * 0.95 * 400)
     assert _simulated(0.91, 0.14).get("supported", 0) >= 0.8 * 400
     assert _simulated(0.2, 0.14).get("mixed", 0) >= 0.8 * 400
+
+
+def test_a_diverged_run_is_the_worst_outcome_for_its_net():
+    """A diverged run scores chance in every accuracy component and ±inf in the manipulation check's drift ratio."""
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c04_noisy)
+    s = plan.seeds[0]
+    base = c04_noisy.measure(plan, results)
+    for net, want in (("none", math.inf), ("noisy_bn", -math.inf)):
+        edited = copy.deepcopy(results)
+        edited[f"vgg/{net}/seed={s}"]["diverged_at_step"] = 3
+        m = c04_noisy.measure(plan, edited)
+        assert m["primary"]["manipulation"][0] == want
+        assert m["mean_test_acc"][net][0] == 0.1 and m["final_test_acc"][net][0] == 0.1
+        sign = 1 if net == "none" else -1  # noisy BN − no BN: the net that diverged loses
+        assert sign * (m["primary"]["noisy_vs_none"][0] - base["primary"]["noisy_vs_none"][0]) >= 0
+    edited = copy.deepcopy(results)
+    for net in ("none", "noisy_bn"):
+        edited[f"vgg/{net}/seed={s}"]["diverged_at_step"] = 3
+    assert c04_noisy.measure(plan, edited)["primary"]["manipulation"][0] == 0.0

@@ -24,7 +24,8 @@ def test_one_heavy_tailed_probe_time_does_not_decide():
 
 
 def test_rule_prose_cases():
-    up, down, flat = [1.0, 1.3, 0.8, 1.1, 0.9], [-1.0, -1.2, -0.7, -1.1, -0.9], [0.2, -0.3, 0.1, -0.1, 0.05]
+    up = [1.0, 1.3, 0.8, 1.1, 0.9, 1.2, 0.7, 1.05]  # 8 seeds: the signed-rank test needs 6 to reach p < 0.05
+    down, flat = [-v for v in up], [0.2, -0.3, 0.1, -0.1, 0.05, -0.15, 0.12, -0.02]
     assert c05.decide({"primary": {"vgg": up, "dln": up}}).verdict == "supported"
     assert c05.decide({"primary": {"vgg": down, "dln": down}}).verdict == "refuted"
     assert c05.decide({"primary": {"vgg": up, "dln": flat}}).verdict == "inconclusive"
@@ -117,3 +118,26 @@ def test_the_paper_protocol_deep_linear_net_trains_with_and_without_bn():
         for factor in ETA_RANGES["dln"]:
             moved = {k: params[k] - factor * base["lr"] * grads[k] for k in params}
             assert math.isfinite(float(sum_squared_error(functional_call(model, moved, (x,)), y)))
+
+
+def test_a_diverged_run_is_the_worst_outcome_not_a_dropped_seed():
+    """Issue 25: C05 dropped the seed whose no-BN deep linear net diverged, C06 kept it. Now both count it as the
+    worst outcome for the net that diverged: +inf (no BN), −inf (BN), a tie (both); so does a probe time with no
+    finite band."""
+    import copy
+    import math
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c05)
+    s = plan.config["seeds"]["dln"][0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"dln/{net}/seed={s}"]["diverged_at_step"] = 7
+        assert c05.measure(plan, edited)["primary"]["dln"][0] == want, nets
+    edited = copy.deepcopy(results)
+    series = edited[f"vgg/none/seed={plan.config['seeds']['vgg'][0]}"]["along_gradient"]
+    series["loss_variation"][-1] = None  # a probe time whose band diverged
+    assert c05.measure(plan, edited)["primary"]["vgg"][0] == math.inf
+    assert all(math.isfinite(v) for v in c05.measure(plan, results)["primary"]["vgg"])

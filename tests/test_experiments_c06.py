@@ -25,7 +25,7 @@ def test_smoke_end_to_end_and_shared_with_c05():
 
 def test_only_the_primary_endpoint_votes():
     """The gradient-predictiveness band and the Hessian never change the verdict."""
-    up = [1.0, 1.3, 0.8, 1.1, 0.9]
+    up = [1.0, 1.3, 0.8, 1.1, 0.9, 1.2, 0.7, 1.05]  # 8 seeds: the signed-rank test needs 6 to reach p < 0.05
     against = {"log(gradient predictiveness no BN / BN) [vgg]": {"values": [-3.0, -3.1, -2.9, -3.2, -3.0]}}
     decision = c06.decide({"primary": {"vgg": up, "dln": up}, "secondary": against})
     assert decision.verdict == "supported" and decision.secondary[0].effect < 0
@@ -33,14 +33,29 @@ def test_only_the_primary_endpoint_votes():
 
 def test_beta_rule_under_simulated_null_and_effect():
     """β's log ratio at 0 in both nets: rarely decided; at a clear effect in both nets (×1.65, log 0.5, per-seed
-    sd 0.2, 5 seeds): supported in most simulated audits; smaller β without BN in both nets: refuted."""
+    sd 0.2, 8 seeds): supported in most simulated audits; smaller β without BN in both nets: refuted."""
     rng = np.random.default_rng(3)
 
     def verdicts(mean: float, sd: float, sims: int = 300) -> list[str]:
-        return [c06.decide({"primary": {f: list(rng.normal(mean, sd, 5)) for f in ("vgg", "dln")}}).verdict
+        return [c06.decide({"primary": {f: list(rng.normal(mean, sd, 8)) for f in ("vgg", "dln")}}).verdict
                 for _ in range(sims)]
 
     null = verdicts(0.0, 0.2)
     assert sum(v in ("supported", "refuted") for v in null) <= 0.05 * 300 + 12
     assert verdicts(0.5, 0.2).count("supported") >= 0.8 * 300
     assert verdicts(-0.5, 0.2).count("refuted") >= 0.8 * 300
+
+
+def test_a_diverged_run_is_the_worst_outcome_as_in_c05():
+    import copy
+    import math
+
+    plan, results = smoke_results(c06)
+    s = plan.config["seeds"]["dln"][0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"dln/{net}/seed={s}"]["diverged_at_step"] = 7
+        m = c06.measure(plan, edited)
+        assert m["primary"]["dln"][0] == want, nets
+        assert math.isfinite(m["secondary"]["log(gradient predictiveness no BN / BN) [dln]"]["values"][0])

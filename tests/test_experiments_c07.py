@@ -65,3 +65,15 @@ def test_every_scale_plans_plain_trials():
         plan = c07.plan(scale)
         assert len({t.name for t in plan.trials}) == len(plan.trials)
         assert all(math.isfinite(t.cost) for t in plan.trials)
+
+
+def test_divergence_is_the_endpoints_own_worst_outcome_and_accuracy_scores_chance():
+    """A net unstable at every grid lr scores one grid step below the smallest lr (never missing); the endpoint is
+    discrete, so its unit is the grid's and its test the sign test; a diverged run's accuracy is chance."""
+    from bnlab.experiments import c07_learning_rate as c07
+
+    endpoint = c07.PROTOCOL.endpoint
+    assert (endpoint.unit, endpoint.test) == ("decades of lr (grid)", "sign")
+    assert c07.accuracy({"test_acc": float("nan"), "divergence": "non-finite"}) == 0.1
+    assert c07.accuracy({"test_acc": 0.95, "divergence": "no decrease"}) == 0.1
+    assert c07.accuracy({"test_acc": 0.95, "divergence": None}) == 0.95

@@ -72,3 +72,22 @@ def test_rule_prose_cases():
     assert exp.decide({"primary": {"layer 1": near, "layer 2": near, "layer 3": far}}).verdict == "mixed"
     assert exp.decide({"primary": {layer: [0.0] * 3 for layer in exp.LAYERS}}).verdict == "inconclusive"
     assert exp.decide({"primary": {layer: [math.nan, 0.0] for layer in exp.LAYERS}}).verdict == "inconclusive"
+
+
+def test_a_diverged_bn_run_is_infinitely_far_from_the_prediction():
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(exp)
+    s = plan.seeds[0]
+    edited = copy.deepcopy(results)
+    edited[f"angular/bn/seed={s}"]["diverged_at"] = 5
+    edited[f"angular/none/seed={s}"]["diverged_at"] = 5
+    m = exp.measure(plan, edited)
+    assert all(m["primary"][layer][0] == math.inf for layer in exp.LAYERS)  # the primary: the worst outcome
+    assert all(math.isfinite(v) for layer in exp.LAYERS for v in m["primary"][layer][1:])
+    no_bn = m["secondary"][f"log(measured / predicted angular update) without BN [{exp.LAYERS[0]}]"]["values"]
+    assert math.isnan(no_bn[0])  # the secondary leaves it out, as its note says
+    rows = [[math.inf if i < 4 else 0.01 * (-1) ** i for i in range(8)]] * 3  # half the seeds diverged
+    assert exp.decide({"primary": dict(zip(exp.LAYERS, rows)), "checks": {}}).verdict != "supported"

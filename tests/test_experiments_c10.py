@@ -60,3 +60,9 @@ def test_a_net_that_fails_at_every_scale_is_not_insensitive():
                                           ([0.05, -0.04, 0.01, -0.02], "inconclusive")])
 def test_rule_prose_cases(values, want):
     assert c10.decide({"primary": {"hidden layers": values}}).verdict == want
+
+
+def test_a_diverged_run_scores_the_chance_the_trial_reports():
+    assert c10.accuracy({"test_acc": float("nan"), "diverged": True, "chance": 0.1}) == 0.1
+    assert c10.accuracy({"test_acc": 0.9, "diverged": True, "chance": 0.25}) == 0.25
+    assert c10.accuracy({"test_acc": 0.9, "diverged": False, "chance": 0.25}) == 0.9

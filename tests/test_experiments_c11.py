@@ -143,3 +143,25 @@ def test_default_and_paper_plans_are_plain_data(scale):
     cfg = plan.config
     assert len(plan.trials) == 3 * (len(cfg["activations"]) * 4 + 1 + len(cfg["train_depths"]) * 4)
     assert c11.plan(scale).seeds == tuple(range(DEFAULT_SEEDS[scale]["cheap"]))
+
+
+def test_a_failed_probe_is_the_worst_outcome_for_its_net():
+    """An activation gradient that vanished to 0 (no finite spread) is ±inf in the gradient settings; a block whose
+    msv vanished puts the BN net's gain at −inf, one that overflowed at +inf; secondaries leave them out."""
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c11)
+    s = plan.seeds[0]
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            edited[f"grad/relu/plain/{net}/seed={s}"]["input_grad_sq"][1] = 0.0
+        values = c11.setting_values(plan, edited, "relu")
+        assert values["plain/gradient"][0] == want, nets
+        assert math.isnan(c11.setting_values(plan, edited, "relu", worst=False)["plain/gradient"][0])
+    assert c11.worst_gain([1.0, 0.0, 2.0, 1.0]) == -math.inf
+    assert c11.worst_gain([1.0, float("inf"), 2.0, 1.0]) == math.inf
+    assert c11.worst_gain([1.0, float("nan"), 2.0, 1.0]) == math.inf
+    assert abs(c11.worst_gain([5.0, 10.0, 100.0, 7.0]) - 3.0) < 1e-12

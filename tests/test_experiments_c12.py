@@ -113,3 +113,20 @@ def test_plans_are_plain_data(scale):
     plan = c12.plan(scale, 2)
     json.dumps({"config": plan.config, "trials": [dict(t.params) for t in plan.trials]})
     assert len(plan.trials) == 2 * (5 + len(plan.config["ghost_sizes"]))
+
+
+def test_a_diverged_run_counts_as_the_worst_gap():
+    """A diverged net's gap is 1 − chance (every label fitted, the test set at chance): its chance-level train and
+    test accuracies would give a gap of ~0 and reward divergence as regularisation."""
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c12)
+    s = plan.seeds[0]
+    gap = {lab: results[f"{lab}/seed={s}"]["gap"] for lab in ("no BN", "BN")}
+    for label, want in (("no BN", c12.WORST_GAP - gap["BN"]), ("BN", gap["no BN"] - c12.WORST_GAP)):
+        edited = copy.deepcopy(results)
+        edited[f"{label}/seed={s}"].update(diverged=True, gap=float("nan"))
+        assert abs(c12.measure(plan, edited)["primary"]["regularisation"][0] - want) < 1e-12, label
+    assert c12.WORST_GAP == 0.9

@@ -46,8 +46,9 @@ def test_restricted_time_is_exact_for_reached_and_unreached_runs():
 def test_speed_is_tested_against_the_smallest_speed_up_of_interest():
     """A clear but small speed-up (1.2×) is refuted as a speed-up of interest; 2× is supported."""
     good = [0.0, 0.005, -0.004, 0.002, 0.001]
-    small = [math.log(1.2) + d for d in (0.0, 0.02, -0.02, 0.01, -0.01)]
-    big = [math.log(2.0) + d for d in (0.0, 0.02, -0.02, 0.01, -0.01)]
+    spread = (0.0, 0.02, -0.02, 0.01, -0.01, 0.015, -0.015, 0.005)  # 8 seeds: a signed-rank test needs 6
+    small = [math.log(1.2) + d for d in spread]
+    big = [math.log(2.0) + d for d in spread]
     assert c13.decide({"primary": {"speed": small, "good_minimum": good}}).primary[0].vote == "refuted"
     assert c13.decide({"primary": {"speed": big, "good_minimum": good}}).verdict == "supported"
     assert c13.PROTOCOL.endpoint.threshold == pytest.approx(math.log(c13.MIN_SPEEDUP))
@@ -61,4 +62,30 @@ def test_speed_is_tested_against_the_smallest_speed_up_of_interest():
     ([-1.0, -1.2, -0.9, -1.1, -1.0], [-0.05, -0.06, -0.055, -0.05, -0.045], "refuted"),
 ])
 def test_rule_prose_cases(speed, good, want):
+    speed = [v + d for v in speed for d in (0.0, 0.01)][:8]  # 8 seeds: the signed-rank test needs 6
     assert c13.decide({"primary": {"speed": speed, "good_minimum": good}}).verdict == want
+
+
+def test_a_diverged_run_is_ranked_beyond_a_run_censored_at_the_horizon():
+    import copy
+
+    from experiments_smoke import smoke_results
+
+    plan, results = smoke_results(c13)
+    scored = plan.seeds[plan.config["select"]]
+    label = lr_grid.settings_of(plan.config)[0].label
+    base = c13.measure(plan, results)
+    assert all(math.isfinite(v) for v in base["primary"]["speed"])
+    for nets, want in ((("none",), math.inf), (("bn",), -math.inf), (("bn", "none"), 0.0)):
+        edited = copy.deepcopy(results)
+        for net in nets:
+            for grid_run in edited[f"{label}/{net}/search/seed={scored}"]["grid"]:
+                grid_run["divergence"] = "non-finite"
+        m = c13.measure(plan, edited)
+        assert m["primary"]["speed"][0] == want, nets
+        if len(nets) == 2:  # both scored chance in the final accuracy
+            assert m["primary"]["good_minimum"][0] == 0.0
+        else:  # the net that diverged scores chance, so it cannot come out ahead by more than the other's accuracy
+            assert math.isfinite(m["primary"]["good_minimum"][0])
+            good = m["primary"]["good_minimum"][0]
+            assert good <= 0.9 if nets == ("bn",) else good >= -0.1

@@ -9,7 +9,7 @@ from torch import nn
 
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian import MatrixOperator, dense_hessian, hessian_operator
-from bnlab.probes.hessian.tracked_spectrum import eigenvalues_above
+from bnlab.probes.hessian.tracked_spectrum import eigenvalues_above, lobpcg_largest
 
 DT = torch.float64
 
@@ -39,6 +39,30 @@ def test_finds_every_eigenvalue_above_like_dense_eigh(top: list[float], threshol
     v = res.eigenvectors
     assert torch.allclose(v.T @ v, torch.eye(n + 1, dtype=DT), atol=1e-6)  # orthonormal eigenvectors
     assert res.products == op.products > 0  # every product counted
+
+
+def test_a_grown_block_multiplies_only_its_new_columns():
+    """When k grows inside one call, H X of the block so far is known (H is linear): the restarted LOBPCG spends
+    products only on the new columns, and reaches the same eigenpairs as a restart that multiplies them all."""
+    a = spectrum_matrix([50.0, 40.0, 30.0, 25.0, 21.0, 12.0])
+    gen = torch.Generator().manual_seed(3)
+    op = MatrixOperator(a)
+    small = lobpcg_largest(op, torch.randn(a.shape[0], 3, generator=gen, dtype=DT), 1, tol=1e-8, max_iter=200)
+    x0 = torch.cat([small["x"], torch.randn(a.shape[0], 3, generator=gen, dtype=DT)], 1)  # (P, 6): 3 new
+    reuse, again = MatrixOperator(a), MatrixOperator(a)
+    grown = lobpcg_largest(reuse, x0, 4, tol=1e-8, max_iter=200, hx0=small["hx"])
+    plain = lobpcg_largest(again, x0, 4, tol=1e-8, max_iter=200)
+    want = torch.linalg.eigvalsh(a).flip(0)[:4]
+    assert grown["converged"] and plain["converged"]
+    assert grown["theta"][:4].tolist() == pytest.approx(want.tolist(), rel=1e-10)
+    assert plain["theta"][:4].tolist() == pytest.approx(want.tolist(), rel=1e-10)
+    x = grown["x"]
+    assert torch.allclose(grown["hx"], a @ x, atol=1e-8)  # the reused products are H x indeed
+    first = MatrixOperator(a)  # the first block alone: 3 products where the known 3 are reused, 6 otherwise
+    lobpcg_largest(first, x0, 4, tol=1e-8, max_iter=0, hx0=small["hx"])
+    assert first.products == 3
+    lobpcg_largest(first, x0, 4, tol=1e-8, max_iter=0)
+    assert first.products == 3 + 6
 
 
 def test_warm_start_after_a_small_change_costs_fewer_products():

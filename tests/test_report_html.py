@@ -224,3 +224,18 @@ def test_a_smoke_report_says_its_verdicts_are_a_plumbing_check_and_shows_what_ra
     html = files.html.read_text()
     assert "plumbing" not in html and "plumbing" not in verdict_table(results)
     assert "what ran (default scale)</td><td>SMOKE RUNS" in html and "DEFAULT-SCALE RUNS" not in html
+
+
+def test_a_rank_tested_result_shows_its_open_interval_and_its_test() -> None:
+    """A diverged run (+inf) leaves the Hodges–Lehmann interval open above: shown as such, never as "no CI"."""
+    from bnlab.report.numbers import format_result
+
+    main, detail = format_result({"name": "log ratio [dln]", "effect": 2.7, "ci_low": 2.25, "ci_high": None,
+                                  "n_seeds": 8, "mde": 0.5, "test": "signed_rank", "unit": "log ratio"})
+    assert main == "log ratio [dln] = 2.7 log ratio"
+    assert detail.startswith("95% CI [2.25, +∞) · signed-rank, Hodges–Lehmann effect · 8 seeds")
+    _, tost_detail = format_result({"name": "x", "effect": 0.0, "ci_low": -0.1, "ci_high": 0.1, "n_seeds": 8,
+                                    "test": "rank_tost"})
+    assert tost_detail.startswith("90% CI [-0.1, 0.1]")
+    _, t_detail = format_result({"name": "x", "effect": 0.3, "ci_low": 0.1, "ci_high": None, "test": "t"})
+    assert "CI" not in t_detail

@@ -72,5 +72,19 @@ def test_each_setting_reports_in_its_own_unit(claim: str, primary: dict, want: d
 def test_endpoint_units_name_only_its_settings() -> None:
     with pytest.raises(ValueError, match="units"):
         base.Endpoint("e", "m", "u", "t", settings=("a",), units={"b": "accuracy"})
-    e = base.Endpoint("e", "m", "cos; log", "t", settings=("conv:*", "x"), units={"conv:*": "cos"})
-    assert (e.unit_of("conv:layer1"), e.unit_of("x")) == ("cos", "cos; log")
+    e = base.Endpoint("e", "m", "accuracy", "t", settings=("conv:*", "x"), units={"conv:*": "cosine difference"})
+    assert (e.unit_of("conv:layer1"), e.unit_of("x")) == ("cosine difference", "accuracy")
+
+
+def test_an_endpoint_declares_the_test_its_units_fix() -> None:
+    """The test follows from the values' type before the run (base.UNIT_TESTS): t on a log ratio is refused."""
+    with pytest.raises(ValueError, match="signed_rank"):
+        base.Endpoint("e", "m", "log ratio", "t")
+    with pytest.raises(ValueError, match="rank_tost"):
+        base.Endpoint("e", "m", "decades", "tost", threshold=1.0)
+    with pytest.raises(ValueError, match="no test is fixed"):
+        base.Endpoint("e", "m", "furlongs", "t")
+    with pytest.raises(ValueError, match="'t'"):
+        base.Endpoint("e", "m", "accuracy; log ratio", "t", settings=("a", "b"), units={"a": "accuracy",
+                                                                                       "b": "log ratio"})
+    assert base.Endpoint("e", "m", "log ratio", "signed_rank").test == "signed_rank"

@@ -14,6 +14,7 @@ from torch import nn
 from bnlab.errors import BnlabError
 from bnlab.probes.hessian import hessian_operator, lanczos_eigenpairs
 from bnlab.probes.hessian.batch_sharpness import rayleigh_along_gradient
+from bnlab.probes.hessian.scale import invariant_sharpness
 from bnlab.tracking.jsonl import read_jsonl
 from bnlab.workflows.sharpness_tracker import SharpnessTracker
 
@@ -60,10 +61,46 @@ def test_tracker_in_an_sgd_loop(tmp_path: Path):
                 rayleigh_along_gradient(model, F.cross_entropy, (x[idx], y[idx]), bn_mode="train")[0], rel=1e-9)
             assert all(v >= 1.0 for v in rec["train"]["above_threshold"])
             assert rec["train"]["bn_batch_size"] == 12 and rec["eval"]["bn_batch_size"] is None
+            for mode in ("train", "eval"):  # spherical sharpness: on by default for a BN net, = scale.py's numbers
+                want = invariant_sharpness(model, F.cross_entropy, (x[idx], y[idx]), bn_mode=mode, tol=1e-8)
+                got = rec[mode]["spherical"]
+                assert [e["param"] for e in got] == [e["param"] for e in want] == ["0.weight"]
+                assert got[0]["invariant"] == pytest.approx(want[0]["invariant"], rel=1e-3)
+                assert got[0]["weight_norm_sq"] == pytest.approx(want[0]["weight_norm_sq"], rel=1e-12)
+                assert got[0]["bn_mode"] == mode and got[0]["products"] > 0
     figure = tracker.close()
     assert figure.stat().st_size > 0
     lines = read_jsonl(tmp_path / "run" / "sharpness.jsonl")
     assert [(r["step"], r["bn_mode"]) for r in lines] == [(s, m) for s in (0, 2, 4) for m in ("train", "eval")]
+
+
+def test_tracker_spherical_sharpness_is_scale_invariant_and_optional(tmp_path: Path):
+    """λ_max(H_WW)·‖W‖² of a BN-preceded weight does not move when W is rescaled (BN mode train), while λ_max(H_WW)
+    falls as 1/α²; the field is absent when switched off or (by default) for a net without BN, and [] when asked
+    for on a net with no scale-invariant weight."""
+    torch.manual_seed(1)
+    # eps 1e-12: scale invariance is exact up to BN's ε, so the default 1e-5 would blur it at 1e-4
+    model = nn.Sequential(nn.Linear(5, 8, bias=False), nn.BatchNorm1d(8, eps=1e-12), nn.Tanh(), nn.Linear(8, 3))
+    model = model.double()
+    batch = (torch.randn(32, 5, dtype=torch.float64), torch.randint(0, 3, (32,)))
+    tracker = SharpnessTracker(tmp_path / "a", F.cross_entropy, lr=0.5, tol=1e-8)
+    before = tracker.step(model, batch)[0]["spherical"][0]
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+    tracker_b = SharpnessTracker(tmp_path / "b", F.cross_entropy, lr=0.5, tol=1e-8)
+    after = tracker_b.step(model, batch)[0]["spherical"][0]
+    assert after["weight_norm_sq"] == pytest.approx(9 * before["weight_norm_sq"], rel=1e-12)
+    assert after["top_eigenvalue"] == pytest.approx(before["top_eigenvalue"] / 9, rel=1e-5)
+    assert after["invariant"] == pytest.approx(before["invariant"], rel=1e-5)
+    off = SharpnessTracker(tmp_path / "c", F.cross_entropy, lr=0.5, spherical=False).step(model, batch)[0]
+    assert "spherical" not in off
+    plain = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    assert "spherical" not in SharpnessTracker(tmp_path / "d", F.cross_entropy, lr=0.5).step(plain, batch)[0]
+    forced = SharpnessTracker(tmp_path / "e", F.cross_entropy, lr=0.5, spherical=True).step(plain, batch)[0]
+    assert forced["spherical"] == []
+    for t in (tracker, tracker_b):
+        t.close()
+    assert read_jsonl(tmp_path / "a" / "sharpness.jsonl")[0]["spherical"][0]["param"] == "0.weight"
 
 
 def test_tracker_bad_input(tmp_path: Path):
@@ -71,6 +108,16 @@ def test_tracker_bad_input(tmp_path: Path):
         SharpnessTracker(tmp_path, F.cross_entropy, lr=0.0)
     with pytest.raises(BnlabError, match="bn_modes"):
         SharpnessTracker(tmp_path, F.cross_entropy, lr=0.1, bn_modes=("running",))
+    with pytest.raises(BnlabError, match="spherical"):
+        SharpnessTracker(tmp_path, F.cross_entropy, lr=0.1, spherical="yes")
+    model = nn.Sequential(nn.Linear(5, 3))
+    used = SharpnessTracker(tmp_path / "used", F.cross_entropy, lr=0.1)
+    used.step(model, (torch.randn(8, 5), torch.randint(0, 3, (8,))))
+    used.close()
+    before = (tmp_path / "used" / "sharpness.jsonl").read_text()
+    with pytest.raises(BnlabError, match="already holds a run"):  # a second run would be drawn as one with it
+        SharpnessTracker(tmp_path / "used", F.cross_entropy, lr=0.1)
+    assert (tmp_path / "used" / "sharpness.jsonl").read_text() == before  # nothing overwritten
     (tmp_path / "file").write_text("x")
     with pytest.raises(BnlabError, match="not a folder"):
         SharpnessTracker(tmp_path / "file", F.cross_entropy, lr=0.1)

@@ -42,12 +42,13 @@ def _record(seed: int, smooth: float, spread: float, acc: float | None, diverged
 
 def _runs(twin_smooth: float, twin_acc: float | None = 0.9, diverged: int | None = None,
           **extra: Any) -> dict[str, list[dict[str, Any]]]:
-    return {"bn": [_record(s, 0.0, 1.0, 0.9) for s in range(4)],
-            "twin": [_record(s, twin_smooth, 2.0, twin_acc, diverged, **extra) for s in range(4)]}
+    # 8 seeds: log ratios are decided by the exact signed-rank test, which needs at least 6 to reach p < 0.05
+    return {"bn": [_record(s, 0.0, 1.0, 0.9) for s in range(8)],
+            "twin": [_record(s, twin_smooth, 2.0, twin_acc, diverged, **extra) for s in range(8)]}
 
 
 def _verdicts(runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["id"]: c for c in claim_entries(runs, StudyConfig(seeds=4), CHANCE)}
+    return {c["id"]: c for c in claim_entries(runs, StudyConfig(seeds=8), CHANCE)}
 
 
 def test_a_simulated_effect_is_supported_and_a_null_is_not() -> None:
@@ -107,6 +108,16 @@ def test_a_negative_trace_says_why_its_log_ratio_is_missing() -> None:
                               "eval": {"lambda_max": 3.0, "trace": 4.0}}
     c06 = _verdicts(runs)["C06"]
     trace = next(r for r in c06["secondary"] if r["name"].startswith("log(Hessian trace") and "mode train" in r["name"])
-    assert "the twin's trace is <= 0 in seed(s) 1: no log ratio there" in trace["note"] and trace["n_seeds"] == 3
+    assert "the twin's trace is <= 0 in seed(s) 1: no log ratio there" in trace["note"] and trace["n_seeds"] == 7
     lam = next(r for r in c06["secondary"] if r["name"].startswith("log(Hessian lambda_max"))
     assert lam["note"] == "" and lam["effect"] == pytest.approx(math.log(1.5))
+
+
+def test_a_log_ratio_is_rank_tested_so_four_seeds_cannot_decide_it() -> None:
+    """The study decides as the audit does (base.UNIT_TESTS): log ratios by the exact signed-rank test, whose
+    smallest two-sided p with 4 seeds is 2/16: a clear effect in 4 seeds stays inconclusive, cosines (t) do not."""
+    runs = {arm: recs[:4] for arm, recs in _runs(1.0).items()}
+    verdicts = {c["id"]: c for c in claim_entries(runs, StudyConfig(seeds=4), CHANCE)}
+    assert verdicts["C05"]["verdict"] == "inconclusive"
+    assert verdicts["C05"]["votes"][0]["test"] == "signed_rank"
+    assert verdicts["C03"]["votes"][0]["test"] == "t"

@@ -16,7 +16,12 @@ Primary endpoint, one vote per setting (the claim's verdict needs every setting 
   cos(G, G′) with BN − without (positive: BN reduces the gradient change, i.e. ICS);
 * Ioffe's distributional measure: per seed log(relative percentile drift without BN / with BN) (positive: BN
   steadier).
-Each: 95% t-interval wholly above 0 -> supported, wholly below -> refuted, else inconclusive.
+A run that diverged, or a probe that gave no finite number, is the worst outcome for the net it belongs to, never
+a missing seed (`bnlab.experiments.outcomes`): its cosine counts as −1 (the bottom of the bounded scale: G′ opposite
+to G, the most gradient change there is), its drift ratio as ±inf (only no BN failed -> +inf, only BN -> −inf, both
+-> a tie). Conv layers (bounded cosines): 95% t-interval wholly above 0 -> supported, wholly below -> refuted, else
+inconclusive. Ioffe's log ratio: the exact Wilcoxon signed-rank test, two-sided p < 0.05 with the Hodges–Lehmann
+effect above 0 -> supported, below -> refuted, else inconclusive.
 Secondary: the raw percentile drift's log ratio, the head's cosine, the log ratio of relative distances per conv
 layer, the deep linear net's mean cosine over layers, and the MLP's test accuracy.
 C03's verdict depends on the definition of ICS: the two measures answer different questions (does a layer's input
@@ -29,7 +34,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.probed_training import (
     family_seeds,
     ics_layer_means,
@@ -46,6 +51,8 @@ NORMS: tuple[str, ...] = ("bn", "none")
 FAMILIES: tuple[str, ...] = ("mlp", "vgg", "dln")
 LABELS = {"bn": "BN", "none": "no BN"}
 DLN_COSINE = "deep linear net: mean cos(G, G′) over layers, BN − none"
+# the cosine a net that diverged counts as in the primary endpoint: the bottom of the bounded scale (G′ = −G)
+WORST_COSINE = -1.0
 
 PROTOCOL = base.ClaimProtocol(
     endpoint=base.Endpoint(
@@ -56,7 +63,7 @@ PROTOCOL = base.ClaimProtocol(
         unit="cosine difference; log ratio", test="t", threshold=0.0,
         threshold_source="0 = as much internal covariate shift with BN as without; the claim predicts less with BN",
         settings=("conv:*", "ioffe"), units={"conv:*": "cosine difference", "ioffe": "log ratio"},
-        setting_costs={"ioffe": "cheap"}),
+        per_setting={"ioffe": ("signed_rank", 0.0)}, setting_costs={"ioffe": "cheap"}),
     cost="costly",
     secondary=("log(raw percentile drift none / BN), Ioffe MLP",
                "the VGG classifier head's cos(G, G′), BN − none",
@@ -83,9 +90,12 @@ INTEREST = base.Interest(
 
 RULE = ("One vote per setting: each VGG conv layer after the first (per seed: cos(G, G′) with BN − without, mean over "
         "probe times) and Ioffe's MLP (per seed: log(relative percentile drift without BN / with BN), the drift in "
-        "units of each unit's own 15–85 spread). Each: the 95% "
-        "t-interval of the mean wholly above 0 -> supported (BN reduces ICS), wholly below 0 -> refuted, otherwise "
-        "inconclusive. The claim: supported only when every setting is; refuted when one is refuted and none "
+        "units of each unit's own 15–85 spread). A run that diverged or a probe with no finite number is the worst "
+        "outcome for its net: cosine −1; drift ratio +inf if only no BN failed, −inf if only BN, a tie if both. "
+        "Conv layers: the 95% t-interval of the mean wholly above 0 -> supported (BN reduces ICS), wholly below 0 "
+        "-> refuted, otherwise inconclusive. Ioffe's MLP: the exact Wilcoxon signed-rank test, two-sided p < 0.05 "
+        "with the Hodges–Lehmann effect above 0 -> supported, below 0 -> refuted, otherwise inconclusive. The "
+        "claim: supported only when every setting is; refuted when one is refuted and none "
         "supported; supported in one and refuted in another -> mixed; otherwise inconclusive. The head, relative "
         "distances and the deep linear net are reported, never voted.")
 
@@ -109,11 +119,17 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     layers = list(cos["bn"][0])
     convs = [layer for layer in layers if layer.endswith("conv")]  # Santurkar's layers; the rest: the classifier
     heads = [layer for layer in layers if layer not in convs]
-    primary = {f"conv:{layer}": stats.paired_differences([c[layer] for c in cos["bn"]],
-                                                         [c[layer] for c in cos["none"]]) for layer in convs}
+    vgg_failed = {n: [r["diverged_at_step"] is not None for r in vgg[n]] for n in NORMS}
+    scored_cos = {n: [[outcomes.scored(c[layer], f, WORST_COSINE) for c, f in zip(cos[n], vgg_failed[n])]
+                  for layer in convs] for n in NORMS}  # (conv layers, seeds)
+    primary = {f"conv:{layer}": stats.paired_differences(scored_cos["bn"][j], scored_cos["none"][j])
+               for j, layer in enumerate(convs)}
     drift = {n: [relative_percentile_drift(r["activations"]) for r in mlp[n]] for n in NORMS}
     raw_drift = {n: [percentile_drift(r["activations"]) for r in mlp[n]] for n in NORMS}
-    primary["ioffe"] = stats.paired_log_ratios(drift["none"], drift["bn"])
+    drift_failed = {n: [outcomes.failed(r["diverged_at_step"] is not None, d) for r, d in zip(mlp[n], drift[n])]
+                    for n in NORMS}
+    primary["ioffe"] = outcomes.paired_worst_values(stats.paired_log_ratios(drift["none"], drift["bn"]),
+                                                    drift_failed["bn"], drift_failed["none"])
     secondary: dict[str, dict[str, Any]] = {"Ioffe MLP: log(raw percentile drift none / BN)": {
         "values": stats.paired_log_ratios(raw_drift["none"], raw_drift["bn"]), "unit": "log ratio",
         "note": "in the sigmoid input's own units: BN's is small by construction (standardised on these inputs)"}}
@@ -243,7 +259,11 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
     caveats = ["The experiment measures whether BN reduces ICS; whether ICS reduction is *why* BN helps is C04's "
                "question.",
                "Raw ‖G − G′‖ scales with the gradient's size, which BN changes; the vote uses the scale-free cosine, "
-               "the relative distance is secondary."]
+               "the relative distance is secondary.",
+               "A run that diverged, or a probe with no finite number, counts as the worst outcome for its net in the "
+               "primary endpoint (cosine −1; drift ratio ±inf, both nets failed -> a tie), never as a missing seed; "
+               "the secondary results keep what was measured up to the divergence (a seed with no finite number is "
+               "left out of them)."]
     if plan.scale != "paper":
         caveats.append(f"Scale '{plan.scale}' is far below the papers' (Ioffe: 50k steps on MNIST; Santurkar: VGG on "
                        "CIFAR-10 for 15k steps): short CPU runs can show effects of different size, or none.")

@@ -18,6 +18,10 @@ Primary endpoint, four components (per seed, paired), combined by `decide`:
 * manipulation check: log(drift noisy BN / drift no BN) > 0 — the noise must move the distributions more than a net
   without BN moves on its own, or the experiment tests nothing;
 * control: A(no BN) − A(noise on no BN) > 0 — the same noise hurts a net without BN.
+A run that diverged is the worst outcome for its net, never a missing seed (`bnlab.experiments.outcomes`): its A
+(and final accuracy) is chance, 0.1; its drift ratio in the manipulation check is ±inf (only no BN failed -> +inf,
+only noisy BN -> −inf, both -> a tie), tested by the exact Wilcoxon signed-rank test (two-sided p < 0.05 with the
+Hodges–Lehmann effect above 0 -> supported, below -> refuted); the accuracy components by t.
 Secondary: A(noisy BN) − A(BN) by TOST within ±0.015 (half of Santurkar's 3-point CIFAR-10 advantage), the final
 test accuracy noisy BN − BN (quoted in the summary), the ℓp nets, and the drift of noisy BN against BN.
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.probed_training import (
     family_seeds,
     finite_mean,
@@ -58,7 +62,8 @@ PROTOCOL = base.ClaimProtocol(
                          f"±{MARGIN} margin (half of Santurkar's 3-point CIFAR-10 advantage), applied to the "
                          "advantage BN has in this setting",
         settings=("noisy_vs_none", "kept_share", "manipulation", "control"),
-        per_setting={"kept_share": ("t", KEPT_SHARE)}, gates=("manipulation", "control"),
+        per_setting={"kept_share": ("t", KEPT_SHARE), "manipulation": ("signed_rank", 0.0)},
+        gates=("manipulation", "control"),
         units={"noisy_vs_none": "accuracy", "kept_share": "share of BN's advantage", "manipulation": "log ratio",
                "control": "accuracy"}),
     cost="costly",
@@ -81,17 +86,20 @@ PROTOCOL = base.ClaimProtocol(
 INTEREST = base.Interest(0.01, base.ONE_POINT + "; kept share: a true share of 0.75 (0.25 above ½); manipulation: "
                          "a factor of 2", per_setting={"manipulation": 0.69, "kept_share": 0.25})
 
-RULE = ("Per seed, A = mean test accuracy over all evaluations. Four components, each over seeds: (1) A(noisy BN) − "
+RULE = ("Per seed, A = mean test accuracy over all evaluations; a run that diverged scores chance (0.1), and in the "
+        "drift ratio counts as the worst outcome for its net (only no BN diverged -> +inf, only noisy BN -> −inf, "
+        "both -> a tie), never a missing seed. Four components, each over seeds: (1) A(noisy BN) − "
         "A(no BN), 95% t-interval wholly above 0 -> supported, below -> refuted; (2) the share of BN's advantage "
         "noisy BN keeps, (A(noisy BN) − A(no BN)) / (A(BN) − A(no BN)) (seeds with A(BN) ≤ A(no BN) left out): "
         f"95% t-interval wholly above {KEPT_SHARE} -> supported (noisy BN loses less than half of BN's advantage), "
-        f"wholly below {KEPT_SHARE} -> refuted; (3) the manipulation check log(drift noisy BN / drift no BN) and (4) "
-        "the control A(no BN) − A(noise on no BN), each directional as (1). (3) and (4) are gates: if either is not "
-        "supported, the verdict is inconclusive (the noise did not shift the distributions more than training "
-        "without BN does, or did not hurt a net without BN). Otherwise (1) and (2) vote by stats.combine: supported "
-        "only when both are, refuted when one is refuted and none supported, mixed when one is supported and the "
-        f"other refuted, inconclusive otherwise. The absolute TOST (±{MARGIN}) and the ℓp nets are reported, never "
-        "voted.")
+        f"wholly below {KEPT_SHARE} -> refuted; (3) the manipulation check log(drift noisy BN / drift no BN), exact "
+        "Wilcoxon signed-rank test, two-sided p < 0.05 with the Hodges–Lehmann effect above 0 -> supported, below "
+        "-> refuted, and (4) the control A(no BN) − A(noise on no BN), directional as (1). (3) and (4) are "
+        "gates: if either is not supported, the verdict is inconclusive (the noise did not shift the distributions "
+        "more than training without BN does, or did not hurt a net without BN). Otherwise (1) and (2) vote by "
+        "stats.combine: supported only when both are, refuted when one is refuted and none supported, mixed when "
+        f"one is supported and the other refuted, inconclusive otherwise. The absolute TOST (±{MARGIN}) and the ℓp "
+        "nets are reported, never voted.")
 
 
 def kept_shares(noisy: list, bn: list, none: list) -> list[float]:
@@ -115,12 +123,17 @@ def _runs(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, list[dict[s
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = _runs(plan, results)
-    auc = {n: [finite_mean(r["curves"]["test_acc"]) for r in runs[n]] for n in NORMS}
-    final = {n: [r["final"].get("test_acc") for r in runs[n]] for n in NORMS}
+    diverged = {n: [r["diverged_at_step"] is not None for r in runs[n]] for n in NORMS}
+    auc = {n: [outcomes.scored_accuracy(finite_mean(r["curves"]["test_acc"]), d) for r, d in zip(runs[n], diverged[n])]
+           for n in NORMS}  # a diverged run scores chance: the worst outcome for its net
+    final = {n: [outcomes.scored_accuracy(r["final"].get("test_acc"), d) for r, d in zip(runs[n], diverged[n])]
+             for n in NORMS}
     drift = {n: [moment_drift(r["activations"]) for r in runs[n]] for n in NORMS}
+    failed = {n: [outcomes.failed(d, x) for d, x in zip(diverged[n], drift[n])] for n in NORMS}
     primary = {"noisy_vs_none": stats.paired_differences(auc["noisy_bn"], auc["none"]),
                "kept_share": kept_shares(auc["noisy_bn"], auc["bn"], auc["none"]),
-               "manipulation": stats.paired_log_ratios(drift["noisy_bn"], drift["none"]),
+               "manipulation": outcomes.paired_worst_values(stats.paired_log_ratios(drift["noisy_bn"], drift["none"]),
+                                                            failed["noisy_bn"], failed["none"]),
                "control": stats.paired_differences(auc["none"], auc["noise"])}
     secondary: dict[str, dict[str, Any]] = {
         f"A(noisy BN) − A(BN) within ±{MARGIN} (TOST)": {
@@ -195,10 +208,13 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
     dropped = len(metrics["primary"]["kept_share"]) - len(stats.finite(metrics["primary"]["kept_share"]))
     caveats = [f"The kept-share margin (½) applies the rationale of an absolute ±{MARGIN} margin (half of the BN "
                "advantage Santurkar et al. report; they judge Fig. 2 by eye) to the advantage measured here; a share "
-               "per seed is noisy where BN's advantage is small."]
+               "per seed is noisy where BN's advantage is small.",
+               "A run that diverged scores chance (0.1) in every accuracy, and ±inf in the drift ratio of the "
+               "manipulation check (the worst outcome for its net), never a missing seed; the drift ratio noisy BN / "
+               "BN (secondary) keeps the drift measured up to the divergence."]
     if dropped:
-        caveats.append(f"{dropped} seed(s) where BN had no advantage over no BN have no kept share and are left out "
-                       "of component (2).")
+        caveats.append(f"{dropped} seed(s) where BN had no advantage over no BN (a BN run that diverged scores "
+                       "chance, so has none) have no kept share and are left out of component (2).")
     if plan.scale != "paper":
         caveats.append(f"Scale '{plan.scale}': a narrow VGG on a small data set for {c['steps']} steps, not VGG on "
                        "CIFAR-10 for 15k steps; on an easy data set all nets can end close together.")

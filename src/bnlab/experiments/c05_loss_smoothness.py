@@ -8,9 +8,13 @@ the width of that band, max_η L − min_η L.
 Primary endpoint. Per net (VGG, deep linear net) and seed: the mean over probe times of log(loss variation) without
 BN minus the same with BN — the log of the ratio of geometric means, paired by seed. Averaging in log space keeps
 one heavy-tailed probe time (the no-BN net's band reaches 10¹⁰ early on) from deciding alone. Positive: BN smoother.
+A run that diverged, or a probe time whose band is not finite, is the worst outcome for the net it belongs to
+(`bnlab.experiments.outcomes.paired_worst`: only the no-BN run failed -> +inf, only the BN run -> −inf, both -> a
+tie), never a missing seed.
 
-Rule (RULE below, `decide`): per net, the 95% t-interval of the mean effect over seeds wholly above 0 -> supported,
-wholly below 0 -> refuted, otherwise inconclusive; the nets combined by `stats.combine`. Secondary (never voting):
+Rule (RULE below, `decide`): per net, the exact Wilcoxon signed-rank test over seeds (ranks: a log ratio of 10⁴ or
+a diverged run weighs as one rank): two-sided p < 0.05 with the Hodges–Lehmann effect above 0 -> supported, below 0
+-> refuted, otherwise inconclusive; the nets combined by `stats.combine`. Secondary (never voting):
 Santurkar's ℓ1, ℓ2, ℓ∞ normalisations against no BN on the VGG, and the loss variation relative to the loss at w.
 The runs are shared with C03, C04 and C06 (`bnlab.experiments.probed_training`).
 """
@@ -28,6 +32,7 @@ from bnlab.experiments.smoothness import (
     RUNS_TEXT,
     band_figure,
     effects,
+    failures,
     log_means,
     method_text,
     per_net_factors,
@@ -35,6 +40,7 @@ from bnlab.experiments.smoothness import (
     runs_of,
     scale_caveats,
     shared_trials,
+    worst_effects,
 )
 
 CLAIM_ID = "C05"
@@ -44,7 +50,7 @@ PROTOCOL = base.ClaimProtocol(
         name="log(loss variation without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η L(w − ηg) − min_η L(w − ηg)) without BN, minus the "
                 "same with BN (same batch, BN with batch statistics)",
-        unit="log ratio", test="t", threshold=0.0,
+        unit="log ratio", test="signed_rank", threshold=0.0,
         threshold_source="0 = equal smoothness; Santurkar Fig. 4a predicts a narrower band with BN (effect > 0)",
         settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
@@ -61,10 +67,12 @@ PROTOCOL = base.ClaimProtocol(
 INTEREST = base.Interest(0.69, base.FACTOR_TWO)
 
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(loss variation) without BN "
-        "minus with BN. Per net: the 95% t-interval of the mean effect over seeds wholly above 0 -> supported, wholly "
-        "below 0 -> refuted, otherwise inconclusive. The claim: supported only when both nets are; refuted when one "
-        "is and none supported; one supported and one refuted -> mixed; otherwise inconclusive. ℓp nets and the "
-        "relative variation are reported, never voted.")
+        "minus with BN; a run that diverged or a probe time with no finite band is the worst outcome for its net "
+        "(only no BN failed -> +inf, only BN -> −inf, both -> a tie), never a missing seed. Per net: the exact "
+        "Wilcoxon signed-rank test over seeds, two-sided p < 0.05 with the Hodges–Lehmann effect above 0 -> "
+        "supported, below 0 -> refuted, otherwise inconclusive. The claim: supported only "
+        "when both nets are; refuted when one is and none supported; one supported and one refuted -> mixed; "
+        "otherwise inconclusive. ℓp nets and the relative variation are reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -78,6 +86,7 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     lv = log_means(plan, results, "loss_variation")
+    fails = failures(plan, results, "loss_variation")
     relative = {family: {n: [stats.log_mean(v / m if v is not None and m else None
                                             for v, m in zip(r["along_gradient"]["loss_variation"],
                                                             r["along_gradient"]["loss_min"]))
@@ -92,11 +101,12 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         for n in ("bn", "none"):
             secondary[f"fraction of runs that diverged, {LABELS[n]} [{family}]"] = {
                 "values": [float(r["diverged_at_step"] is not None) for r in runs[n]], "unit": "fraction",
-                "note": "a run that diverges before a finite probe gives no loss variation: its seed is left out"}
+                "note": "a diverged run is the worst outcome for its net in the primary endpoint; the ℓp and "
+                        "relative secondaries keep the probe times before the divergence"}
         secondary[f"log(relative loss variation no BN / BN) [{family}]"] = {
             "values": effects(relative, family, "bn"), "unit": "log ratio",
             "note": "loss variation divided by the lowest loss along −g, so a lower loss level alone cannot shrink it"}
-    return {"primary": {family: effects(lv, family, "bn") for family in NORMS}, "secondary": secondary,
+    return {"primary": {family: worst_effects(lv, fails, family) for family in NORMS}, "secondary": secondary,
             "log_mean_loss_variation": lv}
 
 
@@ -129,6 +139,7 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
                f"{decision.verdict}.")
     caveats = ["Loss variation also scales with the loss level (a net that has trained further has smaller losses "
                "to vary); the variation relative to the loss at w is reported beside it in the summary.",
-               "A probe time whose band is not finite (a diverged step size) is left out of that run's mean of logs, "
-               "which biases the effect towards zero, never away from it.", *scale_caveats(plan)]
+               "A run that diverged, or a probe time whose band is not finite (a diverged step size), counts as the "
+               "worst outcome for its net (±inf, ranked beyond every finite value; both nets -> a tie), never as a "
+               "missing seed; the ℓp and relative secondaries keep the finite probe times.", *scale_caveats(plan)]
     return base.Description(summary, method_text(plan), caveats)

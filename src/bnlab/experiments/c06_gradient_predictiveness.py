@@ -9,12 +9,14 @@ Primary endpoint. Per net (VGG, deep linear net) and seed: the mean over probe t
 β-smoothness) without BN minus the same with BN (log of the ratio of geometric means, paired by seed). Positive:
 a smaller β with BN. The claim is the constant β in ‖∇L(w₁) − ∇L(w₂)‖ ≤ β‖w₁ − w₂‖; along −g, w₁ − w₂ = ηg, so
 max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖ is the claim's own quantity. The raw band of Fig. 4b (gradient predictiveness) is not
-divided by ‖ηg‖: it shrinks whenever the gradient is small, so most of its ratio is gradient scale.
+divided by ‖ηg‖: it shrinks whenever the gradient is small, so most of its ratio is gradient scale. A run that
+diverged, or a probe time with no finite β, is the worst outcome for its net (`bnlab.experiments.outcomes`: only
+no BN failed -> +inf, only BN -> −inf, both -> a tie), never a missing seed -- as in C05.
 
-Rule (RULE, `decide`): as C05's — per net, the 95% t-interval wholly above 0 -> supported, wholly below -> refuted,
-else inconclusive; nets combined by `stats.combine`. Secondary (never voting): the gradient-predictiveness band
-per net (Fig. 4b), and the Hessian λ_max over training per BN mode (log ratio no BN / BN), its
-weight-norm-invariant form and trace.
+Rule (RULE, `decide`): as C05's — per net, the exact Wilcoxon signed-rank test, two-sided p < 0.05 with the
+Hodges–Lehmann effect above 0 -> supported, below -> refuted, else inconclusive; nets combined by `stats.combine`.
+Secondary (never voting): the gradient-predictiveness band per net (Fig. 4b), and the Hessian λ_max over training per BN
+mode (log ratio no BN / BN), its weight-norm-invariant form and trace.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from bnlab.experiments.smoothness import (
     RUNS_TEXT,
     band_figure,
     effects,
+    failures,
     log_means,
     method_text,
     per_net_factors,
     plan_config,
     scale_caveats,
     shared_trials,
+    worst_effects,
 )
 
 CLAIM_ID = "C06"
@@ -54,7 +58,7 @@ PROTOCOL = base.ClaimProtocol(
         name="log(effective β-smoothness without BN / with BN)",
         measure="per seed: mean over probe times of log(max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN, minus the same "
                 "with BN (same batch, BN with batch statistics)",
-        unit="log ratio", test="t", threshold=0.0,
+        unit="log ratio", test="signed_rank", threshold=0.0,
         threshold_source="0 = equal β; Santurkar Fig. 4c predicts a smaller effective β-smoothness with BN",
         settings=("vgg", "dln"), setting_costs={"dln": "cheap"}),
     cost="costly",
@@ -74,11 +78,13 @@ PROTOCOL = base.ClaimProtocol(
 INTEREST = base.Interest(0.69, base.FACTOR_TWO)
 
 RULE = ("Per net (VGG, deep linear net) and seed: effect = mean over probe times of log(effective β-smoothness, "
-        "max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN minus with BN. Per net: the 95% t-interval of the mean effect "
-        "wholly above 0 -> supported, wholly below 0 -> refuted, otherwise inconclusive. The claim: supported only "
-        "when both nets are; refuted when one is and none supported; one supported and one refuted -> mixed; "
-        "otherwise inconclusive. The gradient-predictiveness band and the Hessian results are reported, never "
-        "voted.")
+        "max_η ‖∇L(w − ηg) − g‖ / ‖ηg‖) without BN minus with BN; a run that diverged or a probe time with no "
+        "finite β is the worst outcome for its net (only no BN failed -> +inf, only BN -> −inf, both -> a tie), "
+        "never a missing seed. Per net: the exact Wilcoxon signed-rank test over seeds, two-sided p < 0.05 with the "
+        "Hodges–Lehmann effect above 0 -> supported, below 0 -> refuted, otherwise inconclusive. "
+        "The claim: supported only when both nets are; refuted when one is and none supported; one supported and "
+        "one refuted -> mixed; otherwise inconclusive. The gradient-predictiveness band and the Hessian results are "
+        "reported, never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -92,13 +98,16 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     gp = log_means(plan, results, "gradient_predictiveness")
     beta = log_means(plan, results, "beta_smoothness")
+    fails = failures(plan, results, "beta_smoothness")
     secondary = {f"log(gradient predictiveness no BN / BN) [{f}]": {
         "values": effects(gp, f, "bn"), "unit": "log ratio",
-        "note": "Fig. 4b's band, not divided by ‖ηg‖: it also shrinks with the gradient's size"} for f in NORMS}
+        "note": "Fig. 4b's band, not divided by ‖ηg‖: it also shrinks with the gradient's size; a diverged run "
+                "keeps its probe times before the divergence here (the primary counts it as the worst outcome)"}
+        for f in NORMS}
     for name, values in sharpness_effects(results, plan.config["seeds"]["vgg"], at_end=False).items():
         secondary[f"{name}, mean over training [vgg]"] = {"values": values, "unit": "log ratio"}
     secondary.update(edge_of_stability(results, plan.config["seeds"]["vgg"], plan.scale))
-    return {"primary": {f: effects(beta, f, "bn") for f in NORMS}, "secondary": secondary,
+    return {"primary": {f: worst_effects(beta, fails, f) for f in NORMS}, "secondary": secondary,
             "log_mean_gradient_predictiveness": gp, "log_mean_beta_smoothness": beta}
 
 
@@ -133,6 +142,9 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
                "β-smoothness divides by ‖ηg‖ and is the less level-dependent of the two, which is why it votes.",
                "BN's scale invariance makes the raw Hessian λ_max fall as SGD grows the weight norm, with no change "
                "in the function; λ_max·‖W‖² is reported beside it as the invariant form.",
+               "A run that diverged, or a probe time with no finite β, counts as the worst outcome for its net (±inf, "
+               "ranked beyond every finite value; both nets -> a tie), never as a missing seed; the secondary "
+               "results keep the finite probe times.",
                *scale_caveats(plan)]
     return base.Description(summary, method_text(plan), caveats)
 

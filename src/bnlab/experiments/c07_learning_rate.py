@@ -9,10 +9,12 @@ the initial one. Slowness -- finite but below `trained_acc` test accuracy -- is 
 divergence.
 
 Primary endpoint: per seed, d = log10(largest stable lr with BN) − log10(largest stable lr without), paired. The
-values are discrete (grid and bisection points), so the rule is the exact sign test: p < 0.05 with d > 0 ->
-supported, with d < 0 -> refuted, else inconclusive -- a zero-width interval never decides. Secondary: the slow
-fraction per net, final test accuracy per lr, and Bjorck's "the curves coincide at small lr" as an equivalence
-test (TOST) of BN − no BN test accuracy at the grid's smallest lr.
+values are discrete (grid and bisection points: unit "decades of lr (grid)"), so the rule is the exact sign test:
+p < 0.05 with d > 0 -> supported, with d < 0 -> refuted, else inconclusive -- a zero-width interval never decides.
+Divergence is this endpoint's own outcome, so it already enters as the worst outcome and never as a missing seed: a
+net unstable at every grid lr scores one grid step below the smallest lr, the lowest value the search can give.
+Secondary: the slow fraction per net, final test accuracy per lr, and Bjorck's "the curves coincide at small lr" as an
+equivalence test (TOST) of BN − no BN test accuracy at the grid's smallest lr.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bnlab.config import to_mapping
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.curvature import curvature_trials, edge_of_stability, sharpness_figures, stability_threshold
 from bnlab.experiments.lr_grid import LR_GRIDS, NORMS, lr_trials, settings_of, trial_name
 from bnlab.experiments.probed_training import family_seeds
@@ -38,7 +40,7 @@ PROTOCOL = base.ClaimProtocol(
         measure="per seed: log10 of the largest learning rate whose run does not diverge (grid, then two bisection "
                 "steps), with BN minus without; divergence = non-finite loss, ≥ 1000× the first loss, or a final "
                 "loss ≥ the initial one",
-        unit="decades", test="sign", threshold=0.0,
+        unit="decades of lr (grid)", test="sign", threshold=0.0,
         threshold_source="0 = the same largest stable lr; the claim predicts a larger one with BN (d > 0)",
         settings=("setting:*",)),
     cost="cheap",
@@ -64,7 +66,8 @@ INTEREST = base.Interest(
     "with BN (BN-x5, Sec. 4.2.1)")
 
 RULE = ("Per seed: d = log10(largest stable lr with BN) − log10(largest stable lr without BN), where a run is stable "
-        "unless its training loss turns non-finite, reaches 1000× its first value, or ends no lower than it began. "
+        "unless its training loss turns non-finite, reaches 1000× its first value, or ends no lower than it began; "
+        "a net unstable at every grid lr scores one grid step below the smallest (never a missing seed). "
         "Exact two-sided sign test over seeds: p < 0.05 with d > 0 -> supported, p < 0.05 with d < 0 -> refuted, "
         "otherwise inconclusive. Slowness and Bjorck's small-lr equivalence are reported, never voted.")
 
@@ -77,10 +80,10 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
                      (*lr_trials(CLAIM_ID, cfg.settings, seed_list), *curvature_trials(CLAIM_ID, scale, vgg_seeds)))
 
 
-def accuracy(rec: Mapping[str, Any], chance: float = 0.1) -> float:
-    """Final test accuracy; chance when the run diverged or its accuracy is not finite."""
-    acc = rec["test_acc"]
-    return chance if rec["divergence"] is not None or not math.isfinite(acc) else acc
+def accuracy(rec: Mapping[str, Any], chance: float = outcomes.TEN_CLASS_CHANCE) -> float:
+    """Final test accuracy; chance when the run diverged or its accuracy is not finite (`outcomes.scored_accuracy`:
+    the worst outcome for the net that diverged)."""
+    return outcomes.scored_accuracy(rec["test_acc"], rec["divergence"] is not None, chance)
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         search = {n: [results[trial_name(s, n, seed)] for seed in plan.seeds] for n, _ in NORMS}
         largest = {n: [r["log10_largest_stable_lr"] for r in search[n]] for n, _ in NORMS}
         primary[f"setting:{s.label}"] = stats.paired_differences(largest["bn"], largest["none"])
-        small = {n: [r["grid"][0]["test_acc"] for r in search[n]] for n, _ in NORMS}
+        small = {n: [accuracy(r["grid"][0]) for r in search[n]] for n, _ in NORMS}  # diverged: chance
         secondary[f"test accuracy BN − no BN at lr {s.lrs[0]:g} (Bjorck: coincide) [{s.label}]"] = {
             "values": stats.paired_differences(small["bn"], small["none"]), "unit": "accuracy", "test": "tost",
             "threshold": COINCIDE_MARGIN}

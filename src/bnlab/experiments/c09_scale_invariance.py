@@ -20,8 +20,11 @@ What is measured (`bnlab.trials.scale_invariance`).
   weight decay lowers that growth.
 
 Primary endpoint: per layer (settings "layer 1..3"), per seed, log(measured mean angular update / √(2ηλ/(1+α)))
-of the BN net. Equivalence (TOST) within ±log 1.25: the 90% t-interval inside -> supported, the 95% interval wholly
-outside -> refuted; the layers combined by `stats.combine`.
+of the BN net; a run that diverged, or a layer whose mean angle is not a positive finite number, is the worst
+outcome, +inf: infinitely far above the prediction (a run that blows up turns its weights by far more than the
+equilibrium angle), never a missing seed (`bnlab.experiments.outcomes.single_worst`). Equivalence within ±log 1.25
+by two one-sided exact signed-rank tests (rank TOST; Hodges–Lehmann effect): both one-sided p < 0.05 -> supported,
+a location beyond the margin shown at p < 0.025 -> refuted; the layers combined by `stats.combine`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.checks import TOLERANCES
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C09"
@@ -41,6 +44,8 @@ RECURSION_TOL = 0.05  # relative: ε = 1e-5 makes ∇W ⊥ W inexact, and that a
 TWIN_TOL = 1e-3  # relative output distance of the BN twins: the ε = 1e-5 effect, accumulated over the steps
 MARGIN = math.log(1.25)  # equivalence margin of log(measured / predicted angular update)
 LAYERS = ("layer 1", "layer 2", "layer 3")  # the pre-norm weights of Ioffe's MLP, in forward order
+# the side a diverged BN run lies on in the primary endpoint: above the prediction (it turns its weights by far more)
+WORST_SIDE = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ PROTOCOL = base.ClaimProtocol(
         measure="per layer, per seed: log of the mean angle the layer's weight turns by per step over the last "
                 "third of training (SGD, momentum α = 0.9, weight decay λ = 5·10⁻⁴, lr η = 0.1) over the "
                 "equilibrium √(2ηλ/(1+α)) = 0.00725 rad/step (Wan et al. 2021)",
-        unit="log ratio", test="tost", threshold=MARGIN,
+        unit="log ratio", test="rank_tost", threshold=MARGIN,
         threshold_source="±log 1.25: the equilibrium assumes a stationary gradient scale and uses the root of a "
                          "mean square where the angle's mean is measured (Jensen), a few per cent each; a "
                          "25% band still tells the predicted rate from one off by a factor",
@@ -109,8 +114,10 @@ PROTOCOL = base.ClaimProtocol(
 INTEREST = base.Interest(0.22, "equivalence within ±log 1.25 (0.22): power at a true difference of 0")
 
 RULE = ("Per layer, per seed: effect = log(mean angular update of the BN net's pre-norm weight over the last third "
-        "of training / √(2ηλ/(1+α))). Per layer, TOST with margin log 1.25: the 90% t-interval inside ±log 1.25 "
-        "-> supported, the 95% interval wholly outside -> refuted, otherwise inconclusive; the layers combined by "
+        "of training / √(2ηλ/(1+α))); a run that diverged counts as +inf (the worst outcome: infinitely far "
+        "above the prediction), never a missing seed. Per layer, equivalence within ±log 1.25 by two one-sided "
+        "exact Wilcoxon signed-rank tests: both one-sided p < 0.05 -> supported, a location beyond the margin "
+        "shown at one-sided p < 0.025 -> refuted, otherwise inconclusive; the layers combined by "
         "stats.combine. The identities, the norm recursion and the twin runs are verifications, reported apart; "
         "the twin distances, the no-BN net's angular update, weight-norm growth and weight decay are reported, "
         "never voted.")
@@ -151,11 +158,19 @@ def twin_distance(results: Mapping[str, dict], norm: str, momentum: float, seeds
             for s in seeds]
 
 
-def angular_log_ratios(results: Mapping[str, dict], norm: str, seeds: tuple[int, ...]) -> list[list[float]]:
-    """Per layer, per seed: log(mean angular update over the tail / √(2ηλ/(1+α))); nan where a run diverged."""
+def angular_log_ratios(results: Mapping[str, dict], norm: str, seeds: tuple[int, ...],
+                       worst: bool = False) -> list[list[float]]:
+    """Per layer, per seed: log(mean angular update over the tail / √(2ηλ/(1+α))). Where a run diverged or its
+    tail mean is not a positive finite number: NaN (the secondary's treatment: left out), or with `worst` +inf, the
+    worst outcome of the primary endpoint (`outcomes.single_worst`: infinitely far above the prediction)."""
     runs = [results[f"angular/{norm}/seed={s}"] for s in seeds]
-    return [[stats.log_ratio(r["tail_mean"][i], r["predicted"]) if r["diverged_at"] is None else math.nan
-             for r in runs] for i in range(len(LAYERS))]
+    out = []
+    for i in range(len(LAYERS)):
+        fails = [outcomes.failed(r["diverged_at"] is not None, r["tail_mean"][i], positive=True) for r in runs]
+        out.append([outcomes.single_worst(None, True, WORST_SIDE) if f and worst
+                    else math.nan if f else stats.log_ratio(r["tail_mean"][i], r["predicted"])
+                    for r, f in zip(runs, fails)])
+    return out
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
@@ -173,7 +188,8 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
         (max(d) if d and None not in d else math.inf) / TWIN_TOL
         for m in (0.0, 0.9) for d in (results[f"twin/bn/momentum={m:g}/seed={s}"]["relative_distance"] for s in seeds)]
     growth = [r["log_growth"] for r in plain]
-    angular = {n: angular_log_ratios(results, n, seeds) for n in ("bn", "none")}
+    angular = {"bn": angular_log_ratios(results, "bn", seeds, worst=True),
+               "none": angular_log_ratios(results, "none", seeds)}
     secondary = {
         "log twin distance without / with BN, plain SGD": {
             "values": stats.paired_differences(logd["none", 0.0], logd["bn", 0.0]), "unit": "log ratio",
@@ -184,7 +200,8 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             "values": [v / math.log(10) for v in logd["bn", 0.0]], "unit": "log10",
             "note": "ε = 1e-5 makes the cancellation approximate: √(α²σ² + ε) ≠ α√(σ² + ε)"},
         **{f"log(measured / predicted angular update) without BN [{layer}]": {
-            "values": angular["none"][i], "unit": "log ratio", "note": "no scale invariance: no equilibrium law"}
+            "values": angular["none"][i], "unit": "log ratio",
+            "note": "no scale invariance: no equilibrium law; a seed whose run diverged is left out here"}
            for i, layer in enumerate(LAYERS)},
         "log(‖W_T‖/‖W_0‖) of the pre-BN weights, no weight decay": {
             "values": growth, "unit": "log ratio", "note": "η/‖W‖² falls by exp(−2·this)"},
@@ -263,4 +280,6 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
         f"{(1 - cfg['angular_momentum']) / (2 * cfg['angular_lr'] * cfg['angular_weight_decay']):.0f} steps; at a "
         "scale with fewer steps (smoke) the angle has not settled and the vote says nothing about the claim.",
         "With the default ε = 1e-5 the twin-run cancellation is approximate; the BN twins' distance (secondary) "
-        "shows its size."])
+        "shows its size.",
+        "A BN run that diverged counts as +inf in the primary endpoint (infinitely far above the prediction: the "
+        "worst outcome), never as a missing seed; the no-BN net's angular update (secondary) leaves it out."])

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C10"
@@ -95,9 +95,9 @@ def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan
 
 
 def accuracy(rec: Mapping[str, Any]) -> float:
-    """Final test accuracy, or chance when the run diverged or ended with a non-finite accuracy."""
-    acc = rec["test_acc"]
-    return rec["chance"] if rec["diverged"] or not math.isfinite(acc) else acc
+    """Final test accuracy, or chance when the run diverged or ended with a non-finite accuracy (the worst outcome
+    for the net that diverged, never a missing seed: `outcomes.scored_accuracy`)."""
+    return outcomes.scored_accuracy(rec["test_acc"], rec["diverged"], rec["chance"])
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:

@@ -12,11 +12,18 @@ Trainability by SGD at several depths.
 
 Primary endpoint (ReLU nets; four settings vote, `stats.combine`):
 * ``plain/jacobian``, ``residual/jacobian`` ("stay near 1"): per seed the BN net's end-to-end squared gain
-  Σ_l log10 msv_l over the hidden blocks; TOST equivalence within ±1 decade of squared gain, i.e. the blocks
+  Σ_l log10 msv_l over the hidden blocks; equivalence (rank TOST) within ±1 decade of squared gain, i.e. the blocks
   together change a signal's norm by at most √10 ≈ 3.2×.
 * ``plain/gradient``, ``residual/gradient`` ("prevents", vs no BN): per seed |log10 ‖∂L/∂h_first‖²/‖∂L/∂h_last‖²|
   (activation gradients at the first and last hidden block) of the fair no-BN net minus BN's, so vanishing and
-  exploding both count; 95% t-interval against 0.
+  exploding both count; exact signed-rank test against 0.
+A probe that gave no finite number (a layer's msv or an activation gradient that overflowed, or vanished to 0) is
+the worst outcome for its net, never a missing seed (`bnlab.experiments.outcomes`): the BN net's gain is −inf when
+a block's msv vanished to 0, +inf when it overflowed; in the gradient settings only the no-BN net failed -> +inf,
+only BN -> −inf, both -> a tie. Tests by the unit (decades, heavy-tailed): the Jacobian settings by rank TOST (two
+one-sided exact signed-rank tests, both p < 0.05 -> supported; a gain beyond the margin shown at one-sided p <
+0.025 -> refuted), the gradient settings by the exact Wilcoxon signed-rank test (two-sided p < 0.05, with the
+Hodges–Lehmann effect above 0 -> supported, below -> refuted).
 Secondary: Meterez et al. 2024 -- a plain BN net with linear activations and orthogonal weights keeps its gradients
 bounded at any depth: its activation-gradient spread and end-to-end gain.
 """
@@ -29,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.probes.gradflow import YANG_RELU, gradient_spread, jacobian_gain, yang_linear
 from bnlab.sweeps.trial import Trial
 
@@ -87,12 +94,12 @@ PROTOCOL = base.ClaimProtocol(
                 "activation gradients at the first and last hidden block, fair no-BN net (He init; residual "
                 "branches × 1/√L) minus BN (decades). ReLU nets at initialisation, standardised inputs, BN with "
                 "batch statistics",
-        unit="decades", test="t", threshold=0.0,
+        unit="decades", test="signed_rank", threshold=0.0,
         threshold_source="jacobian: ±1 decade of squared gain = the blocks together change a signal's norm by at "
                          "most √10 ≈ 3.2× (a definition of 'near 1' that does not depend on depth); gradient: 0 = "
                          "BN no closer to uniform activation gradients than a well-initialised net without BN",
         settings=("plain/jacobian", "residual/jacobian", "plain/gradient", "residual/gradient"),
-        per_setting={"plain/jacobian": ("tost", GAIN_MARGIN), "residual/jacobian": ("tost", GAIN_MARGIN)}),
+        per_setting={"plain/jacobian": ("rank_tost", GAIN_MARGIN), "residual/jacobian": ("rank_tost", GAIN_MARGIN)}),
     cost="cheap",
     secondary=("the same four measures for tanh and linear nets",
                "log of the fitted per-layer growth factor of ‖∂L/∂W_l‖² (plain BN), beside Yang's rates",
@@ -122,14 +129,18 @@ INTEREST = base.Interest(
     "one decade (10x) of activation-gradient spread, the same 10x that defines 'near 1' in the Jacobian settings "
     "(whose equivalence is powered at a true gain of 0)")
 
-RULE = ("ReLU nets at initialisation, standardised inputs, four settings. Jacobian (plain, residual): per seed G = "
-        "Σ_l log10 msv(J_l) of the BN net's hidden blocks; TOST within ±1 decade (≤ √10 ≈ 3.2× in norm): "
-        "equivalent -> supported, the 95% interval wholly outside ±1 -> refuted, else inconclusive. Gradient "
-        "(plain, residual): per seed |log10(‖∂L/∂h_first‖² / ‖∂L/∂h_last‖²)| of the activation gradients, fair "
-        "no-BN net (He init; residual branches × 1/√L) minus BN; the 95% t-interval wholly above 0 -> supported, "
-        "wholly below -> refuted, else inconclusive. The claim: stats.combine of the four (all supported -> "
-        "supported; one refuted and none supported -> refuted; supported and refuted -> mixed). tanh/linear nets, "
-        "Yang's rate, Meterez et al.'s net and trainability are reported, never voted.")
+RULE = ("ReLU nets at initialisation, standardised inputs, four settings; a probe with no finite number is the "
+        "worst outcome for its net, never a missing seed. Jacobian (plain, residual): per seed G = Σ_l log10 "
+        "msv(J_l) of the BN net's hidden blocks (a block's msv vanished to 0 -> −inf, overflowed -> +inf); "
+        "equivalence within ±1 decade (≤ √10 ≈ 3.2× in norm) by two one-sided exact Wilcoxon signed-rank tests: "
+        "both p < 0.05 -> supported, a gain beyond ±1 shown at one-sided p < 0.025 -> refuted, else inconclusive. "
+        "Gradient (plain, residual): per seed |log10(‖∂L/∂h_first‖² / ‖∂L/∂h_last‖²)| of the activation gradients, "
+        "fair no-BN net (He init; residual branches × 1/√L) minus BN (only no BN failed -> +inf, only BN -> −inf, "
+        "both -> a tie); the exact Wilcoxon signed-rank test, two-sided p < 0.05 with the Hodges–Lehmann effect "
+        "above 0 -> supported, below 0 -> refuted, else inconclusive. The claim: "
+        "stats.combine of the four (all supported -> supported; one refuted and none supported -> refuted; "
+        "supported and refuted -> mixed). tanh/linear nets, Yang's rate, Meterez et al.'s net and trainability are "
+        "reported, never voted.")
 
 
 def _check(cfg: C11Config) -> C11Config:
@@ -164,21 +175,41 @@ def _profiles(plan: base.Plan, results: Mapping[str, dict], act: str, arch: str,
     return [results[f"grad/{act}/{arch}/{norm}/seed={s}"] for s in plan.seeds]
 
 
-def setting_values(plan: base.Plan, results: Mapping[str, dict], act: str) -> dict[str, list[float]]:
-    """The four endpoint values per seed for one activation, keyed like the endpoint's settings."""
+def worst_gain(msv: list[float]) -> float:
+    """`jacobian_gain`, with a probe that failed as the worst outcome (`outcomes.single_worst`): −inf when a hidden
+    block's msv vanished to 0 (the signal dies), +inf when one overflowed or is not a number."""
+    gain = jacobian_gain(msv)
+    if math.isfinite(gain):
+        return gain
+    bulk = list(msv)[1:-1]
+    vanished = any(v is not None and math.isfinite(v) and v <= 0 for v in bulk)
+    return outcomes.single_worst(None, True, -1.0 if vanished else 1.0)
+
+
+def setting_values(plan: base.Plan, results: Mapping[str, dict], act: str,
+                   worst: bool = True) -> dict[str, list[float]]:
+    """The four endpoint values per seed for one activation, keyed like the endpoint's settings. With `worst`
+    (the primary endpoint) a probe that failed is the worst outcome for its net (`worst_gain`; in the gradient
+    settings `outcomes.paired_worst`); without it (the secondary results) such a seed is NaN, left out."""
     out: dict[str, list[float]] = {}
     for arch in ARCHS:
         bn, none = (_profiles(plan, results, act, arch, n) for n in ("bn", "none"))
-        out[f"{arch}/jacobian"] = [jacobian_gain(r["layer_jac_msv"]) for r in bn]
-        out[f"{arch}/gradient"] = stats.paired_differences([gradient_spread(r["input_grad_sq"]) for r in none],
-                                                           [gradient_spread(r["input_grad_sq"]) for r in bn])
+        gain = worst_gain if worst else jacobian_gain
+        out[f"{arch}/jacobian"] = [gain(r["layer_jac_msv"]) for r in bn]
+        spread = {n: [gradient_spread(r["input_grad_sq"]) for r in rs] for n, rs in (("bn", bn), ("none", none))}
+        out[f"{arch}/gradient"] = stats.paired_differences(spread["none"], spread["bn"])
+        if worst:
+            out[f"{arch}/gradient"] = outcomes.paired_worst_values(
+                out[f"{arch}/gradient"], [not math.isfinite(v) for v in spread["bn"]],
+                [not math.isfinite(v) for v in spread["none"]])
     return out
 
 
 def _train_acc(plan: base.Plan, results: Mapping[str, dict], label: str, depth: int) -> list[float]:
-    """Per seed, the final train accuracy; a diverged run scores chance-free 0 (it learned nothing usable)."""
+    """Per seed, the final train accuracy; a diverged run scores chance (`outcomes.scored_accuracy`), as a diverged
+    run does in every claim."""
     recs = [results[f"train/{label}/depth={depth}/seed={s}"] for s in plan.seeds]
-    return [0.0 if r["diverged"] or not math.isfinite(r["train_acc"]) else r["train_acc"] for r in recs]
+    return [outcomes.scored_accuracy(r["train_acc"], r["diverged"]) for r in recs]
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
@@ -187,7 +218,7 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     primary = setting_values(plan, results, acts[0])
     secondary: dict[str, dict[str, Any]] = {}
     for act in acts[1:]:
-        for key, values in setting_values(plan, results, act).items():
+        for key, values in setting_values(plan, results, act, worst=False).items():
             secondary[f"{key} [{act}]"] = {"values": values, "unit": "decades",
                                            **({"test": "tost", "threshold": GAIN_MARGIN}
                                               if key.endswith("jacobian") else {})}
@@ -263,7 +294,7 @@ def figures(plan: base.Plan, results: Mapping[str, dict], metrics: Mapping[str, 
         base.Figure("trainability", "lines", "Trainability vs depth",
                f"Train accuracy after {cfg['train_steps']} SGD steps (lr {cfg['train_lr']}, momentum "
                f"{cfg['train_momentum']}, batch {cfg['train_batch_size']}) of ReLU nets of width {cfg['train_width']}; "
-               "a diverged run counts as 0. Mean and 95% CI over seeds.",
+               "a diverged run counts as chance (0.1). Mean and 95% CI over seeds.",
                {"panels": [{"title": "train accuracy", "xlabel": "depth (hidden blocks)", "ylabel": "accuracy",
                             "series": acc}]}),
     ]
@@ -293,4 +324,7 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
         "The trainability runs build the no-BN nets with Glorot init and unscaled residual branches, as the "
         "built-in model does; they are reported, never voted.",
         f"Trainability uses one learning rate ({cfg['train_lr']}) and {cfg['train_steps']} steps, not Yang's "
-        "learning-rate sweep; a net untrainable here may train at another rate."])
+        "learning-rate sweep; a net untrainable here may train at another rate.",
+        "A probe with no finite number counts as the worst outcome for its net in the primary endpoint (±inf, "
+        "ranked beyond every finite value), never as a missing seed; the tanh and linear nets (secondary) leave "
+        "such a seed out."])

@@ -19,6 +19,9 @@ wholly below -> refuted, else inconclusive):
 * ``batch noise``: gap(reference-batch BN) − gap(BN) − ½·(gap(no BN) − gap(BN)) — removing the batch noise (and
   nothing else) brings back at least half of BN's regularising effect, as the claim's mechanism requires (a
   relative margin, written linearly so that a small BN effect cannot blow up a ratio).
+A run that diverged is the worst outcome for its net, never a missing seed (`bnlab.experiments.outcomes`): its gap
+is 1 − chance = 0.9, the largest a net can have (every training label fitted, the test set at chance) -- not the
+gap of ~0 its chance-level train and test accuracies would give, which would reward divergence as regularisation.
 The claim: `stats.combine` of regularisation and batch noise, where the batch-noise vote counts only when the
 dropout control is supported (otherwise inconclusive: the setting cannot show regularisation at all).
 Secondary: the test-loss gap (test − train loss) for the two contrasts, gap(reference) − gap(BN) itself, the slope
@@ -34,7 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnlab.errors import BnlabError
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.sweeps.trial import Trial
 
 CLAIM_ID = "C12"
@@ -42,6 +45,8 @@ TRIALS = "bnlab.trials.regularisation"
 REFERENCE = "BN, reference batch (no noise)"
 GHOST_SLOPE = "slope of the gap over log2(1 / normalisation batch size): > 0 = more noise, more overfitting"
 SHARE = 0.5  # the mechanism: removing the batch noise removes at least this share of BN's regularising effect
+# the gap a diverged run counts as: the worst a net can have, every training label fitted and the test set at chance
+WORST_GAP = 1.0 - outcomes.TEN_CLASS_CHANCE
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ PROTOCOL = base.ClaimProtocol(
 # the smallest effect the endpoint cares about: the protocol page's power and MDE are computed at it
 INTEREST = base.Interest(0.01, base.ONE_POINT)
 
-RULE = ("Per seed, gap = train accuracy − test accuracy at the end (precise BN statistics). Setting "
+RULE = ("Per seed, gap = train accuracy − test accuracy at the end (precise BN statistics); a run that diverged "
+        "counts as the worst gap, 1 − chance = 0.9, never a missing seed. Setting "
         "'regularisation': gap(no BN) − gap(BN); setting 'dropout control': gap(no BN) − gap(Dropout); setting "
         "'batch noise': gap(BN with reference-batch statistics, no noise) − gap(BN) − "
         f"{SHARE:g}·(gap(no BN) − gap(BN)). Per setting the 95% t-interval wholly above 0 -> supported, wholly below "
@@ -174,6 +180,10 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     def contrast(a: str, b: str, key: str = "gap") -> list[float]:
         return stats.paired_differences(per_seed(a, key), per_seed(b, key))
 
+    def gap_contrast(a: str, b: str) -> list[float]:  # the primary's: a diverged run scores the worst gap
+        return stats.paired_differences(*([outcomes.scored(r["gap"], r["diverged"], WORST_GAP) for r in runs[lab]]
+                                          for lab in (a, b)))
+
     sizes = [*cfg["ghost_sizes"], cfg["batch_size"]]
     ghost_labels = [f"BN, ghost {g}" for g in cfg["ghost_sizes"]] + ["BN"]
     slopes = [-ghost_slope(sizes, [runs[lab][i]["gap"] for lab in ghost_labels]) for i in range(len(plan.seeds))]
@@ -188,11 +198,11 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     per_variant = {label: {key: stats.mean_ci(per_seed(label, key)).to_dict()
                            for key in ("gap", "train_acc", "test_acc", "test_loss", "loss_gap", "noisy_fit")}
                    | {"diverged": sum(bool(r["diverged"]) for r in runs[label])} for label in labels}
-    effect = contrast("no BN", "BN")
-    brought_back = contrast(REFERENCE, "BN")
+    effect = gap_contrast("no BN", "BN")
+    brought_back = gap_contrast(REFERENCE, "BN")
     secondary["gap(reference batch) − gap(BN): the overfitting removing the batch noise brings back"] = {
-        "values": brought_back, "unit": "accuracy"}
-    return {"primary": {"regularisation": effect, "dropout control": contrast("no BN", "Dropout"),
+        "values": brought_back, "unit": "accuracy", "note": f"a diverged run counts as the worst gap, {WORST_GAP:g}"}
+    return {"primary": {"regularisation": effect, "dropout control": gap_contrast("no BN", "Dropout"),
                         "batch noise": [_mechanism(b, e) for b, e in zip(brought_back, effect)]},
             "secondary": secondary, "per_variant": per_variant,
             "n_test": runs["BN"][0].get("n_test", 0) if runs["BN"] else 0}
@@ -274,6 +284,9 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
         f"Small scale: {cfg['train_size']} training examples; the gap measures overfitting of this subset only.",
         "A smaller gap can come from fitting the training set less well as well as from generalising better: the "
         "train accuracies and test losses are reported beside the gap.",
+        f"A run that diverged counts as the worst gap ({WORST_GAP:g}: every training label fitted, the test set at "
+        "chance) in the primary endpoint, never as a missing seed; the test-loss gaps, the ghost-batch slope and the "
+        "train accuracies (secondary) leave it out.",
         "The reference batch holds the training subset itself, so the mini-batch's examples are part of the "
         "statistics they are normalised with (as with population statistics); its training forward costs "
         f"{1 + cfg['train_size'] / cfg['batch_size']:.0f}× a BN step."]

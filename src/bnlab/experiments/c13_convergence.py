@@ -13,10 +13,14 @@ exactly for every run, reached or not, so its mean -- the restricted mean time t
 is exactly its restricted time, not a guess of its unobserved T.
 
 Primary endpoint, two components (per scored seed, paired):
-* speed: log(restricted time to target without BN / with BN) > log(`MIN_SPEEDUP`) (t): BN reaches the target at
-  least `MIN_SPEEDUP`× sooner -- the smallest speed-up of interest (Ioffe reports 14×);
+* speed: log(restricted time to target without BN / with BN) > log(`MIN_SPEEDUP`) (exact Wilcoxon signed-rank
+  test, Hodges–Lehmann effect): BN reaches the target at least `MIN_SPEEDUP`× sooner -- the smallest speed-up of
+  interest (Ioffe reports 14×). A run that diverged (C07's criterion) is the worst outcome for its net, ranked
+  beyond a slow run censored at the horizon (`bnlab.experiments.outcomes.paired_worst`: only the no-BN run
+  diverged -> +inf, only the BN run -> −inf, both -> 0, no speed-up: below the threshold), never a missing seed;
+  a run that only missed the target keeps its restricted time, the horizon, the largest a finite run can have;
 * a good minimum: final test accuracy with BN − without ≥ −0.015 (non-inferiority: the 95% interval's lower end
-  above −0.015; the margin is C04's, half of Santurkar's reported BN advantage).
+  above −0.015; the margin is C04's, half of Santurkar's reported BN advantage); a diverged run scores chance.
 Combined by `stats.combine`: supported only when BN is faster and not worse.
 """
 
@@ -27,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bnlab.config import to_mapping
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.lr_grid import (
     LR_GRIDS,
     NORMS,
@@ -53,7 +57,7 @@ PROTOCOL = base.ClaimProtocol(
                 "without BN / with BN), restricted time = min(first evaluated step reaching the target, horizon); "
                 f"and final test accuracy with BN − without. The target is {FRACTION:g} × the no-BN net's best "
                 "accuracy on the held-out seeds",
-        unit="log ratio; accuracy", test="t", threshold=math.log(MIN_SPEEDUP),
+        unit="log ratio; accuracy", test="signed_rank", threshold=math.log(MIN_SPEEDUP),
         threshold_source=f"log {MIN_SPEEDUP:g} = the smallest speed-up of interest (speed; Ioffe reports 14×); "
                          f"−{MARGIN} for non-inferiority of the final accuracy (half of Santurkar's BN advantage, "
                          "as in C04)",
@@ -91,10 +95,13 @@ RULE = (f"The first {SELECT} seeds choose: the target ({FRACTION:g} × the no-BN
         "evaluations, mean over them, at its best grid lr) and each net's lr with the smallest mean restricted "
         "time to it. On every other seed: restricted time = min(first evaluated step at the target, horizon); "
         "speed = log(restricted time without BN / with BN) and good minimum = final test accuracy with BN − "
-        f"without. Speed: the 95% t-interval wholly above log {MIN_SPEEDUP:g} -> supported, wholly below -> refuted "
-        f"(any speed-up is smaller than {MIN_SPEEDUP:g}×). Good minimum: the interval's lower end above −{MARGIN} "
-        f"-> supported (not worse), its upper end below −{MARGIN} -> refuted. The claim: stats.combine of the two "
-        "(supported only when both are).")
+        "without. A run that diverged is the worst outcome for its net, never a missing seed: in speed +inf if only "
+        "the no-BN run diverged, −inf if only the BN run, 0 (no speed-up) if both; in good minimum it scores "
+        "chance. Speed: the exact Wilcoxon signed-rank test against log "
+        f"{MIN_SPEEDUP:g}, two-sided p < 0.05 with the Hodges–Lehmann effect above it -> supported, below it -> "
+        f"refuted (any speed-up is smaller than {MIN_SPEEDUP:g}×). Good minimum: the interval's lower end "
+        f"above −{MARGIN} -> supported (not worse), its upper end below −{MARGIN} -> refuted. The claim: "
+        "stats.combine of the two (supported only when both are).")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -129,14 +136,15 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     for s in settings_of(plan.config):
         search = {n: {seed: results[trial_name(s, n, seed)] for seed in plan.seeds} for n, _ in NORMS}
         c = choose(s, [search["none"][i] for i in held], [search["bn"][i] for i in held])
-        steps, reached, final = {}, {}, {}
+        steps, reached, final, diverged = {}, {}, {}, {}
         for n, _ in NORMS:
             recs = [search[n][seed]["grid"][c["best"][n]] for seed in scored]
             pairs = [censored_steps_to_target(r, c["target"], c["horizon"]) for r in recs]
             steps[n], reached[n] = [p[0] for p in pairs], [float(p[1]) for p in pairs]
-            final[n] = [r["test_acc"] if r["divergence"] is None else 0.1 for r in recs]
+            final[n] = [outcomes.scored_accuracy(r["test_acc"], r["divergence"] is not None) for r in recs]
+            diverged[n] = [r["divergence"] is not None for r in recs]
         speed = stats.paired_log_ratios(steps["none"], steps["bn"])
-        out["primary"]["speed"] = speed
+        out["primary"]["speed"] = outcomes.paired_worst_values(speed, diverged["bn"], diverged["none"])
         out["primary"]["good_minimum"] = stats.paired_differences(final["bn"], final["none"])
         for n, label in NORMS:
             out["secondary"][f"restricted time to target, {label} [{s.label}]"] = {
@@ -146,7 +154,8 @@ def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
             out["secondary"][f"fraction reaching the target, {label} [{s.label}]"] = {"values": reached[n],
                                                                                        "unit": "fraction"}
         out["secondary"][f"log(restricted time without / with BN) against 0 [{s.label}]"] = {
-            "values": speed, "unit": "log ratio", "note": "any speed-up, however small"}
+            "values": speed, "unit": "log ratio",
+            "note": "any speed-up, however small; a diverged run keeps its restricted time here (no ±inf)"}
         out["choice"][s.label] = {"target": c["target"], "no_bn_best": c["no_bn_best"], "fraction": FRACTION,
                                   "horizon": c["horizon"], "best_lr_bn": s.lrs[c["best"]["bn"]],
                                   "best_lr_none": s.lrs[c["best"]["none"]], "held_out_seeds": list(held),
@@ -196,6 +205,9 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
     caveats = ["A run that misses the target counts its whole horizon, which is its restricted time: the restricted "
                "ratio understates BN's speed-up when the no-BN runs miss the target, and overstates it when the BN "
                "runs do (the fractions reaching the target are reported).",
+               "A run that diverged (C07's criterion) is the worst outcome for its net in the speed component (±inf, "
+               "ranked beyond a run censored at the horizon; both nets diverged -> no speed-up) and scores chance in "
+               "the final accuracy, never a missing seed.",
                "Ioffe & Szegedy's 14× is for BN-Inception on ImageNet with a tuned schedule; a smaller factor is "
                "expected on a small MLP."]
     return base.Description(summary, method, caveats)

@@ -20,8 +20,13 @@ Santurkar's setting; ``eval``: running statistics, how the visualisation tools t
 loss-landscape code, PyHessian — evaluate a BN net), per seed
 * roughness: log(R(no BN) / R(BN)) of the 2-D landscapes ("flat with BN");
 * ruggedness: U(no BN) − U(BN) ("rugged without BN, smooth with BN").
-Each: the 95% t-interval wholly above 0 -> supported, wholly below -> refuted, else inconclusive; the four votes
-combined by `stats.combine` (supported or refuted only when all four agree; both -> mixed).
+A run that diverged, or a landscape with no finite number, is the worst outcome for its net, never a missing seed
+(`bnlab.experiments.outcomes`): its log roughness ratio is ±inf (only the no-BN net failed -> +inf, only BN -> −inf,
+both -> a tie), its ruggedness U = 1, the top of the bounded scale (no part of the surface explained by a bowl).
+Roughness (log ratios): the exact Wilcoxon signed-rank test, two-sided p < 0.05 with the Hodges–Lehmann effect above
+0 -> supported, below -> refuted, else inconclusive; ruggedness (bounded): the 95% t-interval wholly above 0 ->
+supported, wholly below -> refuted, else inconclusive. The four votes combined by `stats.combine` (supported or
+refuted only when all four agree; both -> mixed).
 Secondary, never voting: 1-D roughness per mode; the fraction of non-convex stencils; the Hessian λ_max,
 λ_max·‖W‖² and trace at the end per mode.
 """
@@ -32,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.curvature import curvature_caveats, curvature_trials, sharpness_effects, sharpness_figures
 from bnlab.experiments.probed_training import family_seeds
 from bnlab.state import BN_MODES
@@ -42,6 +47,8 @@ CLAIM_ID = "C14"
 TRIALS = "bnlab.trials.surface_roughness"
 MODES = BN_MODES  # the BN modes every curvature / landscape number is measured in
 NORMS: dict[str, str] = {"BN": "bn", "no BN": "none"}
+# the ruggedness a diverged run counts as: the top of the bounded scale, U = 1 (no part of the surface is a bowl)
+WORST_RUGGEDNESS = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ PROTOCOL = base.ClaimProtocol(
                 "least-squares quadratic fit within r (the part a smooth bowl does not explain)",
         unit="log ratio; share of the surface's spread", test="t", threshold=0.0,
         threshold_source="0 = as rough / as rugged with BN as without; the claim predicts more without BN in both",
-        settings=SETTINGS,
+        settings=SETTINGS, per_setting={s: ("signed_rank", 0.0) for s in SETTINGS if s.startswith("roughness")},
         units={s: "log ratio" if s.startswith("roughness") else "share of the surface's spread" for s in SETTINGS}),
     cost="costly",
     secondary=("1-D roughness per BN mode", "fraction of non-convex stencils, no BN − BN, per BN mode",
@@ -105,11 +112,15 @@ INTEREST = base.Interest(
     per_setting={"ruggedness:train": 0.1, "ruggedness:eval": 0.1})
 
 RULE = ("Per seed and BN mode (train, eval): roughness effect = log R(no BN) − log R(BN) of the 2-D landscapes; "
-        "ruggedness effect = U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit within r. Four "
-        "votes: each 95% t-interval of the mean effect wholly above 0 -> supported, wholly below -> refuted, "
-        "otherwise inconclusive. The claim: supported only when all four are; refuted when one is and none "
-        "supported; some supported and some refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity "
-        "and the Hessian are reported, never voted.")
+        "ruggedness effect = U(no BN) − U(BN), U = sqrt(SS_res / SS_tot) of the quadratic fit within r. A run that "
+        "diverged or a landscape with no finite number is the worst outcome for its net, never a missing seed: "
+        "roughness ratio +inf if only no BN failed, −inf if only BN, a tie if both; ruggedness U = 1. Four votes: "
+        "roughness by the exact Wilcoxon signed-rank test (two-sided p < 0.05 with the Hodges–Lehmann effect above "
+        "0 -> supported, below 0 -> refuted), ruggedness by the 95% t-interval of the mean effect (wholly above 0 "
+        "-> supported, wholly below -> refuted), otherwise inconclusive. "
+        "The claim: supported only when all four are; refuted when one is and none supported; some supported and "
+        "some refuted -> mixed; otherwise inconclusive. 1-D roughness, non-convexity and the Hessian are reported, "
+        "never voted.")
 
 
 def plan(scale: str, seeds: int | None = None, first_seed: int = 0) -> base.Plan:
@@ -131,22 +142,33 @@ def _runs(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, list[dict]]
     return {label: [results[f"{label}/seed={s}"] for s in plan.seeds] for label in NORMS}
 
 
-def log_roughness_ratios(bn: Sequence[dict], plain: Sequence[dict], key: str, mode: str) -> list[float]:
-    """Per seed: log(no BN / BN) of `key` in BN mode `mode` (positive: no BN rougher); NaN where either is not
-    a positive finite number (a diverged run)."""
-    return [stats.log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
+def log_roughness_ratios(bn: Sequence[dict], plain: Sequence[dict], key: str, mode: str,
+                         worst: bool = False) -> list[float]:
+    """Per seed: log(no BN / BN) of `key` in BN mode `mode` (positive: no BN rougher). Where a run diverged or
+    its number is not a positive finite one: NaN (the secondary results' treatment: left out), or with `worst` the
+    worst outcome for the net that failed (`outcomes.paired_worst`: ±inf, a tie when both failed)."""
+    values = [stats.log_ratio(p["modes"][mode][key], b["modes"][mode][key]) for b, p in zip(bn, plain)]
+    if not worst:
+        return values
+    fails = {n: [outcomes.failed(r["diverged"], r["modes"][mode][key], positive=True) for r in rs]
+             for n, rs in (("bn", bn), ("none", plain))}
+    return outcomes.paired_worst_values(values, fails["bn"], fails["none"])
 
 
 def ruggedness_differences(bn: Sequence[dict], plain: Sequence[dict], mode: str) -> list[float]:
-    """Per seed: U(no BN) − U(BN) of the 2-D landscapes in BN mode `mode` (positive: no BN more rugged)."""
-    return stats.paired_differences([p["modes"][mode]["ruggedness_2d"] for p in plain],
-                                    [b["modes"][mode]["ruggedness_2d"] for b in bn])
+    """Per seed: U(no BN) − U(BN) of the 2-D landscapes in BN mode `mode` (positive: no BN more rugged); a run
+    that diverged or has no finite U scores `WORST_RUGGEDNESS` (`outcomes.scored`: the worst outcome for its net)."""
+    def u(runs: Sequence[dict]) -> list[float]:
+        return [outcomes.scored(r["modes"][mode]["ruggedness_2d"], r["diverged"], WORST_RUGGEDNESS) for r in runs]
+
+    return stats.paired_differences(u(plain), u(bn))
 
 
 def measure(plan: base.Plan, results: Mapping[str, dict]) -> dict[str, Any]:
     runs = _runs(plan, results)
     bn, plain = runs["BN"], runs["no BN"]
-    primary = {**{f"roughness:{mode}": log_roughness_ratios(bn, plain, "roughness_2d", mode) for mode in MODES},
+    primary = {**{f"roughness:{mode}": log_roughness_ratios(bn, plain, "roughness_2d", mode, worst=True)
+                  for mode in MODES},
                **{f"ruggedness:{mode}": ruggedness_differences(bn, plain, mode) for mode in MODES}}
     secondary: dict[str, dict[str, Any]] = {}
     for mode in MODES:
@@ -244,5 +266,8 @@ def describe(plan: base.Plan, metrics: Mapping[str, Any], decision: base.Decisio
         caveats.append(f"{' and '.join(untrained)} reached under 50% test accuracy: an untrained net sits on a "
                        "plateau that is flat for reasons unrelated to BN.")
     if any(pn[lab]["diverged"] for lab in NORMS):
-        caveats.append("Some training runs diverged; their seeds have no roughness ratio.")
+        caveats.append("Some training runs diverged: each counts as the worst outcome for its net in the primary "
+                       "endpoint (roughness ratio ±inf, a tie when both nets diverged; ruggedness 1), never as a "
+                       "missing seed; the secondary results keep the landscapes' numbers (a seed with none finite is "
+                       "left out of them).")
     return base.Description(summary, method, caveats)

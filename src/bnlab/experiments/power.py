@@ -107,9 +107,10 @@ def interest(module: ModuleType, setting: str) -> float:
 
 def interest_mean(module: ModuleType, setting: str) -> tuple[str, float, float]:
     """(test, threshold or margin, the true mean the power is computed at): threshold + effect of interest for a
-    directional test, 0 (exact equivalence) for tost."""
+    directional test, 0 (exact equivalence) for tost and rank_tost."""
     test, threshold = module.PROTOCOL.endpoint.test_of(setting)
-    return test, float(threshold), 0.0 if test == "tost" else float(threshold) + interest(module, setting)
+    equivalence = test in sequential.EQUIVALENCE
+    return test, float(threshold), 0.0 if equivalence else float(threshold) + interest(module, setting)
 
 
 def interest_power(module: ModuleType, measured: Mapping[str, Any], setting: str, scale: str = "default",

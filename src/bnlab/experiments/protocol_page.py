@@ -33,6 +33,10 @@ _TESTS = {
     "permutation": "exact paired sign-flip permutation test of the mean; decides by p < 0.05",
     "tost": "two one-sided t tests (Schuirmann 1987): equivalent when the 90% interval lies inside ±margin; "
             "a difference of at least the margin when the 95% interval lies wholly outside it",
+    "signed_rank": "exact Wilcoxon signed-rank test (the sign-flip permutation test of the signed mid-ranks; ties "
+                   "and ±inf as they are), effect = Hodges–Lehmann estimate with its exact interval; decides by p",
+    "rank_tost": "two one-sided exact signed-rank tests: equivalent when both reject a location beyond ±margin; a "
+                 "difference of at least the margin when a one-sided signed-rank test shows it",
     "verification": "an identity checked against a reference computation to a stated tolerance (no statistics)",
 }
 
@@ -44,7 +48,8 @@ def _levels_table(schedule: tuple[int, ...]) -> str:
     rows = ["|---|" + "---|" * len(schedule)]
     for label, alpha, test in (("t: prediction; t and TOST: refutation", stats.REFUTE_ALPHA, "t"),
                                ("TOST: equivalence", stats.SUPPORT_ALPHA["tost"], "tost"),
-                               ("sign, permutation: each direction", stats.REFUTE_ALPHA, "z")):
+                               ("sign, permutation, signed-rank: each direction", stats.REFUTE_ALPHA, "z"),
+                               ("rank TOST: equivalence", stats.SUPPORT_ALPHA["rank_tost"], "z")):
         rows.append(f"| {label} | " + " | ".join(f"{a:.4f}" for a in stats.schedule_levels(schedule, alpha, test))
                     + " |")
     return head + "\n" + "\n".join(rows)
@@ -54,7 +59,8 @@ def _rates_row(schedule: tuple[int, ...]) -> str:
     r = sequential.error_rates(schedule)
     return (f"| {', '.join(map(str, schedule))} | {r['t']['decided_under_null']:.2%} | "
             f"{r['sign']['decided_under_null']:.2%} | {r['permutation']['decided_under_null']:.2%} | "
-            f"{r['tost']['equivalent_at_margin']:.2%} |")
+            f"{r['signed_rank']['decided_under_null']:.2%} | {r['tost']['equivalent_at_margin']:.2%} | "
+            f"{r['rank_tost']['equivalent_at_margin']:.2%} |")
 
 
 def _power_lines(claim: str, module: ModuleType, measured: dict) -> list[str]:
@@ -129,13 +135,25 @@ The looks, per scale and cost of the runs (cheap: deep linear net, MLPs, verific
 """ + "\n".join(f"- {scale}: " + "; ".join(f"{cost} runs n = {', '.join(map(str, looks))}"
                                           for cost, looks in LOOKS[scale].items()) for scale in SCALES) + f"""
 
-The caps: a cheap run may double its seeds; a costly one gets at most 5 more, so that the default audit's worst
-case stays near its 15-minute budget (docs/audit.md, "Budget"). The nominal level of each look comes from
+The caps: one look of half the first look's seeds again at the default scale (8 -> 12), within the default
+audit's 15-minute budget (docs/audit.md, "Budget"); each cap is large enough for a rank or sign test to decide both
+ways at its last look (see "Tests by the type of the values" below). The nominal level of each look comes from
 {stats.SPENDING} (Lan & DeMets 1983), fixed by the seed counts alone: for the t-based tests (t, TOST) the
 boundaries are found on {stats.BOUNDARY_PATHS // 2:,} simulated audits of t statistics (at 5–16 seeds the z
-boundaries of a Brownian motion let a t test overspend), for the sign and permutation tests on
+boundaries of a Brownian motion let a t test overspend), for the sign, permutation and rank tests on
 {stats.BOUNDARY_PATHS:,} Brownian paths (these discrete tests spend less than their nominal level). A setting still
 undecided at the cap is *inconclusive*, and its claim's section says what would decide it.
+
+**Tests by the type of the values, fixed before the run** (`base.UNIT_TESTS`; an Endpoint declaring another test
+for a unit is refused): bounded values (accuracies, shares, cosine differences) are t-tested (equivalence: TOST);
+log ratios and decades, unbounded and heavy-tailed (a deep linear net's per-seed log ratio reaches 10⁴), get the
+exact signed-rank test (equivalence: rank TOST); grid-valued outcomes (C07) the sign test. **A run or probe that
+diverges counts as the worst outcome for the net that diverged, never as a missing seed**, in every claim through
+one helper (`bnlab.experiments.outcomes`): on a log-ratio scale it enters as ±inf, ranked beyond every finite value;
+on a bounded scale the diverged net scores the bottom of the scale (chance accuracy). The smallest two-sided p a
+rank or sign test can reach with n seeds is 2/2ⁿ, so every voting setting's cap must let it decide both ways at the
+last look's levels (`sequential.decidable`, checked for every claim and scale in tests): that is why the default
+scale's costly runs also look at 8 and 12 seeds.
 
 """ + "\n\n".join(_levels_table(schedule) for schedule in _SCHEDULES) + f"""
 
@@ -143,8 +161,9 @@ undecided at the cap is *inconclusive*, and its claim's section says what would 
 values, `bnlab.experiments.sequential`; tests/test_experiments_sequential.py checks them). The t-based levels are
 calibrated to spend exactly 5%, so their rates are 5% up to Monte Carlo error (± 0.2 points):
 
-| schedule | decided under a true null: t | sign | permutation | TOST: equivalent at the margin |
-|---|---|---|---|---|
+| schedule | decided under a true null: t | sign | permutation | signed-rank | equivalent at the margin: TOST | \
+rank TOST |
+|---|---|---|---|---|---|---|
 """ + "\n".join(_rates_row(schedule) for schedule in _SCHEDULES) + f"""
 
 **Power.** Each endpoint states the smallest effect it cares about and where that number comes from (its

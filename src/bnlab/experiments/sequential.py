@@ -32,7 +32,7 @@ from scipy import stats as sps
 from bnlab.experiments import stats
 
 SIMS: int = 10_000
-TESTS: tuple[str, ...] = ("t", "sign", "permutation", "tost")
+TESTS: tuple[str, ...] = ("t", "sign", "permutation", "tost", "signed_rank", "rank_tost")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,56 @@ def _tost_votes(x: np.ndarray, margin: float, a_s: float, a_r: float) -> tuple[n
     return equivalent, outside & ~equivalent
 
 
-_VOTES = {"t": _t_votes, "sign": _sign_votes, "permutation": _permutation_votes, "tost": _tost_votes}
+@lru_cache(maxsize=64)
+def _signed_rank_law(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P(T+ >= t), P(T+ <= t)) for t = 0..n(n+1)/2: the exact untied null law of the signed-rank statistic."""
+    pmf = stats._rank_sum_counts(tuple(2 * r for r in range(1, n + 1)))[::2] / 2.0**n
+    return np.cumsum(pmf[::-1])[::-1], np.cumsum(pmf)
+
+
+def _rank_tails(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of d (sims, n) of continuous draws (no ties, no zeros): P(T+ >= t) and P(T+ <= t) of its T+."""
+    ranks = np.argsort(np.argsort(np.abs(d), axis=1), axis=1) + 1  # (sims, n): ranks of |d| per row
+    t = np.sum(np.where(d > 0, ranks, 0), axis=1)  # (sims,)
+    upper, lower = _signed_rank_law(d.shape[1])
+    return upper[t], lower[t]
+
+
+def _signed_rank_votes(x: np.ndarray, threshold: float, a_s: float, a_r: float) -> tuple[np.ndarray, np.ndarray]:
+    upper, lower = _rank_tails(x - threshold)  # (sims,) each
+    p = np.minimum(1.0, 2 * np.minimum(upper, lower))
+    n = x.shape[1]
+    i, j = np.triu_indices(n)
+    hl = np.median((x[:, i] + x[:, j]) / 2, axis=1)  # Hodges–Lehmann estimate per audit
+    return (hl > threshold) & (p < 2 * a_s), (hl < threshold) & (p < 2 * a_r)
+
+
+def _rank_tost_votes(x: np.ndarray, margin: float, a_s: float, a_r: float) -> tuple[np.ndarray, np.ndarray]:
+    above_low, below_low = _rank_tails(x + margin)  # H0 location <= -margin: P(T+ >= t) is its one-sided p
+    above_high, below_high = _rank_tails(x - margin)  # H0 location >= +margin: P(T+ <= t)
+    equivalent = (above_low < a_s) & (below_high < a_s)
+    outside = (above_high < a_r) | (below_low < a_r)
+    return equivalent, outside & ~equivalent
+
+
+_VOTES = {"t": _t_votes, "sign": _sign_votes, "permutation": _permutation_votes, "tost": _tost_votes,
+          "signed_rank": _signed_rank_votes, "rank_tost": _rank_tost_votes}
+EQUIVALENCE: tuple[str, ...] = ("tost", "rank_tost")
+
+
+def min_one_sided_p(test: str, n: int) -> float:
+    """The smallest one-sided p the test can reach with n seeds: 1/2^n for the sign and rank tests (every seed on
+    one side), 0 for the t-based tests (a continuous statistic)."""
+    return 0.0 if test in ("t", "tost") else 0.5**n
+
+
+def decidable(test: str, schedule: Sequence[int], voting: int = 1) -> tuple[bool, bool]:
+    """(can support, can refute) at the cap of `schedule`: whether the cap's seed count lets the test reach the last
+    look's one-sided levels at all. A plan where either is False has a rule that cannot decide that way (for a rank
+    test: too few seeds at the cap); `tests/test_experiments_sequential.py` checks every claim's settings."""
+    a_s, a_r = levels(test, schedule, voting)
+    floor = min_one_sided_p(test, int(schedule[-1]))
+    return floor < a_s[-1], floor < a_r[-1]
 
 
 def simulate(test: str, schedule: Sequence[int], mean: float, sd: float = 1.0, threshold: float = 0.0,
@@ -161,7 +210,7 @@ def error_rates(schedule: tuple[int, ...], sims: int = SIMS) -> dict[str, dict[s
     every run, so the protocol page can print them."""
     out: dict[str, dict[str, float]] = {}
     for i, test in enumerate(TESTS):
-        if test == "tost":
+        if test in EQUIVALENCE:
             at_margin = simulate(test, schedule, mean=1.0, threshold=1.0, sims=sims, seed=100 + i)
             out[test] = {"equivalent_at_margin": at_margin.supported, "mean_n": at_margin.mean_n}
         else:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bnlab.experiments import base, stats
+from bnlab.experiments import base, outcomes, stats
 from bnlab.experiments.probed_training import ETA_RANGES, family_seeds, run_settings, run_trial, seed_band
 
 NORMS: dict[str, tuple[str, ...]] = {"vgg": ("bn", "none", "l1", "l2", "linf"), "dln": ("bn", "none")}
@@ -50,8 +50,27 @@ def log_means(plan: base.Plan, results: Mapping[str, dict], key: str) -> dict[st
 
 
 def effects(logs: Mapping[str, Mapping[str, list[float]]], family: str, norm: str) -> list[float]:
-    """Per seed: log-mean without BN minus log-mean with `norm` (positive: `norm` is the smoother)."""
+    """Per seed: log-mean without BN minus log-mean with `norm` (positive: `norm` is the smoother); NaN where
+    either is missing (the secondary results' treatment: such a seed is left out of them)."""
     return stats.paired_differences(logs[family]["none"], logs[family][norm])
+
+
+def failures(plan: base.Plan, results: Mapping[str, dict], key: str) -> dict[str, dict[str, list[bool]]]:
+    """Per net and norm, per seed: whether the run failed for the along-gradient series `key` -- it diverged, or
+    one of its probe times gave no finite number (a step size whose loss or gradient diverged), or the series has
+    no positive finite value to take the log of (`bnlab.experiments.outcomes.failed`)."""
+    return {family: {n: [outcomes.failed(r["diverged_at_step"] is not None, *r["along_gradient"][key],
+                                         stats.log_mean(r["along_gradient"][key])) for r in runs]
+                     for n, runs in runs_of(plan, results, family).items()}
+            for family in NORMS}
+
+
+def worst_effects(logs: Mapping[str, Mapping[str, list[float]]], fails: Mapping[str, Mapping[str, list[bool]]],
+                  family: str, norm: str = "bn") -> list[float]:
+    """The primary per-seed values: `effects`, with a failed run (`failures`) as the worst outcome for the net that
+    failed (`outcomes.paired_worst`): only the no-BN run failed -> +inf, only the `norm` run -> -inf, both -> 0
+    (a tie). Never a missing seed."""
+    return outcomes.paired_worst_values(effects(logs, family, norm), fails[family][norm], fails[family]["none"])
 
 
 def band_figure(fig_id: str, title: str, caption: str, plan: base.Plan, results: Mapping[str, dict], low: str,

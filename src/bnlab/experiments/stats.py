@@ -283,6 +283,110 @@ def permutation_test(values: Iterable[float | None], threshold: float = 0.0, max
     return Estimate("permutation", t.effect, t.ci_low, t.ci_high, t.n, t.sd, p, t.mde, float(threshold))
 
 
+# ----------------------------------------------------------------------------- rank tests (heavy tails, divergence)
+
+
+def ranked(values: Iterable[float | None]) -> list[float]:
+    """The values a rank test uses: finite ones and ±inf (a diverged run or probe, ranked beyond every finite value:
+    the worst outcome for the net that diverged, never a missing seed); None and nan (not measured) dropped."""
+    return [f for f in map(_as_float, values) if not math.isnan(f)]
+
+
+@lru_cache(maxsize=1024)
+def _rank_sum_counts(doubled: tuple[int, ...]) -> np.ndarray:
+    """counts[s] = #{subsets A of the items : Σ_{i in A} q_i = s} for integer weights q (the doubled mid-ranks), by
+    the usual subset-sum recursion. Under the sign-flip null every subset (the positively signed items) is equally
+    likely, so counts / 2^n is the exact null law of T+ = Σ of the positive ranks (doubled), ties included."""
+    counts = np.zeros(sum(doubled) + 1)
+    counts[0] = 1.0
+    for q in doubled:
+        counts[q:] = counts[q:] + counts[: len(counts) - q].copy()
+    return counts
+
+
+def _signed_rank_tails(d: Sequence[float]) -> tuple[float, float, float]:
+    """(P(T+ >= t), P(T+ <= t), t - E T+) of the exact signed-rank statistic of d under the sign-flip null.
+
+    Zeros are dropped (Wilcoxon's treatment of ties at the null value); |d| gets mid-ranks (±inf ranks last); the
+    null law is enumerated exactly over all 2^n sign patterns with the ties as they are (`_rank_sum_counts`), so the
+    test is exact for any n and any ties (Lehmann 1975, §3.2; Hollander, Wolfe & Chicken 2014, §3.1)."""
+    x = np.asarray([v for v in d if v != 0], dtype=float)
+    if not len(x):
+        return 1.0, 1.0, 0.0
+    doubled = np.rint(2 * stats.rankdata(np.abs(x))).astype(int)  # mid-ranks are multiples of 1/2
+    t = int(doubled[x > 0].sum())
+    counts = _rank_sum_counts(tuple(sorted(int(q) for q in doubled)))
+    total = counts.sum()
+    return float(counts[t:].sum() / total), float(counts[: t + 1].sum() / total), (t - doubled.sum() / 2) / 2
+
+
+def _walsh_averages(d: Sequence[float]) -> np.ndarray:
+    """(d_i + d_j)/2 for i <= j; +inf with -inf (two seeds where opposite nets diverged) averages to 0."""
+    x = np.asarray(d, dtype=float)
+    i, j = np.triu_indices(len(x))
+    with np.errstate(invalid="ignore"):  # inf + -inf -> nan, replaced by 0 below
+        s = x[i] + x[j]
+    return np.where(np.isnan(s), 0.0, s / 2)
+
+
+@lru_cache(maxsize=1024)
+def _walsh_rank(n: int, level: float) -> int:
+    """k with the signed-rank CI [W_(k), W_(M+1-k)] of coverage >= level (untied law): the largest k with
+    P(T+ <= k - 1) <= (1 - level)/2; 0 when no interval reaches the level."""
+    cdf = np.cumsum(_rank_sum_counts(tuple(2 * r for r in range(1, n + 1)))[::2]) / 2.0**n  # P(T+ <= c), c integer
+    return int(np.sum(cdf <= (1 - level) / 2))
+
+
+def _hodges_lehmann(v: list[float], level: float) -> tuple[float, float | None, float | None]:
+    """(Hodges–Lehmann estimate: the median of the Walsh averages, its distribution-free CI) (Hollander et al. §3.2)."""
+    w = np.sort(_walsh_averages(v))
+    k = _walsh_rank(len(v), float(level))
+    lo, hi = (float(w[k - 1]), float(w[len(w) - k])) if k else (None, None)
+    return float(np.median(w)), lo, hi
+
+
+def signed_rank_test(values: Iterable[float | None], threshold: float = 0.0, level: float = 0.95) -> Estimate:
+    """Exact Wilcoxon signed-rank test of H0 "the per-seed values are symmetric about `threshold`" -- the sign-flip
+    permutation test of the signed ranks (Wilcoxon 1945; Good 2005, §3.1), for heavy-tailed per-seed log ratios.
+
+    Ranks make it insensitive to how far a value lies out: a log ratio of 10⁴ weighs as one rank, and a diverged run
+    (±inf, see `ranked`) counts as the worst outcome for the net that diverged. p = P(|T+ - E T+| >= |t - E T+|)
+    exactly (ties and zeros as in `_signed_rank_tails`). effect = the Hodges–Lehmann estimate, CI = its exact
+    `level` interval from the Walsh averages (None where fewer than ~6 seeds cannot reach `level`); sd and mde are
+    of the finite values (t-based), a planning guide only. The smallest attainable two-sided p is 2/2^n, so a
+    setting must have enough seeds at its cap for its levels (`bnlab.experiments.sequential.decidable`)."""
+    v = [x - threshold for x in ranked(values)]
+    fin = finite(v)
+    p = None
+    if v:
+        upper, lower, _ = _signed_rank_tails(v)
+        p = min(1.0, 2 * min(upper, lower))
+    effect, lo, hi = _hodges_lehmann(v, level) if v else (math.nan, None, None)
+    lo, hi = (None if b is None or not math.isfinite(b) else b + threshold for b in (lo, hi))
+    sd = _spread(fin)
+    return Estimate("signed_rank", effect + threshold, lo, hi, len(v), sd, p, minimum_detectable_effect(sd, len(fin)),
+                    float(threshold), level)
+
+
+def rank_tost(values: Iterable[float | None], margin: float, level: float = 0.95) -> Estimate:
+    """Equivalence |location| < margin by two one-sided exact signed-rank tests (the rank analogue of Schuirmann's
+    TOST; Wellek 2010, §5.4): p = max(P of H0 "location <= -margin", P of H0 "location >= +margin"), each the one-sided
+    signed-rank p of values ∓ margin. A diverged run (±inf) lies beyond any margin. effect = Hodges–Lehmann, CI = its
+    (1 - 2α) interval (α = 1 - level), as tost's; mde = the t-based tost figure of the finite values, a guide."""
+    if not margin > 0:
+        raise ValueError(f"rank_tost needs margin > 0, got {margin}")
+    v = ranked(values)
+    alpha = 1 - level
+    p = None
+    if v:
+        p = max(_signed_rank_tails([x + margin for x in v])[0], _signed_rank_tails([x - margin for x in v])[1])
+    effect, lo, hi = _hodges_lehmann(v, 1 - 2 * alpha) if v else (math.nan, None, None)
+    lo, hi = (None if b is None or not math.isfinite(b) else b for b in (lo, hi))
+    t = tost(finite(v), margin, level) if len(finite(v)) >= 2 else None
+    return Estimate("rank_tost", effect, lo, hi, len(v), _spread(finite(v)), p, t.mde if t else None, float(margin),
+                    1 - 2 * alpha)
+
+
 def tost(values: Iterable[float | None], margin: float, level: float = 0.95) -> Estimate:
     """Two one-sided t tests of equivalence |mean| < margin (Schuirmann 1987), at alpha = 1 - level.
 
@@ -322,7 +426,7 @@ def directional_verdict(est: Estimate, threshold: float | None = None) -> str:
         if est.ci_low is None or est.ci_high is None or est.p is None:
             return "inconclusive"
         return "supported" if est.ci_low > thr else "refuted" if est.ci_high < thr else "inconclusive"
-    if est.test in ("sign", "permutation"):
+    if est.test in ("sign", "permutation", "signed_rank"):
         if thr != est.threshold:
             raise ValueError(f"a {est.test} test's p is against {est.threshold}; re-run it for threshold {thr}")
         if est.p is None or not est.p < 1 - est.level:
@@ -472,7 +576,8 @@ def schedule_levels(schedule: Sequence[int], alpha: float, test: str = "z") -> t
 
 # ----------------------------------------------------------------------------- a vote at given levels
 
-SUPPORT_ALPHA: dict[str, float] = {"t": ALPHA / 2, "sign": ALPHA / 2, "permutation": ALPHA / 2, "tost": ALPHA}
+SUPPORT_ALPHA: dict[str, float] = {"t": ALPHA / 2, "sign": ALPHA / 2, "permutation": ALPHA / 2, "tost": ALPHA,
+                                   "signed_rank": ALPHA / 2, "rank_tost": ALPHA}
 REFUTE_ALPHA: float = ALPHA / 2  # one-sided, whatever the test; divided by the number of voting settings
 
 
@@ -486,8 +591,14 @@ def vote_estimate(values: Iterable[float | None], test: str, threshold: float, s
     two-sided p (symmetric null) < 2·support with the effect above the threshold, or < 2·refute below it. tost:
     equivalent when both one-sided p < support (the 1 − 2·support interval inside ±margin); refuted when the
     1 − 2·refute interval lies wholly outside ±margin. At support = refute = 0.025 (0.05 for tost's support) this is
-    `directional_verdict` / `equivalence_verdict` at the 5% level.
+    `directional_verdict` / `equivalence_verdict` at the 5% level. signed_rank: as sign / permutation, with the
+    Hodges–Lehmann effect. rank_tost: `_rank_tost_vote`. The rank tests take ±inf (a diverged run, `ranked`); t and
+    tost refuse it (ValueError): an endpoint on a bounded scale scores a diverged net at the bottom of that scale.
     """
+    values = list(values)
+    if test in ("t", "tost") and any(math.isinf(x) for x in map(_as_float, values)):
+        raise ValueError(f"a {test} test got an infinite per-seed value (a diverged run): such an endpoint is "
+                         "rank-tested, or scores a diverged net at the bottom of its bounded scale")
     v = finite(values)
     if test == "tost":
         est = tost(v, threshold, level=1 - support)
@@ -505,11 +616,35 @@ def vote_estimate(values: Iterable[float | None], test: str, threshold: float, s
         if est.ci_low is not None and est.ci_low > threshold:
             return est, "supported"
         return est, "refuted" if upper < threshold else "inconclusive"
-    if test in ("sign", "permutation"):
-        est = sign_test(v, threshold) if test == "sign" else permutation_test(v, threshold)
+    if test == "rank_tost":
+        return _rank_tost_vote(values, threshold, support, refute)
+    if test in ("sign", "permutation", "signed_rank"):
+        est = _directional_rank_estimate(values, test, threshold, support)
         if est.p is None:
             return est, "inconclusive"
         if est.effect > threshold and est.p < 2 * support:
             return est, "supported"
         return est, "refuted" if est.effect < threshold and est.p < 2 * refute else "inconclusive"
     raise ValueError(f"no statistical test {test!r}")
+
+
+def _directional_rank_estimate(values: Iterable[float | None], test: str, threshold: float,
+                               support: float) -> Estimate:
+    if test == "signed_rank":
+        return signed_rank_test(values, threshold, level=1 - 2 * support)
+    v = finite(values)
+    return sign_test(v, threshold) if test == "sign" else permutation_test(v, threshold)
+
+
+def _rank_tost_vote(values: Iterable[float | None], margin: float, support: float,
+                    refute: float) -> tuple[Estimate, str]:
+    """rank_tost's vote: equivalent when both one-sided signed-rank p < support; refuted when a location beyond the
+    margin is shown: the one-sided signed-rank p of "values - margin > 0" (or of "values + margin < 0") < refute."""
+    est = rank_tost(values, margin, level=1 - support)
+    if est.p is None:
+        return est, "inconclusive"
+    if est.p < support:
+        return est, "supported"
+    v = ranked(values)
+    beyond = min(_signed_rank_tails([x - margin for x in v])[0], _signed_rank_tails([x + margin for x in v])[1])
+    return est, "refuted" if beyond < refute else "inconclusive"

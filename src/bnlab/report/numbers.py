@@ -41,6 +41,9 @@ def format_key_number(key: Mapping[str, Any] | None) -> tuple[str, str]:
     return main, ci
 
 
+_RANK_TESTS = ("signed_rank", "rank_tost")
+
+
 def format_result(result: Mapping[str, Any] | None) -> tuple[str, str]:
     """("name = effect unit", "95% CI [lo, hi] · 8 seeds · MDE 0.4") of a result dict (primary, vote or secondary);
     ("—", "") when there is none. A tost result's interval is its 90% one (the interval the equivalence test uses)."""
@@ -50,9 +53,15 @@ def format_result(result: Mapping[str, Any] | None) -> tuple[str, str]:
     main = f"{result.get('name', '')} = {format_number(result.get('effect'))}{unit}".strip()
     parts = []
     lo, hi = result.get("ci_low"), result.get("ci_high")
+    test = result.get("test")
+    level = "90%" if test in ("tost", "rank_tost") else "95%"
     if lo is not None and hi is not None:
-        level = "90%" if result.get("test") == "tost" else "95%"
         parts.append(f"{level} CI [{format_number(lo)}, {format_number(hi)}]")
+    elif test in _RANK_TESTS and (lo is not None or hi is not None):  # a diverged run (±inf) leaves one end open
+        parts.append(f"{level} CI [{format_number(lo)}, +∞)" if lo is not None else
+                     f"{level} CI (−∞, {format_number(hi)}]")
+    if test in _RANK_TESTS:
+        parts.append("signed-rank, Hodges–Lehmann effect")
     if result.get("n_seeds"):
         parts.append(f"{result['n_seeds']} " + ("cases" if result.get("test") == "verification" else "seeds"))
     if result.get("mde") is not None:
@@ -67,7 +76,7 @@ def power_sentence(result: Mapping[str, Any], threshold: float = 0.0) -> str:
     if effect is None or mde is None or not n:
         return f"{result.get('name', '')}: too few finite per-seed values to estimate an effect."
     name = result.get("name", "")
-    if result.get("test") == "tost":
+    if result.get("test") in ("tost", "rank_tost"):
         return (f"{name}: equivalence within ±{format_number(threshold)} needs a 90% CI inside the margin; with "
                 f"{n} seeds the smallest margin that could be shown is about {format_number(mde)}.")
     distance = abs(float(effect) - threshold)

@@ -16,10 +16,21 @@ Per measured step and BN mode, one JSONL record (``OUT/sharpness.jsonl``, `bnlab
   warm-started, growing LOBPCG of `bnlab.probes.hessian.tracked_spectrum` (each call starts from the previous
   call's block in the same mode); ``lambda_max``: the largest of them, or Lanczos's top eigenvalue when none is;
 * ``bn_batch_size``: the examples behind each BN statistic (the batch's size in mode train, None in mode eval or
-  without BN).
+  without BN);
+* ``spherical`` (when the tracker's ``spherical`` flag is on: by default, when the model has BN layers): one entry
+  per scale-invariant weight W (one whose output feeds a BN layer directly, found by
+  `bnlab.probes.hessian.scale.scale_invariant_weights` on the batch), ``{"param", "top_eigenvalue",
+  "weight_norm_sq", "invariant", "products", "converged", "bn_mode"}``: λ_max of the Hessian block H_WW of that
+  batch's loss, ‖W‖² and the spherical sharpness λ_max(H_WW)·‖W‖² (Lyu, Li & Arora 2022), which rescaling W does
+  not change (exactly in BN mode train; see `bnlab.probes.hessian.scale`). Under SGD ‖W‖ grows, so the raw λ_max
+  of a BN net can fall while nothing about the function changed; this number does not. An empty list when the
+  model has no such weight; the field is absent when the flag is off;
+* ``products``: the Hessian-vector products the record cost, all of the above included.
 
-No state is left behind: the measurement runs inside `bnlab.state.preserved_state` (parameters, buffers, ``.grad``,
-``requires_grad``, modes, BN settings, hooks and the global RNG streams are restored).
+One run per folder: a folder whose ``sharpness.jsonl`` already holds records is refused (appending would draw two
+runs as one line). No state is left behind: the measurement runs inside `bnlab.state.preserved_state`
+(parameters, buffers, ``.grad``, ``requires_grad``, modes, BN settings, hooks and the global RNG streams are
+restored).
 """
 
 from __future__ import annotations
@@ -36,32 +47,39 @@ from bnlab.errors import BnlabError
 from bnlab.probes.hessian.batch_sharpness import rayleigh_along_gradient
 from bnlab.probes.hessian.lanczos import lanczos_eigenpairs
 from bnlab.probes.hessian.operator import LossFn, hessian_operator
+from bnlab.probes.hessian.scale import invariant_sharpness, scale_invariant_weights
 from bnlab.probes.hessian.tracked_spectrum import AboveThreshold, eigenvalues_above
 from bnlab.state import BN_MODES, batchnorm_layers, preserved_state
 from bnlab.tracking.jsonl import JsonlTracker, read_jsonl
 
 
 class SharpnessTracker:
-    """See the module doc. `lr` sets the threshold 2/η unless `threshold` is given."""
+    """See the module doc. `lr` sets the threshold 2/η unless `threshold` is given. `spherical`: record the
+    spherical sharpness per scale-invariant weight (None: when the model has BN layers)."""
 
     def __init__(self, out: str | Path, loss_fn: LossFn, *, lr: float, every: int = 1,
                  bn_modes: Sequence[str] = ("train",), threshold: float | None = None, tol: float = 1e-3,
-                 max_k: int = 32, seed: int = 0, fmt: str = "png") -> None:
+                 max_k: int = 32, seed: int = 0, fmt: str = "png", spherical: bool | None = None) -> None:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise BnlabError(f"lr must be a finite number > 0, got {lr!r}")
         if every < 1:
             raise BnlabError(f"every must be >= 1, got {every}")
         if not bn_modes or any(m not in BN_MODES for m in bn_modes):
             raise BnlabError(f"bn_modes must be a non-empty subset of {', '.join(BN_MODES)}, got {list(bn_modes)}")
+        if spherical not in (None, True, False):
+            raise BnlabError(f"spherical must be True, False or None (on when the model has BN), got {spherical!r}")
         if fmt not in ("png", "svg"):
             raise BnlabError(f"format must be png or svg, got {fmt!r}")
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise BnlabError(f"output path {self.out} exists and is not a folder")
+        if read_jsonl(self.out / "sharpness.jsonl"):  # appending would draw two runs as one line in the figure
+            raise BnlabError(f"{self.out / 'sharpness.jsonl'} already holds a run's records; give the tracker a new "
+                             "folder (or delete that file)")
         self.loss_fn, self.lr, self.every, self.bn_modes = loss_fn, float(lr), every, tuple(bn_modes)
         self.threshold = float(threshold) if threshold is not None else 2.0 / self.lr
         self._default_threshold = threshold is None
-        self.tol, self.max_k, self.seed, self.fmt = tol, max_k, seed, fmt
+        self.tol, self.max_k, self.seed, self.fmt, self.spherical = tol, max_k, seed, fmt, spherical
         self.calls = 0
         self._previous: dict[str, AboveThreshold] = {}
         self._log = JsonlTracker(self.out / "sharpness.jsonl")
@@ -75,8 +93,16 @@ class SharpnessTracker:
         records = []
         with preserved_state(model, params=False):
             has_bn = bool(batchnorm_layers(model))
+            spherical = has_bn if self.spherical is None else self.spherical
+            # which weights feed a BN layer: one forward pass, per call (the user's model may change)
+            weights = scale_invariant_weights(model, batch[0]) if spherical else None
             for mode in self.bn_modes if has_bn else self.bn_modes[:1]:
-                records.append(self._measure(model, batch, mode, step))
+                rec = self._measure(model, batch, mode, step)
+                if weights is not None:
+                    rec["spherical"] = invariant_sharpness(model, self.loss_fn, batch, weights=weights,
+                                                           bn_mode=mode, tol=self.tol, seed=self.seed + step)
+                    rec["products"] += sum(e["products"] for e in rec["spherical"])
+                records.append(rec)
         for rec in records:
             self._log.log("sharpness", step, rec)
         return records

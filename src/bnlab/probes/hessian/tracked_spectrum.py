@@ -23,7 +23,8 @@ own convergence is not waited for). A column is converged when ‖H x − θ x�
 Growing k: start with k = (the count found at the previous call) + 1, or `k0`; when LOBPCG has converged the top k
 and the k-th is still ≥ threshold, k grows to one past the block's Ritz values above the threshold (the guard
 columns look ahead), or ×`grow` when every column is above it, and LOBPCG goes on from the current block (new
-columns seeded random; nothing is thrown away), until the k-th eigenvalue is witnessed below the threshold.
+columns seeded random; nothing is thrown away, and H times the current block is reused, so only the new columns
+cost products), until the k-th eigenvalue is witnessed below the threshold.
 
 Warm start (`start`): the previous call's result; its whole final block (the eigenvectors above the threshold, the
 witness and the guard columns) is the new start block, with k = its count + 1. Between nearby training points the
@@ -89,12 +90,28 @@ def _rayleigh_ritz(s: torch.Tensor, hs: torch.Tensor, m: int) -> tuple[torch.Ten
     return theta[order], t @ y[:, order]
 
 
-def lobpcg_largest(op: Operator, x0: torch.Tensor, k: int, *, tol: float, max_iter: int) -> dict[str, Any]:
-    """The k largest eigenpairs of `op` by LOBPCG from the block `x0` (P, m ≥ k); see the module doc.
+def _first_block(op: Operator, x0: torch.Tensor, hx0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q, H Q) for the starting block: Q spans x0. Where `hx0` (P, j) = H x0[:, :j] is already known (the
+    orthonormal block of an earlier run on the same operator, grown by new columns), only the new columns are
+    multiplied: H is linear, so no product is spent twice."""
+    x0 = x0.to(torch.float64)
+    if hx0 is None or hx0.shape[1] == 0:
+        q, _ = torch.linalg.qr(x0)  # (P, m)
+        return q, _apply(op, q)
+    j = hx0.shape[1]
+    known = x0[:, :j]  # (P, j) orthonormal already: Ritz vectors of an orthonormalised basis
+    fresh = x0[:, j:] - known @ (known.T @ x0[:, j:])  # (P, m - j) orthogonal to the known columns
+    fresh, _ = torch.linalg.qr(fresh)
+    return torch.cat([known, fresh], 1), torch.cat([hx0.to(torch.float64), _apply(op, fresh)], 1)
+
+
+def lobpcg_largest(op: Operator, x0: torch.Tensor, k: int, *, tol: float, max_iter: int,
+                   hx0: torch.Tensor | None = None) -> dict[str, Any]:
+    """The k largest eigenpairs of `op` by LOBPCG from the block `x0` (P, m ≥ k); see the module doc. `hx0`
+    (P, j): H x0[:, :j] where already known, with those j columns orthonormal (see `_first_block`).
     Returns {"x" (P, m), "hx" (P, m), "theta" (m,), "resid" (m,), "iterations", "converged"} in float64."""
     m = x0.shape[1]
-    q, _ = torch.linalg.qr(x0.to(torch.float64))  # (P, m)
-    hq = _apply(op, q)
+    q, hq = _first_block(op, x0, hx0)  # (P, m), (P, m)
     theta, c = _rayleigh_ritz(q, hq, m)
     x, hx = q @ c, hq @ c  # (P, m)
     p_dir = hp = None
@@ -164,17 +181,19 @@ def eigenvalues_above(op: Operator, threshold: float, *, start: Any = None, k0: 
     warm, warm_k = _warm_block(start, op.dim)
     k = min(max(k0, warm_k), max_k, op.dim)
     block = warm if warm is not None else torch.zeros(op.dim, 0, dtype=torch.float64)
+    block_h = None  # H block where known: after a growth, not for a warm start (an earlier H)
     iterations = 0
     while True:
         m = min(k + guard, op.dim)
         fill = torch.randn(op.dim, max(0, m - block.shape[1]), generator=gen, dtype=torch.float64)
         x0 = torch.cat([block[:, :m], fill], 1)  # (P, m)
-        run = lobpcg_largest(op, x0, k, tol=tol, max_iter=max_iter)
+        run = lobpcg_largest(op, x0, k, tol=tol, max_iter=max_iter,
+                             hx0=None if block_h is None else block_h[:, :m])
         iterations += run["iterations"]
         theta = run["theta"]
         if float(theta[k - 1]) < threshold or k >= min(max_k, op.dim) or not run["converged"]:
             break
-        block = run["x"]
+        block, block_h = run["x"], run["hx"]
         # the guard columns' Ritz values (lower bounds of λ_{k+1}, …) look ahead: one past those above the
         # threshold, or ×grow when the whole block is above it
         seen = int((theta >= threshold).sum())

@@ -1,6 +1,6 @@
 """The claims a study decides, each as the audit decides it: a pre-registered endpoint, per-seed values paired by
-seed (BN and its twin share the seed: init stream and batch order), the house rule (`experiments.base`) -- 95%
-t-interval against the threshold, settings combined by `stats.combine` -- and secondary results that never vote.
+seed (BN and its twin share the seed: init stream and batch order), the house rule (`experiments.base`) -- the test
+its unit fixes (t for bounded values, exact signed-rank for log ratios), settings combined by `stats.combine` -- and secondary results that never vote.
 
 | claim | per-seed value (positive = the claim's direction) | settings |
 |---|---|---|
@@ -41,8 +41,18 @@ RUNS_TEXT = ("your model (BN) and its twin, trained with the same seeds, batches
 
 
 def _endpoint(name: str, measure: str, unit: str, threshold_source: str, **kw: Any) -> base.Endpoint:
-    return base.Endpoint(name=name, measure=measure, unit=unit, test="t", threshold=0.0,
-                         threshold_source=threshold_source, **kw)
+    """An endpoint whose every setting is decided by the test its unit fixes (`base.UNIT_TESTS`, as in the audit):
+    t for bounded values, the exact signed-rank test for log ratios and decades; `per_setting` may move a
+    threshold, never the test."""
+    units, per = kw.pop("units", {}), dict(kw.pop("per_setting", {}))
+    for setting in kw.get("settings", ("all",)):
+        threshold = per.get(setting, (None, 0.0))[1]
+        per[setting] = (base.fixed_test(units.get(setting, unit)), threshold)
+    test = base.fixed_test(unit) if unit in base.UNIT_TESTS else "t"
+    if test != "t":  # one unit for every setting: the endpoint's own test says it
+        per = {s: v for s, v in per.items() if v != (test, 0.0)}
+    return base.Endpoint(name=name, measure=measure, unit=unit, test=test, threshold=0.0,
+                         threshold_source=threshold_source, per_setting=per, units=units, **kw)
 
 
 C14_SETTINGS: tuple[str, ...] = ("roughness:train", "roughness:eval", "ruggedness:train", "ruggedness:eval")
@@ -75,10 +85,12 @@ ENDPOINTS: dict[str, base.Endpoint] = {
                      units={s: "log ratio" if s.startswith("roughness") else "share of the surface's spread"
                             for s in C14_SETTINGS}),
 }
-RULE = ("Per seed, the value above (BN and twin paired by seed). In each setting: the 95% t-interval of the mean "
-        "wholly above the threshold -> supported, wholly below -> refuted, otherwise inconclusive (one seed: no "
-        "interval, inconclusive). Settings combined by stats.combine (supported or refuted only where every "
-        "setting agrees). Secondary results are reported and never vote.")
+RULE = ("Per seed, the value above (BN and twin paired by seed). In each setting, the test its unit fixes (as in "
+        "the audit): bounded values (cosines, accuracies, shares) by the 95% t-interval of the mean -- wholly above "
+        "the threshold -> supported, wholly below -> refuted; log ratios and decades by the exact signed-rank test "
+        "at 5% (an exact rank test needs at least 6 seeds to decide); otherwise inconclusive. Settings combined by "
+        "stats.combine (supported only where every setting supports; refuted where one refutes and none "
+        "supports). Secondary results are reported and never vote.")
 
 
 def _series_log_mean(runs: Runs, arm: str, key: str) -> list[float]:
