@@ -37,7 +37,7 @@ class StudyConfig:
     # over 128 examples ~0.07 s), and λ_max and the trace enter only secondary results, as log ratios
     hessian_tol: float = 1e-2  # λ_max: Lanczos stops when its estimated eigenvalue error min(r, r²/δ) is at
     # most this share of λ_max (Parlett's bound with the gap δ estimated from the Ritz values: `hessian_criterion`)
-    hessian_criterion: str = "eigenvalue"  # eigenvalue | residual (‖Hy − θy‖ <= tol·|θ|: a bound, ~2x products)
+    hessian_criterion: str = "eigenvalue"  # eigenvalue | residual (‖Hy − θy‖ <= tol·|θ|: a bound; 1.7-2x the products)
     trace_rtol: float = 0.1  # the Hutch++ trace stops early when its standard error is below this share ...
     trace_samples: int = 10  # ... and at most after this many Hutchinson samples (deflated by λ_max's Lanczos
     # basis of >= 10 vectors: net.hessian_numbers); its standard error is recorded beside it (trace_se)
