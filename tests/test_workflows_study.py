@@ -19,8 +19,9 @@ from bnlab.landscape.directions import model_origin
 from bnlab.landscape.roughness import quadratic_residual
 from bnlab.layers.batchnorm import BatchNorm
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
-from bnlab.probes.hessian import top_eigenvalues
+from bnlab.probes.hessian import hessian_operator, top_and_trace, top_eigenvalues
 from bnlab.workflows.study import StudyConfig, load_data, remove_bn
+from bnlab.workflows.study.net import running_stats_at_init
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "residual_cnn_digits.py"
 SMOKE = ["--seeds", "2", "--steps", "8", "--probe-every", "4", "--samples", "32", "--grid", "5", "--threads", "1"]
@@ -99,10 +100,19 @@ def test_study_numbers_equal_the_probes_on_the_same_trained_weights(tmp_path: Pa
             first = torch.randperm(200, generator=torch.Generator().manual_seed(10_000 + seed))[:64]
             grads = layer_gradient_norms(net, loss, (tensors[0][first], tensors[1][first]), bn="train")
             assert rec["gradient_spread"] == pytest.approx(gradient_spread(grads["weight_grad_sq"]), rel=1e-9)
+            # at init the BN net's running statistics are (0, 1): its eval-mode Hessian is not BN's, not measured
+            assert set(rec["hessian_start"]) == ({"train"} if arm == "bn" else {"train", "eval"})
             net.load_state_dict(result.weights[f"{arm}/seed={seed}"])  # the trained weights
             for mode in ("train", "eval"):
-                lam = top_eigenvalues(net, loss, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
-                assert rec["hessian_end"][mode]["lambda_max"] == pytest.approx(lam, rel=1e-9)
+                end = rec["hessian_end"][mode]
+                lam = top_eigenvalues(net, loss, sample, bn_mode=mode, tol=1e-6, seed=seed).eigenvalues[0]
+                assert end["lambda_max"] == pytest.approx(lam, rel=cfg.hessian_tol)  # to the stated tolerance
+                with hessian_operator(net, loss, sample, bn_mode=mode) as op:  # the same seeded estimator
+                    _, tr = top_and_trace(op, tol=cfg.hessian_tol, criterion=cfg.hessian_criterion, sketch=10,
+                                          rtol=cfg.trace_rtol, min_samples=10, max_samples=cfg.trace_samples,
+                                          seed=seed)
+                assert (end["trace"], end["trace_se"]) == pytest.approx((tr.trace, tr.se), rel=1e-9)
+                assert end["examples"] == 64 and end["trace_products"] == tr.products
             dirs = random_directions(model_origin(net), 3, 1000 + seed)
             for mode in ("train", "eval", "recalibrated") if arm == "bn" else ("train",):
                 plane = random_plane(net, loss, sample, radius=1.0, steps=5, bn_mode=mode, directions=dirs[:2])
@@ -121,8 +131,27 @@ def test_study_numbers_equal_the_probes_on_the_same_trained_weights(tmp_path: Pa
     assert c14["metrics"]["per_seed"]["roughness:train"] == pytest.approx(expect)
     assert [v["setting"] for v in c14["votes"]] == ["roughness:train", "roughness:eval", "ruggedness:train",
                                                     "ruggedness:eval"]
+    assert ("landscapes on 64 training examples (5×5 grid), the Hessian on the first 64 (λ_max to an estimated 1%, "
+            "its trace from at most 10 samples)") in " ".join(result.results["header"])
+    c06 = {r["name"]: r for r in next(c for c in result.results["claims"] if c["id"] == "C06")["secondary"]}
+    at_init = c06["log(Hessian lambda_max twin / BN) at initialisation, BN mode eval"]
+    assert "running statistics were still their initial (0, 1)" in at_init["note"] and at_init["effect"] is None
+    assert "initial" not in c06["log(Hessian lambda_max twin / BN) at initialisation, BN mode train"]["note"]
     html = result.write_report(tmp_path / "py")
     assert html.is_file() and (tmp_path / "py" / "weights" / "bn-seed0.pt").is_file()
+
+
+def test_running_stats_at_init_tells_when_eval_mode_is_the_unnormalised_net() -> None:
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
+    assert running_stats_at_init(net) and running_stats_at_init(nn.Linear(4, 2))  # no BN: nothing to tell apart
+    net.train()(torch.randn(8, 4))  # one train-mode batch moves the running statistics
+    assert not running_stats_at_init(net)
+    untracked = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False))
+    untracked.train()(torch.randn(8, 4))
+    assert running_stats_at_init(untracked)  # no running statistics: eval mode normalises by the batch
+    only_var = nn.BatchNorm1d(3)
+    only_var.running_var.fill_(2.0)
+    assert not running_stats_at_init(only_var)
 
 
 def test_checkpoints_are_measured_instead_of_trained_and_custom_losses(tmp_path: Path) -> None:

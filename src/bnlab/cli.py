@@ -439,7 +439,8 @@ def study(
     batch_size: int = typer.Option(64, "--batch-size", help="training batch size"),
     probe_every: int = typer.Option(None, "--probe-every", help="probe every k steps (default steps / 5)"),
     target_acc: float = typer.Option(None, "--target-acc", help="C13: steps until the test accuracy reaches A"),
-    samples: int = typer.Option(256, help="training examples the landscapes and the Hessian are measured on"),
+    samples: int = typer.Option(128, help="training examples the landscapes are measured on (the Hessian on the "
+                                "first 64 of them)"),
     grid: int = typer.Option(11, help="landscape points per axis (a grid × grid plane, a (2 grid − 1)-point line)"),
     probes: str = typer.Option("all", help="what to measure: all, or some of gradient_flow, ics, along_gradient, "
                                "hessian, landscape, eval_modes (comma-separated; a claim whose probe is left out is "

@@ -40,6 +40,7 @@ from bnlab.probes.hessian.density import DensityResult, slq_density
 from bnlab.probes.hessian.lanczos import WHICH, EigenResult, Operator, lanczos_eigenpairs, power_eigenpairs
 from bnlab.probes.hessian.operator import HessianOperator, LossFn, MatrixOperator, hessian_operator
 from bnlab.probes.hessian.spectra import BlockOperator, block_eigenpairs, blocks, extremes, scipy_operator
+from bnlab.probes.hessian.top_and_trace import top_and_trace
 from bnlab.probes.hessian.trace import (
     TraceResult,
     hutchinson_trace,
@@ -54,7 +55,7 @@ __all__ = [
     "MatrixOperator", "TraceResult", "dense_hessian", "density", "eigenpairs", "estimate_trace",
     "finite_difference_hessian", "hessian_operator", "hutchinson_trace", "hutchpp_trace", "krylov_hutchpp_trace",
     "lanczos_eigenpairs",
-    "power_eigenpairs", "slq_density", "top_eigenvalues", "trace",
+    "power_eigenpairs", "slq_density", "top_and_trace", "top_eigenvalues", "trace",
 ]
 
 

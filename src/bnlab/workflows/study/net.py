@@ -4,7 +4,8 @@ what the claims' endpoints need, with the very functions the audit's trials use.
 At initialisation (before any step):
 * C11: ‖∂L/∂W_l‖² of every weight layer on the first batch, BN in train mode (`layer_gradient_norms`), and the
   spread |log10 ‖∂L/∂W_first hidden‖²/‖∂L/∂W_last hidden‖²| (`gradient_spread`, the audit's C11 measure);
-* the Hessian λ_max (Lanczos to `hessian_tol`) and trace (Hutch++ to `trace_rtol`) in each BN mode.
+* the Hessian λ_max (Lanczos to `hessian_tol`) and trace (Hutch++ on that Lanczos basis, `trace_samples`) in
+  each BN mode -- not in eval mode while every running statistic is still (0, 1) (`running_stats_at_init`).
 During training, at step 0 and every `probe_every` steps, before the step's update and on the step's batch:
 * C03: ICS per weight layer (Santurkar Def. 2.1, `ICSProbe`, under the run's own optimizer);
 * C05, C06: loss variation and gradient predictiveness along −g (`AlongGradientProbe`, η = eta_factors × lr);
@@ -39,7 +40,7 @@ from bnlab.landscape.points import BN_MODES as LANDSCAPE_MODES
 from bnlab.landscape.roughness import quadratic_residual
 from bnlab.probes.along_gradient import AlongGradientProbe
 from bnlab.probes.gradflow import gradient_spread, layer_gradient_norms
-from bnlab.probes.hessian import top_eigenvalues, trace
+from bnlab.probes.hessian import hessian_operator, top_and_trace
 from bnlab.probes.ics import ICSProbe
 from bnlab.results import finite_or_none
 from bnlab.state import BN_MODES as HESSIAN_MODES
@@ -50,21 +51,32 @@ from bnlab.workflows.study.config import PROBES, StudyConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CURVE_POINTS = 200  # the training-loss curve kept per net (subsampled)
-TRACE_MAX_SAMPLES = 30  # Hutch++ stops at trace_rtol or here (a trace near 0 has no relative accuracy)
+TRACE_MIN_SAMPLES = 10  # Hutch++ checks trace_rtol from here on (a standard error of fewer is itself noisy)
+TRACE_SKETCH = 10  # Lanczos vectors deflated before the trace's Hutchinson samples
 
 
 def hessian_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tensor, torch.Tensor], modes: tuple[str, ...],
                     cfg: StudyConfig, seed: int) -> dict[str, dict[str, float | None]]:
     """Per BN mode (train, eval): λ_max and the trace of the Hessian of the loss on the first `hessian_samples` of
-    `sample` (seeded: reproducible)."""
+    `sample` (seeded: reproducible), both from one Lanczos run (`bnlab.probes.hessian.top_and_trace`).
+
+    λ_max: Lanczos from the gradient-plus-random start, stopped when the estimated eigenvalue error
+    min(r, r²/δ) <= hessian_tol·|θ| (Parlett, *The Symmetric Eigenvalue Problem*, Thm 11.7.1, δ the gap to the
+    next Ritz value: ``hessian_criterion="eigenvalue"``; an estimate, where the residual criterion r <= tol·|θ| is
+    a bound and takes more products) and holding at least TRACE_SKETCH vectors. The trace: Krylov-aware Hutch++
+    on that basis (exact there) plus at most `trace_samples` Hutchinson samples on the rest, fewer once its
+    standard error is below trace_rtol·|trace|; `trace_se` is that standard error. The examples and the
+    Hessian-vector products each took are recorded."""
     sample = (sample[0][: cfg.hessian_samples], sample[1][: cfg.hessian_samples])  # (H, *in_shape), (H, ...)
     out = {}
     for mode in [m for m in modes if m in HESSIAN_MODES]:
-        lam = top_eigenvalues(net, loss_fn, sample, bn_mode=mode, tol=cfg.hessian_tol, seed=seed).eigenvalues[0]
-        tr = trace(net, loss_fn, sample, bn_mode=mode, rtol=cfg.trace_rtol, max_samples=TRACE_MAX_SAMPLES,
-                   seed=seed)
-        out[mode] = {"lambda_max": finite_or_none(float(lam)), "trace": finite_or_none(float(tr.trace)),
-                     "trace_se": finite_or_none(float(tr.se))}
+        with hessian_operator(net, loss_fn, sample, bn_mode=mode) as op:
+            eig, tr = top_and_trace(op, tol=cfg.hessian_tol, criterion=cfg.hessian_criterion, sketch=TRACE_SKETCH,
+                                    rtol=cfg.trace_rtol, min_samples=min(TRACE_MIN_SAMPLES, cfg.trace_samples),
+                                    max_samples=cfg.trace_samples, seed=seed)
+        out[mode] = {"lambda_max": finite_or_none(float(eig.eigenvalues[0])), "trace": finite_or_none(float(tr.trace)),
+                     "trace_se": finite_or_none(float(tr.se)), "examples": len(sample[0]),
+                     "lambda_products": eig.products, "trace_products": tr.products}
     return out
 
 
@@ -82,7 +94,8 @@ def landscape_numbers(net: nn.Module, loss_fn: LossFn, sample: tuple[torch.Tenso
                      "t": curve.t.tolist(), "line_loss": curve.loss.tolist(),
                      "roughness_2d": finite_or_none(roughness(plane.loss, plane.x, plane.y, cfg.rough_radius)),
                      "roughness_1d": finite_or_none(roughness(curve.loss, curve.t, None, cfg.rough_radius)),
-                     "ruggedness_2d": _ruggedness(plane.loss, plane.x, plane.y, cfg.rough_radius)}
+                     "ruggedness_2d": _ruggedness(plane.loss, plane.x, plane.y, cfg.rough_radius),
+                     "examples": len(sample[0])}
     return out
 
 
@@ -177,9 +190,23 @@ def _init_numbers(net: nn.Module, loss_fn: LossFn, batch: tuple[torch.Tensor, to
             out.update(layers=grads["layers"], weight_grad_sq_init=[finite_or_none(v) for v in grads["weight_grad_sq"]],
                        gradient_spread=finite_or_none(gradient_spread(grads["weight_grad_sq"])))
     if "hessian" in cfg.probes:
-        out["hessian_start"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, modes, cfg,
-                                                                                  seed), {}, clock)
+        start_modes = tuple(m for m in modes if m != "eval" or not running_stats_at_init(net))
+        out["hessian_start"] = guarded(failed, "hessian", lambda: hessian_numbers(net, loss_fn, sample, start_modes,
+                                                                                  cfg, seed), {}, clock)
     return out
+
+
+def running_stats_at_init(net: nn.Module) -> bool:
+    """Every BN layer's running statistics are still torch's initial ones (mean 0, variance 1) or it keeps none:
+    the net in eval mode is then the net without normalisation (each BN the affine map γ·x/√(1+ε) + β) or the
+    train-mode net, so its eval-mode Hessian says nothing of BN's and is not measured."""
+    for _, bn in batchnorm_layers(net):
+        mean, var = getattr(bn, "running_mean", None), getattr(bn, "running_var", None)
+        if mean is None or var is None:
+            continue
+        if bool(mean.any()) or not bool((var == 1).all()):
+            return False
+    return True
 
 
 def _train_config(cfg: StudyConfig, data: Dataset, seed: int, lr: float) -> TrainConfig:

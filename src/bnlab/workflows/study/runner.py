@@ -150,10 +150,20 @@ def _header(study: Mapping[str, Any]) -> list[str]:
              f"{study['data']['task']}" + (f" with {study['data']['classes']} classes" if study['data']['classes']
                                            else "") + f"; loss {study['loss']}.",
              f"Budget: {cfg['seeds']} seeds × {cfg['steps']} {cfg['optimizer']} steps, lr {cfg['lr']}, batch "
-             f"{cfg['batch_size']}; probes every {cfg['probe_every']} steps; landscapes and Hessian on "
-             f"{cfg['samples']} training examples" + ("; nets loaded from checkpoints (not trained)"
-                                                      if study["checkpoints"] else "") + "."]
+             f"{cfg['batch_size']}; probes every {cfg['probe_every']} steps; landscapes on {cfg['samples']} "
+             f"training examples ({cfg['landscape_points']}×{cfg['landscape_points']} grid)" + _hessian_budget(cfg)
+             + ("; nets loaded from checkpoints (not trained)" if study["checkpoints"] else "") + "."]
     return lines + _twin_lines(study)
+
+
+def _hessian_budget(cfg: Mapping[str, Any]) -> str:
+    """What the Hessian was measured on and to what precision (nothing when it was not selected)."""
+    if "hessian" not in cfg.get("probes", ()) or "hessian_samples" not in cfg:
+        return ""
+    trace = f"its trace from at most {cfg['trace_samples']} samples" if "trace_samples" in cfg else "its trace"
+    bound = "" if cfg.get("hessian_criterion") == "residual" else "an estimated "
+    return (f", the Hessian on the first {min(cfg['samples'], cfg['hessian_samples'])} (λ_max to {bound}"
+            f"{100 * cfg['hessian_tol']:g}%, {trace})")
 
 
 def _twin_lines(study: Mapping[str, Any]) -> list[str]:

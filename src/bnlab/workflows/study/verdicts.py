@@ -123,6 +123,9 @@ def _hessian_secondary(runs: Runs, group: str, mode: str, key: str) -> dict[str,
         if negative:
             notes.append(f"{name}'s {key.replace('_', ' ')} is <= 0 in seed(s) {', '.join(map(str, negative))}: "
                          "no log ratio there (the Hessian is indefinite, negative curvature outweighs the positive)")
+    if all(r.get(group) and mode not in r[group] for r in runs["bn"]):  # net.running_stats_at_init
+        notes.append(f"not measured in BN mode {mode} here: the BN net's running statistics were still their initial "
+                     "(0, 1), so in eval mode it was the net without normalisation")
     return {"values": values, "unit": "log ratio", "note": "; ".join(notes)}
 
 
