@@ -1,6 +1,7 @@
 """The claims a study decides, each as the audit decides it: a pre-registered endpoint, per-seed values paired by
 seed (BN and its twin share the seed: init stream and batch order), the house rule (`experiments.base`) -- the test
-its unit fixes (t for bounded values, exact signed-rank for log ratios), settings combined by `stats.combine` -- and secondary results that never vote.
+its unit fixes (t for bounded values, exact signed-rank for log ratios), settings combined by `stats.combine` --
+and secondary results that never vote.
 
 | claim | per-seed value (positive = the claim's direction) | settings |
 |---|---|---|
