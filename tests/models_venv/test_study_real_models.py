@@ -70,6 +70,22 @@ def test_mobilenetv3_study_names_the_hessian_it_cannot_measure_and_goes_on(tmp_p
     assert "Final accuracy" in text and "23 activation/dropout parts of fused layers kept" in text
 
 
+def test_mobilenetv2_study_runs_end_to_end_with_every_probe_and_a_twin_that_keeps_its_relu6(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """timm's MobileNetV2 fuses BN and ReLU6 (BatchNormAct2d): the twin keeps all 35 ReLU6, and every default probe,
+    the Hessian included (ReLU6 has a double backward), measures both nets."""
+    out = tmp_path / "mnv2"
+    assert main(["study", "--model", f"{HERE}:mobilenetv2_035", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    for arm in ("bn", "twin"):
+        run = results["runs"][arm][0]
+        assert run["not_measured"] == {} and run["not_selected"] == [], (arm, run["not_measured"])
+        assert run["hessian_end"]["train"]["lambda_max"] > 0
+    assert {c["id"] for c in results["claims"]} == {"C03", "C05", "C06", "C11", "C14"}
+    assert "35 activation/dropout parts of fused layers kept" in text and "Final accuracy" in text
+
+
 def test_lr_grid_picks_each_nets_lr_and_a_rerun_resumes_from_the_cache(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "grid"
