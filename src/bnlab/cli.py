@@ -191,8 +191,8 @@ def train(
 def audit(
     scale: str = typer.Option("default", help="smoke (≤ 60 s) | default (≤ 15 min on a laptop CPU) | paper (GPU)"),
     out: str = typer.Option("runs/audit", help="output folder: results.json, report.html, report.md, trials/"),
-    seeds: int = typer.Option(None, help="seeds per setting (default: each claim's own for the scale, e.g. 8 for "
-                              "cheap runs and 5 for the VGG runs at the default scale; see docs/protocol.md)"),
+    seeds: int = typer.Option(None, help="seeds per setting: a fixed-n audit (default: the sequential plan, 8 seeds "
+                              "then 12 where undecided at the default scale; see docs/protocol.md)"),
     first_seed: int = typer.Option(0, "--first-seed", help="run seeds N, N+1, ... (a replication on other seeds)"),
     replicate: bool = typer.Option(False, "--replicate", help="then run the same plan on seeds from 1000 into "
                                    "OUT/replication and report per claim whether the verdict replicated"),

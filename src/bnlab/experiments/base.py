@@ -86,8 +86,9 @@ def fixed_test(unit: str, equivalence: bool = False) -> str:
 ACCURACY_MARGIN: float = 0.015
 
 # Seeds per scale, by the cost of a claim's runs: "cheap" (deep linear net, MLPs, verifications) and "costly"
-# (the VGG runs). Chosen by the time budget (make audit <= 15 min on 2 CPU cores) and the power analysis of
-# docs/protocol.md, never by the data a rule judges.
+# (the VGG runs): the first look of `LOOKS`. Chosen by the time budget (make audit <= 15 min on 2 CPU cores),
+# what a rank test needs to decide at all (`sequential.decidable`) and the power analysis of docs/protocol.md,
+# never by the data a rule judges.
 DEFAULT_SEEDS: dict[str, dict[str, int]] = {
     "smoke": {"cheap": 2, "costly": 2},
     "default": {"cheap": 8, "costly": 8},

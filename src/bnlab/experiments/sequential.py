@@ -1,6 +1,6 @@
 """The sequential plan's error rates, by simulation: many audits of one setting, vectorised with numpy.
 
-An audit looks at a setting at the seed counts of its schedule (`base.LOOKS`, e.g. 8, 12, 16): at look k it runs
+An audit looks at a setting at the seed counts of its schedule (`base.LOOKS`, e.g. 8, 12): at look k it runs
 the setting's test at the nominal one-sided levels of `stats.schedule_levels` (Pocock-type alpha spending) and stops
 at the first look that decides (supported or refuted); a setting still undecided at the last look (the cap) is
 inconclusive. `simulate` runs that procedure on `sims` simulated audits at once (per-seed values drawn from

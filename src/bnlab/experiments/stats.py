@@ -27,11 +27,12 @@ POWER: float = 0.80  # the power an MDE is computed for
 class Estimate:
     """An effect over seeds, as a verdict rule sees it.
 
-    `level` is the coverage of [ci_low, ci_high]: 0.95 for t/sign/permutation, 1 - 2*alpha (0.90) for "tost".
+    `level` is the coverage of [ci_low, ci_high]: 0.95 for t/sign/permutation/signed_rank, 1 - 2*alpha (0.90) for
+    "tost" and "rank_tost".
     """
 
-    test: str  # "t" | "sign" | "permutation" | "tost"
-    effect: float  # mean of the per-seed values (median for "sign"); nan when n == 0
+    test: str  # "t" | "sign" | "permutation" | "tost" | "signed_rank" | "rank_tost"
+    effect: float  # mean of the per-seed values (median for "sign", Hodges–Lehmann for the rank tests); nan if n == 0
     ci_low: float | None
     ci_high: float | None
     n: int  # number of finite per-seed values used
