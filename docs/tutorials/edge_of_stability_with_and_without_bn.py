@@ -13,8 +13,9 @@
 # and once without (its twin: the same net with the BN layers left out), and measures in its own training loop
 # with `bnlab.workflows.sharpness_tracker.SharpnessTracker`: at every 10th step, on the SGD batch about to be
 # used, λ_max of that batch's Hessian, the batch's Rayleigh quotient along its gradient (whose mean over steps
-# estimates the batch sharpness) and every eigenvalue above 2/η; for the BN net in both BN modes. Beside it the
-# loop measures the full-batch λ_max on the whole training set. It runs on a CPU in under a minute.
+# estimates the batch sharpness) and every eigenvalue above 2/η; for the BN net in both BN modes. Given
+# `full_batch=train`, it also measures the full-batch λ_max on the whole training set, in the same BN mode. It runs
+# on a CPU in under a minute.
 
 # %%
 import statistics
@@ -26,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.data import load_dataset
-from bnlab.probes.hessian import hessian_operator, lanczos_eigenpairs
 from bnlab.report.figures import save_figure
 from bnlab.workflows.sharpness_tracker import SharpnessTracker
 
@@ -49,7 +49,9 @@ def mlp(bn: bool) -> nn.Module:
 # `tracker.step(model, batch)` measures at calls 0, 10, 20, … and leaves the model exactly as it was (parameters,
 # buffers, `.grad`, modes, RNG), so the SGD run is the same with or without it. `max_k=4` caps how many
 # eigenvalues above 2/η it resolves per probe (eval mode can have more; `converged` then says so), and `tol=1e-2`
-# (a 1 % residual) is plenty for a figure.
+# (a 1 % residual) is plenty for a figure. `full_batch=train` adds `full_batch_lambda_max` to each record: λ_max of
+# the loss on all 512 training examples (in BN mode train, with BN statistics over those 512:
+# `full_batch_bn_batch_size`).
 
 # %%
 out = tempfile.mkdtemp()
@@ -59,17 +61,13 @@ for name, bn in (("no BN", False), ("BN", True)):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     modes = ("train", "eval") if bn else ("train",)
     tracker = SharpnessTracker(f"{out}/{name}", F.cross_entropy, lr=lr, every=every, bn_modes=modes, max_k=4,
-                               tol=1e-2)
+                               tol=1e-2, full_batch=train)
     gen = torch.Generator().manual_seed(1)
     rows: list[dict] = []
     for step in range(steps):
         idx = torch.randperm(len(train[0]), generator=gen)[:batch_size]
         batch = (train[0][idx], train[1][idx])
-        records = tracker.step(model, batch)
-        for rec in records or []:  # the full-batch λ_max beside the tracker's numbers, in the same BN mode
-            with hessian_operator(model, F.cross_entropy, train, bn_mode=rec["bn_mode"]) as op:
-                top = lanczos_eigenpairs(op, k=1, tol=1e-2).eigenvalues[0]
-            rows.append({**rec, "step": step, "full_lambda_max": top})
+        rows += [{**rec, "step": step} for rec in tracker.step(model, batch) or []]
         model.train()
         opt.zero_grad()
         F.cross_entropy(model(batch[0]), batch[1]).backward()
@@ -93,8 +91,9 @@ for name, run in runs.items():
         s = {"start": rows[0]["lambda_max"], "peak": max(r["lambda_max"] for r in rows),
              "batch_sharpness": statistics.mean(r["batch_sharpness"] for r in late),
              "batch_lambda_max": statistics.mean(r["lambda_max"] for r in late),
-             "full_lambda_max": statistics.mean(r["full_lambda_max"] for r in late),
-             "full_start": rows[0]["full_lambda_max"], "full_peak": max(r["full_lambda_max"] for r in rows),
+             "full_lambda_max": statistics.mean(r["full_batch_lambda_max"] for r in late),
+             "full_start": rows[0]["full_batch_lambda_max"],
+             "full_peak": max(r["full_batch_lambda_max"] for r in rows),
              "above": max(len(r["above_threshold"]) for r in rows), "bn_batch_size": rows[0]["bn_batch_size"]}
         summary[name, mode] = s
         stats = f"BN statistics over {s['bn_batch_size']} examples" if s["bn_batch_size"] else "no batch statistics"
@@ -110,7 +109,8 @@ for name, run in runs.items():
 # ## Drawn: every sharpness beside 2/η
 # One panel per net and BN mode: the batch λ_max and the full-batch λ_max at each probe, the running mean of the
 # batch Rayleigh quotients (the batch-sharpness estimate so far) and the line 2/η. (The tracker draws the same
-# per net, without the full-batch λ_max, in the figures printed above.)
+# per net in the figures printed above, one file per net, with the BN net's spherical sharpness per weight in a
+# panel beside each BN mode; here both nets share one figure.)
 
 # %%
 panels = []
@@ -122,7 +122,7 @@ for name, mode in summary:
     panels.append({"title": f"{name}, BN mode {mode}" if name == "BN" else name, "xlabel": "SGD step",
                    "ylabel": "sharpness", "series": [
                        {"label": "λ_max of the SGD batch", "x": x, "y": [r["lambda_max"] for r in rows]},
-                       {"label": "λ_max, full batch", "x": x, "y": [r["full_lambda_max"] for r in rows]},
+                       {"label": "λ_max, full batch", "x": x, "y": [r["full_batch_lambda_max"] for r in rows]},
                        {"label": "batch sharpness (running mean)", "x": x, "y": running},
                        {"label": "2/η", "x": [x[0], x[-1]], "y": [two_over_eta] * 2}]})
 figure = {"id": "edge_of_stability", "kind": "lines", "title": f"SGD at η = {lr}: sharpness and 2/η",
