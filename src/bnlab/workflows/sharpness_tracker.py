@@ -15,7 +15,8 @@ the tracker is given ``full_batch=(x, y)``, and ``"spherical"`` for a BN net):
   batch sharpness of Andreyev & Beneventano (2024), the quantity that settles at 2/η under SGD;
 * ``above_threshold``: every Hessian eigenvalue of that batch's loss above ``threshold`` (2/η by default), by the
   warm-started, growing LOBPCG of `bnlab.probes.hessian.tracked_spectrum` (each call starts from the previous
-  call's block in the same mode); ``lambda_max``: the largest of them, or Lanczos's top eigenvalue when none is;
+  call's block in the same mode, extrapolated one probe ahead where the recent calls drifted steadily: rarely under
+  SGD, whose batch Hessians jump); ``lambda_max``: the largest of them, or Lanczos's top eigenvalue when none is;
 * ``bn_batch_size``: the examples behind each BN statistic (the batch's size in mode train, None in mode eval or
   without BN);
 * ``spherical`` (when the tracker's ``spherical`` flag is on: by default, when the model has BN layers): one entry

@@ -26,10 +26,27 @@ columns look ahead), or ×`grow` when every column is above it, and LOBPCG goes 
 columns seeded random; nothing is thrown away, and H times the current block is reused, so only the new columns
 cost products), until the k-th eigenvalue is witnessed below the threshold.
 
-Warm start (`start`): the previous call's result; its whole final block (the eigenvectors above the threshold, the
-witness and the guard columns) is the new start block, with k = its count + 1. Between nearby training points the
-eigenvectors move little, so the first residuals are already small. Side effects: none (the operator never writes
-the model)."""
+Warm start (`start`): the previous call's result; its final block (the eigenvectors above the threshold, the witness
+and `warm_guard` of its guard columns) is the new start block, with k = its count + 1. Between nearby training points
+the eigenvectors move little, so the first residuals are already small. One guard column, not `guard`: the previous
+block's guard columns were never converged (their Ritz values stay in the bulk, far below the witness), so they carry
+little; one keeps the witness's convergence rate (measured in bench/bench_tracked_spectrum.py: 0 guard columns cost
+more products, 2 cost more too).
+
+Extrapolation (`extrapolate=True`): along a training run the eigenvectors drift smoothly, so the start block is
+predicted one probe ahead, X_t + (X_t − X_{t−1}·R) (R: the orthogonal c × c Procrustes rotation aligning the earlier
+block to the newer, so sign flips and rotations inside a block are not counted as motion), when that linear rule
+would have predicted the previous call's result better than staying put — a backtest on the last three results
+that costs no product. Under SGD, where each probe sees a new batch and the vectors jump, the backtest keeps the
+plain warm start. The prediction only changes where LOBPCG starts: each returned pair still meets the same residual
+test. Numerics: the products are only as accurate as the operator's dtype, so the Rayleigh–Ritz step drops the
+directions of S whose Gram eigenvalue is below max(1e-10, 10·eps(dtype)) of the largest (with 1e-10 and float32
+products, a near-dependent direction amplified the products' rounding into Ritz values of 1e52).
+
+A caveat measured in the bench: a residual test cannot prove that no eigenvalue above was missed. A cold start from
+random columns converged, at 1e-3, to the second of two eigenvalues 0.36 apart (50.18 and 49.82, threshold 50)
+before the first had grown into its block; a warm start, whose block already holds both, did not. Side effects: none
+(the operator never writes the model)."""
 
 from __future__ import annotations
 
@@ -59,6 +76,7 @@ class AboveThreshold:
     tol: float
     info: dict[str, Any] = field(default_factory=dict)  # the operator's describe(): bn_mode, bn_batch_size, …
     block: torch.Tensor | None = None  # (P, m) the final LOBPCG block, guard columns included: the best warm start
+    history: tuple[torch.Tensor, ...] = ()  # `eigenvectors` of this call and up to 2 earlier ones, newest first
 
     @property
     def count(self) -> int:
@@ -77,12 +95,13 @@ def _apply(op: Operator, block: torch.Tensor) -> torch.Tensor:
     return op.matvec(block.to(op.dtype)).to(torch.float64)
 
 
-def _rayleigh_ritz(s: torch.Tensor, hs: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _rayleigh_ritz(s: torch.Tensor, hs: torch.Tensor, m: int, drop: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-m Ritz pairs of H on span(S): (θ (m,) descending, C (n, m) with S C the Ritz vectors), S not
-    necessarily orthonormal; near-dependent directions of S are dropped (module doc)."""
+    necessarily orthonormal; directions of S with Gram eigenvalue below `drop` of the largest are dropped (module
+    doc: 1/√d amplifies the products' rounding)."""
     gram = s.T @ s  # (n, n)
     d, v = torch.linalg.eigh(0.5 * (gram + gram.T))
-    keep = d > 1e-10 * float(d.max())
+    keep = d > drop * float(d.max())
     t = v[:, keep] / d[keep].sqrt()  # (n, r): S t is orthonormal
     g = t.T @ (s.T @ hs) @ t  # (r, r)
     theta, y = torch.linalg.eigh(0.5 * (g + g.T))
@@ -111,8 +130,9 @@ def lobpcg_largest(op: Operator, x0: torch.Tensor, k: int, *, tol: float, max_it
     (P, j): H x0[:, :j] where already known, with those j columns orthonormal (see `_first_block`).
     Returns {"x" (P, m), "hx" (P, m), "theta" (m,), "resid" (m,), "iterations", "converged"} in float64."""
     m = x0.shape[1]
+    drop = max(1e-10, 10 * torch.finfo(op.dtype).eps)  # the products' precision bounds what S can resolve
     q, hq = _first_block(op, x0, hx0)  # (P, m), (P, m)
-    theta, c = _rayleigh_ritz(q, hq, m)
+    theta, c = _rayleigh_ritz(q, hq, m, drop)
     x, hx = q @ c, hq @ c  # (P, m)
     p_dir = hp = None
     resid = torch.full((m,), math.inf, dtype=torch.float64)
@@ -134,7 +154,7 @@ def lobpcg_largest(op: Operator, x0: torch.Tensor, k: int, *, tol: float, max_it
             parts.append(p_dir)
             hparts.append(hp)
         s, hs = torch.cat(parts, 1), torch.cat(hparts, 1)  # (P, n)
-        theta, c = _rayleigh_ritz(s, hs, m)
+        theta, c = _rayleigh_ritz(s, hs, m, drop)
         x_new, hx_new = s @ c, hs @ c
         p_dir, hp = s[:, m:] @ c[m:], hs[:, m:] @ c[m:]  # the part that came from [W, P]
         norms = p_dir.norm(dim=0).clamp_min(1e-300)
@@ -167,20 +187,57 @@ def _warm_block(start: Any, dim: int) -> tuple[torch.Tensor | None, int]:
     return block, k or block.shape[1]
 
 
+def _aligned(earlier: torch.Tensor, newer: torch.Tensor) -> torch.Tensor:
+    """earlier·R with R the orthogonal c × c matrix closest to aligning earlier's columns with newer's (orthogonal
+    Procrustes: earlierᵀ newer = U S Vᵀ, R = U Vᵀ). (P, c), (P, c) -> (P, c)."""
+    u, _, vh = torch.linalg.svd(earlier.T @ newer)  # (c, c)
+    return earlier @ (u @ vh)
+
+
+def _miss(predicted: torch.Tensor, actual: torch.Tensor) -> float:
+    """‖(I − Q Qᵀ) actual‖_F, Q an orthonormal basis of span(predicted): how much of the actual block lies outside
+    the predicted subspace (all Rayleigh–Ritz can use of a start block is its span)."""
+    q, _ = torch.linalg.qr(predicted)
+    return float((actual - q @ (q.T @ actual)).norm())
+
+
+def extrapolated_start(history: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, bool]:
+    """The start block one probe ahead of `history` (newest first; module doc): (X (P, c), whether it is the
+    linear prediction X_t + (X_t − X_{t−1}R) rather than X_t itself). The linear rule is used when, tried on the
+    previous call (predicting X_t from X_{t−1} and X_{t−2}), it missed less of X_t than X_{t−1} alone."""
+    c = min(h.shape[1] for h in history)
+    hist = [h[:, :c].to(torch.float64) for h in history]  # (P, c) each; only the common columns have a past
+    if len(hist) < 3:
+        return hist[0], False
+    linear = 2 * hist[1] - _aligned(hist[2], hist[1])
+    if _miss(linear, hist[0]) >= _miss(hist[1], hist[0]):
+        return hist[0], False
+    return 2 * hist[0] - _aligned(hist[1], hist[0]), True
+
+
 def eigenvalues_above(op: Operator, threshold: float, *, start: Any = None, k0: int = 1, guard: int = 2,
-                      grow: float = 2.0, tol: float = 1e-3, max_iter: int = 200, max_k: int = 64,
-                      seed: int = 0) -> AboveThreshold:
+                      warm_guard: int = 1, extrapolate: bool = True, grow: float = 2.0, tol: float = 1e-3,
+                      max_iter: int = 200, max_k: int = 64, seed: int = 0) -> AboveThreshold:
     """Every eigenvalue of `op` ≥ `threshold`, with the witness below it (module doc). `start`: the previous call's
-    `AboveThreshold` (or (P, j) vectors) for a warm start; `k0`: the first block's wanted size without one."""
+    `AboveThreshold` (or (P, j) vectors) for a warm start, which then carries `warm_guard` guard columns instead of
+    `guard` and, with `extrapolate`, is predicted one probe ahead from the results' history; `k0`: the first
+    block's wanted size without a warm start."""
     if not math.isfinite(threshold):
         raise BnlabError(f"threshold must be a finite number, got {threshold}")
-    if not (tol > 0 and k0 >= 1 and guard >= 0 and grow > 1 and max_k >= 1):
-        raise BnlabError("need tol > 0, k0 >= 1, guard >= 0, grow > 1 and max_k >= 1")
+    if not (tol > 0 and k0 >= 1 and guard >= 0 and warm_guard >= 0 and grow > 1 and max_k >= 1):
+        raise BnlabError("need tol > 0, k0 >= 1, guard >= 0, warm_guard >= 0, grow > 1 and max_k >= 1")
     gen = torch.Generator().manual_seed(seed)
     first = op.products
     warm, warm_k = _warm_block(start, op.dim)
     k = min(max(k0, warm_k), max_k, op.dim)
     block = warm if warm is not None else torch.zeros(op.dim, 0, dtype=torch.float64)
+    history = tuple(start.history) if isinstance(start, AboveThreshold) and warm is not None else ()
+    predicted = False
+    if warm is not None:
+        guard = warm_guard
+        if extrapolate and len(history) >= 2:
+            ahead, predicted = extrapolated_start(history)
+            block = torch.cat([ahead, block[:, ahead.shape[1]:]], 1)  # (P, j): the predicted columns, then the rest
     block_h = None  # H block where known: after a growth, not for a warm start (an earlier H)
     iterations = 0
     while True:
@@ -201,9 +258,11 @@ def eigenvalues_above(op: Operator, threshold: float, *, start: Any = None, k0: 
     above = [i for i in range(k) if float(theta[i]) >= threshold]
     has_witness = float(theta[k - 1]) < threshold
     keep = above + ([len(above)] if has_witness else [])
+    vectors = run["x"][:, keep].to(op.dtype)  # (P, count + 1)
     return AboveThreshold(
         eigenvalues=[float(theta[i]) for i in above], witness=float(theta[len(above)]) if has_witness else None,
-        eigenvectors=run["x"][:, keep].to(op.dtype), residuals=[float(run["resid"][i]) for i in keep],
+        eigenvectors=vectors, residuals=[float(run["resid"][i]) for i in keep],
         threshold=float(threshold), products=op.products - first, iterations=iterations, k=k,
         converged=bool(run["converged"]) and has_witness, tol=tol,
-        info={**op.describe(), "start": "warm" if warm is not None else "random"}, block=run["x"].to(op.dtype))
+        info={**op.describe(), "start": "warm" if warm is not None else "random", "extrapolated": predicted},
+        block=run["x"].to(op.dtype), history=(vectors, *history[:2]))
