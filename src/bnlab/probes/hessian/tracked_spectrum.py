@@ -76,7 +76,9 @@ class AboveThreshold:
     tol: float
     info: dict[str, Any] = field(default_factory=dict)  # the operator's describe(): bn_mode, bn_batch_size, …
     block: torch.Tensor | None = None  # (P, m) the final LOBPCG block, guard columns included: the best warm start
-    history: tuple[torch.Tensor, ...] = ()  # `eigenvectors` of this call and up to 2 earlier ones, newest first
+    # `eigenvectors` of this call and up to 2 earlier ones, newest first (what extrapolation needs; it keeps two more
+    # (P, count + 1) blocks alive than a plain warm start would)
+    history: tuple[torch.Tensor, ...] = ()
 
     @property
     def count(self) -> int:
